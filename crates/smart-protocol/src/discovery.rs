@@ -1,0 +1,190 @@
+//! Discovery documents: SMART App Launch 2.2 §2.0.4 `/.well-known/smart-configuration`
+//! (<https://hl7.org/fhir/smart-app-launch/conformance.html#metadata>) and OpenID Connect
+//! Discovery 1.0 §3 `/.well-known/openid-configuration`.
+//!
+//! The documents are built from [`Features`], the list of what the server really implements:
+//! a capability is advertised only once the code behind it has landed.
+
+use crate::jose::JwsAlgorithm;
+use crate::urls::ServerUrls;
+use serde::{Deserialize, Serialize};
+
+/// What the running server implements. Each later feature flips its own entry on, and the
+/// discovery documents follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// SMART capability strings (`launch-ehr`, `client-public`, `permission-v2`, …).
+    pub capabilities: Vec<String>,
+    /// Grant types the token endpoint accepts.
+    pub grant_types: Vec<String>,
+    /// Client authentication methods at the token endpoint.
+    pub token_auth_methods: Vec<String>,
+    /// Algorithms accepted in `private_key_jwt` client assertions.
+    pub token_auth_signing_algs: Vec<JwsAlgorithm>,
+    /// Scopes advertised in `scopes_supported`.
+    pub scopes: Vec<String>,
+    pub authorize: bool,
+    pub introspection: bool,
+    pub revocation: bool,
+    pub management: bool,
+    pub userinfo: bool,
+}
+
+/// `GET {fhirBase}/.well-known/smart-configuration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartConfiguration {
+    pub issuer: String,
+    pub jwks_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
+    pub grant_types_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scopes_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub response_types_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_endpoint: Option<String>,
+    pub capabilities: Vec<String>,
+    pub code_challenge_methods_supported: Vec<String>,
+}
+
+impl SmartConfiguration {
+    pub fn new(urls: &ServerUrls, features: &Features) -> Self {
+        Self {
+            issuer: urls.issuer().to_owned(),
+            jwks_uri: urls.jwks(),
+            authorization_endpoint: features.authorize.then(|| urls.authorize()),
+            token_endpoint: urls.token(),
+            grant_types_supported: features.grant_types.clone(),
+            token_endpoint_auth_methods_supported: features.token_auth_methods.clone(),
+            token_endpoint_auth_signing_alg_values_supported: features.token_auth_signing_algs.clone(),
+            scopes_supported: features.scopes.clone(),
+            response_types_supported: response_types(features),
+            introspection_endpoint: features.introspection.then(|| urls.introspect()),
+            revocation_endpoint: features.revocation.then(|| urls.revoke()),
+            management_endpoint: features.management.then(|| urls.manage()),
+            capabilities: features.capabilities.clone(),
+            // RFC 7636 S256 only: SMART App Launch 2.2 forbids `plain`.
+            code_challenge_methods_supported: vec!["S256".to_owned()],
+        }
+    }
+}
+
+/// `GET {issuer}/.well-known/openid-configuration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenIdConfiguration {
+    pub issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    pub jwks_uri: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scopes_supported: Vec<String>,
+    pub response_types_supported: Vec<String>,
+    pub grant_types_supported: Vec<String>,
+    pub subject_types_supported: Vec<String>,
+    pub id_token_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    pub code_challenge_methods_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// RFC 9207: the authorization response carries `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+impl OpenIdConfiguration {
+    pub fn new(urls: &ServerUrls, features: &Features) -> Self {
+        Self {
+            issuer: urls.issuer().to_owned(),
+            authorization_endpoint: features.authorize.then(|| urls.authorize()),
+            token_endpoint: urls.token(),
+            userinfo_endpoint: features.userinfo.then(|| urls.userinfo()),
+            jwks_uri: urls.jwks(),
+            scopes_supported: features.scopes.clone(),
+            response_types_supported: response_types(features),
+            grant_types_supported: features.grant_types.clone(),
+            subject_types_supported: vec!["public".to_owned()],
+            // OpenID Connect Core §15.1: RS256 must be supported for ID tokens.
+            id_token_signing_alg_values_supported: vec![JwsAlgorithm::RS256],
+            token_endpoint_auth_methods_supported: features.token_auth_methods.clone(),
+            token_endpoint_auth_signing_alg_values_supported: features.token_auth_signing_algs.clone(),
+            code_challenge_methods_supported: vec!["S256".to_owned()],
+            introspection_endpoint: features.introspection.then(|| urls.introspect()),
+            revocation_endpoint: features.revocation.then(|| urls.revoke()),
+            authorization_response_iss_parameter_supported: features.authorize,
+        }
+    }
+}
+
+fn response_types(features: &Features) -> Vec<String> {
+    if features.authorize {
+        vec!["code".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn urls() -> ServerUrls {
+        ServerUrls::new("https://ehr.example.org", "/fhir").unwrap()
+    }
+
+    #[test]
+    fn smart_configuration_has_the_required_fields_even_with_no_feature() {
+        let doc = serde_json::to_value(SmartConfiguration::new(&urls(), &Features::default())).unwrap();
+        assert_eq!(doc["token_endpoint"], "https://ehr.example.org/auth/token");
+        assert_eq!(doc["jwks_uri"], "https://ehr.example.org/.well-known/jwks.json");
+        assert_eq!(doc["capabilities"], Value::Array(vec![]));
+        assert_eq!(doc["grant_types_supported"], Value::Array(vec![]));
+        assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+        // Nothing that does not exist is advertised.
+        for absent in ["authorization_endpoint", "introspection_endpoint", "revocation_endpoint", "management_endpoint"] {
+            assert!(doc.get(absent).is_none(), "{absent} advertised without the feature");
+        }
+    }
+
+    #[test]
+    fn endpoints_appear_with_their_features() {
+        let features = Features {
+            authorize: true,
+            introspection: true,
+            capabilities: vec!["launch-ehr".into()],
+            grant_types: vec!["authorization_code".into()],
+            ..Features::default()
+        };
+        let doc = SmartConfiguration::new(&urls(), &features);
+        assert_eq!(doc.authorization_endpoint.as_deref(), Some("https://ehr.example.org/auth/authorize"));
+        assert_eq!(doc.introspection_endpoint.as_deref(), Some("https://ehr.example.org/auth/introspect"));
+        assert_eq!(doc.response_types_supported, vec!["code"]);
+        assert_eq!(doc.revocation_endpoint, None);
+    }
+
+    #[test]
+    fn openid_configuration_issuer_is_the_url_it_is_served_under() {
+        let doc = OpenIdConfiguration::new(&urls(), &Features::default());
+        assert_eq!(format!("{}/.well-known/openid-configuration", doc.issuer), urls().openid_configuration());
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+        assert_eq!(json["subject_types_supported"], serde_json::json!(["public"]));
+    }
+}

@@ -1,0 +1,289 @@
+//! JOSE pieces the server and the SDK share: signature algorithms (RFC 7518 §3), JSON Web
+//! Keys (RFC 7517) with RFC 7638 thumbprints as key ids, and the JWS compact serialization
+//! (RFC 7515 §7.1).
+//!
+//! Signatures themselves are computed elsewhere (WebCrypto in the Worker and in the browser):
+//! this module only builds the bytes to sign and assembles the token around the signature.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// JWS algorithms smart-edge signs or verifies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JwsAlgorithm {
+    RS256,
+    RS384,
+    ES256,
+    ES384,
+}
+
+impl JwsAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::RS256, Self::RS384, Self::ES256, Self::ES384].into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The JWK `kty` a key for this algorithm has.
+    pub fn key_type(self) -> &'static str {
+        match self {
+            Self::RS256 | Self::RS384 => "RSA",
+            Self::ES256 | Self::ES384 => "EC",
+        }
+    }
+
+    /// The curve of an EC algorithm (RFC 7518 §3.4 binds each ES algorithm to one curve).
+    pub fn curve(self) -> Option<&'static str> {
+        match self {
+            Self::ES256 => Some("P-256"),
+            Self::ES384 => Some("P-384"),
+            _ => None,
+        }
+    }
+
+    /// The SHA-2 variant named in WebCrypto's algorithm parameters.
+    pub fn hash(self) -> &'static str {
+        match self {
+            Self::RS256 | Self::ES256 => "SHA-256",
+            Self::RS384 | Self::ES384 => "SHA-384",
+        }
+    }
+}
+
+impl fmt::Display for JwsAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a JWK was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwkError {
+    #[error("the key is not a JSON object with the JWK members: {0}")]
+    Malformed(String),
+    #[error("the key has no usable 'alg' (RS256, RS384, ES256 or ES384)")]
+    UnknownAlgorithm,
+    #[error("the key's kty/crv does not fit its alg {0}")]
+    AlgorithmMismatch(JwsAlgorithm),
+    #[error("the key lacks the member '{0}'")]
+    Missing(&'static str),
+}
+
+/// A JSON Web Key, public or private, as the members RFC 7518 §6 defines for RSA and EC keys.
+/// Unknown members (`key_ops`, `ext`, …) are dropped: smart-edge decides key usage itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dq: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qi: Option<String>,
+}
+
+impl fmt::Debug for Jwk {
+    // Private members never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwk")
+            .field("kty", &self.kty)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("crv", &self.crv)
+            .field("private", &self.is_private())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jwk {
+    pub fn is_private(&self) -> bool {
+        self.d.is_some()
+    }
+
+    /// The algorithm the key declares, checked against its type and curve.
+    pub fn algorithm(&self) -> Result<JwsAlgorithm, JwkError> {
+        let alg = self.alg.as_deref().and_then(JwsAlgorithm::parse).ok_or(JwkError::UnknownAlgorithm)?;
+        if self.kty != alg.key_type() || self.crv.as_deref() != alg.curve() {
+            return Err(JwkError::AlgorithmMismatch(alg));
+        }
+        Ok(alg)
+    }
+
+    /// Checks that the members a public key of its algorithm needs are present.
+    pub fn validate_public(&self) -> Result<JwsAlgorithm, JwkError> {
+        let alg = self.algorithm()?;
+        let required: &[(&'static str, &Option<String>)] = match alg.key_type() {
+            "RSA" => &[("n", &self.n), ("e", &self.e)],
+            _ => &[("x", &self.x), ("y", &self.y)],
+        };
+        for (name, value) in required {
+            if value.as_deref().is_none_or(str::is_empty) {
+                return Err(JwkError::Missing(name));
+            }
+        }
+        Ok(alg)
+    }
+
+    /// Checks that the key is a complete private key of its algorithm.
+    pub fn validate_private(&self) -> Result<JwsAlgorithm, JwkError> {
+        let alg = self.validate_public()?;
+        if self.d.as_deref().is_none_or(str::is_empty) {
+            return Err(JwkError::Missing("d"));
+        }
+        Ok(alg)
+    }
+
+    /// The public half, with `use: sig`, as it is published in a JWKS.
+    pub fn to_public(&self) -> Jwk {
+        Jwk {
+            kty: self.kty.clone(),
+            kid: self.kid.clone(),
+            alg: self.alg.clone(),
+            use_: Some("sig".to_owned()),
+            crv: self.crv.clone(),
+            x: self.x.clone(),
+            y: self.y.clone(),
+            n: self.n.clone(),
+            e: self.e.clone(),
+            ..Jwk::default()
+        }
+    }
+
+    /// RFC 7638 thumbprint (SHA-256, base64url): the required public members in lexicographic
+    /// order, no whitespace. Used as the `kid` of generated keys, so a key id is stable and
+    /// anyone can recompute it.
+    pub fn thumbprint(&self) -> Result<String, JwkError> {
+        self.validate_public()?;
+        // All member values are base64url or fixed names, so no JSON escaping is needed; serde
+        // still does the quoting to stay honest.
+        let q = |v: &Option<String>| serde_json::to_string(v.as_deref().unwrap_or_default()).unwrap_or_default();
+        let canonical = match self.kty.as_str() {
+            "RSA" => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, q(&self.e), q(&self.n)),
+            _ => format!(
+                r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+                q(&self.crv),
+                q(&self.x),
+                q(&self.y)
+            ),
+        };
+        Ok(B64URL.encode(Sha256::digest(canonical.as_bytes())))
+    }
+}
+
+/// A JSON Web Key Set (RFC 7517 §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// The protected header of a compact JWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwsHeader {
+    pub alg: JwsAlgorithm,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    pub kid: String,
+}
+
+/// The `header.payload` part of a compact JWS: the bytes a signer signs.
+pub fn signing_input<C: Serialize>(header: &JwsHeader, claims: &C) -> Result<String, serde_json::Error> {
+    let header = B64URL.encode(serde_json::to_vec(header)?);
+    let payload = B64URL.encode(serde_json::to_vec(claims)?);
+    Ok(format!("{header}.{payload}"))
+}
+
+/// Appends the signature to a signing input, giving the compact serialization.
+pub fn compact(signing_input: &str, signature: &[u8]) -> String {
+    format!("{signing_input}.{}", B64URL.encode(signature))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7638 §3.1's example key and thumbprint.
+    #[test]
+    fn thumbprint_matches_rfc_7638_example() {
+        let key: Jwk = serde_json::from_str(
+            r#"{"kty":"RSA","alg":"RS256","kid":"2011-04-29","e":"AQAB",
+            "n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}"#,
+        )
+        .unwrap();
+        assert_eq!(key.thumbprint().unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn public_half_drops_every_private_member() {
+        let private = Jwk {
+            kty: "EC".into(),
+            alg: Some("ES256".into()),
+            crv: Some("P-256".into()),
+            x: Some("x".into()),
+            y: Some("y".into()),
+            d: Some("secret".into()),
+            ..Jwk::default()
+        };
+        assert_eq!(private.validate_private(), Ok(JwsAlgorithm::ES256));
+        let public = private.to_public();
+        assert!(!public.is_private());
+        let json = serde_json::to_string(&public).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+        assert!(json.contains(r#""use":"sig""#));
+        assert!(!format!("{private:?}").contains("secret"));
+    }
+
+    #[test]
+    fn refuses_keys_whose_type_does_not_fit_the_algorithm() {
+        let key = Jwk { kty: "RSA".into(), alg: Some("ES256".into()), ..Jwk::default() };
+        assert_eq!(key.algorithm(), Err(JwkError::AlgorithmMismatch(JwsAlgorithm::ES256)));
+        let key = Jwk { kty: "EC".into(), alg: Some("ES256".into()), crv: Some("P-384".into()), ..Jwk::default() };
+        assert_eq!(key.algorithm(), Err(JwkError::AlgorithmMismatch(JwsAlgorithm::ES256)));
+        let key = Jwk { kty: "RSA".into(), alg: Some("HS256".into()), ..Jwk::default() };
+        assert_eq!(key.algorithm(), Err(JwkError::UnknownAlgorithm));
+        let key = Jwk { kty: "RSA".into(), alg: Some("RS256".into()), n: Some("n".into()), ..Jwk::default() };
+        assert_eq!(key.validate_public(), Err(JwkError::Missing("e")));
+    }
+
+    #[test]
+    fn compact_serialization_is_three_base64url_parts() {
+        let header = JwsHeader { alg: JwsAlgorithm::ES256, typ: Some("JWT".into()), kid: "k1".into() };
+        let input = signing_input(&header, &serde_json::json!({"sub": "a"})).unwrap();
+        let token = compact(&input, &[1, 2, 3]);
+        let parts: Vec<_> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(B64URL.decode(parts[0]).unwrap(), br#"{"alg":"ES256","typ":"JWT","kid":"k1"}"#);
+        assert_eq!(parts[2], "AQID");
+    }
+}
