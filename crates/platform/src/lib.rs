@@ -1,1 +1,16 @@
+//! smart-edge's use cases, written once over small storage and crypto *ports* so that the
+//! same decisions run inside the Worker (KV, Durable Objects, WebCrypto) and natively in tests
+//! (the in-memory adapters in [`memory`]).
+//!
+//! Ports are `?Send`: Workers futures are not `Send`, and nothing here needs threads.
 
+pub mod features;
+pub mod fhir;
+pub mod keys;
+pub mod memory;
+pub mod ports;
+pub mod routes;
+pub mod settings;
+pub mod tokens;
+
+pub use ports::{CryptoError, StoreError};

@@ -1,0 +1,46 @@
+//! OperationOutcome (<https://hl7.org/fhir/R4/operationoutcome.html>), the FHIR error body.
+
+use serde_json::{json, Value};
+
+/// `issue.code` values used so far (<https://hl7.org/fhir/R4/valueset-issue-type.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueType {
+    NotFound,
+    NotSupported,
+    Invalid,
+    Security,
+    Exception,
+}
+
+impl IssueType {
+    pub fn code(self) -> &'static str {
+        match self {
+            IssueType::NotFound => "not-found",
+            IssueType::NotSupported => "not-supported",
+            IssueType::Invalid => "invalid",
+            IssueType::Security => "security",
+            IssueType::Exception => "exception",
+        }
+    }
+}
+
+/// An OperationOutcome with one error issue.
+pub fn error(code: IssueType, diagnostics: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "error", "code": code.code(), "diagnostics": diagnostics }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_issue_with_severity_code_and_diagnostics() {
+        let outcome = error(IssueType::NotFound, "no such route");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["severity"], "error");
+        assert_eq!(outcome["issue"][0]["code"], "not-found");
+    }
+}

@@ -1,0 +1,88 @@
+//! In-memory adapters of every port, for native tests (and for anyone embedding the platform
+//! without Cloudflare). They keep the same contracts as the Workers adapters.
+
+use crate::ports::{CryptoError, KeyGenerator, KeyRecord, KeyStore, KvStore, Signer, StoreError};
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use smart_protocol::jose::{Jwk, JwsAlgorithm};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct MemoryKv {
+    values: RefCell<HashMap<String, String>>,
+}
+
+#[async_trait(?Send)]
+impl KvStore for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.values.borrow().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.values.borrow_mut().insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryKeyStore {
+    records: RefCell<Vec<KeyRecord>>,
+}
+
+#[async_trait(?Send)]
+impl KeyStore for MemoryKeyStore {
+    async fn load(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.records.borrow().clone())
+    }
+
+    async fn add(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.records.borrow_mut().push(record.clone());
+        Ok(())
+    }
+}
+
+/// Makes structurally valid, distinct keys whose numbers are not real key material: enough
+/// for every rule that does not do arithmetic on them.
+#[derive(Default)]
+pub struct FakeKeyGenerator {
+    counter: Cell<u32>,
+}
+
+impl FakeKeyGenerator {
+    pub fn calls(&self) -> u32 {
+        self.counter.get()
+    }
+}
+
+#[async_trait(?Send)]
+impl KeyGenerator for FakeKeyGenerator {
+    async fn generate(&self, alg: JwsAlgorithm) -> Result<Jwk, CryptoError> {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let value = |tag: &str| Some(B64URL.encode(format!("{tag}-{n}")));
+        let mut jwk = Jwk { kty: alg.key_type().to_owned(), alg: Some(alg.as_str().to_owned()), d: value("d"), ..Jwk::default() };
+        if let Some(crv) = alg.curve() {
+            jwk.crv = Some(crv.to_owned());
+            jwk.x = value("x");
+            jwk.y = value("y");
+        } else {
+            jwk.n = value("n");
+            jwk.e = Some("AQAB".to_owned());
+        }
+        Ok(jwk)
+    }
+}
+
+/// A "signature" that is the key id followed by the data: deterministic and checkable.
+#[derive(Default)]
+pub struct FakeSigner;
+
+#[async_trait(?Send)]
+impl Signer for FakeSigner {
+    async fn sign(&self, key: &Jwk, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let kid = key.kid.as_deref().ok_or_else(|| CryptoError("key without kid".into()))?;
+        Ok([kid.as_bytes(), b":", data].concat())
+    }
+}

@@ -1,0 +1,129 @@
+//! The route table: every path the Worker answers, one line each. The Worker only maps a
+//! [`Route`] to its handler; deciding what a path means is done here, natively tested.
+
+use smart_protocol::urls::AUTH_PREFIX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    OpenIdConfiguration,
+    Jwks,
+    SmartConfiguration,
+    Metadata,
+    Token,
+    AdminSettings,
+    AdminRotateKeys,
+    /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
+    DevSign,
+    /// Nothing here, below the FHIR base (answered with an OperationOutcome).
+    FhirNotFound,
+    /// Nothing here (answered with a JSON error).
+    NotFound,
+}
+
+/// Which kind of error body a route's failures are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    OAuth,
+    Fhir,
+}
+
+impl Route {
+    /// Resolves a request path against the FHIR base path (`/fhir`).
+    pub fn resolve(path: &str, fhir_path: &str) -> Route {
+        if let Some(rest) = path.strip_prefix(fhir_path).filter(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return match rest {
+                "/.well-known/smart-configuration" => Route::SmartConfiguration,
+                "/metadata" => Route::Metadata,
+                _ => Route::FhirNotFound,
+            };
+        }
+        if let Some(rest) = path.strip_prefix(AUTH_PREFIX) {
+            return match rest {
+                "/token" => Route::Token,
+                _ => Route::NotFound,
+            };
+        }
+        match path {
+            "/health" => Route::Health,
+            "/.well-known/openid-configuration" => Route::OpenIdConfiguration,
+            "/.well-known/jwks.json" => Route::Jwks,
+            "/admin/settings" => Route::AdminSettings,
+            "/admin/keys/rotate" => Route::AdminRotateKeys,
+            "/_dev/sign" => Route::DevSign,
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The methods the route answers (besides `OPTIONS` for CORS preflight where allowed).
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            Route::Token | Route::AdminRotateKeys | Route::DevSign => &["POST"],
+            Route::AdminSettings => &["GET", "PUT"],
+            Route::NotFound | Route::FhirNotFound => &[],
+            _ => &["GET", "HEAD"],
+        }
+    }
+
+    pub fn error_style(self) -> ErrorStyle {
+        match self {
+            Route::Metadata | Route::FhirNotFound => ErrorStyle::Fhir,
+            _ => ErrorStyle::OAuth,
+        }
+    }
+
+    /// Whether browsers on any origin may call the route (CORS). Discovery, keys and FHIR
+    /// metadata are public documents; the token endpoint serves browser-based public clients.
+    /// Admin and development routes are never cross-origin.
+    pub fn cors_public(self) -> bool {
+        matches!(
+            self,
+            Route::Health
+                | Route::OpenIdConfiguration
+                | Route::Jwks
+                | Route::SmartConfiguration
+                | Route::Metadata
+                | Route::Token
+                | Route::FhirNotFound
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_the_table() {
+        let cases = [
+            ("/fhir/.well-known/smart-configuration", Route::SmartConfiguration),
+            ("/fhir/metadata", Route::Metadata),
+            ("/fhir", Route::FhirNotFound),
+            ("/fhir/Patient/1", Route::FhirNotFound),
+            ("/fhirx/metadata", Route::NotFound),
+            ("/.well-known/openid-configuration", Route::OpenIdConfiguration),
+            ("/.well-known/jwks.json", Route::Jwks),
+            ("/auth/token", Route::Token),
+            ("/auth/nothing", Route::NotFound),
+            ("/health", Route::Health),
+            ("/admin/settings", Route::AdminSettings),
+            ("/", Route::NotFound),
+        ];
+        for (path, route) in cases {
+            assert_eq!(Route::resolve(path, "/fhir"), route, "{path}");
+        }
+    }
+
+    #[test]
+    fn follows_a_configured_fhir_base() {
+        assert_eq!(Route::resolve("/r4/metadata", "/r4"), Route::Metadata);
+        assert_eq!(Route::resolve("/fhir/metadata", "/r4"), Route::NotFound);
+    }
+
+    #[test]
+    fn admin_and_dev_routes_are_never_cross_origin() {
+        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign] {
+            assert!(!route.cors_public());
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Server settings kept in Workers KV (read-mostly, edited by an administrator), with the
+//! defaults a fresh deployment runs on.
+
+use crate::ports::{KvStore, StoreError};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The KV key the settings live under.
+pub const SETTINGS_KEY: &str = "config:server";
+
+/// Largest settings document accepted, in bytes.
+pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Shown in the CapabilityStatement and, later, on the login and consent pages.
+    pub server_name: String,
+    /// Origins of EHRs allowed to embed the authorization pages (CSP `frame-ancestors`).
+    pub ehr_origins: Vec<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { server_name: "smart-edge".to_owned(), ehr_origins: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("the settings document is larger than {MAX_SETTINGS_BYTES} bytes")]
+    TooLarge,
+    #[error("the settings document is not valid: {0}")]
+    Invalid(String),
+    #[error("server_name must be 1 to 100 characters without control characters")]
+    BadName,
+    #[error("ehr_origins must hold origins like https://ehr.example.org (no path): {0}")]
+    BadOrigin(String),
+}
+
+impl ServerSettings {
+    /// Parses and checks a settings document sent by an administrator.
+    pub fn parse(body: &str) -> Result<Self, SettingsError> {
+        if body.len() > MAX_SETTINGS_BYTES {
+            return Err(SettingsError::TooLarge);
+        }
+        let invalid = |e: serde_json::Error| SettingsError::Invalid(e.to_string());
+        let value: serde_json::Value = serde_json::from_str(body).map_err(invalid)?;
+        if !value.is_object() {
+            return Err(SettingsError::Invalid("expected a JSON object".into()));
+        }
+        let settings: Self = serde_json::from_value(value).map_err(invalid)?;
+        let name_len = settings.server_name.chars().count();
+        if !(1..=100).contains(&name_len) || settings.server_name.chars().any(char::is_control) {
+            return Err(SettingsError::BadName);
+        }
+        for origin in &settings.ehr_origins {
+            if !is_origin(origin) {
+                return Err(SettingsError::BadOrigin(origin.clone()));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// `scheme://host[:port]` exactly, as a browser serialises an origin.
+fn is_origin(value: &str) -> bool {
+    Url::parse(value).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https") && url.origin().ascii_serialization() == value
+    })
+}
+
+/// The stored settings, or the defaults when none were saved.
+pub async fn load(kv: &dyn KvStore) -> Result<ServerSettings, StoreError> {
+    match kv.get(SETTINGS_KEY).await? {
+        None => Ok(ServerSettings::default()),
+        Some(json) => serde_json::from_str(&json).map_err(|e| StoreError(format!("stored settings unreadable: {e}"))),
+    }
+}
+
+pub async fn save(kv: &dyn KvStore, settings: &ServerSettings) -> Result<(), StoreError> {
+    let json = serde_json::to_string(settings).map_err(|e| StoreError(e.to_string()))?;
+    kv.put(SETTINGS_KEY, &json).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryKv;
+    use futures::executor::block_on;
+
+    #[test]
+    fn defaults_until_saved_then_the_saved_value() {
+        let kv = MemoryKv::default();
+        assert_eq!(block_on(load(&kv)).unwrap(), ServerSettings::default());
+        let settings = ServerSettings::parse(r#"{"server_name":"Demo EHR","ehr_origins":["http://127.0.0.1:8787"]}"#).unwrap();
+        block_on(save(&kv, &settings)).unwrap();
+        assert_eq!(block_on(load(&kv)).unwrap(), settings);
+    }
+
+    #[test]
+    fn missing_fields_take_their_defaults() {
+        let settings = ServerSettings::parse(r#"{"ehr_origins":[]}"#).unwrap();
+        assert_eq!(settings.server_name, "smart-edge");
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        assert!(matches!(ServerSettings::parse("[]"), Err(SettingsError::Invalid(_))));
+        assert!(matches!(ServerSettings::parse(r#"{"unknown":1}"#), Err(SettingsError::Invalid(_))));
+        assert_eq!(ServerSettings::parse(r#"{"server_name":""}"#), Err(SettingsError::BadName));
+        assert_eq!(ServerSettings::parse(r#"{"server_name":"a\nb"}"#), Err(SettingsError::BadName));
+        for origin in ["https://ehr.example.org/", "https://ehr.example.org/path", "javascript:alert(1)", "ehr"] {
+            let body = serde_json::json!({ "ehr_origins": [origin] }).to_string();
+            assert_eq!(ServerSettings::parse(&body), Err(SettingsError::BadOrigin(origin.into())), "{origin}");
+        }
+        let huge = format!(r#"{{"server_name":"{}"}}"#, "a".repeat(MAX_SETTINGS_BYTES));
+        assert_eq!(ServerSettings::parse(&huge), Err(SettingsError::TooLarge));
+    }
+}
