@@ -4,6 +4,7 @@
 //!
 //! Ports are `?Send`: Workers futures are not `Send`, and nothing here needs threads.
 
+pub mod admin;
 pub mod features;
 pub mod fhir;
 pub mod keys;

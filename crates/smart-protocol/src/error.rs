@@ -125,9 +125,33 @@ impl OAuthError {
     }
 }
 
+/// The `WWW-Authenticate` challenge of RFC 6750 §3: no error attribute when the request
+/// carried no credentials, else the error code and description.
+pub fn bearer_challenge(realm: &str, error: Option<&OAuthError>) -> String {
+    let quote = |s: &str| s.replace(['"', '\\'], "'");
+    let mut challenge = format!("Bearer realm=\"{}\"", quote(realm));
+    if let Some(error) = error {
+        challenge.push_str(&format!(", error=\"{}\"", error.error));
+        if let Some(description) = &error.error_description {
+            challenge.push_str(&format!(", error_description=\"{}\"", quote(description)));
+        }
+    }
+    challenge
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_challenge_follows_rfc_6750() {
+        assert_eq!(bearer_challenge("fhir", None), r#"Bearer realm="fhir""#);
+        let err = OAuthError::new(OAuthErrorCode::InvalidToken, "the \"token\" expired");
+        assert_eq!(
+            bearer_challenge("fhir", Some(&err)),
+            r#"Bearer realm="fhir", error="invalid_token", error_description="the 'token' expired""#
+        );
+    }
 
     #[test]
     fn codes_round_trip_through_json() {

@@ -51,6 +51,15 @@ impl JwsAlgorithm {
         }
     }
 
+    /// The WebCrypto algorithm name (`RSASSA-PKCS1-v1_5` or `ECDSA`) for import, generation
+    /// and signing; with [`Self::hash`] and [`Self::curve`] it is all WebCrypto needs.
+    pub fn webcrypto_name(self) -> &'static str {
+        match self {
+            Self::RS256 | Self::RS384 => "RSASSA-PKCS1-v1_5",
+            Self::ES256 | Self::ES384 => "ECDSA",
+        }
+    }
+
     /// The SHA-2 variant named in WebCrypto's algorithm parameters.
     pub fn hash(self) -> &'static str {
         match self {

@@ -1,0 +1,4 @@
+//! Workers implementations of the platform's ports.
+
+pub mod kv;
+pub mod webcrypto;

@@ -1,0 +1,116 @@
+//! WebCrypto (`crypto.subtle`, BoringSSL inside workerd) behind the platform's crypto ports.
+//! Pure-Rust curves compiled to wasm cost milliseconds per signature; WebCrypto costs tens of
+//! microseconds (see BENCHMARKS.md). Imported keys are cached per isolate by `kid`.
+
+use async_trait::async_trait;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use platform::ports::{CryptoError, KeyGenerator, Signer};
+use smart_protocol::jose::{Jwk, JwsAlgorithm};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CryptoKey, SubtleCrypto};
+
+thread_local! {
+    /// Private keys imported into WebCrypto, by `kid`: importing costs more than signing.
+    static IMPORTED: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+fn err(context: &str) -> impl Fn(JsValue) -> CryptoError + '_ {
+    move |e| CryptoError(format!("{context}: {e:?}"))
+}
+
+fn subtle() -> Result<SubtleCrypto, CryptoError> {
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).map_err(err("no crypto global"))?;
+    Ok(crypto.unchecked_into::<web_sys::Crypto>().subtle())
+}
+
+fn object(entries: &[(&str, JsValue)]) -> Result<Object, CryptoError> {
+    let obj = Object::new();
+    for (key, value) in entries {
+        Reflect::set(&obj, &(*key).into(), value).map_err(err("building algorithm parameters"))?;
+    }
+    Ok(obj)
+}
+
+/// The parameters `importKey` and `generateKey` take for `alg`.
+fn key_params(alg: JwsAlgorithm, generate: bool) -> Result<Object, CryptoError> {
+    let mut entries = vec![("name", alg.webcrypto_name().into())];
+    match alg.curve() {
+        Some(curve) => entries.push(("namedCurve", curve.into())),
+        None => {
+            entries.push(("hash", alg.hash().into()));
+            if generate {
+                entries.push(("modulusLength", 2048.into()));
+                entries.push(("publicExponent", Uint8Array::from(&[1u8, 0, 1][..]).into()));
+            }
+        }
+    }
+    object(&entries)
+}
+
+/// The parameters `sign` takes for `alg` (ECDSA names its hash here, RSA at import).
+fn sign_params(alg: JwsAlgorithm) -> Result<Object, CryptoError> {
+    let mut entries = vec![("name", alg.webcrypto_name().into())];
+    if alg.curve().is_some() {
+        entries.push(("hash", alg.hash().into()));
+    }
+    object(&entries)
+}
+
+fn usages(names: &[&str]) -> Array {
+    names.iter().map(|n| JsValue::from_str(n)).collect()
+}
+
+async fn await_promise(promise: Result<js_sys::Promise, JsValue>, context: &str) -> Result<JsValue, CryptoError> {
+    JsFuture::from(promise.map_err(err(context))?).await.map_err(err(context))
+}
+
+pub struct WebCryptoKeyGenerator;
+
+#[async_trait(?Send)]
+impl KeyGenerator for WebCryptoKeyGenerator {
+    async fn generate(&self, alg: JwsAlgorithm) -> Result<Jwk, CryptoError> {
+        let subtle = subtle()?;
+        let params = key_params(alg, true)?;
+        let pair = await_promise(subtle.generate_key_with_object(&params, true, &usages(&["sign", "verify"])), "generateKey").await?;
+        let private: CryptoKey = Reflect::get(&pair, &"privateKey".into()).map_err(err("privateKey"))?.unchecked_into();
+        let exported = await_promise(subtle.export_key("jwk", &private), "exportKey").await?;
+        let mut jwk: Jwk = serde_wasm_bindgen::from_value(exported).map_err(|e| CryptoError(format!("exported JWK: {e}")))?;
+        jwk.alg = Some(alg.as_str().to_owned());
+        Ok(jwk)
+    }
+}
+
+pub struct WebCryptoSigner;
+
+impl WebCryptoSigner {
+    async fn import(key: &Jwk, alg: JwsAlgorithm) -> Result<CryptoKey, CryptoError> {
+        let kid = key.kid.clone().unwrap_or_default();
+        if let Some(cached) = IMPORTED.with(|keys| keys.borrow().get(&kid).cloned()) {
+            return Ok(cached);
+        }
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        let jwk = serde::Serialize::serialize(key, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
+        let imported = await_promise(
+            subtle()?.import_key_with_object("jwk", jwk.unchecked_ref(), &key_params(alg, false)?, false, &usages(&["sign"])),
+            "importKey",
+        )
+        .await?;
+        let crypto_key: CryptoKey = imported.unchecked_into();
+        IMPORTED.with(|keys| keys.borrow_mut().insert(kid, crypto_key.clone()));
+        Ok(crypto_key)
+    }
+}
+
+#[async_trait(?Send)]
+impl Signer for WebCryptoSigner {
+    async fn sign(&self, key: &Jwk, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
+        let crypto_key = Self::import(key, alg).await?;
+        let signature = await_promise(subtle()?.sign_with_object_and_u8_array(&sign_params(alg)?, &crypto_key, data), "sign").await?;
+        // WebCrypto's ECDSA output is already JWS's r || s (IEEE P1363), RSA's is raw.
+        Ok(Uint8Array::new(&signature).to_vec())
+    }
+}

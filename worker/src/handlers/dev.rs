@@ -1,0 +1,37 @@
+//! Development routes (on only with `DEV_ROUTES=true`): sign a claims set with the server's
+//! keys, for the JOSE interoperability tests and the signing benchmark.
+
+use crate::context::AppContext;
+use crate::http::{self, AppError};
+use crate::keyring;
+use crate::adapters::webcrypto::WebCryptoSigner;
+use platform::tokens::sign_jwt;
+use smart_protocol::jose::JwsAlgorithm;
+use smart_protocol::OAuthErrorCode;
+use worker::{Request, Response};
+
+/// `POST /_dev/sign?alg=ES256&n=1` with a JSON object body: signs it `n` times (1–2000) and
+/// returns the last token.
+pub async fn sign(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let url = req.url()?;
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let Some(alg) = param("alg").as_deref().and_then(JwsAlgorithm::parse) else {
+        return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "alg must be RS256 or ES256"));
+    };
+    let n = match param("n").map(|n| n.parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) if (0..=2000).contains(&n) => n,
+        Some(_) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "n must be 0 to 2000")),
+    };
+    let claims: serde_json::Value = match req.json().await {
+        Ok(value @ serde_json::Value::Object(_)) => value,
+        _ => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the body must be a JSON object")),
+    };
+    let ring = keyring::load(ctx).await?;
+    let now = keyring::now_secs();
+    let mut token = String::new();
+    for _ in 0..n {
+        token = sign_jwt(&ring, &WebCryptoSigner, alg, "JWT", &claims, now).await.map_err(AppError::internal)?;
+    }
+    Ok(http::ok_json(&serde_json::json!({ "token": token, "count": n })))
+}

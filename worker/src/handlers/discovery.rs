@@ -1,0 +1,35 @@
+//! Discovery: SMART configuration, OpenID configuration, JWKS, FHIR CapabilityStatement.
+
+use crate::context::AppContext;
+use crate::http::{self, AppError};
+use crate::{keyring, settings};
+use platform::fhir::{capability, FHIR_JSON};
+use platform::{features, keys::KEY_CACHE_SECS};
+use smart_protocol::discovery::{OpenIdConfiguration, SmartConfiguration};
+use worker::Response;
+
+fn cacheable(response: Response, seconds: i64) -> Response {
+    let _ = response.headers().set("Cache-Control", &format!("public, max-age={seconds}"));
+    response
+}
+
+pub fn smart_configuration(ctx: &AppContext) -> Response {
+    cacheable(http::ok_json(&SmartConfiguration::new(&ctx.urls, &features::current())), 300)
+}
+
+pub fn openid_configuration(ctx: &AppContext) -> Response {
+    cacheable(http::ok_json(&OpenIdConfiguration::new(&ctx.urls, &features::current())), 300)
+}
+
+/// The public keys. Cached no longer than isolates cache the key ring, so a rotated key is in
+/// every verifier's JWKS before it signs (see `platform::keys::ROTATION_DELAY_SECS`).
+pub async fn jwks(ctx: &AppContext) -> Result<Response, AppError> {
+    let ring = keyring::load(ctx).await?;
+    Ok(cacheable(http::json(200, &ring.public_jwks(), "application/jwk-set+json"), KEY_CACHE_SECS))
+}
+
+pub async fn metadata(ctx: &AppContext) -> Result<Response, AppError> {
+    let settings = settings::load(ctx).await?;
+    let date: String = js_sys::Date::new_0().to_iso_string().into();
+    Ok(http::json(200, &capability::capability_statement(&ctx.urls, &settings, &date), FHIR_JSON))
+}

@@ -1,0 +1,54 @@
+//! Request dispatch: resolve the route (platform's table), check the method, run the handler,
+//! add CORS. Handlers are small free functions, one module per feature.
+
+mod admin;
+mod dev;
+mod discovery;
+mod token;
+
+use crate::context::AppContext;
+use crate::http::{self, AppError};
+use platform::routes::Route;
+use worker::{Env, Method, Request, Response};
+
+pub async fn dispatch(req: Request, env: Env) -> Response {
+    let path = req.path();
+    let ctx = match AppContext::new(&req, env) {
+        Ok(ctx) => ctx,
+        Err(e) => return http::internal_error(Route::NotFound, &e),
+    };
+    let mut route = Route::resolve(&path, ctx.urls.fhir_path());
+    if route == Route::DevSign && !ctx.dev_routes {
+        route = Route::NotFound;
+    }
+    let method = req.method();
+    let response = if method == Method::Options && route.cors_public() {
+        http::preflight(route)
+    } else if matches!(route, Route::NotFound | Route::FhirNotFound) {
+        http::not_found(route, &path)
+    } else if !route.methods().contains(&method.as_ref()) {
+        http::method_not_allowed(route, method.as_ref())
+    } else {
+        handle(route, req, &ctx).await.unwrap_or_else(|e| http::internal_error(route, &e))
+    };
+    if route.cors_public() {
+        http::with_cors(response)
+    } else {
+        response
+    }
+}
+
+async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    match route {
+        Route::Health => Ok(http::ok_json(&serde_json::json!({ "status": "ok" }))),
+        Route::SmartConfiguration => Ok(discovery::smart_configuration(ctx)),
+        Route::OpenIdConfiguration => Ok(discovery::openid_configuration(ctx)),
+        Route::Jwks => discovery::jwks(ctx).await,
+        Route::Metadata => discovery::metadata(ctx).await,
+        Route::Token => Ok(token::token(req).await),
+        Route::AdminSettings => admin::settings(req, ctx).await,
+        Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
+        Route::DevSign => dev::sign(req, ctx).await,
+        Route::NotFound | Route::FhirNotFound => Ok(http::not_found(route, &req.path())),
+    }
+}

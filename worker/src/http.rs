@@ -1,0 +1,114 @@
+//! Encoding answers: JSON and FHIR bodies, OAuth errors, CORS, and the error boundary that
+//! turns an internal failure into a logged 500 instead of a crash.
+
+use platform::fhir::{outcome, FHIR_JSON};
+use platform::routes::{ErrorStyle, Route};
+use serde::Serialize;
+use smart_protocol::{OAuthError, OAuthErrorCode};
+use std::fmt::Display;
+use worker::{console_error, Headers, Response};
+
+/// A failure that is the server's fault. The detail goes to the log, never to the client.
+#[derive(Debug)]
+pub struct AppError(String);
+
+impl AppError {
+    pub fn internal(detail: impl Display) -> Self {
+        Self(detail.to_string())
+    }
+}
+
+impl From<worker::Error> for AppError {
+    fn from(e: worker::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T, content_type: &str) -> Response {
+    let (status, text) = match serde_json::to_string(body) {
+        Ok(text) => (status, text),
+        Err(e) => {
+            console_error!("response did not serialise: {e}");
+            (500, r#"{"error":"server_error"}"#.to_owned())
+        }
+    };
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", content_type);
+    Response::from_body(worker::ResponseBody::Body(text.into_bytes()))
+        .map(|r| r.with_status(status).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().expect("an empty response").with_status(500))
+}
+
+pub fn ok_json<T: Serialize>(body: &T) -> Response {
+    json(200, body, "application/json")
+}
+
+/// An OAuth error body (RFC 6749 §5.2) with its status; `no-store` because error answers of
+/// the authorization server must not be cached either.
+pub fn oauth_error(error: &OAuthError) -> Response {
+    let response = json(error.status(), error, "application/json");
+    no_store(response)
+}
+
+pub fn oauth(code: OAuthErrorCode, description: &str) -> Response {
+    oauth_error(&OAuthError::new(code, description))
+}
+
+pub fn fhir_error(status: u16, code: outcome::IssueType, diagnostics: &str) -> Response {
+    json(status, &outcome::error(code, diagnostics), FHIR_JSON)
+}
+
+pub fn not_found(route: Route, path: &str) -> Response {
+    match route.error_style() {
+        ErrorStyle::Fhir => fhir_error(404, outcome::IssueType::NotFound, &format!("no FHIR endpoint at {path}")),
+        ErrorStyle::OAuth => json(
+            404,
+            &serde_json::json!({ "error": "not_found", "error_description": format!("nothing at {path}") }),
+            "application/json",
+        ),
+    }
+}
+
+pub fn method_not_allowed(route: Route, method: &str) -> Response {
+    let message = format!("{method} is not allowed here; use {}", route.methods().join(", "));
+    let response = match route.error_style() {
+        ErrorStyle::Fhir => fhir_error(405, outcome::IssueType::NotSupported, &message),
+        ErrorStyle::OAuth => json(405, &OAuthError::new(OAuthErrorCode::InvalidRequest, message), "application/json"),
+    };
+    let _ = response.headers().set("Allow", &route.methods().join(", "));
+    response
+}
+
+/// The 500 every internal failure becomes, logged with its detail.
+pub fn internal_error(route: Route, error: &AppError) -> Response {
+    console_error!("internal error on {route:?}: {}", error.0);
+    match route.error_style() {
+        ErrorStyle::Fhir => fhir_error(500, outcome::IssueType::Exception, "internal server error"),
+        ErrorStyle::OAuth => oauth(OAuthErrorCode::ServerError, "internal server error"),
+    }
+}
+
+pub fn no_store(response: Response) -> Response {
+    let headers = response.headers();
+    let _ = headers.set("Cache-Control", "no-store");
+    let _ = headers.set("Pragma", "no-cache");
+    response
+}
+
+/// CORS for public routes: any origin, no credentials (bearer tokens travel in headers).
+pub fn with_cors(response: Response) -> Response {
+    let headers = response.headers();
+    let _ = headers.set("Access-Control-Allow-Origin", "*");
+    let _ = headers.set("Access-Control-Expose-Headers", "Location, ETag, Content-Location, WWW-Authenticate");
+    response
+}
+
+/// The answer to a CORS preflight on a public route.
+pub fn preflight(route: Route) -> Response {
+    let response = Response::empty().expect("an empty response").with_status(204);
+    let headers = response.headers();
+    let _ = headers.set("Access-Control-Allow-Methods", &[route.methods(), &["OPTIONS"]].concat().join(", "));
+    let _ = headers.set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Exist, If-None-Match");
+    let _ = headers.set("Access-Control-Max-Age", "86400");
+    with_cors(response)
+}
