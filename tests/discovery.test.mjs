@@ -1,0 +1,138 @@
+// Discovery documents, FHIR metadata, CORS and the error answers of unknown routes, on the
+// built Worker under workerd.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker } from "./helpers/worker.mjs";
+
+let w;
+before(async () => { w = await startWorker(); });
+after(() => w.dispose());
+
+test("smart-configuration has every required field, absolute URLs, S256 only", async () => {
+  const { res, body } = await w.json("/fhir/.well-known/smart-configuration", { headers: { Accept: "text/html" } });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^application\/json/);
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  assert.equal(body.issuer, w.url);
+  assert.equal(body.jwks_uri, `${w.url}/.well-known/jwks.json`);
+  assert.equal(body.token_endpoint, `${w.url}/auth/token`);
+  assert.deepEqual(body.code_challenge_methods_supported, ["S256"]);
+  assert.ok(Array.isArray(body.capabilities));
+  assert.ok(Array.isArray(body.grant_types_supported));
+  // Only what works is advertised: nothing that has not landed yet.
+  assert.deepEqual(body.capabilities, []);
+  assert.deepEqual(body.grant_types_supported, []);
+  for (const absent of ["authorization_endpoint", "introspection_endpoint", "revocation_endpoint", "management_endpoint"]) {
+    assert.equal(body[absent], undefined, `${absent} must not be advertised yet`);
+  }
+  for (const [key, value] of Object.entries(body)) {
+    if (key.endsWith("_endpoint") || key.endsWith("_uri") || key === "issuer") {
+      assert.ok(new URL(value).href.startsWith(w.url), `${key} is absolute`);
+    }
+  }
+});
+
+test("openid-configuration's issuer is exactly the URL it was fetched under", async () => {
+  const { res, body } = await w.json("/.well-known/openid-configuration");
+  assert.equal(res.status, 200);
+  assert.equal(`${body.issuer}/.well-known/openid-configuration`, `${w.url}/.well-known/openid-configuration`);
+  assert.equal(body.jwks_uri, `${w.url}/.well-known/jwks.json`);
+  assert.equal(body.token_endpoint, `${w.url}/auth/token`);
+  assert.deepEqual(body.subject_types_supported, ["public"]);
+  assert.deepEqual(body.id_token_signing_alg_values_supported, ["RS256"]);
+  assert.deepEqual(body.code_challenge_methods_supported, ["S256"]);
+  assert.ok(Array.isArray(body.response_types_supported));
+});
+
+test("PUBLIC_BASE_URL fixes the issuer whatever the request's host", async () => {
+  const other = await startWorker({ bindings: { PUBLIC_BASE_URL: "https://ehr.example.org", FHIR_BASE_PATH: "/r4" } });
+  try {
+    const { body } = await other.json("/r4/.well-known/smart-configuration");
+    assert.equal(body.issuer, "https://ehr.example.org");
+    assert.equal(body.token_endpoint, "https://ehr.example.org/auth/token");
+    assert.equal((await other.fetch("/fhir/metadata")).status, 404);
+  } finally {
+    await other.dispose();
+  }
+});
+
+test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uris", async () => {
+  const { res, body } = await w.json("/fhir/metadata");
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^application\/fhir\+json/);
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  assert.equal(body.resourceType, "CapabilityStatement");
+  assert.equal(body.status, "active");
+  assert.equal(body.kind, "instance");
+  assert.equal(body.fhirVersion, "4.0.1");
+  assert.ok(!Number.isNaN(Date.parse(body.date)));
+  assert.deepEqual(body.format, ["json"]);
+  const rest = body.rest[0];
+  assert.equal(rest.mode, "server");
+  const service = rest.security.service[0].coding[0];
+  assert.deepEqual(service, { system: "http://terminology.hl7.org/CodeSystem/restful-security-service", code: "SMART-on-FHIR" });
+  const oauth = rest.security.extension.find((e) => e.url === "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
+  assert.deepEqual(oauth.extension, [{ url: "token", valueUri: `${w.url}/auth/token` }]);
+  assert.deepEqual(rest.resource, [], "no FHIR resource is served yet");
+});
+
+test("CORS preflight on public routes, none on admin routes", async () => {
+  const pre = await w.fetch("/fhir/metadata", { method: "OPTIONS", headers: { Origin: "https://app.example", "Access-Control-Request-Method": "GET" } });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get("access-control-allow-origin"), "*");
+  assert.match(pre.headers.get("access-control-allow-methods"), /GET/);
+  assert.match(pre.headers.get("access-control-allow-headers"), /Authorization/);
+  const admin = await w.fetch("/admin/settings", { method: "OPTIONS" });
+  assert.equal(admin.headers.get("access-control-allow-origin"), null);
+  assert.equal(admin.status, 405);
+});
+
+test("unknown routes get a JSON 404, unknown FHIR paths an OperationOutcome", async () => {
+  const { res, body } = await w.json("/no/such/thing");
+  assert.equal(res.status, 404);
+  assert.equal(body.error, "not_found");
+  const fhir = await w.json("/fhir/Patient/123");
+  assert.equal(fhir.res.status, 404);
+  assert.match(fhir.res.headers.get("content-type"), /^application\/fhir\+json/);
+  assert.equal(fhir.body.resourceType, "OperationOutcome");
+  assert.equal(fhir.body.issue[0].code, "not-found");
+});
+
+test("HEAD answers like GET without a body", async () => {
+  const res = await w.fetch("/fhir/.well-known/smart-configuration", { method: "HEAD" });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^application\/json/);
+  assert.equal(await res.text(), "");
+});
+
+test("a wrong method gets 405 with Allow", async () => {
+  const { res, body } = await w.json("/.well-known/jwks.json", { method: "POST", body: "x" });
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.get("allow"), "GET, HEAD");
+  assert.equal(body.error, "invalid_request");
+  const fhir = await w.json("/fhir/metadata", { method: "DELETE" });
+  assert.equal(fhir.res.status, 405);
+  assert.equal(fhir.body.resourceType, "OperationOutcome");
+});
+
+test("the token endpoint answers unsupported_grant_type, uncached, until grants land", async () => {
+  const { res, body } = await w.json("/auth/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: "grant_type=authorization_code&code=x",
+  });
+  assert.equal(res.status, 400);
+  assert.equal(body.error, "unsupported_grant_type");
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  assert.equal(res.headers.get("pragma"), "no-cache");
+});
+
+test("dev routes are off unless DEV_ROUTES is true", async () => {
+  const off = await startWorker({ bindings: { DEV_ROUTES: "false" } });
+  try {
+    const res = await off.fetch("/_dev/sign?alg=ES256", { method: "POST", body: "{}" });
+    assert.equal(res.status, 404);
+  } finally {
+    await off.dispose();
+  }
+});
