@@ -2,6 +2,9 @@
 //! (<https://hl7.org/fhir/smart-app-launch/conformance.html#metadata>) and OpenID Connect
 //! Discovery 1.0 §3 `/.well-known/openid-configuration`.
 //!
+//! Wire fields hold plain strings, so a client parsing another server's document is not
+//! tripped by values this crate does not know.
+//!
 //! The documents are built from [`Features`], the list of what the server really implements:
 //! a capability is advertised only once the code behind it has landed.
 
@@ -33,8 +36,11 @@ pub struct Features {
 /// `GET {fhirBase}/.well-known/smart-configuration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmartConfiguration {
-    pub issuer: String,
-    pub jwks_uri: String,
+    /// Required only with `sso-openid-connect`; this server always sends it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub jwks_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: String,
@@ -42,7 +48,7 @@ pub struct SmartConfiguration {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub token_endpoint_auth_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub scopes_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -60,13 +66,13 @@ pub struct SmartConfiguration {
 impl SmartConfiguration {
     pub fn new(urls: &ServerUrls, features: &Features) -> Self {
         Self {
-            issuer: urls.issuer().to_owned(),
-            jwks_uri: urls.jwks(),
+            issuer: Some(urls.issuer().to_owned()),
+            jwks_uri: Some(urls.jwks()),
             authorization_endpoint: features.authorize.then(|| urls.authorize()),
             token_endpoint: urls.token(),
             grant_types_supported: features.grant_types.clone(),
             token_endpoint_auth_methods_supported: features.token_auth_methods.clone(),
-            token_endpoint_auth_signing_alg_values_supported: features.token_auth_signing_algs.clone(),
+            token_endpoint_auth_signing_alg_values_supported: alg_names(&features.token_auth_signing_algs),
             scopes_supported: features.scopes.clone(),
             response_types_supported: response_types(features),
             introspection_endpoint: features.introspection.then(|| urls.introspect()),
@@ -94,11 +100,11 @@ pub struct OpenIdConfiguration {
     pub response_types_supported: Vec<String>,
     pub grant_types_supported: Vec<String>,
     pub subject_types_supported: Vec<String>,
-    pub id_token_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    pub id_token_signing_alg_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub token_endpoint_auth_signing_alg_values_supported: Vec<JwsAlgorithm>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introspection_endpoint: Option<String>,
@@ -121,15 +127,19 @@ impl OpenIdConfiguration {
             grant_types_supported: features.grant_types.clone(),
             subject_types_supported: vec!["public".to_owned()],
             // OpenID Connect Core §15.1: RS256 must be supported for ID tokens.
-            id_token_signing_alg_values_supported: vec![JwsAlgorithm::RS256],
+            id_token_signing_alg_values_supported: vec![JwsAlgorithm::RS256.as_str().to_owned()],
             token_endpoint_auth_methods_supported: features.token_auth_methods.clone(),
-            token_endpoint_auth_signing_alg_values_supported: features.token_auth_signing_algs.clone(),
+            token_endpoint_auth_signing_alg_values_supported: alg_names(&features.token_auth_signing_algs),
             code_challenge_methods_supported: vec!["S256".to_owned()],
             introspection_endpoint: features.introspection.then(|| urls.introspect()),
             revocation_endpoint: features.revocation.then(|| urls.revoke()),
             authorization_response_iss_parameter_supported: features.authorize,
         }
     }
+}
+
+fn alg_names(algs: &[JwsAlgorithm]) -> Vec<String> {
+    algs.iter().map(|a| a.as_str().to_owned()).collect()
 }
 
 fn response_types(features: &Features) -> Vec<String> {
@@ -186,5 +196,17 @@ mod tests {
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
         assert_eq!(json["subject_types_supported"], serde_json::json!(["public"]));
+    }
+
+    #[test]
+    fn parses_another_servers_document_with_values_unknown_here() {
+        let doc: SmartConfiguration = serde_json::from_value(serde_json::json!({
+            "token_endpoint": "https://other.example/token", "grant_types_supported": ["authorization_code"],
+            "token_endpoint_auth_signing_alg_values_supported": ["PS256", "EdDSA"],
+            "capabilities": ["launch-standalone"], "code_challenge_methods_supported": ["S256"],
+            "x_vendor_field": true
+        }))
+        .unwrap();
+        assert_eq!(doc.token_endpoint_auth_signing_alg_values_supported, vec!["PS256", "EdDSA"]);
     }
 }
