@@ -1,0 +1,16 @@
+// Uses only the SDK: PKCE and SMART discovery against this server's FHIR base.
+import init, { createPkce, discover } from "/sdk/smart_edge_sdk.js";
+
+const show = (id, text) => { document.getElementById(id).textContent = text; };
+
+try {
+  await init();
+  const pkce = createPkce();
+  show("pkce-challenge", pkce.codeChallenge);
+  const config = await discover(`${location.origin}/fhir`);
+  show("token-endpoint", config.token_endpoint);
+  show("capabilities", config.capabilities.length ? config.capabilities.join(", ") : "(none yet)");
+  show("sdk-status", "ready");
+} catch (error) {
+  show("sdk-status", `error: ${error.message ?? error}`);
+}

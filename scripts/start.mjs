@@ -1,0 +1,50 @@
+// `npm start`, after bootstrap and build: runs the Worker under wrangler dev on
+// 127.0.0.1:8787 with state persisted in .state/, seeds the local configuration and prints
+// where to go.
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { startDevServer, ROOT } from "./dev-server.mjs";
+
+const port = Number(process.env.PORT ?? 8787);
+const stateDir = join(ROOT, ".state");
+const envFile = join(ROOT, ".dev.vars");
+mkdirSync(stateDir, { recursive: true });
+
+// Local secrets, generated once and kept (git-ignored): the admin API token.
+if (!existsSync(envFile)) {
+  writeFileSync(envFile, `ADMIN_TOKEN=${randomBytes(24).toString("hex")}\n`, { mode: 0o600 });
+}
+const adminToken = /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(envFile, "utf8"))?.[1]?.trim();
+
+const server = await startDevServer({ port, persistTo: stateDir, envFile, stdio: "inherit" });
+const stop = async () => { await server.stop(); process.exit(0); };
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+
+// Seed the local configuration from the checked-in file (edit it and restart to change).
+const settings = readFileSync(join(ROOT, "config", "settings.json"), "utf8");
+const seeded = await fetch(`${server.url}/admin/settings`, {
+  method: "PUT",
+  headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" },
+  body: settings,
+});
+if (!seeded.ok) {
+  console.error(`seeding config/settings.json failed: ${seeded.status} ${await seeded.text()}`);
+  await server.stop();
+  process.exit(1);
+}
+
+const u = server.url;
+console.log(`
+smart-edge is running on ${u}  (state: .state/, Ctrl-C to stop)
+
+  Home page and SDK check    ${u}/
+  FHIR base                  ${u}/fhir
+  SMART configuration        ${u}/fhir/.well-known/smart-configuration
+  OpenID configuration       ${u}/.well-known/openid-configuration
+  Signing keys (JWKS)        ${u}/.well-known/jwks.json
+  FHIR CapabilityStatement   ${u}/fhir/metadata
+  Admin API                  ${u}/admin/settings  (Authorization: Bearer <ADMIN_TOKEN from .dev.vars>)
+`);
+server.child.on("exit", (code) => process.exit(code ?? 0));

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# npm test: install what is missing, then every check CI runs, in order of cost.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+bash scripts/bootstrap.sh
+
+step "native tests (smart-protocol, platform)"
+cargo test --quiet
+
+step "build (worker, sdk)"
+bash scripts/build.sh
+bash scripts/prebuilt-config.sh >/dev/null
+
+step "sdk browser tests (headless Chromium)"
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" sdk-wasm
+
+step "integration and end-to-end tests (workerd)"
+node --test --test-concurrency=2 tests/*.test.mjs
+
+step "deploy dry run (offline, with the real wrangler.toml and its [build])"
+wrangler deploy --dry-run > .wrangler/dry-run.log 2>&1 || { cat .wrangler/dry-run.log; exit 1; }
+grep -E "^Total Upload" .wrangler/dry-run.log
+
+echo "npm test: all green in ${SECONDS}s"
