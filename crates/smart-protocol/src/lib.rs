@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod jose;
 pub mod pkce;
+pub mod scopes;
 pub mod urls;
 
 pub use error::{OAuthError, OAuthErrorCode};
