@@ -5,6 +5,7 @@
 //! Ports are `?Send`: Workers futures are not `Send`, and nothing here needs threads.
 
 pub mod admin;
+pub mod clients;
 pub mod features;
 pub mod fhir;
 pub mod keys;
@@ -13,5 +14,6 @@ pub mod ports;
 pub mod routes;
 pub mod settings;
 pub mod tokens;
+pub mod users;
 
 pub use ports::{CryptoError, StoreError};

@@ -86,3 +86,35 @@ impl Signer for FakeSigner {
         Ok([kid.as_bytes(), b":", data].concat())
     }
 }
+
+/// Native PBKDF2-HMAC-SHA256 (the `pbkdf2` crate), standing in for WebCrypto.
+pub struct Pbkdf2Hasher;
+
+#[async_trait(?Send)]
+impl crate::ports::PasswordHasher for Pbkdf2Hasher {
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; 32], CryptoError> {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out);
+        Ok(out)
+    }
+}
+
+/// Deterministic "randomness" for tests: distinct, reproducible bytes.
+#[derive(Default)]
+pub struct SeededRandom {
+    state: Cell<u64>,
+}
+
+impl crate::ports::Random for SeededRandom {
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), CryptoError> {
+        for b in bytes.iter_mut() {
+            // splitmix64
+            let mut z = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            self.state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *b = (z ^ (z >> 31)) as u8;
+        }
+        Ok(())
+    }
+}

@@ -54,3 +54,14 @@ pub trait KeyGenerator {
 pub trait Signer {
     async fn sign(&self, key: &Jwk, data: &[u8]) -> Result<Vec<u8>, CryptoError>;
 }
+
+/// PBKDF2-HMAC-SHA256 (WebCrypto `deriveBits` in production).
+#[async_trait(?Send)]
+pub trait PasswordHasher {
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; 32], CryptoError>;
+}
+
+/// Cryptographically secure randomness (`crypto.getRandomValues` in production).
+pub trait Random {
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), CryptoError>;
+}
