@@ -9,6 +9,7 @@ pub mod clients;
 pub mod features;
 pub mod fhir;
 pub mod keys;
+pub mod launch;
 pub mod memory;
 pub mod ports;
 pub mod routes;

@@ -118,3 +118,14 @@ impl crate::ports::Random for SeededRandom {
         Ok(())
     }
 }
+
+/// Accepts exactly the signatures [`FakeSigner`] makes.
+#[derive(Default)]
+pub struct FakeVerifier;
+
+#[async_trait(?Send)]
+impl crate::ports::Verifier for FakeVerifier {
+    async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
+        Ok(FakeSigner.sign(key, data).await? == signature)
+    }
+}

@@ -65,3 +65,9 @@ pub trait PasswordHasher {
 pub trait Random {
     fn fill(&self, bytes: &mut [u8]) -> Result<(), CryptoError>;
 }
+
+/// Verifies a signature with a public key (WebCrypto `verify` in production).
+#[async_trait(?Send)]
+pub trait Verifier {
+    async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError>;
+}

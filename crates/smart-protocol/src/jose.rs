@@ -238,6 +238,59 @@ pub fn compact(signing_input: &str, signature: &[u8]) -> String {
     format!("{signing_input}.{}", B64URL.encode(signature))
 }
 
+/// Why a compact JWS was refused before its signature was even checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    #[error("not a compact JWS (three base64url parts)")]
+    Malformed,
+    #[error("the JWS header is not valid: {0}")]
+    BadHeader(String),
+    #[error("the JWS payload is not a JSON object")]
+    BadPayload,
+}
+
+/// A compact JWS split into its parts; nothing is trusted yet.
+#[derive(Debug, Clone)]
+pub struct UnverifiedJws<'a> {
+    pub header: JwsHeader,
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub signature: Vec<u8>,
+}
+
+/// The raw header as sent, to check `alg` before it is mapped onto [`JwsAlgorithm`] (so that
+/// `none` and `HS256` are refused by name).
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Splits and decodes a compact JWS. Refuses `alg` values other than the four signature
+/// algorithms (so `none` and HMAC never reach a verifier), and a header without `kid`.
+pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
+    if token.len() > 16 * 1024 {
+        return Err(JwsError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwsError::Malformed);
+    };
+    let decode = |part: &str| B64URL.decode(part).map_err(|_| JwsError::Malformed);
+    let raw: RawHeader = serde_json::from_slice(&decode(h)?).map_err(|e| JwsError::BadHeader(e.to_string()))?;
+    let alg = JwsAlgorithm::parse(&raw.alg).ok_or_else(|| JwsError::BadHeader(format!("alg {} is not accepted", raw.alg)))?;
+    let kid = raw.kid.ok_or_else(|| JwsError::BadHeader("no kid".into()))?;
+    let payload: serde_json::Value = serde_json::from_slice(&decode(p)?).map_err(|_| JwsError::BadPayload)?;
+    let serde_json::Value::Object(payload) = payload else { return Err(JwsError::BadPayload) };
+    let signature = decode(s)?;
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    Ok(UnverifiedJws { header: JwsHeader { alg, typ: raw.typ, kid }, signing_input, payload, signature })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +336,29 @@ mod tests {
         assert_eq!(key.algorithm(), Err(JwkError::UnknownAlgorithm));
         let key = Jwk { kty: "RSA".into(), alg: Some("RS256".into()), n: Some("n".into()), ..Jwk::default() };
         assert_eq!(key.validate_public(), Err(JwkError::Missing("e")));
+    }
+
+    #[test]
+    fn parse_compact_refuses_none_hmac_and_garbage() {
+        let enc = |v: serde_json::Value| B64URL.encode(v.to_string());
+        let body = enc(serde_json::json!({"sub": "x"}));
+        for alg in ["none", "HS256", "PS256"] {
+            let token = format!("{}.{body}.", enc(serde_json::json!({"alg": alg, "kid": "k"})));
+            assert!(matches!(parse_compact(&token), Err(JwsError::BadHeader(_))), "{alg}");
+        }
+        let no_kid = format!("{}.{body}.AA", enc(serde_json::json!({"alg": "ES256"})));
+        assert!(matches!(parse_compact(&no_kid), Err(JwsError::BadHeader(_))));
+        for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
+            assert!(parse_compact(bad).is_err(), "{bad}");
+        }
+        let array = format!("{}.{}.AA", enc(serde_json::json!({"alg": "ES256", "kid": "k"})), enc(serde_json::json!([1])));
+        assert_eq!(parse_compact(&array).unwrap_err(), JwsError::BadPayload);
+        let good = format!("{}.{body}.AQID", enc(serde_json::json!({"alg": "ES256", "kid": "k", "typ": "JWT"})));
+        let parsed = parse_compact(&good).unwrap();
+        assert_eq!(parsed.signature, vec![1, 2, 3]);
+        assert_eq!(parsed.header.kid, "k");
+        assert_eq!(parsed.payload["sub"], "x");
+        assert!(good.starts_with(parsed.signing_input) && parsed.signing_input.matches('.').count() == 1);
     }
 
     #[test]

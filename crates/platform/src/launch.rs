@@ -1,0 +1,238 @@
+//! EHR launch contexts (SMART App Launch 2.2 §2.0.7 "EHR launch" and §2.0.10 "Launch
+//! context"): the EHR creates one for a client, gets an opaque `launch` value back, and opens
+//! `<launch_uri>?iss=<fhir base>&launch=<value>`.
+//!
+//! The `launch` value is a short-lived ES256 JWT signed by this server (`typ:
+//! smart-launch+jwt`): any isolate in any location can check it without a storage round trip,
+//! it is bound to its client (`aud`) and it expires ([`LAUNCH_LIFETIME_SECS`]).
+
+use crate::clients::Client;
+use crate::keys::{KeyError, KeyRing};
+use crate::ports::{Signer, Verifier};
+use crate::tokens::{sign_jwt, verify_own_jwt, TokenError};
+use crate::users::is_fhir_id;
+use serde::{Deserialize, Serialize};
+use smart_protocol::jose::JwsAlgorithm;
+use smart_protocol::ServerUrls;
+use url::Url;
+
+pub const LAUNCH_TYP: &str = "smart-launch+jwt";
+/// How long an app has between the EHR's launch and its authorization request.
+pub const LAUNCH_LIFETIME_SECS: i64 = 300;
+
+/// One `fhirContext` entry (SMART 2.2 §2.0.10.1): a reference, canonical or identifier, with
+/// an optional type and role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirContextItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<serde_json::Value>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// What an EHR launch hands the app (through the token response).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    #[serde(default, rename = "fhirContext", skip_serializing_if = "Vec::is_empty")]
+    pub fhir_context: Vec<FhirContextItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub need_patient_banner: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart_style_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// The EHR's request to `POST /auth/ehr/launch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    pub client_id: String,
+    #[serde(flatten)]
+    pub context: LaunchContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    #[error("not a valid launch request: {0}")]
+    Invalid(String),
+    #[error("patient and encounter must be FHIR ids")]
+    BadId,
+    #[error("each fhirContext item needs exactly one of reference, canonical or identifier")]
+    BadFhirContext,
+    #[error("smart_style_url must be an absolute https URL (http only on loopback)")]
+    BadStyleUrl,
+    #[error("the client has no launch_uri registered")]
+    NoLaunchUri,
+    #[error("the client is a backend service and cannot be launched")]
+    NotLaunchable,
+}
+
+/// What `POST /auth/ehr/launch` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaunchCreated {
+    pub launch: String,
+    pub launch_url: String,
+    pub expires_in: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LaunchClaims {
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    ctx: LaunchContext,
+}
+
+impl LaunchContext {
+    pub fn validate(&self) -> Result<(), LaunchError> {
+        for id in [&self.patient, &self.encounter].into_iter().flatten() {
+            if !is_fhir_id(id) {
+                return Err(LaunchError::BadId);
+            }
+        }
+        for item in &self.fhir_context {
+            let given = [item.reference.is_some(), item.canonical.is_some(), item.identifier.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(LaunchError::BadFhirContext);
+            }
+        }
+        if let Some(url) = &self.smart_style_url {
+            let ok = Url::parse(url).is_ok_and(|u| {
+                u.scheme() == "https" || (u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost")))
+            });
+            if !ok {
+                return Err(LaunchError::BadStyleUrl);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LaunchRequest {
+    pub fn parse(body: &str) -> Result<Self, LaunchError> {
+        let request: Self = serde_json::from_str(body).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        request.context.validate()?;
+        Ok(request)
+    }
+}
+
+/// Creates the launch value and URL for `client`.
+pub async fn create(
+    request: &LaunchRequest,
+    client: &Client,
+    urls: &ServerUrls,
+    ring: &KeyRing,
+    signer: &dyn Signer,
+    now: i64,
+) -> Result<Result<LaunchCreated, LaunchError>, KeyError> {
+    if client.client_type == crate::clients::ClientType::Backend {
+        return Ok(Err(LaunchError::NotLaunchable));
+    }
+    let Some(launch_uri) = client.launch_uri.as_deref().and_then(|u| Url::parse(u).ok()) else {
+        return Ok(Err(LaunchError::NoLaunchUri));
+    };
+    let claims = LaunchClaims {
+        iss: urls.issuer().to_owned(),
+        aud: client.client_id.clone(),
+        iat: now,
+        exp: now + LAUNCH_LIFETIME_SECS,
+        ctx: request.context.clone(),
+    };
+    let launch = sign_jwt(ring, signer, JwsAlgorithm::ES256, LAUNCH_TYP, &claims, now).await?;
+    let mut url = launch_uri;
+    url.query_pairs_mut().append_pair("iss", &urls.fhir_base()).append_pair("launch", &launch);
+    Ok(Ok(LaunchCreated { launch, launch_url: url.into(), expires_in: LAUNCH_LIFETIME_SECS }))
+}
+
+/// Why an authorization request's `launch` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchUseError {
+    #[error("the launch value is not valid: {0}")]
+    Invalid(#[from] TokenError),
+    #[error("the launch value was issued for another client")]
+    OtherClient,
+}
+
+/// Checks the `launch` parameter of an authorization request and returns its context.
+pub async fn resolve(
+    launch: &str,
+    client_id: &str,
+    urls: &ServerUrls,
+    ring: &KeyRing,
+    verifier: &dyn Verifier,
+    now: i64,
+) -> Result<LaunchContext, LaunchUseError> {
+    let claims = verify_own_jwt(ring, verifier, launch, LAUNCH_TYP, urls.issuer(), now).await?;
+    let claims: LaunchClaims = serde_json::from_value(serde_json::Value::Object(claims))
+        .map_err(|e| LaunchUseError::Invalid(TokenError::Malformed(smart_protocol::jose::JwsError::BadHeader(e.to_string()))))?;
+    if claims.aud != client_id {
+        return Err(LaunchUseError::OtherClient);
+    }
+    Ok(claims.ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::ClientRegistration;
+    use crate::keys::ensure_keys;
+    use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore};
+    use futures::executor::block_on;
+
+    fn client(launch_uri: Option<&str>) -> Client {
+        let mut json = serde_json::json!({"client_id": "app", "client_name": "App", "client_type": "public",
+            "redirect_uris": ["https://app.example/cb"], "scope": "launch patient/*.rs"});
+        if let Some(uri) = launch_uri {
+            json["launch_uri"] = uri.into();
+        }
+        ClientRegistration::parse(&json.to_string()).unwrap().into_client().unwrap()
+    }
+
+    #[test]
+    fn a_launch_round_trips_for_its_client_until_it_expires() {
+        let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
+        let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
+        let request = LaunchRequest::parse(r#"{"client_id":"app","patient":"p1","encounter":"e1","intent":"reconcile-medications",
+            "need_patient_banner":false,"fhirContext":[{"reference":"Observation/o1","role":"launch"}],"tenant":"t1"}"#).unwrap();
+        let created = block_on(create(&request, &client(Some("https://app.example/launch?x=1")), &urls, &ring, &FakeSigner, 1000)).unwrap().unwrap();
+        let url = Url::parse(&created.launch_url).unwrap();
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(query[0], ("x".into(), "1".into()));
+        assert_eq!(query[1], ("iss".into(), "https://ehr.example/fhir".into()));
+        assert_eq!(query[2], ("launch".into(), created.launch.clone()));
+
+        let ctx = block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1000 + LAUNCH_LIFETIME_SECS - 1)).unwrap();
+        assert_eq!(ctx, request.context);
+        assert!(matches!(block_on(resolve(&created.launch, "other", &urls, &ring, &FakeVerifier, 1000)), Err(LaunchUseError::OtherClient)));
+        assert!(block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1000 + LAUNCH_LIFETIME_SECS)).is_err());
+        assert!(block_on(resolve("garbage", "app", &urls, &ring, &FakeVerifier, 1000)).is_err());
+    }
+
+    #[test]
+    fn refuses_bad_launch_requests() {
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","patient":"bad id"}"#).unwrap_err(), LaunchError::BadId);
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"role":"x"}]}"#).unwrap_err(), LaunchError::BadFhirContext);
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","smart_style_url":"http://evil.example/s.json"}"#).unwrap_err(), LaunchError::BadStyleUrl);
+        assert!(matches!(LaunchRequest::parse(r#"{"client_id":"app","surprise":1}"#).unwrap_err(), LaunchError::Invalid(_)));
+        let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
+        let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
+        let request = LaunchRequest::parse(r#"{"client_id":"app"}"#).unwrap();
+        assert_eq!(block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, 0)).unwrap().unwrap_err(), LaunchError::NoLaunchUri);
+    }
+}
