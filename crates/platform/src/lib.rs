@@ -5,6 +5,7 @@
 //! Ports are `?Send`: Workers futures are not `Send`, and nothing here needs threads.
 
 pub mod admin;
+pub mod authorize;
 pub mod clients;
 pub mod features;
 pub mod fhir;
