@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod clients;
 pub mod features;
 pub mod fhir;
+pub mod grants;
 pub mod keys;
 pub mod launch;
 pub mod memory;
