@@ -4,6 +4,7 @@
 //!
 //! Ports are `?Send`: Workers futures are not `Send`, and nothing here needs threads.
 
+pub mod accounts;
 pub mod admin;
 pub mod authorize;
 pub mod clients;
@@ -13,6 +14,7 @@ pub mod grants;
 pub mod keys;
 pub mod launch;
 pub mod memory;
+pub mod pages;
 pub mod ports;
 pub mod routes;
 pub mod settings;
