@@ -1,7 +1,10 @@
-//! FHIR R4 resource-server pieces. So far: the CapabilityStatement and OperationOutcome.
+//! FHIR R4 resource-server pieces: the CapabilityStatement, OperationOutcome, the store port
+//! and bundle ingestion.
 
 pub mod capability;
+pub mod ingest;
 pub mod outcome;
+pub mod store;
 
 /// The media type of FHIR JSON (R4 §3.1.0.4.1).
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
