@@ -112,3 +112,85 @@ pub fn preflight(route: Route) -> Response {
     let _ = headers.set("Access-Control-Max-Age", "86400");
     with_cors(response)
 }
+
+/// Largest form or JSON body read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An HTML page with the security headers every page carries.
+pub fn html(status: u16, body: String, csp: &str) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "text/html; charset=utf-8");
+    let _ = headers.set("Content-Security-Policy", csp);
+    let _ = headers.set("X-Content-Type-Options", "nosniff");
+    let _ = headers.set("Referrer-Policy", "no-referrer");
+    let _ = headers.set("Cache-Control", "no-store");
+    Response::from_body(worker::ResponseBody::Body(body.into_bytes()))
+        .map(|r| r.with_status(status).with_headers(headers))
+        .unwrap_or_else(|_| Response::empty().expect("an empty response").with_status(500))
+}
+
+/// The error page (no redirect: used when the client or redirect URI is not trusted).
+pub fn error_page(status: u16, title: &str, message: &str) -> Response {
+    html(status, platform::pages::error_page(title, message), &platform::pages::csp(&[], &[]))
+}
+
+/// A 303 See Other to `location` (after a form POST the browser follows with GET).
+pub fn see_other(location: &str) -> Response {
+    let response = Response::empty().expect("an empty response").with_status(303);
+    let headers = response.headers();
+    let _ = headers.set("Location", location);
+    let _ = headers.set("Cache-Control", "no-store");
+    let _ = headers.set("Referrer-Policy", "no-referrer");
+    response
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub fn cookie(req: &worker::Request, name: &str) -> Option<String> {
+    let header = req.headers().get("Cookie").ok().flatten()?;
+    header.split(';').filter_map(|pair| pair.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+}
+
+/// Adds a `Set-Cookie` for an HttpOnly cookie scoped to `/auth`. Over https the cookie is
+/// `Secure; SameSite=None`, so the pages also work inside an EHR's frame (forms carry a CSRF
+/// token); over plain http (local development) it is `SameSite=Lax`.
+pub fn set_cookie(response: &Response, name: &str, value: &str, max_age: i64, https: bool) {
+    let attrs = if https { "Secure; SameSite=None" } else { "SameSite=Lax" };
+    let _ = response.headers().append("Set-Cookie", &format!("{name}={value}; Path=/auth; Max-Age={max_age}; HttpOnly; {attrs}"));
+}
+
+/// Why a form body was refused.
+pub enum FormError {
+    WrongType,
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads an `application/x-www-form-urlencoded` body as ordered pairs (repeats kept, so the
+/// caller can refuse duplicates).
+pub async fn form(req: &mut worker::Request) -> Result<Vec<(String, String)>, FormError> {
+    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media != "application/x-www-form-urlencoded" {
+        return Err(FormError::WrongType);
+    }
+    let bytes = body_bytes(req).await?;
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| FormError::Unreadable)
+}
+
+/// The request body, refusing more than [`MAX_BODY_BYTES`].
+pub async fn body_bytes(req: &mut worker::Request) -> Result<Vec<u8>, FormError> {
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(FormError::TooLarge);
+    }
+    let bytes = req.bytes().await.map_err(|_| FormError::Unreadable)?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(FormError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// The first value of `name` in form pairs.
+pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}

@@ -3,7 +3,7 @@
 
 use crate::context::{vars, AppContext};
 use crate::http::AppError;
-use crate::key_vault;
+use crate::durable::key_vault;
 use platform::keys::{KeyRing, KEY_CACHE_SECS};
 use platform::ports::KeyRecord;
 use std::cell::RefCell;

@@ -1,6 +1,6 @@
 //! The smart-edge Cloudflare Worker: a thin shell that decodes requests, hands them to the
 //! `platform` use cases and encodes the answers. Storage and crypto adapters live in
-//! [`adapters`], Durable Object classes in [`key_vault`].
+//! [`adapters`], Durable Object classes in [`durable`].
 //!
 //! Rule of thumb: no protocol `if` belongs here; it goes into `smart-protocol` or `platform`.
 
@@ -8,11 +8,12 @@ mod adapters;
 mod context;
 mod handlers;
 mod http;
-mod key_vault;
+mod durable;
 mod keyring;
+mod registry;
 mod settings;
 
-pub use key_vault::KeyVault;
+pub use durable::{account::Account, fhir_partition::FhirPartition, grant::Grant, key_vault::KeyVault};
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(start)]

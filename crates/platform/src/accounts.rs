@@ -11,7 +11,6 @@ use crate::users::{self, User};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use smart_protocol::scopes::ScopeSet;
 use subtle::ConstantTimeEq;
 
@@ -74,7 +73,7 @@ pub enum LoginOutcome {
 }
 
 fn hash(secret: &str) -> String {
-    B64URL.encode(Sha256::digest(secret.as_bytes()))
+    crate::tokens::opaque_hash(secret)
 }
 
 fn random_token(random: &dyn Random) -> Result<String, CryptoError> {

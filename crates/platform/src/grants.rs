@@ -223,6 +223,54 @@ impl Interaction {
     }
 }
 
+/// What the Worker does next for an interaction at its current step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Check the browser's session cookie; call again with `session_available = false` if it
+    /// is not valid.
+    TrySession,
+    ShowLogin,
+    ShowPatientPicker,
+    ShowEncounterPicker,
+    /// Look up a remembered consent; call again with `remembered = Some(found)`.
+    CheckRememberedConsent,
+    AutoConsent,
+    AskConsent,
+    IssueCode,
+    /// `prompt=none` and the user would have to interact (OpenID Connect Core §3.1.2.6).
+    Fail(smart_protocol::OAuthErrorCode, &'static str),
+}
+
+/// Decides the next action (OpenID Connect `prompt`, the client's consent policy).
+pub fn next_action(interaction: &Interaction, session_available: bool, remembered: Option<bool>) -> Action {
+    use smart_protocol::OAuthErrorCode as E;
+    let prompt = interaction.request.prompt;
+    match interaction.step() {
+        Step::Login if session_available && !prompt.login => Action::TrySession,
+        Step::Login if prompt.none => Action::Fail(E::LoginRequired, "the user is not signed in"),
+        Step::Login => Action::ShowLogin,
+        Step::PickPatient | Step::PickEncounter if prompt.none => {
+            Action::Fail(E::InteractionRequired, "the user must choose the launch context")
+        }
+        Step::PickPatient => Action::ShowPatientPicker,
+        Step::PickEncounter => Action::ShowEncounterPicker,
+        Step::Consent if prompt.consent => Action::AskConsent,
+        Step::Consent => match (interaction.consent_policy, remembered) {
+            (ConsentPolicy::PreApproved, _) | (ConsentPolicy::Remember, Some(true)) => Action::AutoConsent,
+            (ConsentPolicy::Remember, None) => Action::CheckRememberedConsent,
+            _ if prompt.none => Action::Fail(E::ConsentRequired, "the user has not approved this application"),
+            _ => Action::AskConsent,
+        },
+        Step::Complete => Action::IssueCode,
+    }
+}
+
+/// Whether `user` may open `patient_id`'s record in the picker: a patient user only their
+/// own; other users any patient (their finer rights are the resource server's business).
+pub fn may_pick_patient(user: &AuthenticatedUser, patient_id: &str) -> bool {
+    user.patient_id().is_none_or(|own| own == patient_id)
+}
+
 fn interaction_reply(interaction: &Interaction) -> Reply {
     Reply::Interaction { interaction: Box::new(interaction.clone()), step: interaction.step() }
 }
@@ -417,6 +465,38 @@ mod tests {
         let (closed, reply) = run(record, Command::Deny { browser_hash: b(), csrf: t() });
         assert!(matches!(reply, Reply::Denied { .. }));
         assert_eq!(apply(Some(closed), Command::View { browser_hash: b() }, 1).unwrap_err(), GrantError::NotFound);
+    }
+
+    #[test]
+    fn next_action_follows_prompt_and_consent_policy() {
+        use smart_protocol::OAuthErrorCode as E;
+        let mut i = interaction("openid", None);
+        assert_eq!(next_action(&i, true, None), Action::TrySession);
+        assert_eq!(next_action(&i, false, None), Action::ShowLogin);
+        i.request.prompt.none = true;
+        assert_eq!(next_action(&i, false, None), Action::Fail(E::LoginRequired, "the user is not signed in"));
+        i.user = Some(user());
+        assert!(matches!(next_action(&i, false, None), Action::Fail(E::ConsentRequired, _)));
+        i.consent_policy = ConsentPolicy::Remember;
+        assert_eq!(next_action(&i, false, None), Action::CheckRememberedConsent);
+        assert_eq!(next_action(&i, false, Some(true)), Action::AutoConsent);
+        i.request.prompt = Prompt { consent: true, ..Prompt::default() };
+        assert_eq!(next_action(&i, false, Some(true)), Action::AskConsent);
+        i.consent_policy = ConsentPolicy::PreApproved;
+        i.request.prompt = Prompt::default();
+        assert_eq!(next_action(&i, false, None), Action::AutoConsent);
+        i.request.prompt.login = true;
+        i.user = None;
+        assert_eq!(next_action(&i, true, None), Action::ShowLogin, "prompt=login ignores the session");
+    }
+
+    #[test]
+    fn patient_users_pick_only_themselves() {
+        let mut u = user();
+        assert!(may_pick_patient(&u, "anyone"));
+        u.fhir_user = "Patient/p1".into();
+        assert!(may_pick_patient(&u, "p1"));
+        assert!(!may_pick_patient(&u, "p2"));
     }
 
     #[test]

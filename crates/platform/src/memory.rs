@@ -24,6 +24,11 @@ impl KvStore for MemoryKv {
         self.values.borrow_mut().insert(key.to_owned(), value.to_owned());
         Ok(())
     }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.values.borrow_mut().remove(key);
+        Ok(())
+    }
 }
 
 #[derive(Default)]

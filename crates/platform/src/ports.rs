@@ -20,6 +20,7 @@ pub struct CryptoError(pub String);
 pub trait KvStore {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn put(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// One signing key as the key vault stores it.

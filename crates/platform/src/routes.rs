@@ -11,7 +11,24 @@ pub enum Route {
     SmartConfiguration,
     Metadata,
     Token,
+    /// The authorization endpoint (GET and POST).
+    Authorize,
+    /// The next page of a pending authorization (`?interaction=…`).
+    Interaction,
+    Login,
+    Pick,
+    Consent,
+    AuthStylesheet,
+    /// The EHR-side API that creates launch contexts.
+    EhrLaunch,
     AdminSettings,
+    AdminClients,
+    /// `/admin/clients/{client_id}`.
+    AdminClient,
+    AdminUsers,
+    /// `/admin/users/{username}`.
+    AdminUser,
+    AdminFhirBundle,
     AdminRotateKeys,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
@@ -41,6 +58,13 @@ impl Route {
         if let Some(rest) = path.strip_prefix(AUTH_PREFIX) {
             return match rest {
                 "/token" => Route::Token,
+                "/authorize" => Route::Authorize,
+                "/interaction" => Route::Interaction,
+                "/login" => Route::Login,
+                "/pick" => Route::Pick,
+                "/consent" => Route::Consent,
+                "/assets/auth.css" => Route::AuthStylesheet,
+                "/ehr/launch" => Route::EhrLaunch,
                 _ => Route::NotFound,
             };
         }
@@ -50,16 +74,38 @@ impl Route {
             "/.well-known/jwks.json" => Route::Jwks,
             "/admin/settings" => Route::AdminSettings,
             "/admin/keys/rotate" => Route::AdminRotateKeys,
+            "/admin/clients" => Route::AdminClients,
+            "/admin/users" => Route::AdminUsers,
+            "/admin/fhir/bundle" => Route::AdminFhirBundle,
+            _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
+            _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
             "/_dev/sign" => Route::DevSign,
             _ => Route::NotFound,
         }
     }
 
+    /// The last path segment after `prefix`, when it is one non-empty segment.
+    pub fn path_param<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+        path.strip_prefix(prefix).filter(|rest| !rest.is_empty() && !rest.contains('/'))
+    }
+
     /// The methods the route answers (besides `OPTIONS` for CORS preflight where allowed).
     pub fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Token | Route::AdminRotateKeys | Route::DevSign => &["POST"],
+            Route::Token
+            | Route::AdminRotateKeys
+            | Route::DevSign
+            | Route::Login
+            | Route::Pick
+            | Route::Consent
+            | Route::EhrLaunch
+            | Route::AdminClients
+            | Route::AdminUsers
+            | Route::AdminFhirBundle => &["POST"],
+            Route::Authorize => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
+            Route::AdminClient => &["GET", "PUT", "DELETE"],
+            Route::AdminUser => &["GET", "PUT"],
             Route::NotFound | Route::FhirNotFound => &[],
             _ => &["GET", "HEAD"],
         }
@@ -107,6 +153,13 @@ mod tests {
             ("/auth/nothing", Route::NotFound),
             ("/health", Route::Health),
             ("/admin/settings", Route::AdminSettings),
+            ("/auth/authorize", Route::Authorize),
+            ("/auth/ehr/launch", Route::EhrLaunch),
+            ("/admin/clients", Route::AdminClients),
+            ("/admin/clients/lab-viewer", Route::AdminClient),
+            ("/admin/clients/", Route::NotFound),
+            ("/admin/clients/a/b", Route::NotFound),
+            ("/admin/users/dr.smith", Route::AdminUser),
             ("/", Route::NotFound),
         ];
         for (path, route) in cases {
@@ -122,7 +175,7 @@ mod tests {
 
     #[test]
     fn admin_and_dev_routes_are_never_cross_origin() {
-        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign] {
+        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign, Route::AdminClient, Route::Login, Route::Consent, Route::EhrLaunch] {
             assert!(!route.cors_public());
         }
     }

@@ -58,6 +58,14 @@ pub async fn verify_own_jwt(
     }
 }
 
+/// SHA-256 (base64url) of an opaque secret: codes, session and browser handles are stored and
+/// compared only as this hash.
+pub fn opaque_hash(secret: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
 /// Signs `claims` as a compact JWS with the key that is active for `alg` at `now`.
 pub async fn sign_jwt<C: Serialize>(
     ring: &KeyRing,

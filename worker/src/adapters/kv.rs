@@ -19,4 +19,8 @@ impl KvStore for WorkersKv {
             .await
             .map_err(|e| StoreError(e.to_string()))
     }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await.map_err(|e| StoreError(e.to_string()))
+    }
 }

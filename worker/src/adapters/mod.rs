@@ -1,4 +1,5 @@
 //! Workers implementations of the platform's ports.
 
+pub mod fhir_store;
 pub mod kv;
 pub mod webcrypto;

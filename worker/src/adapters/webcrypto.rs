@@ -114,3 +114,82 @@ impl Signer for WebCryptoSigner {
         Ok(Uint8Array::new(&signature).to_vec())
     }
 }
+
+thread_local! {
+    /// Public keys imported for verification, by `kid`.
+    static IMPORTED_PUBLIC: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+pub struct WebCryptoVerifier;
+
+#[async_trait(?Send)]
+impl platform::ports::Verifier for WebCryptoVerifier {
+    async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
+        let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
+        let public = key.to_public();
+        let cache_key = format!("{}:{}", public.kid.as_deref().unwrap_or_default(), public.thumbprint().unwrap_or_default());
+        let cached = IMPORTED_PUBLIC.with(|keys| keys.borrow().get(&cache_key).cloned());
+        let crypto_key = match cached {
+            Some(k) => k,
+            None => {
+                let mut jwk = public.clone();
+                jwk.use_ = None; // `use` would have to agree with the usages; leave it out
+                let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+                let js = serde::Serialize::serialize(&jwk, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
+                let imported = await_promise(
+                    subtle()?.import_key_with_object("jwk", js.unchecked_ref(), &key_params(alg, false)?, false, &usages(&["verify"])),
+                    "importKey (verify)",
+                )
+                .await?;
+                let k: CryptoKey = imported.unchecked_into();
+                IMPORTED_PUBLIC.with(|keys| keys.borrow_mut().insert(cache_key, k.clone()));
+                k
+            }
+        };
+        let ok = await_promise(
+            subtle()?.verify_with_object_and_u8_array_and_u8_array(&sign_params(alg)?, &crypto_key, signature, data),
+            "verify",
+        )
+        .await?;
+        Ok(ok.as_bool().unwrap_or(false))
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 through `deriveBits` (workerd accepts at most 100,000 iterations).
+pub struct WebCryptoPasswordHasher;
+
+#[async_trait(?Send)]
+impl platform::ports::PasswordHasher for WebCryptoPasswordHasher {
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; 32], CryptoError> {
+        let subtle = subtle()?;
+        let base = await_promise(
+            subtle.import_key_with_str("raw", &Uint8Array::from(password), "PBKDF2", false, &usages(&["deriveBits"])),
+            "importKey (PBKDF2)",
+        )
+        .await?;
+        let params = object(&[
+            ("name", "PBKDF2".into()),
+            ("hash", "SHA-256".into()),
+            ("salt", Uint8Array::from(salt).into()),
+            ("iterations", iterations.into()),
+        ])?;
+        let bits = await_promise(subtle.derive_bits_with_object(&params, base.unchecked_ref(), 256), "deriveBits").await?;
+        let bytes = Uint8Array::new(&bits).to_vec();
+        bytes.try_into().map_err(|_| CryptoError("deriveBits returned a wrong length".into()))
+    }
+}
+
+/// `crypto.getRandomValues`.
+pub struct WebCryptoRandom;
+
+impl platform::ports::Random for WebCryptoRandom {
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), CryptoError> {
+        let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).map_err(err("no crypto global"))?;
+        let crypto: web_sys::Crypto = crypto.unchecked_into();
+        // getRandomValues fills at most 65,536 bytes per call.
+        for chunk in bytes.chunks_mut(65_536) {
+            crypto.get_random_values_with_u8_array(chunk).map_err(err("getRandomValues"))?;
+        }
+        Ok(())
+    }
+}

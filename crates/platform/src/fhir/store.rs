@@ -36,6 +36,15 @@ pub fn partitions_for(resource: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// The key a partition orders a type by: patients by name, encounters by start.
+pub fn sort_key(resource: &Value) -> String {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Patient") => patient_name(resource).to_lowercase(),
+        Some("Encounter") => resource.pointer("/period/start").and_then(Value::as_str).unwrap_or("").to_owned(),
+        _ => String::new(),
+    }
+}
+
 pub fn patient_partition(patient_id: &str) -> String {
     format!("patient/{patient_id}")
 }

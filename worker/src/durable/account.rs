@@ -1,0 +1,99 @@
+//! One Durable Object per username (see `platform::accounts`): failed-login throttling,
+//! sessions and remembered consents, strictly ordered.
+
+use super::rpc;
+use super::JsonCell;
+use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
+use crate::keyring::now_secs;
+use platform::accounts::{AccountState, LoginOutcome, SessionHandle};
+use platform::users::User;
+use serde::{Deserialize, Serialize};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+#[derive(Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub user: Option<User>,
+    pub password: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ConsentRequest {
+    pub client_id: String,
+    pub scope: String,
+}
+
+#[durable_object]
+pub struct Account {
+    state: State,
+}
+
+impl DurableObject for Account {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let path = req.path();
+        let cell = JsonCell::open(self.state.storage().sql())?;
+        let now = now_secs();
+        match path.as_str() {
+            "/login" => {
+                let login: LoginRequest = rpc::body(req).await?;
+                let storage = self.state.storage();
+                // PBKDF2 awaits WebCrypto; block other events meanwhile so two attempts never
+                // read the same failure count.
+                let outcome = self
+                    .state
+                    .block_concurrency_while(async move {
+                        let cell = JsonCell::open(storage.sql())?;
+                        let mut state: AccountState = cell.load()?.unwrap_or_default();
+                        let outcome = state
+                            .login(&login.username, login.user.as_ref(), &login.password, &WebCryptoPasswordHasher, &WebCryptoRandom, now)
+                            .await;
+                        if outcome.is_ok() {
+                            cell.store(&state)?;
+                        }
+                        Ok(outcome.map_err(|e| e.to_string()))
+                    })
+                    .await?;
+                match outcome {
+                    Ok(outcome) => Response::from_json::<LoginOutcome>(&outcome),
+                    Err(message) => Response::error(message, 500),
+                }
+            }
+            "/session/check" => {
+                let request: SessionRequest = rpc::body(req).await?;
+                let state: AccountState = cell.load()?.unwrap_or_default();
+                let handle = SessionHandle { username: String::new(), id: request.id, secret: request.secret };
+                Response::from_json(&state.check_session(&handle, now))
+            }
+            "/session/end" => {
+                let request: SessionRequest = rpc::body(req).await?;
+                let mut state: AccountState = cell.load()?.unwrap_or_default();
+                state.end_session(&request.id);
+                cell.store(&state)?;
+                Response::from_json(&true)
+            }
+            "/consent/remember" => {
+                let request: ConsentRequest = rpc::body(req).await?;
+                let mut state: AccountState = cell.load()?.unwrap_or_default();
+                state.remember_consent(&request.client_id, &request.scope, now);
+                cell.store(&state)?;
+                Response::from_json(&true)
+            }
+            "/consent/check" => {
+                let request: ConsentRequest = rpc::body(req).await?;
+                let state: AccountState = cell.load()?.unwrap_or_default();
+                Response::from_json(&state.consent_covers(&request.client_id, &request.scope))
+            }
+            _ => Response::error("unknown account operation", 404),
+        }
+    }
+}

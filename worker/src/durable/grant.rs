@@ -1,0 +1,36 @@
+//! One Durable Object per authorization grant (see `platform::grants`). Its id starts the
+//! interaction handle and the authorization code.
+
+use super::rpc;
+use super::JsonCell;
+use crate::keyring::now_secs;
+use platform::grants::{self, Command, GrantRecord};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+#[durable_object]
+pub struct Grant {
+    state: State,
+}
+
+impl DurableObject for Grant {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path() != "/apply" {
+            return Response::error("unknown grant operation", 404);
+        }
+        let command: Command = rpc::body(req).await?;
+        // Load, apply, store: no await between, so commands on one grant never interleave.
+        let cell = JsonCell::open(self.state.storage().sql())?;
+        let record: Option<GrantRecord> = cell.load()?;
+        match grants::apply(record, command, now_secs()) {
+            Ok((record, reply)) => {
+                cell.store(&record)?;
+                Response::from_json(&reply)
+            }
+            Err(error) => rpc::domain_error(&error),
+        }
+    }
+}

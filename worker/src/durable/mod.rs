@@ -1,0 +1,41 @@
+//! Durable Object classes. Each keeps its state in its own SQLite database and runs the
+//! platform's state machines on it; the Worker reaches them through [`rpc`].
+
+pub mod account;
+pub mod fhir_partition;
+pub mod grant;
+pub mod key_vault;
+pub mod rpc;
+
+use serde::{de::DeserializeOwned, Serialize};
+use worker::{Result, SqlStorage};
+
+/// One JSON document per object, in a one-row table: enough for objects whose whole state is
+/// a small value loaded and stored as one (grants, accounts).
+pub struct JsonCell(SqlStorage);
+
+#[derive(serde::Deserialize)]
+struct CellRow {
+    v: String,
+}
+
+impl JsonCell {
+    pub fn open(sql: SqlStorage) -> Result<Self> {
+        sql.exec("CREATE TABLE IF NOT EXISTS cell (k INTEGER PRIMARY KEY CHECK (k = 0), v TEXT NOT NULL)", None)?;
+        Ok(Self(sql))
+    }
+
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let rows: Vec<CellRow> = self.0.exec("SELECT v FROM cell WHERE k = 0", None)?.to_array()?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => serde_json::from_str(&row.v).map(Some).map_err(|e| worker::Error::RustError(e.to_string())),
+        }
+    }
+
+    pub fn store<T: Serialize>(&self, value: &T) -> Result<()> {
+        let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.0.exec("INSERT INTO cell (k, v) VALUES (0, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", vec![json.into()])?;
+        Ok(())
+    }
+}

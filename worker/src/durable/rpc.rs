@@ -1,0 +1,43 @@
+//! Calls from the Worker to a Durable Object: JSON in, JSON out, over the object's fetch.
+
+use crate::http::AppError;
+use serde::{de::DeserializeOwned, Serialize};
+use worker::{Env, Method, Request, RequestInit, Response, Stub};
+
+/// The stub of the object `name` in namespace `binding`.
+pub fn by_name(env: &Env, binding: &str, name: &str) -> Result<Stub, AppError> {
+    Ok(env.durable_object(binding)?.id_from_name(name)?.get_stub()?)
+}
+
+/// POSTs `body` to `path` and decodes the answer; a non-2xx answer with a JSON body is
+/// returned as `Err(Ok(body))` so callers can act on domain errors.
+pub async fn call<B: Serialize, R: DeserializeOwned, E: DeserializeOwned>(
+    stub: &Stub,
+    path: &str,
+    body: &B,
+) -> Result<Result<R, E>, AppError> {
+    let json = serde_json::to_string(body).map_err(AppError::internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(json.into()));
+    let req = Request::new_with_init(&format!("https://do{path}"), &init)?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    let status = resp.status_code();
+    let text = resp.text().await?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text).map(Ok).map_err(|e| AppError::internal(format!("{path}: {e}: {text}")));
+    }
+    match serde_json::from_str::<E>(&text) {
+        Ok(domain) if status == 409 => Ok(Err(domain)),
+        _ => Err(AppError::internal(format!("{path} answered {status}: {text}"))),
+    }
+}
+
+/// Inside an object: the request's JSON body.
+pub async fn body<T: DeserializeOwned>(mut req: Request) -> worker::Result<T> {
+    req.json().await
+}
+
+/// Inside an object: a domain error (409 + JSON) the caller decodes.
+pub fn domain_error<E: Serialize>(error: &E) -> worker::Result<Response> {
+    Ok(Response::from_json(error)?.with_status(409))
+}

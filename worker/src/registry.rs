@@ -1,0 +1,57 @@
+//! Clients and users, read from KV and cached per isolate for [`CACHE_SECS`]. An admin change
+//! reaches the isolate that made it at once and the others within a minute (plus KV's own
+//! propagation, about 60 s between locations).
+
+use crate::context::AppContext;
+use crate::http::AppError;
+use crate::keyring::now_secs;
+use crate::settings::kv;
+use platform::clients::{self, Client};
+use platform::users::{self, User};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+const CACHE_SECS: i64 = 60;
+
+thread_local! {
+    static CLIENTS: RefCell<HashMap<String, (Option<Client>, i64)>> = RefCell::new(HashMap::new());
+}
+
+pub async fn client(ctx: &AppContext, client_id: &str) -> Result<Option<Client>, AppError> {
+    let now = now_secs();
+    let cached = CLIENTS.with(|c| c.borrow().get(client_id).filter(|(_, at)| now - at < CACHE_SECS).map(|(v, _)| v.clone()));
+    if let Some(client) = cached {
+        return Ok(client);
+    }
+    let loaded = clients::load(&kv(ctx)?, client_id).await.map_err(AppError::internal)?;
+    CLIENTS.with(|c| {
+        let mut map = c.borrow_mut();
+        if map.len() > 1000 {
+            map.clear(); // unknown ids are cached too; keep the map bounded
+        }
+        map.insert(client_id.to_owned(), (loaded.clone(), now));
+    });
+    Ok(loaded)
+}
+
+pub async fn save_client(ctx: &AppContext, client: &Client) -> Result<(), AppError> {
+    clients::save(&kv(ctx)?, client).await.map_err(AppError::internal)?;
+    CLIENTS.with(|c| c.borrow_mut().insert(client.client_id.clone(), (Some(client.clone()), now_secs())));
+    Ok(())
+}
+
+pub async fn delete_client(ctx: &AppContext, client_id: &str) -> Result<(), AppError> {
+    use platform::ports::KvStore;
+    kv(ctx)?.delete(&format!("{}{client_id}", clients::KEY_PREFIX)).await.map_err(AppError::internal)?;
+    CLIENTS.with(|c| c.borrow_mut().remove(client_id));
+    Ok(())
+}
+
+/// Users are read at login only, so they are not cached.
+pub async fn user(ctx: &AppContext, username: &str) -> Result<Option<User>, AppError> {
+    users::load(&kv(ctx)?, username).await.map_err(AppError::internal)
+}
+
+pub async fn save_user(ctx: &AppContext, user: &User) -> Result<(), AppError> {
+    users::save(&kv(ctx)?, user).await.map_err(AppError::internal)
+}
