@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startDevServer, ROOT } from "./dev-server.mjs";
+import { registerAll, loadFolder } from "./admin-client.mjs";
 
 const port = Number(process.env.PORT ?? 8787);
 const stateDir = join(ROOT, ".state");
@@ -35,6 +36,16 @@ if (!seeded.ok) {
   process.exit(1);
 }
 
+// Demo clients and users from the checked-in files, then the sample patients.
+const read = (name) => JSON.parse(readFileSync(join(ROOT, "config", name), "utf8"));
+await registerAll(server.url, adminToken, "clients", read("clients.json"));
+await registerAll(server.url, adminToken, "users", read("users.json"));
+const shared = process.env.SMART_EDGE_DATA ?? join(ROOT, "..", "shared", "fhir-data", "synthea-r4");
+const dataDir = existsSync(shared) ? shared : join(ROOT, "tests", "fixtures", "synthea");
+console.log(`loading sample patients from ${dataDir}`);
+const loaded = await loadFolder(server.url, adminToken, dataDir);
+console.log(`loaded ${loaded.stored} resources from ${loaded.files} bundles`);
+
 const u = server.url;
 console.log(`
 smart-edge is running on ${u}  (state: .state/, Ctrl-C to stop)
@@ -46,5 +57,9 @@ smart-edge is running on ${u}  (state: .state/, Ctrl-C to stop)
   Signing keys (JWKS)        ${u}/.well-known/jwks.json
   FHIR CapabilityStatement   ${u}/fhir/metadata
   Admin API                  ${u}/admin/settings  (Authorization: Bearer <ADMIN_TOKEN from .dev.vars>)
+  EHR launch API             POST ${u}/auth/ehr/launch  (same token; body {"client_id": "lab-viewer", "patient": "…"})
+
+Demo sign-in (config/users.json): dr.smith / smart-edge-demo (practitioner), ned / smart-edge-demo (patient)
+Demo client (config/clients.json): lab-viewer
 `);
 server.child.on("exit", (code) => process.exit(code ?? 0));

@@ -1,6 +1,7 @@
 // Starts the built Worker (worker/build) under workerd through the Miniflare API, on a real
 // loopback port, with the same bindings wrangler.toml declares. Tests talk to it over HTTP.
 import { Miniflare } from "miniflare";
+import { parse as parseToml } from "smol-toml";
 import { readFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -9,8 +10,12 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const ADMIN_TOKEN = "test-admin-token";
 
-const wranglerToml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(wranglerToml)[1];
+// The bindings come from wrangler.toml itself, so tests and `wrangler dev` cannot drift apart.
+const config = parseToml(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
+const durableObjects = Object.fromEntries(
+  config.durable_objects.bindings.map((b) => [b.name, { className: b.class_name, useSQLite: true }]),
+);
+const kvNamespaces = config.kv_namespaces.map((kv) => kv.binding);
 
 export function tempDir(prefix = "smart-edge-") {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -29,9 +34,9 @@ export async function startWorker({ persistTo = tempDir(), bindings = {} } = {})
     scriptPath: join(buildDir, "index.js"),
     modulesRoot: buildDir,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-    compatibilityDate,
-    kvNamespaces: ["CONFIG"],
-    durableObjects: { KEY_VAULT: { className: "KeyVault", useSQLite: true } },
+    compatibilityDate: config.compatibility_date,
+    kvNamespaces,
+    durableObjects,
     defaultPersistRoot: persistTo,
     bindings: { FHIR_BASE_PATH: "/fhir", DEV_ROUTES: "true", ADMIN_TOKEN, ...bindings },
   });

@@ -25,16 +25,26 @@ impl From<worker::Error> for AppError {
 }
 
 pub fn json<T: Serialize>(status: u16, body: &T, content_type: &str) -> Response {
-    let (status, text) = match serde_json::to_string(body) {
-        Ok(text) => (status, text),
+    match serde_json::to_string(body) {
+        Ok(text) => bytes(status, text.into_bytes(), content_type),
         Err(e) => {
             console_error!("response did not serialise: {e}");
-            (500, r#"{"error":"server_error"}"#.to_owned())
+            bytes(500, br#"{"error":"server_error"}"#.to_vec(), "application/json")
         }
-    };
+    }
+}
+
+/// A text body with its type and caching policy.
+pub fn text(status: u16, body: &str, content_type: &str, cache_control: &str) -> Response {
+    let response = bytes(status, body.as_bytes().to_vec(), content_type);
+    let _ = response.headers().set("Cache-Control", cache_control);
+    response
+}
+
+fn bytes(status: u16, body: Vec<u8>, content_type: &str) -> Response {
     let headers = Headers::new();
     let _ = headers.set("Content-Type", content_type);
-    Response::from_body(worker::ResponseBody::Body(text.into_bytes()))
+    Response::from_body(worker::ResponseBody::Body(body))
         .map(|r| r.with_status(status).with_headers(headers))
         .unwrap_or_else(|_| Response::empty().expect("an empty response").with_status(500))
 }
@@ -118,15 +128,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// An HTML page with the security headers every page carries.
 pub fn html(status: u16, body: String, csp: &str) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", "text/html; charset=utf-8");
+    let response = text(status, &body, "text/html; charset=utf-8", "no-store");
+    let headers = response.headers();
     let _ = headers.set("Content-Security-Policy", csp);
     let _ = headers.set("X-Content-Type-Options", "nosniff");
     let _ = headers.set("Referrer-Policy", "no-referrer");
-    let _ = headers.set("Cache-Control", "no-store");
-    Response::from_body(worker::ResponseBody::Body(body.into_bytes()))
-        .map(|r| r.with_status(status).with_headers(headers))
-        .unwrap_or_else(|_| Response::empty().expect("an empty response").with_status(500))
+    response
 }
 
 /// The error page (no redirect: used when the client or redirect URI is not trusted).

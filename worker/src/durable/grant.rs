@@ -18,12 +18,16 @@ impl DurableObject for Grant {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if req.path() != "/apply" {
-            return Response::error("unknown grant operation", 404);
+        let cell = JsonCell::open(self.state.storage().sql())?;
+        match req.path().as_str() {
+            "/apply" => {}
+            // Internal diagnostics (objects are not reachable from outside the Worker): the
+            // record, which holds hashes of the code and handles, never the secrets.
+            "/peek" => return Response::from_json(&cell.load::<GrantRecord>()?),
+            _ => return Response::error("unknown grant operation", 404),
         }
         let command: Command = rpc::body(req).await?;
         // Load, apply, store: no await between, so commands on one grant never interleave.
-        let cell = JsonCell::open(self.state.storage().sql())?;
         let record: Option<GrantRecord> = cell.load()?;
         match grants::apply(record, command, now_secs()) {
             Ok((record, reply)) => {

@@ -3,9 +3,16 @@
 
 use crate::context::{vars, AppContext};
 use crate::http::{self, AppError};
-use crate::{keyring, settings};
+use crate::adapters::fhir_store::DoFhirStore;
+use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
+use crate::{keyring, registry, settings};
 use platform::admin::{self, AdminAuth};
+use platform::clients::ClientRegistration;
+use platform::fhir::ingest;
+use platform::fhir::store::FhirStore;
+use platform::routes::Route;
 use platform::settings::{ServerSettings, MAX_SETTINGS_BYTES};
+use platform::users::{RegistrationError, UserRegistration};
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 use worker::{Method, Request, Response};
@@ -13,7 +20,7 @@ use worker::{Method, Request, Response};
 const REALM: &str = "smart-edge admin";
 
 /// `Err` carries the refusal to send back.
-fn authorize(req: &Request, ctx: &AppContext) -> Result<(), Response> {
+pub fn authorize_admin(req: &Request, ctx: &AppContext) -> Result<(), Response> {
     let header = req.headers().get("Authorization").ok().flatten();
     let refusal = match admin::check(header.as_deref(), ctx.secret(vars::ADMIN_TOKEN).as_deref()) {
         AdminAuth::Granted => return Ok(()),
@@ -33,7 +40,7 @@ fn authorize(req: &Request, ctx: &AppContext) -> Result<(), Response> {
 }
 
 pub async fn settings(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    if let Err(refusal) = authorize(&req, ctx) {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
         return Ok(refusal);
     }
     if req.method() == Method::Get {
@@ -56,7 +63,7 @@ pub async fn settings(mut req: Request, ctx: &AppContext) -> Result<Response, Ap
 }
 
 pub async fn rotate_keys(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    if let Err(refusal) = authorize(&req, ctx) {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
         return Ok(refusal);
     }
     if ctx.secret(vars::SIGNING_KEYS).is_some() {
@@ -67,4 +74,117 @@ pub async fn rotate_keys(req: Request, ctx: &AppContext) -> Result<Response, App
     }
     let ring = keyring::rotate(ctx).await?;
     Ok(http::no_store(http::ok_json(&ring.public_jwks())))
+}
+
+async fn admin_body(req: &mut Request, ctx: &AppContext) -> Result<String, Response> {
+    authorize_admin(req, ctx)?;
+    match http::body_bytes(req).await {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| http::oauth(OAuthErrorCode::InvalidRequest, "the body is not UTF-8")),
+        Err(_) => Err(http::oauth(OAuthErrorCode::InvalidRequest, "the body is too large or unreadable")),
+    }
+}
+
+/// `POST /admin/clients` (create or replace) and `PUT /admin/clients/{id}`.
+pub async fn put_client(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let body = match admin_body(&mut req, ctx).await {
+        Ok(body) => body,
+        Err(refusal) => return Ok(refusal),
+    };
+    let client = match ClientRegistration::parse(&body).and_then(ClientRegistration::into_client) {
+        Ok(client) => client,
+        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
+    };
+    if let Some(id) = Route::path_param(&req.path(), "/admin/clients/") {
+        if id != client.client_id {
+            return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the client_id in the body differs from the URL"));
+        }
+    }
+    registry::save_client(ctx, &client).await?;
+    Ok(http::no_store(http::json(201, &client.view(), "application/json")))
+}
+
+/// `GET|DELETE /admin/clients/{id}`.
+pub async fn client(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
+        return Ok(refusal);
+    }
+    if req.method() == Method::Put {
+        return put_client(req, ctx).await;
+    }
+    let path = req.path();
+    let id = Route::path_param(&path, "/admin/clients/").unwrap_or_default();
+    let Some(client) = registry::client(ctx, id).await? else {
+        return Ok(http::json(404, &serde_json::json!({"error": "not_found", "error_description": "no such client"}), "application/json"));
+    };
+    if req.method() == Method::Delete {
+        registry::delete_client(ctx, id).await?;
+        return Ok(http::no_store(http::ok_json(&serde_json::json!({"deleted": client.client_id}))));
+    }
+    Ok(http::no_store(http::ok_json(&client.view())))
+}
+
+/// `POST /admin/users` and `PUT /admin/users/{username}`: the password is hashed with
+/// PBKDF2 before anything is stored.
+pub async fn put_user(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let body = match admin_body(&mut req, ctx).await {
+        Ok(body) => body,
+        Err(refusal) => return Ok(refusal),
+    };
+    let registration = match UserRegistration::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
+    };
+    if let Some(name) = Route::path_param(&req.path(), "/admin/users/") {
+        if name != registration.username {
+            return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the username in the body differs from the URL"));
+        }
+    }
+    let user = match registration.into_user(&WebCryptoPasswordHasher, &WebCryptoRandom).await {
+        Ok(user) => user,
+        Err(RegistrationError::Invalid(e)) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
+        Err(RegistrationError::Crypto(e)) => return Err(AppError::internal(e)),
+    };
+    registry::save_user(ctx, &user).await?;
+    Ok(http::no_store(http::json(201, &user.view(), "application/json")))
+}
+
+/// `GET|PUT /admin/users/{username}`.
+pub async fn user(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if req.method() == Method::Put {
+        return put_user(req, ctx).await;
+    }
+    if let Err(refusal) = authorize_admin(&req, ctx) {
+        return Ok(refusal);
+    }
+    let path = req.path();
+    let name = Route::path_param(&path, "/admin/users/").unwrap_or_default();
+    match registry::user(ctx, name).await? {
+        Some(user) => Ok(http::no_store(http::ok_json(&user.view()))),
+        None => Ok(http::json(404, &serde_json::json!({"error": "not_found", "error_description": "no such user"}), "application/json")),
+    }
+}
+
+/// `POST /admin/fhir/bundle`: loads the patients and encounters of a transaction Bundle.
+pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
+        return Ok(refusal);
+    }
+    // Synthea bundles run to a few megabytes; read up to 16 MiB.
+    let bytes = match req.bytes().await {
+        Ok(bytes) if bytes.len() <= 16 * 1024 * 1024 => bytes,
+        _ => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the bundle is too large or unreadable")),
+    };
+    let bundle: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &format!("not JSON: {e}"))),
+    };
+    let resources = match ingest::extract(&bundle) {
+        Ok(resources) => resources,
+        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
+    };
+    let store = DoFhirStore(&ctx.env);
+    for resource in &resources {
+        store.upsert(resource).await.map_err(AppError::internal)?;
+    }
+    Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": resources.len() }))))
 }

@@ -2,8 +2,10 @@
 //! add CORS. Handlers are small free functions, one module per feature.
 
 mod admin;
+mod authorize;
 mod dev;
 mod discovery;
+mod ehr;
 mod token;
 
 use crate::context::AppContext;
@@ -46,7 +48,19 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::Jwks => discovery::jwks(ctx).await,
         Route::Metadata => discovery::metadata(ctx).await,
         Route::Token => Ok(token::token(req).await),
+        Route::Authorize => authorize::authorize(req, ctx).await,
+        Route::Interaction => authorize::interaction(req, ctx).await,
+        Route::Login => authorize::login(req, ctx).await,
+        Route::Pick => authorize::pick(req, ctx).await,
+        Route::Consent => authorize::consent(req, ctx).await,
+        Route::AuthStylesheet => Ok(authorize::stylesheet()),
+        Route::EhrLaunch => ehr::create_launch(req, ctx).await,
         Route::AdminSettings => admin::settings(req, ctx).await,
+        Route::AdminClients => admin::put_client(req, ctx).await,
+        Route::AdminClient => admin::client(req, ctx).await,
+        Route::AdminUsers => admin::put_user(req, ctx).await,
+        Route::AdminUser => admin::user(req, ctx).await,
+        Route::AdminFhirBundle => admin::fhir_bundle(req, ctx).await,
         Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
         Route::DevSign => dev::sign(req, ctx).await,
         Route::NotFound | Route::FhirNotFound => Ok(http::not_found(route, &req.path())),
