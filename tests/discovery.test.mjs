@@ -19,10 +19,10 @@ test("smart-configuration has every required field, absolute URLs, S256 only", a
   assert.deepEqual(body.code_challenge_methods_supported, ["S256"]);
   assert.ok(Array.isArray(body.capabilities));
   assert.ok(Array.isArray(body.grant_types_supported));
+  assert.equal(body.authorization_endpoint, `${w.url}/auth/authorize`);
   // Only what works is advertised: nothing that has not landed yet.
-  assert.deepEqual(body.capabilities, []);
   assert.deepEqual(body.grant_types_supported, []);
-  for (const absent of ["authorization_endpoint", "introspection_endpoint", "revocation_endpoint", "management_endpoint"]) {
+  for (const absent of ["introspection_endpoint", "revocation_endpoint", "management_endpoint"]) {
     assert.equal(body[absent], undefined, `${absent} must not be advertised yet`);
   }
   for (const [key, value] of Object.entries(body)) {
@@ -72,7 +72,10 @@ test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uri
   const service = rest.security.service[0].coding[0];
   assert.deepEqual(service, { system: "http://terminology.hl7.org/CodeSystem/restful-security-service", code: "SMART-on-FHIR" });
   const oauth = rest.security.extension.find((e) => e.url === "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
-  assert.deepEqual(oauth.extension, [{ url: "token", valueUri: `${w.url}/auth/token` }]);
+  assert.deepEqual(oauth.extension, [
+    { url: "token", valueUri: `${w.url}/auth/token` },
+    { url: "authorize", valueUri: `${w.url}/auth/authorize` },
+  ]);
   assert.deepEqual(rest.resource, [], "no FHIR resource is served yet");
 });
 
