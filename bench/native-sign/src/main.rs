@@ -42,6 +42,15 @@ fn main() {
         black_box(sig.to_bytes());
     });
 
+    // One login's password hash: PBKDF2-HMAC-SHA256, 100,000 iterations (as in users.rs).
+    let mut out = [0u8; 32];
+    let pbkdf2_n = 10;
+    let pbkdf2 = time_per_op(pbkdf2_n, || {
+        pbkdf2::pbkdf2_hmac::<Sha256>(black_box(b"correct horse battery staple"), b"0123456789abcdef", 100_000, &mut out);
+        black_box(out);
+    });
+
     println!(r#"{{"runtime":"native Rust (rsa 0.9, p256 0.13)","alg":"RS256","us_per_signature":{rs256:.1},"n":{n}}}"#);
+    println!(r#"{{"runtime":"native Rust (pbkdf2 0.12)","alg":"PBKDF2","us_per_signature":{pbkdf2:.1},"n":{pbkdf2_n}}}"#);
     println!(r#"{{"runtime":"native Rust (rsa 0.9, p256 0.13)","alg":"ES256","us_per_signature":{es256:.1},"n":{n}}}"#);
 }

@@ -32,6 +32,8 @@ pub enum Route {
     AdminRotateKeys,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
+    /// Derives password hashes; only with `DEV_ROUTES` (benchmarks).
+    DevPbkdf2,
     /// Nothing here, below the FHIR base (answered with an OperationOutcome).
     FhirNotFound,
     /// Nothing here (answered with a JSON error).
@@ -80,6 +82,7 @@ impl Route {
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
             "/_dev/sign" => Route::DevSign,
+            "/_dev/pbkdf2" => Route::DevPbkdf2,
             _ => Route::NotFound,
         }
     }
@@ -95,6 +98,7 @@ impl Route {
             Route::Token
             | Route::AdminRotateKeys
             | Route::DevSign
+            | Route::DevPbkdf2
             | Route::Login
             | Route::Pick
             | Route::Consent
@@ -109,6 +113,11 @@ impl Route {
             Route::NotFound | Route::FhirNotFound => &[],
             _ => &["GET", "HEAD"],
         }
+    }
+
+    /// Development-only routes (tests and benchmarks).
+    pub fn is_dev(self) -> bool {
+        matches!(self, Route::DevSign | Route::DevPbkdf2)
     }
 
     pub fn error_style(self) -> ErrorStyle {

@@ -4,7 +4,9 @@
 use crate::context::AppContext;
 use crate::http::{self, AppError};
 use crate::keyring;
-use crate::adapters::webcrypto::WebCryptoSigner;
+use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoSigner};
+use platform::ports::PasswordHasher;
+use platform::users::PBKDF2_ITERATIONS;
 use platform::tokens::sign_jwt;
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;
@@ -34,4 +36,19 @@ pub async fn sign(mut req: Request, ctx: &AppContext) -> Result<Response, AppErr
         token = sign_jwt(&ring, &WebCryptoSigner, alg, "JWT", &claims, now).await.map_err(AppError::internal)?;
     }
     Ok(http::ok_json(&serde_json::json!({ "token": token, "count": n })))
+}
+
+/// `POST /_dev/pbkdf2?n=1`: derives a password hash `n` times (0–50) with the login's
+/// parameters, for the benchmark.
+pub async fn pbkdf2(req: Request) -> Result<Response, AppError> {
+    let url = req.url()?;
+    let n = match url.query_pairs().find(|(k, _)| k == "n").map(|(_, v)| v.parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) if n <= 50 => n,
+        Some(_) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "n must be 0 to 50")),
+    };
+    for _ in 0..n {
+        WebCryptoPasswordHasher.pbkdf2_sha256(b"correct horse battery staple", b"0123456789abcdef", PBKDF2_ITERATIONS).await.map_err(AppError::internal)?;
+    }
+    Ok(http::ok_json(&serde_json::json!({ "count": n, "iterations": PBKDF2_ITERATIONS })))
 }

@@ -20,7 +20,7 @@ pub async fn dispatch(req: Request, env: Env) -> Response {
         Err(e) => return http::internal_error(Route::NotFound, &e),
     };
     let mut route = Route::resolve(&path, ctx.urls.fhir_path());
-    if route == Route::DevSign && !ctx.dev_routes {
+    if route.is_dev() && !ctx.dev_routes {
         route = Route::NotFound;
     }
     let method = req.method();
@@ -63,6 +63,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::AdminFhirBundle => admin::fhir_bundle(req, ctx).await,
         Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
         Route::DevSign => dev::sign(req, ctx).await,
+        Route::DevPbkdf2 => dev::pbkdf2(req).await,
         Route::NotFound | Route::FhirNotFound => Ok(http::not_found(route, &req.path())),
     }
 }
