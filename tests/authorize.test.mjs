@@ -106,6 +106,26 @@ describe("standalone launch", () => {
     expectRedirect(await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", prompt: "none" })), { error: "consent_required" });
   });
 
+  test("consent policies: remember asks once per user and client, pre-approved never asks", async () => {
+    const remember = { ...APP, client_id: "remembering-app", consent: "remember" };
+    const trusted = { ...APP, client_id: "trusted-app", consent: "pre-approved" };
+    for (const client of [remember, trusted]) {
+      const res = await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify(client) });
+      assert.equal(res.status, 201);
+    }
+    const agent = new Agent(w.url);
+    const scope = "openid fhirUser patient/*.rs";
+    let page = await login(agent, await agent.go(authorizeUrl(w, { client_id: remember.client_id, scope })));
+    assert.ok(page.doc.querySelector("#approve"), "asked the first time");
+    expectRedirect(await agent.submit(page, "#approve", { uncheck: ["fhirUser"] }));
+    expectRedirect(await agent.go(authorizeUrl(w, { client_id: remember.client_id, scope: "openid patient/*.rs" })));
+    page = await agent.go(authorizeUrl(w, { client_id: remember.client_id, scope }));
+    assert.ok(page.doc.querySelector("#approve"), "asked again for a scope the user had unticked");
+
+    const q = expectRedirect(await agent.go(authorizeUrl(w, { client_id: trusted.client_id, scope })));
+    assert.equal((await grantOf(w, q.get("code"))).grant.scope, scope);
+  });
+
   test("deny sends access_denied with the state", async () => {
     const agent = new Agent(w.url);
     let page = await login(agent, await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs" })));
