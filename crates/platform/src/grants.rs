@@ -75,11 +75,29 @@ pub struct AuthorizationGrant {
 pub enum GrantRecord {
     Interaction(Interaction),
     CodeIssued { code_hash: String, expires_at: i64, grant: AuthorizationGrant },
-    /// The code was exchanged; a second exchange attempt is a replay.
-    CodeUsed { grant: AuthorizationGrant, used_at: i64 },
-    /// The user said no, or the grant was revoked.
+    /// The code was exchanged: tokens are out. A second exchange is a replay and revokes it.
+    Active { grant: AuthorizationGrant, issued_at: i64, refresh: Option<RefreshState> },
+    /// The user said no, or the grant was revoked (replayed code, reused refresh token,
+    /// revocation request, session ended).
     Closed { reason: String },
 }
+
+/// The refresh-token chain of an active grant (RFC 9700 §4.14.2: rotation with reuse
+/// detection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshState {
+    pub current_hash: String,
+    pub previous_hash: Option<String>,
+    pub rotated_at: i64,
+    /// The current token in clear, kept only for [`REFRESH_GRACE_SECS`] after a rotation so a
+    /// second tab refreshing with the previous token at the same moment gets the same new one
+    /// instead of revoking the grant.
+    pub grace_secret: Option<String>,
+    pub expires_at: i64,
+}
+
+/// How long a rotated-out refresh token still works (returning the current one).
+pub const REFRESH_GRACE_SECS: i64 = 30;
 
 /// The next thing the user must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +126,22 @@ pub enum Command {
     AutoConsent { browser_hash: String },
     Deny { browser_hash: String, csrf: String },
     IssueCode { browser_hash: String, code_hash: String },
+    /// The token endpoint's `authorization_code` grant. `refresh_secret` is a fresh secret the
+    /// grant keeps (hashed) if its scopes allow a refresh token.
+    Exchange {
+        code_hash: String,
+        client_id: String,
+        redirect_uri: Option<String>,
+        code_verifier: String,
+        refresh_secret: String,
+        refresh_lifetime: i64,
+    },
+    /// The `refresh_token` grant, with the next secret of the chain.
+    Refresh { presented_hash: String, client_id: Option<String>, next_secret: String },
+    /// Ends the grant (revocation, session end).
+    Revoke { reason: String },
+    /// The active grant, for introspection and the resource server.
+    Status,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +150,10 @@ pub enum Reply {
     Interaction { interaction: Box<Interaction>, step: Step },
     CodeIssued { redirect_uri: String, state: String },
     Denied { redirect_uri: String, state: String },
+    /// Tokens may be issued for `grant`; `refresh_token` is the secret to hand out, if any.
+    Tokens { grant: Box<AuthorizationGrant>, refresh_token: Option<String> },
+    Active { grant: Box<AuthorizationGrant>, refresh_hash: Option<String> },
+    Revoked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -133,6 +171,28 @@ pub enum GrantError {
     WrongStep,
     #[error("the request already exists")]
     AlreadyExists,
+    /// The token endpoint's `invalid_grant` (RFC 6749 §5.2), with the reason.
+    #[error("{reason}")]
+    InvalidGrant { reason: String },
+    #[error("the grant is not active")]
+    Inactive,
+}
+
+fn invalid_grant(reason: &str) -> GrantError {
+    GrantError::InvalidGrant { reason: reason.to_owned() }
+}
+
+/// Whether a grant with these scopes gets a refresh token: `offline_access` outlives the
+/// user's session, `online_access` ends with it (SMART App Launch 2.2 §3.1).
+pub fn wants_refresh(scope: &str) -> bool {
+    let scopes = ScopeSet::parse(scope).unwrap_or_default();
+    scopes.contains(&Scope::OfflineAccess) || scopes.contains(&Scope::OnlineAccess)
+}
+
+/// Whether the grant's refresh tokens die with the user's login session.
+pub fn bound_to_session(scope: &str) -> bool {
+    let scopes = ScopeSet::parse(scope).unwrap_or_default();
+    scopes.contains(&Scope::OnlineAccess) && !scopes.contains(&Scope::OfflineAccess)
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
@@ -271,6 +331,28 @@ pub fn may_pick_patient(user: &AuthenticatedUser, patient_id: &str) -> bool {
     user.patient_id().is_none_or(|own| own == patient_id)
 }
 
+impl GrantRecord {
+    /// When the record next needs tidying: the end of a refresh grace window (its clear-text
+    /// copy of the current token is then dropped).
+    pub fn next_cleanup(&self) -> Option<i64> {
+        match self {
+            GrantRecord::Active { refresh: Some(chain), .. } if chain.grace_secret.is_some() => {
+                Some(chain.rotated_at + REFRESH_GRACE_SECS)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops what is kept only for a while (the grace copy of a refresh token).
+    pub fn cleanup(&mut self, now: i64) {
+        if let GrantRecord::Active { refresh: Some(chain), .. } = self {
+            if now >= chain.rotated_at + REFRESH_GRACE_SECS {
+                chain.grace_secret = None;
+            }
+        }
+    }
+}
+
 fn interaction_reply(interaction: &Interaction) -> Reply {
     Reply::Interaction { interaction: Box::new(interaction.clone()), step: interaction.step() }
 }
@@ -278,13 +360,84 @@ fn interaction_reply(interaction: &Interaction) -> Reply {
 /// Applies `command` to the stored record (`None` when the grant is new). On success returns
 /// the record to store and the reply; on error nothing changes.
 pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
+    let closed = |reason: &str| GrantRecord::Closed { reason: reason.to_owned() };
     match (record, command) {
         (None, Command::Start { interaction }) => {
             let reply = interaction_reply(&interaction);
             Ok((GrantRecord::Interaction(*interaction), reply))
         }
         (Some(_), Command::Start { .. }) => Err(GrantError::AlreadyExists),
+        (Some(_), Command::Revoke { reason }) => Ok((closed(&reason), Reply::Revoked)),
         (Some(GrantRecord::Interaction(interaction)), command) => step(interaction, command, now),
+        (Some(GrantRecord::CodeIssued { code_hash, expires_at, grant }), Command::Exchange { code_hash: presented, client_id, redirect_uri, code_verifier, refresh_secret, refresh_lifetime }) => {
+            if !ct_eq(&code_hash, &presented) {
+                return Err(invalid_grant("the code is not valid"));
+            }
+            if now >= expires_at {
+                return Err(invalid_grant("the code has expired"));
+            }
+            if client_id != grant.client_id {
+                return Err(invalid_grant("the code was issued to another client"));
+            }
+            if redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+                return Err(invalid_grant("redirect_uri does not match the authorization request"));
+            }
+            let verifier = smart_protocol::pkce::CodeVerifier::parse(&code_verifier).map_err(|e| invalid_grant(&e.to_string()))?;
+            if !ct_eq(&verifier.s256_challenge(), &grant.code_challenge) {
+                return Err(invalid_grant("code_verifier does not match the code_challenge"));
+            }
+            let refresh = wants_refresh(&grant.scope).then(|| RefreshState {
+                current_hash: crate::tokens::opaque_hash(&refresh_secret),
+                previous_hash: None,
+                rotated_at: now,
+                grace_secret: None,
+                expires_at: now + refresh_lifetime,
+            });
+            let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: refresh.as_ref().map(|_| refresh_secret) };
+            Ok((GrantRecord::Active { grant, issued_at: now, refresh }, reply))
+        }
+        // A second exchange of a used code: a replay. Revoke what the first one issued
+        // (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+        (Some(GrantRecord::Active { .. }), Command::Exchange { .. }) => {
+            Ok((closed("authorization code replayed"), Reply::Revoked))
+        }
+        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Refresh { presented_hash, client_id, next_secret }) => {
+            let Some(mut chain) = refresh else { return Err(invalid_grant("the grant has no refresh token")) };
+            if client_id.as_deref().is_some_and(|id| id != grant.client_id) {
+                return Err(invalid_grant("the refresh token was issued to another client"));
+            }
+            if now >= chain.expires_at {
+                return Ok((closed("refresh token expired"), Reply::Revoked));
+            }
+            let in_grace = now < chain.rotated_at + REFRESH_GRACE_SECS;
+            if ct_eq(&chain.current_hash, &presented_hash) {
+                chain.previous_hash = Some(chain.current_hash.clone());
+                chain.current_hash = crate::tokens::opaque_hash(&next_secret);
+                chain.rotated_at = now;
+                chain.grace_secret = Some(next_secret.clone());
+                let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: Some(next_secret) };
+                return Ok((GrantRecord::Active { grant, issued_at, refresh: Some(chain) }, reply));
+            }
+            let is_previous = chain.previous_hash.as_deref().is_some_and(|p| ct_eq(p, &presented_hash));
+            match (is_previous, in_grace, chain.grace_secret.clone()) {
+                (true, true, Some(current)) => {
+                    let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: Some(current) };
+                    Ok((GrantRecord::Active { grant, issued_at, refresh: Some(chain) }, reply))
+                }
+                // A rotated-out token used again after the grace window: someone else holds
+                // a copy. Revoke the whole grant.
+                (true, _, _) => Ok((closed("refresh token reused"), Reply::Revoked)),
+                _ => Err(invalid_grant("the refresh token is not valid")),
+            }
+        }
+        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Status) => {
+            let refresh_hash = refresh.as_ref().filter(|r| now < r.expires_at).map(|r| r.current_hash.clone());
+            let reply = Reply::Active { grant: Box::new(grant.clone()), refresh_hash };
+            Ok((GrantRecord::Active { grant, issued_at, refresh }, reply))
+        }
+        (Some(GrantRecord::Closed { .. }), Command::Exchange { .. } | Command::Refresh { .. }) => Err(invalid_grant("the grant has been revoked")),
+        (Some(GrantRecord::CodeIssued { .. }), Command::Refresh { .. }) => Err(invalid_grant("the refresh token is not valid")),
+        (_, Command::Status) => Err(GrantError::Inactive),
         _ => Err(GrantError::NotFound),
     }
 }
@@ -292,6 +445,9 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
 fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     match command {
         Command::Start { .. } => return Err(GrantError::AlreadyExists),
+        Command::Exchange { .. } | Command::Refresh { .. } => return Err(invalid_grant("the authorization is not complete")),
+        Command::Status => return Err(GrantError::Inactive),
+        Command::Revoke { reason } => return Ok((GrantRecord::Closed { reason }, Reply::Revoked)),
         Command::View { browser_hash } => i.check(&browser_hash, None, now)?,
         Command::Login { browser_hash, csrf, user } => {
             i.check(&browser_hash, Some(&csrf), now)?;
@@ -375,7 +531,7 @@ mod tests {
             },
             client_name: "App".into(),
             consent_policy: ConsentPolicy::Ask,
-            allowed_scope: "launch launch/patient launch/encounter openid fhirUser patient/*.rs".into(),
+            allowed_scope: "launch launch/patient launch/encounter openid fhirUser offline_access online_access patient/*.rs".into(),
             launch,
             browser_hash: "b".into(),
             csrf: "t".into(),
@@ -497,6 +653,102 @@ mod tests {
         u.fhir_user = "Patient/p1".into();
         assert!(may_pick_patient(&u, "p1"));
         assert!(!may_pick_patient(&u, "p2"));
+    }
+
+    fn issued(scope: &str) -> GrantRecord {
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction(scope, None)) }, 0).unwrap();
+        let (record, _) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
+        let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
+        let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: crate::tokens::opaque_hash("code-secret") });
+        record
+    }
+
+    /// RFC 7636 Appendix B's verifier; `interaction()` uses a dummy challenge, so set it.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn with_challenge(mut record: GrantRecord) -> GrantRecord {
+        if let GrantRecord::CodeIssued { grant, .. } = &mut record {
+            grant.code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into();
+        }
+        record
+    }
+
+    fn exchange(verifier: &str, redirect: &str) -> Command {
+        Command::Exchange {
+            code_hash: crate::tokens::opaque_hash("code-secret"),
+            client_id: "app".into(),
+            redirect_uri: Some(redirect.into()),
+            code_verifier: verifier.into(),
+            refresh_secret: "r1".into(),
+            refresh_lifetime: 1000,
+        }
+    }
+
+    #[test]
+    fn the_code_exchange_checks_pkce_redirect_client_and_expiry() {
+        let record = with_challenge(issued("openid offline_access"));
+        let bad = |command, now| match apply(Some(record.clone()), command, now) {
+            Err(GrantError::InvalidGrant { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(bad(exchange(&"x".repeat(43), "https://app.example/cb"), 10).contains("code_verifier"));
+        assert!(bad(exchange("short", "https://app.example/cb"), 10).contains("43"));
+        assert!(bad(exchange(VERIFIER, "https://app.example/other"), 10).contains("redirect_uri"));
+        assert!(bad(exchange(VERIFIER, "https://app.example/cb"), 10 + CODE_LIFETIME_SECS).contains("expired"));
+        let Command::Exchange { code_hash, redirect_uri, code_verifier, refresh_secret, refresh_lifetime, .. } = exchange(VERIFIER, "https://app.example/cb") else { panic!() };
+        let other_client = Command::Exchange { code_hash, client_id: "other".into(), redirect_uri, code_verifier, refresh_secret, refresh_lifetime };
+        assert!(bad(other_client, 10).contains("another client"));
+        let wrong_code = Command::Exchange { code_hash: "nope".into(), client_id: "app".into(), redirect_uri: Some("https://app.example/cb".into()), code_verifier: VERIFIER.into(), refresh_secret: "r".into(), refresh_lifetime: 1 };
+        assert!(bad(wrong_code, 10).contains("not valid"));
+
+        let (active, reply) = apply(Some(record), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        let Reply::Tokens { refresh_token, grant } = reply else { panic!() };
+        assert_eq!(refresh_token.as_deref(), Some("r1"));
+        assert_eq!(grant.scope, "openid offline_access");
+        // The replay revokes the grant.
+        let (revoked, reply) = apply(Some(active), exchange(VERIFIER, "https://app.example/cb"), 11).unwrap();
+        assert_eq!(reply, Reply::Revoked);
+        assert_eq!(apply(Some(revoked), Command::Status, 12).unwrap_err(), GrantError::Inactive);
+    }
+
+    #[test]
+    fn no_refresh_token_without_offline_or_online_access() {
+        let (_, reply) = apply(Some(with_challenge(issued("openid patient/*.rs"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        assert!(matches!(reply, Reply::Tokens { refresh_token: None, .. }));
+    }
+
+    #[test]
+    fn refresh_rotates_tolerates_a_concurrent_tab_and_revokes_on_late_reuse() {
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        let refresh = |record: &GrantRecord, presented: &str, next: &str, now| {
+            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into() }, now)
+        };
+        let (r2, reply) = refresh(&active, "r1", "r2", 100).unwrap();
+        assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
+        // A second tab with r1 inside the grace window gets the same r2.
+        let (r2b, reply) = refresh(&r2, "r1", "r3", 100 + REFRESH_GRACE_SECS - 1).unwrap();
+        assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
+        assert_eq!(r2b.next_cleanup(), Some(100 + REFRESH_GRACE_SECS));
+        let mut cleaned = r2b.clone();
+        cleaned.cleanup(100 + REFRESH_GRACE_SECS);
+        assert!(!serde_json::to_string(&cleaned).unwrap().contains("\"r2\""), "the clear copy is dropped after the window");
+        // r1 again after the window: reuse, the grant is revoked.
+        let (closed, reply) = refresh(&r2, "r1", "r4", 100 + REFRESH_GRACE_SECS).unwrap();
+        assert_eq!(reply, Reply::Revoked);
+        assert!(matches!(refresh(&closed, "r2", "r5", 200), Err(GrantError::InvalidGrant { .. })));
+        // Unknown tokens and other clients are invalid_grant without revoking.
+        assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
+        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into() }, 101);
+        assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
+        // Expiry of the chain.
+        assert_eq!(refresh(&r2, "r2", "x", 10 + 1000).unwrap().1, Reply::Revoked);
+    }
+
+    #[test]
+    fn session_binding_follows_online_and_offline_access() {
+        assert!(bound_to_session("openid online_access"));
+        assert!(!bound_to_session("openid online_access offline_access"));
+        assert!(wants_refresh("online_access") && wants_refresh("offline_access") && !wants_refresh("openid"));
     }
 
     #[test]
