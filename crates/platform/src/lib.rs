@@ -11,6 +11,7 @@ pub mod clients;
 pub mod features;
 pub mod fhir;
 pub mod grants;
+pub mod guard;
 pub mod keys;
 pub mod launch;
 pub mod memory;
@@ -18,6 +19,7 @@ pub mod pages;
 pub mod ports;
 pub mod routes;
 pub mod settings;
+pub mod token;
 pub mod tokens;
 pub mod users;
 
