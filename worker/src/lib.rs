@@ -9,6 +9,7 @@ mod context;
 mod handlers;
 mod http;
 mod durable;
+mod grant_status;
 mod keyring;
 mod registry;
 mod settings;

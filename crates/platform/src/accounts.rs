@@ -135,6 +135,12 @@ impl AccountState {
             .map(|s| s.auth_time)
     }
 
+    /// Whether the session `id` still exists (for `online_access` refresh tokens, which the
+    /// token endpoint checks without the cookie's secret).
+    pub fn session_alive(&self, id: &str, now: i64) -> bool {
+        self.sessions.iter().any(|s| s.id == id && s.expires_at > now)
+    }
+
     pub fn end_session(&mut self, id: &str) {
         self.sessions.retain(|s| s.id != id);
     }

@@ -4,13 +4,16 @@
 
 use smart_protocol::discovery::Features;
 
-/// SMART capabilities (SMART App Launch 2.2 §2.0.4.2) that work end to end up to the
-/// authorization code.
-pub const CAPABILITIES: [&str; 14] = [
+/// SMART capabilities (SMART App Launch 2.2 §2.0.4.2) that work end to end.
+pub const CAPABILITIES: [&str; 18] = [
     "launch-ehr",
     "launch-standalone",
     "authorize-post",
     "client-public",
+    "client-confidential-symmetric",
+    "sso-openid-connect",
+    "permission-offline",
+    "permission-online",
     "context-ehr-patient",
     "context-ehr-encounter",
     "context-standalone-patient",
@@ -24,10 +27,12 @@ pub const CAPABILITIES: [&str; 14] = [
 ];
 
 /// Examples of the scopes the server understands (`scopes_supported` is advisory).
-pub const SCOPES: [&str; 12] = [
+pub const SCOPES: [&str; 14] = [
     "openid",
     "fhirUser",
     "profile",
+    "offline_access",
+    "online_access",
     "launch",
     "launch/patient",
     "launch/encounter",
@@ -43,7 +48,12 @@ pub fn current() -> Features {
     Features {
         capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
         scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        token_auth_methods: vec!["client_secret_basic".into(), "client_secret_post".into()],
         authorize: true,
+        introspection: true,
+        revocation: true,
+        userinfo: true,
         ..Features::default()
     }
 }

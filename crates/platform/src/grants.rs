@@ -96,7 +96,8 @@ pub struct RefreshState {
     pub expires_at: i64,
 }
 
-/// How long a rotated-out refresh token still works (returning the current one).
+/// How long a rotated-out refresh token still works (returning the current one), by default;
+/// the `refresh_grace_secs` setting changes it.
 pub const REFRESH_GRACE_SECS: i64 = 30;
 
 /// The next thing the user must do.
@@ -137,7 +138,7 @@ pub enum Command {
         refresh_lifetime: i64,
     },
     /// The `refresh_token` grant, with the next secret of the chain.
-    Refresh { presented_hash: String, client_id: Option<String>, next_secret: String },
+    Refresh { presented_hash: String, client_id: Option<String>, next_secret: String, grace_secs: i64 },
     /// Ends the grant (revocation, session end).
     Revoke { reason: String },
     /// The active grant, for introspection and the resource server.
@@ -401,7 +402,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
         (Some(GrantRecord::Active { .. }), Command::Exchange { .. }) => {
             Ok((closed("authorization code replayed"), Reply::Revoked))
         }
-        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Refresh { presented_hash, client_id, next_secret }) => {
+        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Refresh { presented_hash, client_id, next_secret, grace_secs }) => {
             let Some(mut chain) = refresh else { return Err(invalid_grant("the grant has no refresh token")) };
             if client_id.as_deref().is_some_and(|id| id != grant.client_id) {
                 return Err(invalid_grant("the refresh token was issued to another client"));
@@ -409,7 +410,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
             if now >= chain.expires_at {
                 return Ok((closed("refresh token expired"), Reply::Revoked));
             }
-            let in_grace = now < chain.rotated_at + REFRESH_GRACE_SECS;
+            let in_grace = now < chain.rotated_at + grace_secs;
             if ct_eq(&chain.current_hash, &presented_hash) {
                 chain.previous_hash = Some(chain.current_hash.clone());
                 chain.current_hash = crate::tokens::opaque_hash(&next_secret);
@@ -721,7 +722,7 @@ mod tests {
     fn refresh_rotates_tolerates_a_concurrent_tab_and_revokes_on_late_reuse() {
         let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         let refresh = |record: &GrantRecord, presented: &str, next: &str, now| {
-            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into() }, now)
+            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS }, now)
         };
         let (r2, reply) = refresh(&active, "r1", "r2", 100).unwrap();
         assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
@@ -738,7 +739,7 @@ mod tests {
         assert!(matches!(refresh(&closed, "r2", "r5", 200), Err(GrantError::InvalidGrant { .. })));
         // Unknown tokens and other clients are invalid_grant without revoking.
         assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
-        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into() }, 101);
+        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS }, 101);
         assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
         // Expiry of the chain.
         assert_eq!(refresh(&r2, "r2", "x", 10 + 1000).unwrap().1, Reply::Revoked);

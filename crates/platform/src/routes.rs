@@ -11,11 +11,16 @@ pub enum Route {
     SmartConfiguration,
     Metadata,
     Token,
+    Introspect,
+    Revoke,
+    Userinfo,
     /// The authorization endpoint (GET and POST).
     Authorize,
     /// The next page of a pending authorization (`?interaction=…`).
     Interaction,
     Login,
+    /// Ends the browser's login session.
+    Logout,
     Pick,
     Consent,
     AuthStylesheet,
@@ -60,9 +65,13 @@ impl Route {
         if let Some(rest) = path.strip_prefix(AUTH_PREFIX) {
             return match rest {
                 "/token" => Route::Token,
+                "/introspect" => Route::Introspect,
+                "/revoke" => Route::Revoke,
+                "/userinfo" => Route::Userinfo,
                 "/authorize" => Route::Authorize,
                 "/interaction" => Route::Interaction,
                 "/login" => Route::Login,
+                "/logout" => Route::Logout,
                 "/pick" => Route::Pick,
                 "/consent" => Route::Consent,
                 "/assets/auth.css" => Route::AuthStylesheet,
@@ -96,17 +105,20 @@ impl Route {
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Route::Token
+            | Route::Introspect
+            | Route::Revoke
             | Route::AdminRotateKeys
             | Route::DevSign
             | Route::DevPbkdf2
             | Route::Login
+            | Route::Logout
             | Route::Pick
             | Route::Consent
             | Route::EhrLaunch
             | Route::AdminClients
             | Route::AdminUsers
             | Route::AdminFhirBundle => &["POST"],
-            Route::Authorize => &["GET", "POST"],
+            Route::Authorize | Route::Userinfo => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient => &["GET", "PUT", "DELETE"],
             Route::AdminUser => &["GET", "PUT"],
@@ -139,6 +151,8 @@ impl Route {
                 | Route::SmartConfiguration
                 | Route::Metadata
                 | Route::Token
+                | Route::Revoke
+                | Route::Userinfo
                 | Route::FhirNotFound
         )
     }

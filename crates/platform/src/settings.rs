@@ -18,11 +18,25 @@ pub struct ServerSettings {
     pub server_name: String,
     /// Origins of EHRs allowed to embed the authorization pages (CSP `frame-ancestors`).
     pub ehr_origins: Vec<String>,
+    /// How introspection answers for an inactive token: `rfc7662` (200 `{"active": false}`)
+    /// or `smile-cdr` (404 with every field empty, for clients written against Smile CDR).
+    pub introspection_style: IntrospectionStyle,
+    /// How long a rotated-out refresh token still works (0 to 300 s; see
+    /// `grants::Command::Refresh`).
+    pub refresh_grace_secs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntrospectionStyle {
+    #[default]
+    Rfc7662,
+    SmileCdr,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { server_name: "smart-edge".to_owned(), ehr_origins: Vec::new() }
+        Self { server_name: "smart-edge".to_owned(), ehr_origins: Vec::new(), introspection_style: IntrospectionStyle::Rfc7662, refresh_grace_secs: crate::grants::REFRESH_GRACE_SECS }
     }
 }
 
@@ -36,6 +50,8 @@ pub enum SettingsError {
     BadName,
     #[error("ehr_origins must hold origins like https://ehr.example.org (no path): {0}")]
     BadOrigin(String),
+    #[error("refresh_grace_secs must be 0 to 300")]
+    BadGrace,
 }
 
 impl ServerSettings {
@@ -53,6 +69,9 @@ impl ServerSettings {
         let name_len = settings.server_name.chars().count();
         if !(1..=100).contains(&name_len) || settings.server_name.chars().any(char::is_control) {
             return Err(SettingsError::BadName);
+        }
+        if !(0..=300).contains(&settings.refresh_grace_secs) {
+            return Err(SettingsError::BadGrace);
         }
         for origin in &settings.ehr_origins {
             if !is_origin(origin) {

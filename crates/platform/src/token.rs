@@ -170,10 +170,9 @@ pub fn authenticate(client: Option<&Client>, auth: &ClientAuth) -> Result<(), OA
 }
 
 /// Whether `grant_type` is allowed for the client type (RFC 6749 `unauthorized_client`).
-pub fn grant_allowed(client: &Client, grant: &GrantRequest) -> Result<(), OAuthError> {
+pub fn grant_allowed(client: &Client, client_credentials: bool) -> Result<(), OAuthError> {
     let backend = client.client_type == ClientType::Backend;
-    let is_cc = matches!(grant, GrantRequest::ClientCredentials { .. });
-    if backend != is_cc {
+    if backend != client_credentials {
         return Err(err(OAuthErrorCode::UnauthorizedClient, "this client may not use this grant_type"));
     }
     Ok(())

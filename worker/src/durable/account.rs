@@ -74,6 +74,11 @@ impl DurableObject for Account {
                 let handle = SessionHandle { username: String::new(), id: request.id, secret: request.secret };
                 Response::from_json(&state.check_session(&handle, now))
             }
+            "/session/alive" => {
+                let request: SessionRequest = rpc::body(req).await?;
+                let state: AccountState = cell.load()?.unwrap_or_default();
+                Response::from_json(&state.session_alive(&request.id, now))
+            }
             "/session/end" => {
                 let request: SessionRequest = rpc::body(req).await?;
                 let mut state: AccountState = cell.load()?.unwrap_or_default();

@@ -32,9 +32,22 @@ impl DurableObject for Grant {
         match grants::apply(record, command, now_secs()) {
             Ok((record, reply)) => {
                 cell.store(&record)?;
+                if let Some(at) = record.next_cleanup() {
+                    self.state.storage().set_alarm(std::time::Duration::from_secs((at - now_secs()).max(1) as u64)).await?;
+                }
                 Response::from_json(&reply)
             }
             Err(error) => rpc::domain_error(&error),
         }
+    }
+
+    /// Drops the clear-text grace copy of a rotated refresh token once its window is over.
+    async fn alarm(&self) -> Result<Response> {
+        let cell = JsonCell::open(self.state.storage().sql())?;
+        if let Some(mut record) = cell.load::<GrantRecord>()? {
+            record.cleanup(now_secs() + 1);
+            cell.store(&record)?;
+        }
+        Response::ok("cleaned")
     }
 }

@@ -10,7 +10,7 @@ use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
 use crate::durable::rpc;
 use crate::http::{self, AppError, FormError};
 use crate::keyring::{self, now_secs};
-use crate::{registry, settings};
+use crate::{grant_status, registry, settings};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use platform::accounts::{LoginOutcome, SessionHandle, SESSION_LIFETIME_SECS};
@@ -45,17 +45,8 @@ fn interaction_url(id: &str) -> String {
     format!("/auth/interaction?interaction={id}")
 }
 
-/// The grant object behind an interaction id (a Durable Object id, 64 hex digits).
-fn grant_stub(ctx: &AppContext, id: &str) -> Option<worker::Stub> {
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    ctx.env.durable_object("GRANTS").ok()?.id_from_string(id).ok()?.get_stub().ok()
-}
-
 async fn apply(ctx: &AppContext, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, AppError> {
-    let Some(stub) = grant_stub(ctx, id) else { return Ok(Err(GrantError::NotFound)) };
-    rpc::call(&stub, "/apply", command).await
+    grant_status::apply(&ctx.env, id, command).await
 }
 
 fn grant_error_page(error: &GrantError) -> Response {
@@ -384,6 +375,22 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     }
     let response = http::see_other(&interaction_url(&id));
     http::set_cookie(&response, SESSION_COOKIE, &cookie, SESSION_LIFETIME_SECS, is_https(ctx));
+    Ok(response)
+}
+
+/// `POST /auth/logout`: ends this browser's session (and with it every `online_access`
+/// grant made in it) and clears the cookie.
+pub async fn logout(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if let Some(handle) = http::cookie(&req, SESSION_COOKIE).and_then(|c| SessionHandle::parse(&c)) {
+        let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &handle.username)?;
+        // Only the holder of the session's secret may end it.
+        let request = SessionRequest { id: handle.id.clone(), secret: handle.secret.clone() };
+        if let Ok(Some(_)) = rpc::call::<_, Option<i64>, serde_json::Value>(&stub, "/session/check", &request).await? {
+            let _ = rpc::call::<_, bool, serde_json::Value>(&stub, "/session/end", &request).await?;
+        }
+    }
+    let response = http::error_page(200, "Signed out", "You are signed out.");
+    http::set_cookie(&response, SESSION_COOKIE, "", 0, is_https(ctx));
     Ok(response)
 }
 

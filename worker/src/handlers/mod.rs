@@ -6,6 +6,7 @@ mod authorize;
 mod dev;
 mod discovery;
 mod ehr;
+mod oauth;
 mod token;
 
 use crate::context::AppContext;
@@ -47,10 +48,14 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::OpenIdConfiguration => Ok(discovery::openid_configuration(ctx)),
         Route::Jwks => discovery::jwks(ctx).await,
         Route::Metadata => discovery::metadata(ctx).await,
-        Route::Token => Ok(token::token(req).await),
+        Route::Token => token::token(req, ctx).await,
+        Route::Introspect => oauth::introspect(req, ctx).await,
+        Route::Revoke => oauth::revoke(req, ctx).await,
+        Route::Userinfo => oauth::userinfo(req, ctx).await,
         Route::Authorize => authorize::authorize(req, ctx).await,
         Route::Interaction => authorize::interaction(req, ctx).await,
         Route::Login => authorize::login(req, ctx).await,
+        Route::Logout => authorize::logout(req, ctx).await,
         Route::Pick => authorize::pick(req, ctx).await,
         Route::Consent => authorize::consent(req, ctx).await,
         Route::AuthStylesheet => Ok(authorize::stylesheet()),

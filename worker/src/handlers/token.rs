@@ -1,10 +1,222 @@
-//! The token endpoint (RFC 6749 §3.2). No grant type is implemented yet, so every request
-//! gets the RFC's answer for that: `unsupported_grant_type`.
+//! The token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE and `refresh_token`
+//! with rotation. The rules are `platform::token` and `platform::grants`; this module moves
+//! values between the form, the client registry, the grant's Durable Object and the signer.
 
-use crate::http;
-use smart_protocol::OAuthErrorCode;
+use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoSigner};
+use crate::context::AppContext;
+use crate::durable::account::SessionRequest;
+use crate::durable::rpc;
+use crate::grant_status;
+use crate::http::{self, AppError, FormError};
+use crate::keyring::{self, now_secs};
+use crate::registry;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use platform::clients::{Client, ClientType};
+use platform::grants::{self, AuthorizationGrant, Command, GrantError, Reply};
+use platform::ports::Random;
+use platform::token::{self, ClientAuth, GrantRequest, Issue, ACCESS_TOKEN_TYP};
+use platform::tokens::{opaque_hash, sign_jwt};
+use smart_protocol::jose::JwsAlgorithm;
+use smart_protocol::scopes::ScopeSet;
+use smart_protocol::{OAuthError, OAuthErrorCode};
 use worker::{Request, Response};
 
-pub async fn token(_req: Request) -> Response {
-    http::oauth(OAuthErrorCode::UnsupportedGrantType, "this server issues no tokens yet")
+pub fn random_secret() -> Result<String, AppError> {
+    let mut bytes = [0u8; 32];
+    WebCryptoRandom.fill(&mut bytes).map_err(AppError::internal)?;
+    Ok(B64URL.encode(bytes))
+}
+
+/// An OAuth error from the token endpoint; `invalid_client` after Basic authentication carries
+/// the `WWW-Authenticate` challenge RFC 6749 §5.2 requires.
+fn error(e: &OAuthError, auth: Option<&ClientAuth>) -> Response {
+    let response = http::oauth_error(e);
+    if e.error == OAuthErrorCode::InvalidClient {
+        let scheme = if auth.is_some_and(ClientAuth::used_basic) { "Basic" } else { "Bearer" };
+        let _ = response.headers().set("WWW-Authenticate", &format!("{scheme} realm=\"smart-edge\""));
+    }
+    response
+}
+
+fn oauth(code: OAuthErrorCode, description: &str) -> OAuthError {
+    OAuthError::new(code, description)
+}
+
+/// Splits `"{grant id}.{secret}"` (codes and refresh tokens).
+pub fn split_handle(value: &str) -> Option<(&str, &str)> {
+    value.split_once('.').filter(|(id, secret)| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+}
+
+fn grant_error(e: GrantError) -> OAuthError {
+    match e {
+        GrantError::InvalidGrant { reason } => oauth(OAuthErrorCode::InvalidGrant, &reason),
+        _ => oauth(OAuthErrorCode::InvalidGrant, "the code or refresh token is not valid"),
+    }
+}
+
+/// `POST /auth/token`.
+pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let pairs = match http::form(&mut req).await {
+        Ok(pairs) => pairs,
+        Err(FormError::WrongType) => {
+            return Ok(error(&oauth(OAuthErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"), None))
+        }
+        Err(_) => return Ok(error(&oauth(OAuthErrorCode::InvalidRequest, "the body is too large or unreadable"), None)),
+    };
+    let authorization = req.headers().get("Authorization").ok().flatten();
+    let request = match token::parse(&pairs, authorization.as_deref()) {
+        Ok(request) => request,
+        Err(e) => return Ok(error(&e, None)),
+    };
+    let auth = request.auth.clone();
+    let outcome = match request.grant {
+        GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            authorization_code(ctx, &auth, &code, redirect_uri, code_verifier).await?
+        }
+        GrantRequest::RefreshToken { refresh_token, scope } => refresh(ctx, &auth, &refresh_token, scope.as_deref()).await?,
+        GrantRequest::ClientCredentials { .. } => {
+            Err(oauth(OAuthErrorCode::UnsupportedGrantType, "client_credentials is not available yet"))
+        }
+    };
+    Ok(match outcome {
+        Ok(body) => http::no_store(http::ok_json(&body)),
+        Err(e) => error(&e, Some(&auth)),
+    })
+}
+
+/// Loads and authenticates the client the request names.
+async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Client, OAuthError>, AppError> {
+    let Some(client_id) = auth.client_id() else {
+        return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "client_id is required")));
+    };
+    let client = registry::client(ctx, client_id).await?;
+    if let Err(e) = token::authenticate(client.as_ref(), auth) {
+        return Ok(Err(e));
+    }
+    if matches!(auth, ClientAuth::Assertion { .. }) {
+        return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "private_key_jwt is not available yet")));
+    }
+    Ok(client.ok_or_else(|| oauth(OAuthErrorCode::InvalidClient, "unknown client")))
+}
+
+async fn authorization_code(
+    ctx: &AppContext,
+    auth: &ClientAuth,
+    code: &str,
+    redirect_uri: Option<String>,
+    code_verifier: String,
+) -> Result<Result<serde_json::Value, OAuthError>, AppError> {
+    let client = match client_for(ctx, auth).await? {
+        Ok(client) => client,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(e) = token::grant_allowed(&client, false) {
+        return Ok(Err(e));
+    }
+    let Some((grant_id, secret)) = split_handle(code) else {
+        return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the code is not valid")));
+    };
+    let command = Command::Exchange {
+        code_hash: opaque_hash(secret),
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        code_verifier,
+        refresh_secret: random_secret()?,
+        refresh_lifetime: i64::from(client.refresh_token_lifetime),
+    };
+    match grant_status::apply(&ctx.env, grant_id, &command).await? {
+        Ok(Reply::Tokens { grant, refresh_token }) => {
+            let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
+            let refresh_token = refresh_token.map(|secret| format!("{grant_id}.{secret}"));
+            Ok(Ok(issue(ctx, &client, &grant, grant_id, &scope, refresh_token.as_deref(), true).await?))
+        }
+        Ok(Reply::Revoked) => Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the code was already used; the tokens it gave are revoked"))),
+        Ok(_) => Err(AppError::internal("Exchange answered something else")),
+        Err(e) => Ok(Err(grant_error(e))),
+    }
+}
+
+async fn refresh(
+    ctx: &AppContext,
+    auth: &ClientAuth,
+    refresh_token: &str,
+    scope: Option<&str>,
+) -> Result<Result<serde_json::Value, OAuthError>, AppError> {
+    // A public client may refresh without naming itself (SMART 2.2 §2.0.9); anyone else
+    // authenticates first.
+    let named = match auth {
+        ClientAuth::None { client_id: None } => None,
+        _ => match client_for(ctx, auth).await? {
+            Ok(client) => Some(client),
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    let Some((grant_id, secret)) = split_handle(refresh_token) else {
+        return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token is not valid")));
+    };
+    let command = Command::Refresh {
+        presented_hash: opaque_hash(secret),
+        client_id: named.as_ref().map(|c| c.client_id.clone()),
+        next_secret: random_secret()?,
+        grace_secs: crate::settings::load(ctx).await?.refresh_grace_secs,
+    };
+    let (grant, next) = match grant_status::apply(&ctx.env, grant_id, &command).await? {
+        Ok(Reply::Tokens { grant, refresh_token }) => (grant, refresh_token),
+        Ok(Reply::Revoked) => {
+            return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token was already used or has expired; the grant is revoked")))
+        }
+        Ok(_) => return Err(AppError::internal("Refresh answered something else")),
+        Err(e) => return Ok(Err(grant_error(e))),
+    };
+    let client = match named {
+        Some(client) => client,
+        None => match registry::client(ctx, &grant.client_id).await? {
+            Some(client) if client.client_type == ClientType::Public => client,
+            Some(_) => return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"))),
+            None => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists"))),
+        },
+    };
+    // online_access: the grant lives only as long as the user's login session.
+    if grants::bound_to_session(&grant.scope) && !session_alive(ctx, &grant).await? {
+        let _ = grant_status::apply(&ctx.env, grant_id, &Command::Revoke { reason: "the user's session ended".into() }).await?;
+        return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the user's session has ended (online_access)")));
+    }
+    let scope = match token::refresh_scope(&grant.scope, scope) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Err(e)),
+    };
+    let next = next.map(|secret| format!("{grant_id}.{secret}"));
+    Ok(Ok(issue(ctx, &client, &grant, grant_id, &scope, next.as_deref(), false).await?))
+}
+
+async fn session_alive(ctx: &AppContext, grant: &AuthorizationGrant) -> Result<bool, AppError> {
+    let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &grant.user.username)?;
+    let request = SessionRequest { id: grant.user.session_id.clone(), secret: String::new() };
+    let alive: Result<bool, serde_json::Value> = rpc::call(&stub, "/session/alive", &request).await?;
+    Ok(alive.unwrap_or(false))
+}
+
+/// Signs the access token (ES256) and the ID token (RS256) and builds the response.
+async fn issue(
+    ctx: &AppContext,
+    client: &Client,
+    grant: &AuthorizationGrant,
+    grant_id: &str,
+    scope: &ScopeSet,
+    refresh_token: Option<&str>,
+    with_nonce: bool,
+) -> Result<serde_json::Value, AppError> {
+    let ring = keyring::load(ctx).await?;
+    let now = now_secs();
+    let jti = random_secret()?;
+    let issue = Issue { urls: &ctx.urls, client, grant, grant_id, scope, jti: &jti[..22], now };
+    let access = sign_jwt(&ring, &WebCryptoSigner, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &issue.access_token_claims(), now)
+        .await
+        .map_err(AppError::internal)?;
+    let id_token = match issue.id_token_claims(with_nonce) {
+        Some(claims) => Some(sign_jwt(&ring, &WebCryptoSigner, JwsAlgorithm::RS256, "JWT", &claims, now).await.map_err(AppError::internal)?),
+        None => None,
+    };
+    Ok(issue.response(&access, id_token.as_deref(), refresh_token))
 }

@@ -1,0 +1,68 @@
+//! The grant-status port over the GRANTS Durable Objects, with a short per-isolate cache of
+//! *active* answers: a revoked grant stops working within [`ACTIVE_CACHE_SECS`] in an isolate
+//! that saw it active, and at once everywhere else (a revocation in this isolate drops its
+//! cache entry immediately).
+
+use crate::durable::rpc;
+use crate::http::AppError;
+use crate::keyring::now_secs;
+use async_trait::async_trait;
+use platform::grants::{Command, GrantError, Reply};
+use platform::guard::GrantStatus;
+use platform::ports::StoreError;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use worker::Env;
+
+pub const ACTIVE_CACHE_SECS: i64 = 30;
+
+thread_local! {
+    static ACTIVE: RefCell<HashMap<String, i64>> = RefCell::new(HashMap::new());
+}
+
+pub struct DoGrantStatus<'a>(pub &'a Env);
+
+/// The grant object behind a token's id (64 hex digits).
+pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    env.durable_object("GRANTS").ok()?.id_from_string(id).ok()?.get_stub().ok()
+}
+
+pub async fn apply(env: &Env, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, AppError> {
+    let Some(stub) = stub(env, id) else { return Ok(Err(GrantError::NotFound)) };
+    let reply = rpc::call(&stub, "/apply", command).await?;
+    if matches!(reply, Ok(Reply::Revoked)) {
+        forget(id);
+    }
+    Ok(reply)
+}
+
+pub fn forget(id: &str) {
+    ACTIVE.with(|a| a.borrow_mut().remove(id));
+}
+
+#[async_trait(?Send)]
+impl GrantStatus for DoGrantStatus<'_> {
+    async fn is_active(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let now = now_secs();
+        if ACTIVE.with(|a| a.borrow().get(grant_id).is_some_and(|at| now - at < ACTIVE_CACHE_SECS)) {
+            return Ok(true);
+        }
+        let reply = apply(self.0, grant_id, &Command::Status).await.map_err(|e| StoreError(format!("{e:?}")))?;
+        let active = matches!(reply, Ok(Reply::Active { .. }));
+        ACTIVE.with(|a| {
+            let mut map = a.borrow_mut();
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            if active {
+                map.insert(grant_id.to_owned(), now);
+            } else {
+                map.remove(grant_id);
+            }
+        });
+        Ok(active)
+    }
+}
