@@ -33,9 +33,9 @@ test("settings: defaults, a validated update stored in KV, visible in metadata",
   const initial = await w.json("/admin/settings", { headers: adminHeaders() });
   assert.equal(initial.res.status, 200);
   assert.equal(initial.res.headers.get("cache-control"), "no-store");
-  assert.deepEqual(initial.body, { server_name: "smart-edge", ehr_origins: [] });
+  assert.deepEqual(initial.body, { server_name: "smart-edge", ehr_origins: [], introspection_style: "rfc7662", refresh_grace_secs: 30 });
 
-  const update = { server_name: "Demo General Hospital", ehr_origins: ["https://ehr.example.org"] };
+  const update = { server_name: "Demo General Hospital", ehr_origins: ["https://ehr.example.org"], introspection_style: "rfc7662", refresh_grace_secs: 30 };
   const put = await w.json("/admin/settings", { method: "PUT", headers: adminHeaders(), body: JSON.stringify(update) });
   assert.equal(put.res.status, 200);
   assert.deepEqual(put.body, update);
@@ -55,6 +55,8 @@ test("bad settings are refused with invalid_request and change nothing", async (
     JSON.stringify({ ehr_origins: ["https://ehr.example.org/path"] }),
     JSON.stringify({ surprise: true }),
     JSON.stringify({ server_name: "x".repeat(20000) }),
+    JSON.stringify({ refresh_grace_secs: 301 }),
+    JSON.stringify({ introspection_style: "something" }),
   ];
   for (const body of bad) {
     const { res, body: err } = await w.json("/admin/settings", { method: "PUT", headers: adminHeaders(), body });

@@ -301,7 +301,6 @@ test("smart-configuration lists the launch, client and permission capabilities",
     "context-standalone-patient", "context-standalone-encounter", "permission-v1", "permission-v2", "permission-patient", "permission-user"]) {
     assert.ok(body.capabilities.includes(capability), capability);
   }
-  assert.ok(!body.capabilities.includes("sso-openid-connect"), "no ID tokens yet");
   const meta = await w.json("/fhir/metadata");
   const uris = meta.body.rest[0].security.extension[0].extension;
   assert.deepEqual(uris.find((u) => u.url === "authorize"), { url: "authorize", valueUri: `${w.url}/auth/authorize` });

@@ -21,8 +21,8 @@ test("smart-configuration has every required field, absolute URLs, S256 only", a
   assert.ok(Array.isArray(body.grant_types_supported));
   assert.equal(body.authorization_endpoint, `${w.url}/auth/authorize`);
   // Only what works is advertised: nothing that has not landed yet.
-  assert.deepEqual(body.grant_types_supported, []);
-  for (const absent of ["introspection_endpoint", "revocation_endpoint", "management_endpoint"]) {
+  assert.deepEqual(body.grant_types_supported, ["authorization_code", "refresh_token"]);
+  for (const absent of ["management_endpoint"]) {
     assert.equal(body[absent], undefined, `${absent} must not be advertised yet`);
   }
   for (const [key, value] of Object.entries(body)) {
@@ -75,6 +75,8 @@ test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uri
   assert.deepEqual(oauth.extension, [
     { url: "token", valueUri: `${w.url}/auth/token` },
     { url: "authorize", valueUri: `${w.url}/auth/authorize` },
+    { url: "introspect", valueUri: `${w.url}/auth/introspect` },
+    { url: "revoke", valueUri: `${w.url}/auth/revoke` },
   ]);
   assert.deepEqual(rest.resource, [], "no FHIR resource is served yet");
 });
@@ -118,11 +120,11 @@ test("a wrong method gets 405 with Allow", async () => {
   assert.equal(fhir.body.resourceType, "OperationOutcome");
 });
 
-test("the token endpoint answers unsupported_grant_type, uncached, until grants land", async () => {
+test("the token endpoint answers unsupported_grant_type for grants it does not know, uncached", async () => {
   const { res, body } = await w.json("/auth/token", {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: "grant_type=authorization_code&code=x",
+    body: "grant_type=password&username=a&password=b",
   });
   assert.equal(res.status, 400);
   assert.equal(body.error, "unsupported_grant_type");

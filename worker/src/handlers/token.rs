@@ -155,9 +155,22 @@ async fn refresh(
     let Some((grant_id, secret)) = split_handle(refresh_token) else {
         return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token is not valid")));
     };
+    // Without a named client, make sure the grant's client is public before the token
+    // rotates: an anonymous request must not rotate a confidential client's token away.
+    let anonymous_client = match &named {
+        Some(_) => None,
+        None => match grant_status::apply(&ctx.env, grant_id, &Command::Status).await? {
+            Ok(Reply::Active { grant, .. }) => match registry::client(ctx, &grant.client_id).await? {
+                Some(client) if client.client_type == ClientType::Public => Some(client),
+                Some(_) => return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"))),
+                None => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists"))),
+            },
+            _ => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token is not valid"))),
+        },
+    };
     let command = Command::Refresh {
         presented_hash: opaque_hash(secret),
-        client_id: named.as_ref().map(|c| c.client_id.clone()),
+        client_id: Some(named.as_ref().or(anonymous_client.as_ref()).map(|c| c.client_id.clone()).unwrap_or_default()),
         next_secret: random_secret()?,
         grace_secs: crate::settings::load(ctx).await?.refresh_grace_secs,
     };
@@ -169,14 +182,7 @@ async fn refresh(
         Ok(_) => return Err(AppError::internal("Refresh answered something else")),
         Err(e) => return Ok(Err(grant_error(e))),
     };
-    let client = match named {
-        Some(client) => client,
-        None => match registry::client(ctx, &grant.client_id).await? {
-            Some(client) if client.client_type == ClientType::Public => client,
-            Some(_) => return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"))),
-            None => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists"))),
-        },
-    };
+    let Some(client) = named.or(anonymous_client) else { return Err(AppError::internal("refresh without a client")) };
     // online_access: the grant lives only as long as the user's login session.
     if grants::bound_to_session(&grant.scope) && !session_alive(ctx, &grant).await? {
         let _ = grant_status::apply(&ctx.env, grant_id, &Command::Revoke { reason: "the user's session ended".into() }).await?;
