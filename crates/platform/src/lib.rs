@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod assertions;
 pub mod authorize;
 pub mod clients;
 pub mod features;

@@ -190,6 +190,41 @@ pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet,
     Ok(requested)
 }
 
+/// Lifetime of a backend services access token (SMART: "should be short-lived").
+pub const BACKEND_TOKEN_LIFETIME_SECS: i64 = 300;
+
+/// The scopes of a `client_credentials` token: what the client asks for (everything it may
+/// hold when it asks for nothing) narrowed by its registration; `system/` scopes only.
+pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
+    let allowed = client.allowed_scopes();
+    let requested = match requested {
+        Some(r) => ScopeSet::parse(r).map_err(|e| err(OAuthErrorCode::InvalidScope, &e.to_string()))?,
+        None => allowed.clone(),
+    };
+    if requested.iter().any(|s| !matches!(s, Scope::Resource(r) if r.context == smart_protocol::scopes::ScopeContext::System)) {
+        return Err(err(OAuthErrorCode::InvalidScope, "client_credentials grants system/ scopes only"));
+    }
+    let granted = requested.intersect(&allowed);
+    if granted.is_empty() {
+        return Err(err(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this client"));
+    }
+    Ok(granted)
+}
+
+/// The access token of a backend service: no user, no launch context, no grant to revoke.
+pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, now: i64) -> Value {
+    json!({
+        "iss": urls.issuer(),
+        "sub": client.client_id,
+        "aud": urls.fhir_base(),
+        "client_id": client.client_id,
+        "scope": scope.to_string(),
+        "iat": now,
+        "exp": now + BACKEND_TOKEN_LIFETIME_SECS,
+        "jti": jti,
+    })
+}
+
 /// Everything that goes into one token response.
 pub struct Issue<'a> {
     pub urls: &'a ServerUrls,
@@ -319,6 +354,22 @@ mod tests {
         assert_eq!(both.error, OAuthErrorCode::InvalidRequest);
         let jwt = parse_client_auth(&pairs(&[("client_assertion_type", JWT_BEARER), ("client_assertion", "x.y.z")]), None).unwrap();
         assert!(matches!(jwt, ClientAuth::Assertion { client_id: None, .. }));
+    }
+
+    #[test]
+    fn backend_scopes_are_system_scopes_narrowed_by_the_registration() {
+        let client = crate::clients::ClientRegistration::parse(
+            r#"{"client_id":"b","client_name":"B","client_type":"backend","scope":"system/Patient.rs system/Observation.rs","jwks_uri":"https://b.example/jwks"}"#,
+        )
+        .unwrap()
+        .into_client()
+        .unwrap();
+        assert_eq!(backend_scope(&client, None).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
+        assert_eq!(backend_scope(&client, Some("system/*.rs")).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
+        assert_eq!(backend_scope(&client, Some("system/Observation.r")).unwrap().to_string(), "system/Observation.r");
+        assert_eq!(backend_scope(&client, Some("system/Condition.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("openid")).unwrap_err().error, OAuthErrorCode::InvalidScope);
     }
 
     #[test]

@@ -1,0 +1,225 @@
+//! `private_key_jwt` client authentication (RFC 7523 §2.2, §3; SMART App Launch 2.2 §5
+//! "Backend Services"): a JWT the client signs with its own key, checked against the keys it
+//! registered (inline JWKS or JWKS URL).
+//!
+//! Every failure is `invalid_client`. The replay check on `jti` needs strongly consistent
+//! storage and is done by the caller with [`Accepted::jti`] and [`Accepted::exp`].
+
+use crate::ports::{CryptoError, Verifier};
+use serde_json::Value;
+use smart_protocol::jose::{self, Jwk, Jwks, JwsAlgorithm};
+use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// How far ahead `exp` may be (SMART: "no more than five minutes in the future").
+pub const MAX_LIFETIME_SECS: i64 = 300;
+/// Clock skew tolerated on `exp` / `nbf` / `iat`.
+pub const LEEWAY_SECS: i64 = 60;
+/// Algorithms accepted in assertions (SMART requires RS384 and ES384 support).
+pub const ALGORITHMS: [JwsAlgorithm; 4] = [JwsAlgorithm::RS384, JwsAlgorithm::ES384, JwsAlgorithm::RS256, JwsAlgorithm::ES256];
+
+fn invalid(description: &str) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidClient, description)
+}
+
+/// An assertion whose signature and claims passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub client_id: String,
+    pub jti: String,
+    pub exp: i64,
+}
+
+/// The `iss` (= client id) an assertion claims, read before anything is verified, so the
+/// caller can load that client's keys.
+pub fn claimed_client(assertion: &str) -> Result<String, OAuthError> {
+    let jws = jose::parse_compact(assertion).map_err(|e| invalid(&format!("client_assertion: {e}")))?;
+    jws.payload.get("iss").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| invalid("client_assertion has no iss"))
+}
+
+/// Whether the key set has a key for the assertion's `kid` (else the JWKS URL is fetched
+/// again: the client may have rotated).
+pub fn has_key(assertion: &str, keys: &Jwks) -> bool {
+    jose::parse_compact(assertion).is_ok_and(|jws| keys.keys.iter().any(|k| k.kid.as_deref() == Some(jws.header.kid.as_str())))
+}
+
+/// Verifies the signature with the client's key named by `kid` and checks the claims:
+/// `iss` = `sub` = client id, `aud` = the token URL, `exp` in the future and at most five
+/// minutes ahead, a `jti`.
+pub async fn verify(
+    assertion: &str,
+    client_id: &str,
+    keys: &Jwks,
+    token_url: &str,
+    verifier: &dyn Verifier,
+    now: i64,
+) -> Result<Result<Accepted, OAuthError>, CryptoError> {
+    let jws = match jose::parse_compact(assertion) {
+        Ok(jws) => jws,
+        Err(e) => return Ok(Err(invalid(&format!("client_assertion: {e}")))),
+    };
+    if !ALGORITHMS.contains(&jws.header.alg) {
+        return Ok(Err(invalid("client_assertion alg is not accepted")));
+    }
+    let key: Option<&Jwk> = keys
+        .keys
+        .iter()
+        .find(|k| k.kid.as_deref() == Some(jws.header.kid.as_str()) && k.validate_public().ok() == Some(jws.header.alg));
+    let Some(key) = key else {
+        return Ok(Err(invalid("no registered key matches the assertion's kid and alg")));
+    };
+    if !verifier.verify(key, jws.signing_input.as_bytes(), &jws.signature).await? {
+        return Ok(Err(invalid("the client_assertion signature does not verify")));
+    }
+    let claims = &jws.payload;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    if text("iss") != Some(client_id) || text("sub") != Some(client_id) {
+        return Ok(Err(invalid("client_assertion iss and sub must be the client_id")));
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(aud)) => aud == token_url,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(token_url)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Ok(Err(invalid("client_assertion aud must be the token endpoint URL")));
+    }
+    let Some(exp) = claims.get("exp").and_then(Value::as_i64) else {
+        return Ok(Err(invalid("client_assertion has no exp")));
+    };
+    if exp <= now - LEEWAY_SECS {
+        return Ok(Err(invalid("client_assertion has expired")));
+    }
+    if exp > now + MAX_LIFETIME_SECS + LEEWAY_SECS {
+        return Ok(Err(invalid("client_assertion exp is more than five minutes ahead")));
+    }
+    if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+        return Ok(Err(invalid("client_assertion is not valid yet")));
+    }
+    let Some(jti) = text("jti").filter(|j| !j.is_empty() && j.len() <= 256) else {
+        return Ok(Err(invalid("client_assertion needs a jti")));
+    };
+    Ok(Ok(Accepted { client_id: client_id.to_owned(), jti: jti.to_owned(), exp }))
+}
+
+/// Seen `jti`s of one client, until their assertion expires (the Durable Object's state).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JtiLog {
+    pub seen: Vec<(String, i64)>,
+}
+
+impl JtiLog {
+    /// Records `jti`; `false` when it was already used (a replay).
+    pub fn record(&mut self, jti: &str, exp: i64, now: i64) -> bool {
+        self.seen.retain(|(_, e)| *e + LEEWAY_SECS > now);
+        if self.seen.iter().any(|(j, _)| j == jti) {
+            return false;
+        }
+        self.seen.push((jti.to_owned(), exp));
+        true
+    }
+}
+
+/// `max-age` of a `Cache-Control` header, bounded to [60 s, 1 day]; 5 minutes by default.
+pub fn jwks_cache_secs(cache_control: Option<&str>) -> i64 {
+    let max_age = cache_control.and_then(|v| {
+        v.split(',').filter_map(|d| d.trim().strip_prefix("max-age=")).find_map(|n| n.trim().parse::<i64>().ok())
+    });
+    let no_store = cache_control.is_some_and(|v| v.contains("no-store") || v.contains("no-cache"));
+    if no_store {
+        return 60;
+    }
+    max_age.unwrap_or(300).clamp(60, 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
+    use crate::ports::{KeyGenerator, Signer};
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    const TOKEN_URL: &str = "https://ehr.example/auth/token";
+
+    fn key(alg: JwsAlgorithm) -> Jwk {
+        let mut jwk = block_on(FakeKeyGenerator::default().generate(alg)).unwrap();
+        jwk.kid = Some("k1".into());
+        jwk
+    }
+
+    fn assertion(key: &Jwk, alg: JwsAlgorithm, claims: Value) -> String {
+        let header = jose::JwsHeader { alg, typ: Some("JWT".into()), kid: key.kid.clone().unwrap() };
+        let input = jose::signing_input(&header, &claims).unwrap();
+        jose::compact(&input, &block_on(FakeSigner.sign(key, input.as_bytes())).unwrap())
+    }
+
+    fn claims(exp: i64) -> Value {
+        json!({"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": exp, "jti": "j-1"})
+    }
+
+    #[test]
+    fn accepts_a_good_assertion_in_each_algorithm() {
+        for alg in ALGORITHMS {
+            let key = key(alg);
+            let jwks = Jwks { keys: vec![key.to_public()] };
+            let token = assertion(&key, alg, claims(1200));
+            assert_eq!(claimed_client(&token).unwrap(), "backend");
+            assert!(has_key(&token, &jwks));
+            let accepted = block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap();
+            assert_eq!(accepted.jti, "j-1");
+        }
+    }
+
+    #[test]
+    fn refuses_every_bad_claim_as_invalid_client() {
+        let key = key(JwsAlgorithm::ES384);
+        let jwks = Jwks { keys: vec![key.to_public()] };
+        let check = |claims: Value| {
+            let token = assertion(&key, JwsAlgorithm::ES384, claims);
+            block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap_err()
+        };
+        let mut c = claims(1200);
+        c["iss"] = json!("other");
+        assert_eq!(check(c).error, OAuthErrorCode::InvalidClient);
+        let mut c = claims(1200);
+        c["aud"] = json!("https://ehr.example/other");
+        assert!(check(c).error_description.unwrap().contains("aud"));
+        assert!(check(claims(1000 - LEEWAY_SECS)).error_description.unwrap().contains("expired"));
+        assert!(check(claims(1000 + MAX_LIFETIME_SECS + LEEWAY_SECS + 1)).error_description.unwrap().contains("five minutes"));
+        let mut c = claims(1200);
+        c.as_object_mut().unwrap().remove("jti");
+        assert!(check(c).error_description.unwrap().contains("jti"));
+        let good = assertion(&key, JwsAlgorithm::ES384, claims(1200));
+        let (head, rest) = good.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let tampered = format!("{head}.{}.{signature}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, json!({"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": 1200, "jti": "j-2"}).to_string()));
+        assert!(block_on(verify(&tampered, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap_err().error_description.unwrap().contains("signature"));
+        let mut c = claims(1200);
+        c["aud"] = json!(["x", TOKEN_URL]);
+        let token = assertion(&key, JwsAlgorithm::ES384, c);
+        assert!(block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().is_ok(), "aud may be an array");
+        // Signed by a key that is not registered (another algorithm under the same kid).
+        let mut other = block_on(FakeKeyGenerator::default().generate(JwsAlgorithm::RS384)).unwrap();
+        other.kid = Some("k1".into());
+        let token = assertion(&other, JwsAlgorithm::RS384, claims(1200));
+        assert!(block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_jti_is_accepted_once_while_its_assertion_lives() {
+        let mut log = JtiLog::default();
+        assert!(log.record("a", 1300, 1000));
+        assert!(!log.record("a", 1300, 1100));
+        assert!(log.record("b", 1300, 1100));
+        assert!(log.record("a", 1400, 1300 + LEEWAY_SECS), "forgotten after its assertion expired");
+    }
+
+    #[test]
+    fn jwks_cache_follows_cache_control_within_bounds() {
+        assert_eq!(jwks_cache_secs(Some("public, max-age=600")), 600);
+        assert_eq!(jwks_cache_secs(Some("max-age=5")), 60);
+        assert_eq!(jwks_cache_secs(Some("no-store")), 60);
+        assert_eq!(jwks_cache_secs(None), 300);
+        assert_eq!(jwks_cache_secs(Some("max-age=99999999")), 86_400);
+    }
+}
