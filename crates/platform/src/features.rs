@@ -5,12 +5,13 @@
 use smart_protocol::discovery::Features;
 
 /// SMART capabilities (SMART App Launch 2.2 §2.0.4.2) that work end to end.
-pub const CAPABILITIES: [&str; 18] = [
+pub const CAPABILITIES: [&str; 19] = [
     "launch-ehr",
     "launch-standalone",
     "authorize-post",
     "client-public",
     "client-confidential-symmetric",
+    "client-confidential-asymmetric",
     "sso-openid-connect",
     "permission-offline",
     "permission-online",
@@ -27,7 +28,7 @@ pub const CAPABILITIES: [&str; 18] = [
 ];
 
 /// Examples of the scopes the server understands (`scopes_supported` is advisory).
-pub const SCOPES: [&str; 14] = [
+pub const SCOPES: [&str; 16] = [
     "openid",
     "fhirUser",
     "profile",
@@ -42,14 +43,17 @@ pub const SCOPES: [&str; 14] = [
     "user/*.rs",
     "patient/*.read",
     "user/*.read",
+    "system/*.rs",
+    "system/*.read",
 ];
 
 pub fn current() -> Features {
     Features {
         capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
         scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        token_auth_methods: vec!["client_secret_basic".into(), "client_secret_post".into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()],
+        token_auth_methods: vec!["client_secret_basic".into(), "client_secret_post".into(), "private_key_jwt".into()],
+        token_auth_signing_algs: crate::assertions::ALGORITHMS.to_vec(),
         authorize: true,
         introspection: true,
         revocation: true,

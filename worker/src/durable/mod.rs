@@ -2,6 +2,7 @@
 //! platform's state machines on it; the Worker reaches them through [`rpc`].
 
 pub mod account;
+pub mod assertion_log;
 pub mod fhir_partition;
 pub mod grant;
 pub mod key_vault;

@@ -2,7 +2,9 @@
 //! with rotation. The rules are `platform::token` and `platform::grants`; this module moves
 //! values between the form, the client registry, the grant's Durable Object and the signer.
 
-use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoSigner};
+use crate::adapters::client_keys;
+use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
+use crate::durable::assertion_log::RecordRequest;
 use crate::context::AppContext;
 use crate::durable::account::SessionRequest;
 use crate::durable::rpc;
@@ -13,6 +15,7 @@ use crate::registry;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use platform::clients::{Client, ClientType};
+use platform::assertions;
 use platform::grants::{self, AuthorizationGrant, Command, GrantError, Reply};
 use platform::ports::Random;
 use platform::token::{self, ClientAuth, GrantRequest, Issue, ACCESS_TOKEN_TYP};
@@ -75,9 +78,7 @@ pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
             authorization_code(ctx, &auth, &code, redirect_uri, code_verifier).await?
         }
         GrantRequest::RefreshToken { refresh_token, scope } => refresh(ctx, &auth, &refresh_token, scope.as_deref()).await?,
-        GrantRequest::ClientCredentials { .. } => {
-            Err(oauth(OAuthErrorCode::UnsupportedGrantType, "client_credentials is not available yet"))
-        }
+        GrantRequest::ClientCredentials { scope } => client_credentials(ctx, &auth, scope.as_deref()).await?,
     };
     Ok(match outcome {
         Ok(body) => http::no_store(http::ok_json(&body)),
@@ -86,18 +87,91 @@ pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
 }
 
 /// Loads and authenticates the client the request names.
-async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Client, OAuthError>, AppError> {
-    let Some(client_id) = auth.client_id() else {
-        return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "client_id is required")));
+pub async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Client, OAuthError>, AppError> {
+    let client_id = match auth {
+        // RFC 7523 §3: the assertion's iss names the client when client_id is absent.
+        ClientAuth::Assertion { client_id: None, assertion } => match assertions::claimed_client(assertion) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        },
+        _ => match auth.client_id() {
+            Some(id) => id.to_owned(),
+            None => return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "client_id is required"))),
+        },
     };
-    let client = registry::client(ctx, client_id).await?;
+    let client = registry::client(ctx, &client_id).await?;
     if let Err(e) = token::authenticate(client.as_ref(), auth) {
         return Ok(Err(e));
     }
-    if matches!(auth, ClientAuth::Assertion { .. }) {
-        return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "private_key_jwt is not available yet")));
+    let Some(client) = client else { return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "unknown client"))) };
+    if let ClientAuth::Assertion { assertion, .. } = auth {
+        if let Err(e) = check_assertion(ctx, &client, assertion).await? {
+            return Ok(Err(e));
+        }
     }
-    Ok(client.ok_or_else(|| oauth(OAuthErrorCode::InvalidClient, "unknown client")))
+    Ok(Ok(client))
+}
+
+/// `private_key_jwt`: signature with the client's registered key, claims, and the `jti`
+/// not seen before.
+async fn check_assertion(ctx: &AppContext, client: &Client, assertion: &str) -> Result<Result<(), OAuthError>, AppError> {
+    let invalid = |d: String| Ok(Err(oauth(OAuthErrorCode::InvalidClient, &d)));
+    let mut keys = match client_keys::keys(client, false).await {
+        Ok(keys) => keys,
+        Err(e) => return invalid(format!("the client's keys could not be read: {e}")),
+    };
+    if !assertions::has_key(assertion, &keys) {
+        keys = match client_keys::keys(client, true).await {
+            Ok(keys) => keys,
+            Err(e) => return invalid(format!("the client's keys could not be read: {e}")),
+        };
+    }
+    let token_url = ctx.urls.token();
+    let accepted = match assertions::verify(assertion, &client.client_id, &keys, &token_url, &WebCryptoVerifier, now_secs())
+        .await
+        .map_err(AppError::internal)?
+    {
+        Ok(accepted) => accepted,
+        Err(e) => return Ok(Err(e)),
+    };
+    let stub = rpc::by_name(&ctx.env, "ASSERTIONS", &client.client_id)?;
+    let fresh: bool = rpc::call::<_, bool, serde_json::Value>(&stub, "/record", &RecordRequest { jti: accepted.jti, exp: accepted.exp })
+        .await?
+        .unwrap_or(false);
+    if !fresh {
+        return invalid("this client_assertion (jti) was already used".into());
+    }
+    Ok(Ok(()))
+}
+
+/// SMART Backend Services: `client_credentials` with `private_key_jwt`, `system/` scopes, a
+/// short-lived access token and no refresh token.
+async fn client_credentials(ctx: &AppContext, auth: &ClientAuth, scope: Option<&str>) -> Result<Result<serde_json::Value, OAuthError>, AppError> {
+    if !matches!(auth, ClientAuth::Assertion { .. }) {
+        return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion")));
+    }
+    let client = match client_for(ctx, auth).await? {
+        Ok(client) => client,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(e) = token::grant_allowed(&client, true) {
+        return Ok(Err(e));
+    }
+    let scope = match token::backend_scope(&client, scope) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Err(e)),
+    };
+    let ring = keyring::load(ctx).await?;
+    let now = now_secs();
+    let jti = random_secret()?;
+    let claims = token::backend_access_claims(&ctx.urls, &client, &scope, &jti[..22], now);
+    let access = sign_jwt(&ring, &WebCryptoSigner, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &claims, now).await.map_err(AppError::internal)?;
+    Ok(Ok(serde_json::json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": token::BACKEND_TOKEN_LIFETIME_SECS,
+        "scope": scope.to_string(),
+    })))
 }
 
 async fn authorization_code(
