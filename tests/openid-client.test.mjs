@@ -1,0 +1,70 @@
+// An independent OpenID Connect client library (openid-client, on oauth4webapi) against the
+// Worker on workerd: discovery → authorization code + PKCE → ID token validation → userinfo →
+// refresh → introspection → revocation. Only the user's part (login, consent) is done by the
+// scripted browser.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as oidc from "openid-client";
+import { startWorker } from "./helpers/worker.mjs";
+import { Agent } from "./helpers/agent.mjs";
+import { seed, APP, REDIRECT, PRACTITIONER, NED } from "./helpers/fixtures.mjs";
+
+const SECRET = "q".repeat(48);
+const CLIENT = { ...APP, client_id: "oidc-rp", client_type: "confidential-symmetric", client_secrets: [SECRET], consent: "ask" };
+let w;
+before(async () => {
+  w = await startWorker();
+  await seed(w, { clients: [CLIENT] });
+});
+after(() => w.dispose());
+
+test("openid-client completes the whole lifecycle", async () => {
+  const config = await oidc.discovery(new URL(w.url), CLIENT.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(SECRET), {
+    execute: [oidc.allowInsecureRequests], // the test server is plain http on loopback
+  });
+  assert.equal(config.serverMetadata().issuer, w.url);
+
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT,
+    scope: "openid fhirUser profile offline_access launch/patient patient/*.rs",
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: "S256",
+    state,
+    nonce,
+    aud: `${w.url}/fhir`,
+  });
+
+  const agent = new Agent(w.url);
+  let page = await agent.go(url.pathname + url.search);
+  page = await agent.submit(page, "#login-submit", { fill: { username: PRACTITIONER.username, password: PRACTITIONER.password } });
+  page = await agent.submit(page, `.patient-pick[value='${NED}']`);
+  page = await agent.submit(page, "#approve");
+  assert.ok(page.redirect, "redirected to the client");
+
+  // Validates state, iss (RFC 9207), the code exchange with PKCE and the ID token
+  // (signature against the JWKS, iss, aud, exp, iat, nonce).
+  const tokens = await oidc.authorizationCodeGrant(config, page.redirect, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true });
+  const claims = tokens.claims();
+  assert.equal(claims.sub, PRACTITIONER.username);
+  assert.equal(claims.fhirUser, `${w.url}/fhir/${PRACTITIONER.fhir_user}`);
+  assert.equal(tokens.patient, NED);
+
+  const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
+  assert.equal(userinfo.name, PRACTITIONER.display_name);
+
+  const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+  assert.ok(refreshed.access_token);
+  assert.notEqual(refreshed.refresh_token, tokens.refresh_token);
+
+  const active = await oidc.tokenIntrospection(config, refreshed.access_token);
+  assert.equal(active.active, true);
+  assert.equal(active.client_id, CLIENT.client_id);
+
+  await oidc.tokenRevocation(config, refreshed.refresh_token);
+  const inactive = await oidc.tokenIntrospection(config, refreshed.access_token);
+  assert.deepEqual(inactive, { active: false });
+  await assert.rejects(oidc.refreshTokenGrant(config, refreshed.refresh_token), (e) => e.error === "invalid_grant");
+});
