@@ -21,10 +21,8 @@ test("smart-configuration has every required field, absolute URLs, S256 only", a
   assert.ok(Array.isArray(body.grant_types_supported));
   assert.equal(body.authorization_endpoint, `${w.url}/auth/authorize`);
   // Only what works is advertised: nothing that has not landed yet.
-  assert.deepEqual(body.grant_types_supported, ["authorization_code", "refresh_token"]);
-  for (const absent of ["management_endpoint"]) {
-    assert.equal(body[absent], undefined, `${absent} must not be advertised yet`);
-  }
+  assert.deepEqual(body.grant_types_supported, ["authorization_code", "refresh_token", "client_credentials"]);
+  assert.equal(body.management_endpoint, `${w.url}/auth/manage`);
   for (const [key, value] of Object.entries(body)) {
     if (key.endsWith("_endpoint") || key.endsWith("_uri") || key === "issuer") {
       assert.ok(new URL(value).href.startsWith(w.url), `${key} is absolute`);
@@ -77,6 +75,7 @@ test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uri
     { url: "authorize", valueUri: `${w.url}/auth/authorize` },
     { url: "introspect", valueUri: `${w.url}/auth/introspect` },
     { url: "revoke", valueUri: `${w.url}/auth/revoke` },
+    { url: "manage", valueUri: `${w.url}/auth/manage` },
   ]);
   assert.deepEqual(rest.resource, [], "no FHIR resource is served yet");
 });

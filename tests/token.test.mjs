@@ -300,12 +300,13 @@ describe("introspection, revocation, userinfo", () => {
 
 test("discovery lists exactly the grants, methods and endpoints that now work", async () => {
   const { body } = await w.json("/fhir/.well-known/smart-configuration");
-  assert.deepEqual(body.grant_types_supported, ["authorization_code", "refresh_token"]);
-  assert.deepEqual(body.token_endpoint_auth_methods_supported, ["client_secret_basic", "client_secret_post"]);
+  assert.deepEqual(body.grant_types_supported, ["authorization_code", "refresh_token", "client_credentials"]);
+  assert.deepEqual(body.token_endpoint_auth_methods_supported, ["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+  assert.deepEqual(body.token_endpoint_auth_signing_alg_values_supported, ["RS384", "ES384", "RS256", "ES256"]);
   assert.equal(body.introspection_endpoint, `${w.url}/auth/introspect`);
   assert.equal(body.revocation_endpoint, `${w.url}/auth/revoke`);
-  for (const c of ["sso-openid-connect", "client-confidential-symmetric", "permission-offline", "permission-online"]) assert.ok(body.capabilities.includes(c), c);
+  for (const c of ["sso-openid-connect", "client-confidential-symmetric", "client-confidential-asymmetric", "permission-offline", "permission-online"]) assert.ok(body.capabilities.includes(c), c);
   const oidc = (await w.json("/.well-known/openid-configuration")).body;
   assert.equal(oidc.userinfo_endpoint, `${w.url}/auth/userinfo`);
-  assert.deepEqual(oidc.grant_types_supported, ["authorization_code", "refresh_token"]);
+  assert.deepEqual(oidc.grant_types_supported, ["authorization_code", "refresh_token", "client_credentials"]);
 });

@@ -34,12 +34,27 @@ pub struct RememberedConsent {
     pub granted_at: i64,
 }
 
+/// A grant the user gave, for the management page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantEntry {
+    pub grant_id: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+/// How many grants the management page remembers per user (oldest dropped first).
+pub const MAX_GRANTS: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AccountState {
     pub failures: u32,
     pub locked_until: i64,
     pub sessions: Vec<SessionRecord>,
     pub consents: Vec<RememberedConsent>,
+    #[serde(default)]
+    pub grants: Vec<GrantEntry>,
 }
 
 /// A session handle as the cookie carries it: `username~id~secret`.
@@ -145,6 +160,26 @@ impl AccountState {
         self.sessions.retain(|s| s.id != id);
     }
 
+    pub fn add_grant(&mut self, entry: GrantEntry) {
+        self.grants.retain(|g| g.grant_id != entry.grant_id);
+        self.grants.push(entry);
+        if self.grants.len() > MAX_GRANTS {
+            self.grants.remove(0);
+        }
+    }
+
+    /// Removes a grant from the list; `false` when it is not this user's.
+    pub fn remove_grant(&mut self, grant_id: &str) -> bool {
+        let before = self.grants.len();
+        self.grants.retain(|g| g.grant_id != grant_id);
+        before != self.grants.len()
+    }
+
+    /// A per-session anti-CSRF token for the management page's forms.
+    pub fn csrf_for(handle: &SessionHandle) -> String {
+        crate::tokens::opaque_hash(&format!("manage:{}:{}", handle.id, handle.secret))
+    }
+
     pub fn remember_consent(&mut self, client_id: &str, scope: &str, now: i64) {
         self.consents.retain(|c| c.client_id != client_id);
         self.consents.push(RememberedConsent { client_id: client_id.into(), scope: scope.into(), granted_at: now });
@@ -225,6 +260,25 @@ mod tests {
         assert!(state.consent_covers("app", "openid patient/Observation.rs"));
         assert!(!state.consent_covers("app", "openid patient/*.cruds"));
         assert!(!state.consent_covers("other", "openid"));
+    }
+
+    #[test]
+    fn grants_are_listed_once_and_removed_only_by_their_owner() {
+        let mut state = AccountState::default();
+        let entry = |id: &str| GrantEntry { grant_id: id.into(), client_id: "app".into(), client_name: "App".into(), scope: "openid".into(), granted_at: 0 };
+        state.add_grant(entry("g1"));
+        state.add_grant(entry("g1"));
+        state.add_grant(entry("g2"));
+        assert_eq!(state.grants.len(), 2);
+        assert!(state.remove_grant("g1"));
+        assert!(!state.remove_grant("someone-elses"));
+        for i in 0..MAX_GRANTS + 5 {
+            state.add_grant(entry(&format!("x{i}")));
+        }
+        assert_eq!(state.grants.len(), MAX_GRANTS);
+        let a = SessionHandle { username: "u".into(), id: "i".into(), secret: "s".into() };
+        let b = SessionHandle { secret: "t".into(), ..a.clone() };
+        assert_ne!(AccountState::csrf_for(&a), AccountState::csrf_for(&b));
     }
 
     #[test]

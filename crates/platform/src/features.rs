@@ -58,6 +58,7 @@ pub fn current() -> Features {
         introspection: true,
         revocation: true,
         userinfo: true,
+        management: true,
         ..Features::default()
     }
 }

@@ -183,6 +183,60 @@ pub fn consent_page(p: &ConsentPage<'_>) -> String {
     layout("Allow access?", &body)
 }
 
+/// One row of the management page.
+pub struct GrantRow {
+    pub grant_id: String,
+    pub client_name: String,
+    pub scope: ScopeSet,
+    pub granted: String,
+}
+
+/// The sign-in form of the management page (no pending authorization behind it).
+pub fn manage_login_page(csrf: &str, server_name: &str, error: Option<&str>) -> String {
+    let mut body = format!("<h1>Sign in to {}</h1><p>See and revoke the applications you gave access to.</p>", escape(server_name));
+    if let Some(error) = error {
+        let _ = write!(body, "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>", escape(error));
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/auth/manage/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
+         <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\" id=\"login-submit\">Sign in</button></form>",
+        escape(csrf)
+    );
+    layout("Sign in", &body)
+}
+
+/// The applications a user granted access to, each with a revoke button.
+pub fn manage_page(user_name: &str, csrf: &str, grants: &[GrantRow]) -> String {
+    let mut body = format!("<h1>Applications with access</h1><p>Signed in as <strong>{}</strong>.</p>", escape(user_name));
+    if grants.is_empty() {
+        body.push_str("<p id=\"no-grants\">No application has access.</p>");
+    }
+    for g in grants {
+        let _ = write!(
+            body,
+            "<section class=\"grant-row\" data-grant-id=\"{id}\"><h2>{name}</h2><p class=\"muted\">Since {date}</p><ul class=\"scopes\">",
+            id = escape(&g.grant_id),
+            name = escape(&g.client_name),
+            date = escape(&g.granted)
+        );
+        for scope in g.scope.iter() {
+            let _ = write!(body, "<li>{} <span class=\"muted\">({})</span></li>", escape(&describe(scope)), escape(&scope.to_string()));
+        }
+        let _ = write!(
+            body,
+            "</ul><form method=\"post\" action=\"/auth/manage/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" class=\"secondary revoke-grant\" name=\"grant\" value=\"{id}\">Revoke access</button></form></section>",
+            csrf = escape(csrf),
+            id = escape(&g.grant_id)
+        );
+    }
+    body.push_str("<form method=\"post\" action=\"/auth/logout\"><button type=\"submit\" class=\"secondary\" id=\"logout\">Sign out</button></form>");
+    layout("Applications with access", &body)
+}
+
 /// A scope in plain words.
 pub fn describe(scope: &Scope) -> String {
     match scope {

@@ -23,6 +23,10 @@ pub enum Route {
     Logout,
     Pick,
     Consent,
+    /// The user's management page (`management_endpoint`).
+    Manage,
+    ManageLogin,
+    ManageRevoke,
     AuthStylesheet,
     /// The EHR-side API that creates launch contexts.
     EhrLaunch,
@@ -74,6 +78,9 @@ impl Route {
                 "/logout" => Route::Logout,
                 "/pick" => Route::Pick,
                 "/consent" => Route::Consent,
+                "/manage" => Route::Manage,
+                "/manage/login" => Route::ManageLogin,
+                "/manage/revoke" => Route::ManageRevoke,
                 "/assets/auth.css" => Route::AuthStylesheet,
                 "/ehr/launch" => Route::EhrLaunch,
                 _ => Route::NotFound,
@@ -114,6 +121,8 @@ impl Route {
             | Route::Logout
             | Route::Pick
             | Route::Consent
+            | Route::ManageLogin
+            | Route::ManageRevoke
             | Route::EhrLaunch
             | Route::AdminClients
             | Route::AdminUsers

@@ -5,7 +5,7 @@ use super::rpc;
 use super::JsonCell;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
 use crate::keyring::now_secs;
-use platform::accounts::{AccountState, LoginOutcome, SessionHandle};
+use platform::accounts::{AccountState, GrantEntry, LoginOutcome, SessionHandle};
 use platform::users::User;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
@@ -21,6 +21,11 @@ pub struct LoginRequest {
 pub struct SessionRequest {
     pub id: String,
     pub secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct GrantRef {
+    pub grant_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +90,24 @@ impl DurableObject for Account {
                 state.end_session(&request.id);
                 cell.store(&state)?;
                 Response::from_json(&true)
+            }
+            "/grants/add" => {
+                let entry: GrantEntry = rpc::body(req).await?;
+                let mut state: AccountState = cell.load()?.unwrap_or_default();
+                state.add_grant(entry);
+                cell.store(&state)?;
+                Response::from_json(&true)
+            }
+            "/grants/remove" => {
+                let request: GrantRef = rpc::body(req).await?;
+                let mut state: AccountState = cell.load()?.unwrap_or_default();
+                let removed = state.remove_grant(&request.grant_id);
+                cell.store(&state)?;
+                Response::from_json(&removed)
+            }
+            "/grants/list" => {
+                let state: AccountState = cell.load()?.unwrap_or_default();
+                Response::from_json(&state.grants)
             }
             "/consent/remember" => {
                 let request: ConsentRequest = rpc::body(req).await?;

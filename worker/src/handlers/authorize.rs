@@ -345,21 +345,17 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
         return login_page(ctx, &id, &interaction, Some("Enter your username and password."), &username, 400).await;
     }
-    let user = registry::user(ctx, &username).await?;
-    let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &username)?;
-    let request = LoginRequest { username: username.clone(), user: user.clone(), password };
-    let outcome: LoginOutcome = rpc::call::<_, _, serde_json::Value>(&stub, "/login", &request)
-        .await?
-        .map_err(|e| AppError::internal(format!("login: {e}")))?;
-    let (cookie, user, auth_time) = match (outcome, user) {
-        (LoginOutcome::LoggedIn { session, auth_time }, Some(user)) => (session, user, auth_time),
-        (LoginOutcome::Locked { retry_after }, _) => {
+    let (cookie, user, auth_time) = match password_login(ctx, &username, password).await? {
+        Ok(found) => found,
+        Err(LoginFailure::Locked(retry_after)) => {
             let message = format!("Too many failed attempts. Try again in {retry_after} seconds.");
             let response = login_page(ctx, &id, &interaction, Some(&message), &username, 429).await?;
             let _ = response.headers().set("Retry-After", &retry_after.to_string());
             return Ok(response);
         }
-        _ => return login_page(ctx, &id, &interaction, Some("The username or password is not correct."), &username, 401).await,
+        Err(LoginFailure::Rejected) => {
+            return login_page(ctx, &id, &interaction, Some(LoginFailure::MESSAGE), &username, 401).await
+        }
     };
     let session_id = SessionHandle::parse(&cookie).map(|h| h.id).unwrap_or_default();
     let authenticated = AuthenticatedUser {
@@ -374,7 +370,7 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
         return Ok(grant_error_page(&e));
     }
     let response = http::see_other(&interaction_url(&id));
-    http::set_cookie(&response, SESSION_COOKIE, &cookie, SESSION_LIFETIME_SECS, is_https(ctx));
+    set_session_cookie(ctx, &response, &cookie);
     Ok(response)
 }
 
@@ -392,6 +388,43 @@ pub async fn logout(req: Request, ctx: &AppContext) -> Result<Response, AppError
     let response = http::error_page(200, "Signed out", "You are signed out.");
     http::set_cookie(&response, SESSION_COOKIE, "", 0, is_https(ctx));
     Ok(response)
+}
+
+pub enum LoginFailure {
+    Rejected,
+    Locked(i64),
+}
+
+impl LoginFailure {
+    /// The same words for an unknown user and a wrong password.
+    pub const MESSAGE: &'static str = "The username or password is not correct.";
+}
+
+/// Checks a password through the user's account object (throttling included) and returns the
+/// new session cookie value, the user and the authentication time.
+pub async fn password_login(ctx: &AppContext, username: &str, password: String) -> Result<Result<(String, platform::users::User, i64), LoginFailure>, AppError> {
+    let user = registry::user(ctx, username).await?;
+    let stub = rpc::by_name(&ctx.env, "ACCOUNTS", username)?;
+    let request = LoginRequest { username: username.to_owned(), user: user.clone(), password };
+    let outcome: LoginOutcome = rpc::call::<_, _, serde_json::Value>(&stub, "/login", &request)
+        .await?
+        .map_err(|e| AppError::internal(format!("login: {e}")))?;
+    Ok(match (outcome, user) {
+        (LoginOutcome::LoggedIn { session, auth_time }, Some(user)) => Ok((session, user, auth_time)),
+        (LoginOutcome::Locked { retry_after }, _) => Err(LoginFailure::Locked(retry_after)),
+        _ => Err(LoginFailure::Rejected),
+    })
+}
+
+/// Sets the session cookie on `response`.
+pub fn set_session_cookie(ctx: &AppContext, response: &Response, value: &str) {
+    http::set_cookie(response, SESSION_COOKIE, value, SESSION_LIFETIME_SECS, is_https(ctx));
+}
+
+/// The browser's session, if its cookie is valid: the handle and the user's name.
+pub async fn current_session(req: &Request, ctx: &AppContext) -> Result<Option<(SessionHandle, AuthenticatedUser)>, AppError> {
+    let Some(handle) = http::cookie(req, SESSION_COOKIE).and_then(|c| SessionHandle::parse(&c)) else { return Ok(None) };
+    Ok(adopt_session(ctx, &handle).await?.map(|user| (handle, user)))
 }
 
 /// `POST /auth/pick`: a patient or an encounter from the pickers.

@@ -6,6 +6,7 @@ mod authorize;
 mod dev;
 mod discovery;
 mod ehr;
+mod manage;
 mod oauth;
 mod token;
 
@@ -59,6 +60,9 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::Pick => authorize::pick(req, ctx).await,
         Route::Consent => authorize::consent(req, ctx).await,
         Route::AuthStylesheet => Ok(authorize::stylesheet()),
+        Route::Manage => manage::page(req, ctx).await,
+        Route::ManageLogin => manage::login(req, ctx).await,
+        Route::ManageRevoke => manage::revoke(req, ctx).await,
         Route::EhrLaunch => ehr::create_launch(req, ctx).await,
         Route::AdminSettings => admin::settings(req, ctx).await,
         Route::AdminClients => admin::put_client(req, ctx).await,

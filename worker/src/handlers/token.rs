@@ -15,6 +15,7 @@ use crate::registry;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use platform::clients::{Client, ClientType};
+use platform::accounts::GrantEntry;
 use platform::assertions;
 use platform::grants::{self, AuthorizationGrant, Command, GrantError, Reply};
 use platform::ports::Random;
@@ -201,6 +202,16 @@ async fn authorization_code(
     };
     match grant_status::apply(&ctx.env, grant_id, &command).await? {
         Ok(Reply::Tokens { grant, refresh_token }) => {
+            // The user's management page lists the grant from now on.
+            let entry = GrantEntry {
+                grant_id: grant_id.to_owned(),
+                client_id: client.client_id.clone(),
+                client_name: client.client_name.clone(),
+                scope: grant.scope.clone(),
+                granted_at: now_secs(),
+            };
+            let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &grant.user.username)?;
+            let _ = rpc::call::<_, bool, serde_json::Value>(&stub, "/grants/add", &entry).await?;
             let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
             let refresh_token = refresh_token.map(|secret| format!("{grant_id}.{secret}"));
             Ok(Ok(issue(ctx, &client, &grant, grant_id, &scope, refresh_token.as_deref(), true).await?))
