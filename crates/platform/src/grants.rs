@@ -47,6 +47,10 @@ pub struct Interaction {
     pub launch: Option<LaunchContext>,
     /// SHA-256 of the browser-binding cookie: only the browser that started may continue.
     pub browser_hash: String,
+    /// Whether the client is public: only then may a refresh come without client
+    /// authentication (SMART 2.2 §2.0.9).
+    #[serde(default)]
+    pub public_client: bool,
     /// The anti-CSRF token every form of this interaction carries.
     pub csrf: String,
     pub created_at: i64,
@@ -68,6 +72,8 @@ pub struct AuthorizationGrant {
     pub user: AuthenticatedUser,
     pub context: LaunchContext,
     pub authorized_at: i64,
+    #[serde(default)]
+    pub public_client: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +183,9 @@ pub enum GrantError {
     InvalidGrant { reason: String },
     #[error("the grant is not active")]
     Inactive,
+    /// A refresh without client authentication for a confidential client's grant.
+    #[error("this client must authenticate")]
+    ClientMustAuthenticate,
 }
 
 fn invalid_grant(reason: &str) -> GrantError {
@@ -280,6 +289,7 @@ impl Interaction {
             user,
             context,
             authorized_at: now,
+            public_client: self.public_client,
         })
     }
 }
@@ -404,8 +414,12 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
         }
         (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Refresh { presented_hash, client_id, next_secret, grace_secs }) => {
             let Some(mut chain) = refresh else { return Err(invalid_grant("the grant has no refresh token")) };
-            if client_id.as_deref().is_some_and(|id| id != grant.client_id) {
-                return Err(invalid_grant("the refresh token was issued to another client"));
+            match client_id.as_deref() {
+                Some(id) if id != grant.client_id => return Err(invalid_grant("the refresh token was issued to another client")),
+                // Checked before anything rotates: an anonymous request must not rotate a
+                // confidential client's token away from it.
+                None if !grant.public_client => return Err(GrantError::ClientMustAuthenticate),
+                _ => {}
             }
             if now >= chain.expires_at {
                 return Ok((closed("refresh token expired"), Reply::Revoked));
@@ -535,6 +549,7 @@ mod tests {
             allowed_scope: "launch launch/patient launch/encounter openid fhirUser offline_access online_access patient/*.rs".into(),
             launch,
             browser_hash: "b".into(),
+            public_client: true,
             csrf: "t".into(),
             created_at: 0,
             user: None,
@@ -741,6 +756,12 @@ mod tests {
         assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
         let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS }, 101);
         assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
+        // A confidential client's grant never refreshes anonymously.
+        let mut confidential = r2.clone();
+        if let GrantRecord::Active { grant, .. } = &mut confidential {
+            grant.public_client = false;
+        }
+        assert_eq!(refresh(&confidential, "r2", "x", 101).unwrap_err(), GrantError::ClientMustAuthenticate);
         // Expiry of the chain.
         assert_eq!(refresh(&r2, "r2", "x", 10 + 1000).unwrap().1, Reply::Revoked);
     }

@@ -130,6 +130,7 @@ pub async fn authorize(mut req: Request, ctx: &AppContext) -> Result<Response, A
         allowed_scope: client.scope.clone(),
         launch,
         browser_hash: opaque_hash(&browser_secret),
+        public_client: client.client_type == platform::clients::ClientType::Public,
         csrf: random_token()?,
         created_at: now_secs(),
         user: None,

@@ -14,7 +14,7 @@ use crate::keyring::{self, now_secs};
 use crate::registry;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use platform::clients::{Client, ClientType};
+use platform::clients::Client;
 use platform::accounts::GrantEntry;
 use platform::assertions;
 use platform::grants::{self, AuthorizationGrant, Command, GrantError, Reply};
@@ -54,6 +54,7 @@ pub fn split_handle(value: &str) -> Option<(&str, &str)> {
 
 fn grant_error(e: GrantError) -> OAuthError {
     match e {
+        GrantError::ClientMustAuthenticate => oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"),
         GrantError::InvalidGrant { reason } => oauth(OAuthErrorCode::InvalidGrant, &reason),
         _ => oauth(OAuthErrorCode::InvalidGrant, "the code or refresh token is not valid"),
     }
@@ -240,22 +241,9 @@ async fn refresh(
     let Some((grant_id, secret)) = split_handle(refresh_token) else {
         return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token is not valid")));
     };
-    // Without a named client, make sure the grant's client is public before the token
-    // rotates: an anonymous request must not rotate a confidential client's token away.
-    let anonymous_client = match &named {
-        Some(_) => None,
-        None => match grant_status::apply(&ctx.env, grant_id, &Command::Status).await? {
-            Ok(Reply::Active { grant, .. }) => match registry::client(ctx, &grant.client_id).await? {
-                Some(client) if client.client_type == ClientType::Public => Some(client),
-                Some(_) => return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"))),
-                None => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists"))),
-            },
-            _ => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token is not valid"))),
-        },
-    };
     let command = Command::Refresh {
         presented_hash: opaque_hash(secret),
-        client_id: Some(named.as_ref().or(anonymous_client.as_ref()).map(|c| c.client_id.clone()).unwrap_or_default()),
+        client_id: named.as_ref().map(|c| c.client_id.clone()),
         next_secret: random_secret()?,
         grace_secs: crate::settings::load(ctx).await?.refresh_grace_secs,
     };
@@ -267,7 +255,13 @@ async fn refresh(
         Ok(_) => return Err(AppError::internal("Refresh answered something else")),
         Err(e) => return Ok(Err(grant_error(e))),
     };
-    let Some(client) = named.or(anonymous_client) else { return Err(AppError::internal("refresh without a client")) };
+    let client = match named {
+        Some(client) => client,
+        None => match registry::client(ctx, &grant.client_id).await? {
+            Some(client) => client,
+            None => return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists"))),
+        },
+    };
     // online_access: the grant lives only as long as the user's login session.
     if grants::bound_to_session(&grant.scope) && !session_alive(ctx, &grant).await? {
         let _ = grant_status::apply(&ctx.env, grant_id, &Command::Revoke { reason: "the user's session ended".into() }).await?;
