@@ -117,6 +117,7 @@ const servers = {
 };
 
 const results = {};
+const floor = [];
 try {
   for (let round = 0; round < ROUNDS + 1; round++) {
     for (const [name, s] of Object.entries(servers)) {
@@ -142,6 +143,18 @@ try {
         }));
         return { tokens: perChain * s.chains.length, failures };
       });
+      if (name.startsWith("smart-edge")) {
+        // The floor: a request that does no work (/health) through the same stack.
+        const health = await measure(s.pid, async () => ({
+          tokens: N,
+          failures: await runPool(Array.from({ length: N }), async () => {
+            const res = await fetch(`${w.url}/health`);
+            await res.arrayBuffer();
+            return res.status === 200;
+          }),
+        }));
+        if (round > 0) floor.push(health);
+      }
       if (round === 0) continue; // warm-up round
       (results[name] ??= { cc: [], rt: [] });
       results[name].cc.push(cc);
@@ -154,6 +167,7 @@ try {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(JSON.stringify({ server: "smart-edge (workerd)", grant: "GET /health (floor: no work)", requests_per_s: Number(median(floor.map((r) => r.tokens_per_s)).toFixed(1)), cpu_ms_per_request: Number(median(floor.map((r) => r.cpu_ms_per_token)).toFixed(3)), rounds: floor.length }));
 const [edge, node] = Object.keys(results);
 for (const grant of ["cc", "rt"]) {
   const label = grant === "cc" ? "client_credentials" : "refresh_token";

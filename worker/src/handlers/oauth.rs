@@ -80,8 +80,10 @@ async fn find(ctx: &AppContext, token: &str, check_expiry: bool) -> Result<Optio
         Err(_) => return Ok(None),
     };
     if check_expiry {
+        // Introspection asks the grant itself, never the isolate's cache: its answer is the
+        // authoritative one.
         if let Some(id) = &grant.grant_id {
-            if !guard::GrantStatus::is_active(&DoGrantStatus(&ctx.env), id).await.map_err(AppError::internal)? {
+            if !matches!(grant_status::apply(&ctx.env, id, &Command::Status).await?, Ok(Reply::Active { .. })) {
                 return Ok(None);
             }
         }
