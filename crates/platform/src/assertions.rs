@@ -95,13 +95,23 @@ pub async fn verify(
     if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
         return Ok(Err(invalid("client_assertion is not valid yet")));
     }
+    if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + LEEWAY_SECS) {
+        return Ok(Err(invalid("client_assertion is issued in the future")));
+    }
     let Some(jti) = text("jti").filter(|j| !j.is_empty() && j.len() <= 256) else {
         return Ok(Err(invalid("client_assertion needs a jti")));
     };
     Ok(Ok(Accepted { client_id: client_id.to_owned(), jti: jti.to_owned(), exp }))
 }
 
-/// Seen `jti`s of one client, until their assertion expires (the Durable Object's state).
+/// A used `jti` may be forgotten once its assertion has expired (with leeway): from then on
+/// the assertion itself is refused.
+pub fn forget_before(now: i64) -> i64 {
+    now - LEEWAY_SECS
+}
+
+/// Seen `jti`s of one client, until their assertion expires (the in-memory form of the
+/// Durable Object's table).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JtiLog {
     pub seen: Vec<(String, i64)>,
@@ -110,7 +120,7 @@ pub struct JtiLog {
 impl JtiLog {
     /// Records `jti`; `false` when it was already used (a replay).
     pub fn record(&mut self, jti: &str, exp: i64, now: i64) -> bool {
-        self.seen.retain(|(_, e)| *e + LEEWAY_SECS > now);
+        self.seen.retain(|(_, e)| *e > forget_before(now));
         if self.seen.iter().any(|(j, _)| j == jti) {
             return false;
         }
@@ -186,6 +196,12 @@ mod tests {
         assert!(check(c).error_description.unwrap().contains("aud"));
         assert!(check(claims(1000 - LEEWAY_SECS)).error_description.unwrap().contains("expired"));
         assert!(check(claims(1000 + MAX_LIFETIME_SECS + LEEWAY_SECS + 1)).error_description.unwrap().contains("five minutes"));
+        let mut c = claims(1200);
+        c["iat"] = json!(1000 + LEEWAY_SECS + 1);
+        assert!(check(c).error_description.unwrap().contains("future"));
+        let mut c = claims(1200);
+        c["nbf"] = json!(1000 + LEEWAY_SECS + 1);
+        assert!(check(c).error_description.unwrap().contains("not valid yet"));
         let mut c = claims(1200);
         c.as_object_mut().unwrap().remove("jti");
         assert!(check(c).error_description.unwrap().contains("jti"));

@@ -80,22 +80,24 @@ pub struct LoginPage<'a> {
 }
 
 pub fn login_page(p: &LoginPage<'_>) -> String {
-    let mut body = format!(
-        "<h1>Sign in to {server}</h1><p><strong>{client}</strong> is asking for access to health records.</p>",
-        server = escape(p.server_name),
-        client = escape(p.client_name)
-    );
-    if let Some(error) = p.error {
+    let intro = format!("<p><strong>{}</strong> is asking for access to health records.</p>", escape(p.client_name));
+    sign_in(p.server_name, &intro, p.error, "/auth/login", &hidden(p.interaction, p.csrf), p.username)
+}
+
+/// The sign-in form both login pages share, with the stable ids app tests rely on.
+fn sign_in(server_name: &str, intro: &str, error: Option<&str>, action: &str, hidden_fields: &str, username: &str) -> String {
+    let mut body = format!("<h1>Sign in to {}</h1>{intro}", escape(server_name));
+    if let Some(error) = error {
         let _ = write!(body, "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>", escape(error));
     }
     let _ = write!(
         body,
-        "<form method=\"post\" action=\"/auth/login\">{hidden}\
+        "<form method=\"post\" action=\"{action}\">{hidden_fields}\
          <label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{user}\">\
          <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\" id=\"login-submit\">Sign in</button></form>",
-        hidden = hidden(p.interaction, p.csrf),
-        user = escape(p.username)
+        action = escape(action),
+        user = escape(username)
     );
     layout("Sign in", &body)
 }
@@ -193,19 +195,8 @@ pub struct GrantRow {
 
 /// The sign-in form of the management page (no pending authorization behind it).
 pub fn manage_login_page(csrf: &str, server_name: &str, error: Option<&str>) -> String {
-    let mut body = format!("<h1>Sign in to {}</h1><p>See and revoke the applications you gave access to.</p>", escape(server_name));
-    if let Some(error) = error {
-        let _ = write!(body, "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>", escape(error));
-    }
-    let _ = write!(
-        body,
-        "<form method=\"post\" action=\"/auth/manage/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\" id=\"login-submit\">Sign in</button></form>",
-        escape(csrf)
-    );
-    layout("Sign in", &body)
+    let hidden_fields = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(csrf));
+    sign_in(server_name, "<p>See and revoke the applications you gave access to.</p>", error, "/auth/manage/login", &hidden_fields, "")
 }
 
 /// The applications a user granted access to, each with a revoke button.

@@ -13,7 +13,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
 thread_local! {
-    /// Private keys imported into WebCrypto, by `kid`: importing costs more than signing.
+    /// Keys imported into WebCrypto (see `import_cached`): importing costs more than signing.
     static IMPORTED: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
 }
 
@@ -85,39 +85,42 @@ impl KeyGenerator for WebCryptoKeyGenerator {
 
 pub struct WebCryptoSigner;
 
-impl WebCryptoSigner {
-    async fn import(key: &Jwk, alg: JwsAlgorithm) -> Result<CryptoKey, CryptoError> {
-        let kid = key.kid.clone().unwrap_or_default();
-        if let Some(cached) = IMPORTED.with(|keys| keys.borrow().get(&kid).cloned()) {
-            return Ok(cached);
-        }
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        let jwk = serde::Serialize::serialize(key, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
-        let imported = await_promise(
-            subtle()?.import_key_with_object("jwk", jwk.unchecked_ref(), &key_params(alg, false)?, false, &usages(&["sign"])),
-            "importKey",
-        )
-        .await?;
-        let crypto_key: CryptoKey = imported.unchecked_into();
-        IMPORTED.with(|keys| keys.borrow_mut().insert(kid, crypto_key.clone()));
-        Ok(crypto_key)
+/// Imports a JWK for one usage, once per isolate: `sign` keys by `kid`, `verify` keys by
+/// `kid` and thumbprint (a client may reuse a `kid` for a new key).
+async fn import_cached(key: &Jwk, alg: JwsAlgorithm, usage: &str) -> Result<CryptoKey, CryptoError> {
+    let mut jwk = if usage == "sign" { key.clone() } else { key.to_public() };
+    jwk.use_ = None; // `use` would have to agree with the usages; leave it out
+    let cache_key = format!("{usage}:{}:{}", jwk.kid.as_deref().unwrap_or_default(), jwk.thumbprint().unwrap_or_default());
+    if let Some(cached) = IMPORTED.with(|keys| keys.borrow().get(&cache_key).cloned()) {
+        return Ok(cached);
     }
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let js = serde::Serialize::serialize(&jwk, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
+    let imported = await_promise(
+        subtle()?.import_key_with_object("jwk", js.unchecked_ref(), &key_params(alg, false)?, false, &usages(&[usage])),
+        "importKey",
+    )
+    .await?;
+    let crypto_key: CryptoKey = imported.unchecked_into();
+    IMPORTED.with(|keys| {
+        let mut map = keys.borrow_mut();
+        if map.len() > 1000 {
+            map.clear(); // client keys come and go; keep the cache bounded
+        }
+        map.insert(cache_key, crypto_key.clone());
+    });
+    Ok(crypto_key)
 }
 
 #[async_trait(?Send)]
 impl Signer for WebCryptoSigner {
     async fn sign(&self, key: &Jwk, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
-        let crypto_key = Self::import(key, alg).await?;
+        let crypto_key = import_cached(key, alg, "sign").await?;
         let signature = await_promise(subtle()?.sign_with_object_and_u8_array(&sign_params(alg)?, &crypto_key, data), "sign").await?;
         // WebCrypto's ECDSA output is already JWS's r || s (IEEE P1363), RSA's is raw.
         Ok(Uint8Array::new(&signature).to_vec())
     }
-}
-
-thread_local! {
-    /// Public keys imported for verification, by `kid`.
-    static IMPORTED_PUBLIC: RefCell<HashMap<String, CryptoKey>> = RefCell::new(HashMap::new());
 }
 
 pub struct WebCryptoVerifier;
@@ -126,26 +129,7 @@ pub struct WebCryptoVerifier;
 impl platform::ports::Verifier for WebCryptoVerifier {
     async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
-        let public = key.to_public();
-        let cache_key = format!("{}:{}", public.kid.as_deref().unwrap_or_default(), public.thumbprint().unwrap_or_default());
-        let cached = IMPORTED_PUBLIC.with(|keys| keys.borrow().get(&cache_key).cloned());
-        let crypto_key = match cached {
-            Some(k) => k,
-            None => {
-                let mut jwk = public.clone();
-                jwk.use_ = None; // `use` would have to agree with the usages; leave it out
-                let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-                let js = serde::Serialize::serialize(&jwk, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
-                let imported = await_promise(
-                    subtle()?.import_key_with_object("jwk", js.unchecked_ref(), &key_params(alg, false)?, false, &usages(&["verify"])),
-                    "importKey (verify)",
-                )
-                .await?;
-                let k: CryptoKey = imported.unchecked_into();
-                IMPORTED_PUBLIC.with(|keys| keys.borrow_mut().insert(cache_key, k.clone()));
-                k
-            }
-        };
+        let crypto_key = import_cached(key, alg, "verify").await?;
         let ok = await_promise(
             subtle()?.verify_with_object_and_u8_array_and_u8_array(&sign_params(alg)?, &crypto_key, signature, data),
             "verify",
