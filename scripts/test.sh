@@ -5,8 +5,9 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 bash scripts/bootstrap.sh
 
-step "native tests (smart-protocol, platform)"
+step "native tests (smart-protocol, platform) and lints"
 cargo test --quiet
+cargo clippy --quiet --all-targets -- -D warnings
 
 step "build (worker, sdk)"
 bash scripts/build.sh

@@ -335,7 +335,8 @@ mod tests {
 
     #[test]
     fn refuses_inconsistent_registrations() {
-        let cases: Vec<(serde_json::Value, fn(&ClientError) -> bool)> = vec![
+        type Expect = fn(&ClientError) -> bool;
+        let cases: Vec<(serde_json::Value, Expect)> = vec![
             (serde_json::json!({"client_id": "bad id"}), |e| matches!(e, ClientError::BadId)),
             (serde_json::json!({"redirect_uris": ["http://app.example/cb"]}), |e| matches!(e, ClientError::BadRedirectUri(_))),
             (serde_json::json!({"redirect_uris": ["https://app.example/cb#frag"]}), |e| matches!(e, ClientError::BadRedirectUri(_))),

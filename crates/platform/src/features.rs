@@ -59,6 +59,5 @@ pub fn current() -> Features {
         revocation: true,
         userinfo: true,
         management: true,
-        ..Features::default()
     }
 }
