@@ -66,6 +66,12 @@ pub fn opaque_hash(secret: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
+/// Constant-time check of a presented secret against its stored [`opaque_hash`].
+pub fn hash_matches(stored_hash: &str, presented_secret: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(stored_hash.as_bytes().ct_eq(opaque_hash(presented_secret).as_bytes()))
+}
+
 /// Signs `claims` as a compact JWS with the key that is active for `alg` at `now`.
 pub async fn sign_jwt<C: Serialize>(
     ring: &KeyRing,

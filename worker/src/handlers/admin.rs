@@ -170,6 +170,10 @@ pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response,
         return Ok(refusal);
     }
     // Synthea bundles run to a few megabytes; read up to 16 MiB.
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > 16 * 1024 * 1024) {
+        return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the bundle is too large"));
+    }
     let bytes = match req.bytes().await {
         Ok(bytes) if bytes.len() <= 16 * 1024 * 1024 => bytes,
         _ => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the bundle is too large or unreadable")),

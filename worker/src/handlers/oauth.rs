@@ -13,7 +13,7 @@ use platform::grants::{Command, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::settings::IntrospectionStyle;
 use platform::token::{self, ClientAuth};
-use platform::tokens::opaque_hash;
+use platform::tokens::hash_matches;
 use serde_json::{json, Value};
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::scopes::Scope;
@@ -66,7 +66,7 @@ enum Found {
 async fn find(ctx: &AppContext, token: &str, check_expiry: bool) -> Result<Option<Found>, AppError> {
     if let Some((grant_id, secret)) = split_handle(token) {
         return Ok(match grant_status::apply(&ctx.env, grant_id, &Command::Status).await? {
-            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash == opaque_hash(secret) => {
+            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash_matches(&hash, secret) => {
                 Some(Found::Refresh { grant_id: grant_id.to_owned(), grant })
             }
             _ => None,
