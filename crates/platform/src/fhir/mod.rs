@@ -4,6 +4,8 @@
 pub mod capability;
 pub mod ingest;
 pub mod outcome;
+pub mod params;
+pub mod search;
 pub mod store;
 
 /// The media type of FHIR JSON (R4 §3.1.0.4.1).

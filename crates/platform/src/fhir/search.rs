@@ -1,0 +1,543 @@
+//! FHIR search (R4 §3.1.1, <https://hl7.org/fhir/R4/search.html>): the index rows a resource
+//! contributes, the parsing of a search query, and the SQL that runs it inside one
+//! partition's SQLite database. Values are bound, never spliced into the SQL.
+
+use super::params::{self, Kind, Param};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One row of the `idx` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IndexEntry {
+    pub name: String,
+    pub sys: Option<String>,
+    pub code: Option<String>,
+    pub text: Option<String>,
+    pub date_lo: Option<String>,
+    pub date_hi: Option<String>,
+    pub num: Option<f64>,
+    pub reference: Option<String>,
+}
+
+/// The JSON values at a dot path, arrays walked through.
+pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut current = vec![value];
+    for step in path.split('.') {
+        let mut next = Vec::new();
+        for v in current {
+            match v.get(step) {
+                Some(Value::Array(items)) => next.extend(items.iter()),
+                Some(other) => next.push(other),
+                None => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+const INSTANT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+fn fmt(t: DateTime<Utc>) -> String {
+    t.format(INSTANT).to_string()
+}
+
+/// The half-open UTC range `[lo, hi)` a FHIR date, dateTime or instant covers, from its
+/// precision (`2020` is the whole year).
+pub fn date_range(s: &str) -> Option<(String, String)> {
+    let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    match s.len() {
+        4 => {
+            let y: i32 = s.parse().ok()?;
+            Some((fmt(day(y, 1, 1)?), fmt(day(y + 1, 1, 1)?)))
+        }
+        7 => {
+            let (y, m) = (s[..4].parse().ok()?, s[5..7].parse().ok()?);
+            let lo = day(y, m, 1)?;
+            Some((fmt(lo), fmt(lo.checked_add_months(Months::new(1))?)))
+        }
+        10 => {
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            let lo = day(d.year(), d.month(), d.day())?;
+            Some((fmt(lo), fmt(lo + TimeDelta::days(1))))
+        }
+        _ => {
+            // hh:mm precision (allowed in search values) or full seconds, with a zone.
+            let with_seconds = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') {
+                format!("{}:00{}", &s[..16], &s[16..])
+            } else {
+                s.to_owned()
+            };
+            let t = DateTime::parse_from_rfc3339(&with_seconds)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| NaiveDateTime::parse_from_str(&with_seconds, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+                .ok()?;
+            let step = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') { TimeDelta::minutes(1) } else { TimeDelta::seconds(1) };
+            let lo = t.with_nanosecond_zero();
+            Some((fmt(lo), fmt(lo + step)))
+        }
+    }
+}
+
+trait TruncateNanos {
+    fn with_nanosecond_zero(self) -> Self;
+}
+
+impl TruncateNanos for DateTime<Utc> {
+    fn with_nanosecond_zero(self) -> Self {
+        chrono::Timelike::with_nanosecond(&self, 0).unwrap_or(self)
+    }
+}
+
+fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
+    let entry = |e: IndexEntry| IndexEntry { name: param.name.to_owned(), ..e };
+    match (param.kind, value) {
+        (Kind::Token, Value::String(code)) => out.push(entry(IndexEntry { code: Some(code.clone()), ..Default::default() })),
+        (Kind::Token, Value::Bool(b)) => out.push(entry(IndexEntry { code: Some(b.to_string()), ..Default::default() })),
+        (Kind::Token, Value::Object(o)) => {
+            let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                for c in codings {
+                    let code = c.get("code").and_then(Value::as_str).map(str::to_owned);
+                    let sys = c.get("system").and_then(Value::as_str).map(str::to_owned);
+                    out.push(entry(IndexEntry { sys, code, ..Default::default() }));
+                }
+            } else if o.contains_key("value") {
+                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), ..Default::default() }));
+            } else if o.contains_key("code") {
+                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), ..Default::default() }));
+            }
+        }
+        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })),
+        (Kind::Date, Value::String(s)) => {
+            if let Some((lo, hi)) = date_range(s) {
+                out.push(entry(IndexEntry { date_lo: Some(lo), date_hi: Some(hi), ..Default::default() }));
+            }
+        }
+        (Kind::Date, Value::Object(period)) => {
+            let lo = period.get("start").and_then(Value::as_str).and_then(date_range).map(|r| r.0);
+            let hi = period.get("end").and_then(Value::as_str).and_then(date_range).map(|r| r.1);
+            if lo.is_some() || hi.is_some() {
+                out.push(entry(IndexEntry {
+                    date_lo: Some(lo.unwrap_or_else(|| "0000-01-01T00:00:00Z".into())),
+                    date_hi: Some(hi.unwrap_or_else(|| "9999-12-31T23:59:59Z".into())),
+                    ..Default::default()
+                }));
+            }
+        }
+        (Kind::Reference, Value::Object(r)) => {
+            if let Some(reference) = r.get("reference").and_then(Value::as_str) {
+                out.push(entry(IndexEntry { reference: Some(reference.to_owned()), ..Default::default() }));
+            }
+        }
+        (Kind::Quantity, Value::Object(q)) => {
+            if let Some(num) = q.get("value").and_then(Value::as_f64) {
+                let text = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
+                out.push(entry(IndexEntry { num: Some(num), sys: text("system"), code: text("code").or(text("unit")), ..Default::default() }));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The index rows of a resource.
+pub fn index(resource: &Value) -> Vec<IndexEntry> {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else { return Vec::new() };
+    let mut out = Vec::new();
+    for param in params::COMMON.iter().chain(params::params_of(resource_type).unwrap_or_default()) {
+        for path in param.paths {
+            for value in values_at(resource, path) {
+                index_value(param, value, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Why a search was refused (400 OperationOutcome).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    #[error("the search parameter {0} is not supported for this type")]
+    UnknownParameter(String),
+    #[error("the value of {0} is not valid: {1}")]
+    BadValue(String, String),
+    #[error("_count must be 0 to {MAX_COUNT}")]
+    BadCount,
+    #[error("the search is too complex (at most {MAX_CLAUSES} parameters and {MAX_VALUES} values each)")]
+    TooComplex,
+}
+
+pub const DEFAULT_COUNT: usize = 50;
+pub const MAX_COUNT: usize = 500;
+const MAX_CLAUSES: usize = 8;
+const MAX_VALUES: usize = 5;
+/// Durable Object SQLite binds at most 100 parameters per statement.
+pub const MAX_BOUND: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Clause {
+    /// Any of (system, code); `None` system = any system, `Some("")` = no system.
+    Token { name: String, any_of: Vec<(Option<String>, Option<String>)> },
+    Text { name: String, any_of: Vec<String>, exact: bool },
+    Date { name: String, prefix: Prefix, lo: String, hi: String },
+    Reference { name: String, any_of: Vec<String> },
+    Quantity { name: String, prefix: Prefix, value: f64, sys: Option<String>, code: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub resource_type: String,
+    pub clauses: Vec<Clause>,
+    pub count: usize,
+    pub offset: usize,
+    /// Parameter name and descending.
+    pub sort: Option<(String, bool)>,
+    pub summary_count: bool,
+    /// Unknown parameters that were ignored (reported in the Bundle).
+    pub ignored: Vec<String>,
+}
+
+fn split_prefix(v: &str) -> (Prefix, &str) {
+    let prefixes = [("eq", Prefix::Eq), ("ne", Prefix::Ne), ("lt", Prefix::Lt), ("gt", Prefix::Gt), ("le", Prefix::Le), ("ge", Prefix::Ge)];
+    for (p, prefix) in prefixes {
+        if let Some(rest) = v.strip_prefix(p) {
+            if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+                return (prefix, rest);
+            }
+        }
+    }
+    (Prefix::Eq, v)
+}
+
+/// Parses the query of `GET [base]/{type}?…`. With `strict` (Prefer: handling=strict) an
+/// unknown parameter is an error; otherwise it is ignored and reported.
+pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<Search, SearchError> {
+    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new() };
+    for (key, value) in pairs {
+        let bad = |why: &str| SearchError::BadValue(key.clone(), why.to_owned());
+        let (name, modifier) = key.split_once(':').map_or((key.as_str(), None), |(n, m)| (n, Some(m)));
+        match name {
+            "_count" => {
+                search.count = value.parse().ok().filter(|c| *c <= MAX_COUNT).ok_or(SearchError::BadCount)?;
+                continue;
+            }
+            "_offset" => {
+                search.offset = value.parse().map_err(|_| bad("a whole number"))?;
+                continue;
+            }
+            "_sort" => {
+                let (field, desc) = value.strip_prefix('-').map_or((value.as_str(), false), |f| (f, true));
+                let ok = field == "_id" || params::find(resource_type, field).is_some_and(|p| p.kind == Kind::Date);
+                if !ok {
+                    return Err(bad("sort by _id or a date parameter"));
+                }
+                search.sort = Some((field.to_owned(), desc));
+                continue;
+            }
+            "_summary" if value == "count" => {
+                search.summary_count = true;
+                continue;
+            }
+            "_total" | "_format" | "_pretty" => continue,
+            _ => {}
+        }
+        let Some(param) = params::find(resource_type, name) else {
+            if strict {
+                return Err(SearchError::UnknownParameter(key.clone()));
+            }
+            search.ignored.push(key.clone());
+            continue;
+        };
+        if search.clauses.len() >= MAX_CLAUSES {
+            return Err(SearchError::TooComplex);
+        }
+        let values: Vec<&str> = value.split(',').collect();
+        if values.len() > MAX_VALUES || values.iter().any(|v| v.is_empty()) {
+            return Err(if values.len() > MAX_VALUES { SearchError::TooComplex } else { bad("empty value") });
+        }
+        let name = param.name.to_owned();
+        let clause = match (param.kind, modifier) {
+            (Kind::Token, None) => Clause::Token {
+                name,
+                any_of: values
+                    .iter()
+                    .map(|v| match v.split_once('|') {
+                        Some((sys, code)) => (Some(sys.to_owned()), Some(code.to_owned()).filter(|c| !c.is_empty())),
+                        None => (None, Some((*v).to_owned())),
+                    })
+                    .collect(),
+            },
+            (Kind::String, None | Some("exact")) => Clause::Text { name, any_of: values.iter().map(|v| v.to_lowercase()).collect(), exact: modifier.is_some() },
+            (Kind::Date, None) => {
+                if values.len() > 1 {
+                    return Err(bad("one date per parameter; repeat the parameter for a range"));
+                }
+                let (prefix, date) = split_prefix(values[0]);
+                let (lo, hi) = date_range(date).ok_or_else(|| bad("a FHIR date such as 2020, 2020-05 or 2020-05-01"))?;
+                Clause::Date { name, prefix, lo, hi }
+            }
+            (Kind::Reference, None) => Clause::Reference {
+                name: name.clone(),
+                any_of: values
+                    .iter()
+                    .map(|v| if v.contains('/') { (*v).to_owned() } else { format!("{}/{v}", reference_target(resource_type, &name)) })
+                    .collect(),
+            },
+            (Kind::Quantity, None) => {
+                let (prefix, rest) = split_prefix(values[0]);
+                let mut parts = rest.splitn(3, '|');
+                let number = parts.next().and_then(|n| n.parse::<f64>().ok()).ok_or_else(|| bad("[prefix]number[|system|code]"))?;
+                let sys = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+                let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+                Clause::Quantity { name, prefix, value: number, sys, code }
+            }
+            (_, Some(m)) => return Err(bad(&format!("the modifier :{m} is not supported"))),
+        };
+        search.clauses.push(clause);
+    }
+    if to_sql(&search).select_params.len() > MAX_BOUND {
+        return Err(SearchError::TooComplex);
+    }
+    Ok(search)
+}
+
+/// The type a bare id in a reference parameter refers to.
+fn reference_target(_resource_type: &str, name: &str) -> &'static str {
+    match name {
+        "encounter" => "Encounter",
+        _ => "Patient",
+    }
+}
+
+/// The patient a search is about, from its `patient` / `subject` parameter (one value).
+pub fn patient_of(search: &Search) -> Option<String> {
+    search.clauses.iter().find_map(|c| match c {
+        Clause::Reference { name, any_of } if (name == "patient" || name == "subject") && any_of.len() == 1 => {
+            any_of[0].strip_prefix("Patient/").map(str::to_owned)
+        }
+        _ => None,
+    })
+}
+
+/// A bound SQL value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SqlValue {
+    Text(String),
+    Real(f64),
+    Int(i64),
+}
+
+/// SQL for one partition: the page of resources and the total count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlQuery {
+    pub select: String,
+    pub select_params: Vec<SqlValue>,
+    pub count: String,
+    pub count_params: Vec<SqlValue>,
+}
+
+fn prefix_sql(prefix: Prefix) -> &'static str {
+    // [lo, hi) of the resource against [plo, phi) of the parameter (R4 §3.1.1.4.2, simplified
+    // to ranges): eq = contained, ne = not contained, lt/le/gt/ge compare the ends.
+    match prefix {
+        Prefix::Eq => "(i.date_lo >= ? AND i.date_hi <= ?)",
+        Prefix::Ne => "NOT (i.date_lo >= ? AND i.date_hi <= ?)",
+        Prefix::Lt => "(i.date_lo < ? AND ? IS NOT NULL)",
+        Prefix::Le => "(i.date_lo < ? AND ? IS NOT NULL)",
+        Prefix::Gt => "(i.date_hi > ? AND ? IS NOT NULL)",
+        Prefix::Ge => "(i.date_hi > ? AND ? IS NOT NULL)",
+    }
+}
+
+/// Builds the SQL of a search (for the `resources` / `idx` tables of a partition).
+pub fn to_sql(search: &Search) -> SqlQuery {
+    let mut conditions = Vec::new();
+    let mut params: Vec<SqlValue> = vec![SqlValue::Text(search.resource_type.clone())];
+    for clause in &search.clauses {
+        let (name, inner) = match clause {
+            Clause::Token { name, any_of } => {
+                let mut ors = Vec::new();
+                for (sys, code) in any_of {
+                    let mut parts = Vec::new();
+                    match sys.as_deref() {
+                        None => {}
+                        Some("") => parts.push("i.sys IS NULL".to_owned()),
+                        Some(s) => {
+                            parts.push("i.sys = ?".to_owned());
+                            params.push(SqlValue::Text(s.to_owned()));
+                        }
+                    }
+                    if let Some(code) = code {
+                        parts.push("i.code = ?".to_owned());
+                        params.push(SqlValue::Text(code.clone()));
+                    }
+                    ors.push(if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) });
+                }
+                (name, ors.join(" OR "))
+            }
+            Clause::Text { name, any_of, exact } => {
+                let mut ors = Vec::new();
+                for v in any_of {
+                    if *exact {
+                        ors.push("i.text = ?".to_owned());
+                        params.push(SqlValue::Text(v.clone()));
+                    } else {
+                        ors.push("substr(i.text, 1, ?) = ?".to_owned());
+                        params.push(SqlValue::Int(v.chars().count() as i64));
+                        params.push(SqlValue::Text(v.clone()));
+                    }
+                }
+                (name, ors.join(" OR "))
+            }
+            Clause::Date { name, prefix, lo, hi } => {
+                let (a, b) = match prefix {
+                    Prefix::Eq | Prefix::Ne => (lo, hi),
+                    Prefix::Lt => (lo, lo),
+                    Prefix::Le => (hi, hi),
+                    Prefix::Gt => (hi, hi),
+                    Prefix::Ge => (lo, lo),
+                };
+                params.push(SqlValue::Text(a.clone()));
+                params.push(SqlValue::Text(b.clone()));
+                (name, prefix_sql(*prefix).to_owned())
+            }
+            Clause::Reference { name, any_of } => {
+                let marks = vec!["?"; any_of.len()].join(", ");
+                params.extend(any_of.iter().map(|r| SqlValue::Text(r.clone())));
+                (name, format!("i.reference IN ({marks})"))
+            }
+            Clause::Quantity { name, prefix, value, sys, code } => {
+                let op = match prefix {
+                    Prefix::Eq => "=",
+                    Prefix::Ne => "<>",
+                    Prefix::Lt => "<",
+                    Prefix::Le => "<=",
+                    Prefix::Gt => ">",
+                    Prefix::Ge => ">=",
+                };
+                let mut parts = vec![format!("i.num {op} ?")];
+                params.push(SqlValue::Real(*value));
+                if let Some(sys) = sys {
+                    parts.push("i.sys = ?".into());
+                    params.push(SqlValue::Text(sys.clone()));
+                }
+                if let Some(code) = code {
+                    parts.push("i.code = ?".into());
+                    params.push(SqlValue::Text(code.clone()));
+                }
+                (name, parts.join(" AND "))
+            }
+        };
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}' AND ({inner}))",
+            name.replace('\'', "")
+        ));
+    }
+    let filter = std::iter::once("r.type = ? AND r.deleted = 0".to_owned()).chain(conditions).collect::<Vec<_>>().join(" AND ");
+    let order = match &search.sort {
+        Some((field, desc)) if field != "_id" => format!(
+            "(SELECT MIN(i.date_lo) FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}') {}, r.id",
+            field.replace('\'', ""),
+            if *desc { "DESC" } else { "ASC" }
+        ),
+        Some((_, true)) => "r.id DESC".to_owned(),
+        _ => "r.id".to_owned(),
+    };
+    let count_params = params.clone();
+    let mut select_params = params;
+    select_params.push(SqlValue::Int(search.count as i64));
+    select_params.push(SqlValue::Int(search.offset as i64));
+    SqlQuery {
+        select: format!("SELECT r.content FROM resources r WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?"),
+        select_params,
+        count: format!("SELECT COUNT(*) AS n FROM resources r WHERE {filter}"),
+        count_params,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn date_ranges_follow_precision_and_time_zones() {
+        assert_eq!(date_range("2020"), Some(("2020-01-01T00:00:00Z".into(), "2021-01-01T00:00:00Z".into())));
+        assert_eq!(date_range("2020-02"), Some(("2020-02-01T00:00:00Z".into(), "2020-03-01T00:00:00Z".into())));
+        assert_eq!(date_range("2020-12-31"), Some(("2020-12-31T00:00:00Z".into(), "2021-01-01T00:00:00Z".into())));
+        assert_eq!(date_range("2019-05-01T10:00:00-04:00"), Some(("2019-05-01T14:00:00Z".into(), "2019-05-01T14:00:01Z".into())));
+        assert_eq!(date_range("2019-05-01T10:00-04:00"), Some(("2019-05-01T14:00:00Z".into(), "2019-05-01T14:01:00Z".into())));
+        assert_eq!(date_range("2019-05-01T10:00:00.123Z").unwrap().0, "2019-05-01T10:00:00Z");
+        for bad in ["20", "2020-13", "2020-02-30", "yesterday", "2020-05-01T25:00:00Z"] {
+            assert_eq!(date_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn indexes_tokens_dates_references_strings_and_quantities() {
+        let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2019-05-01T10:00:00-04:00",
+            "valueQuantity": {"value": 5.8, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}});
+        let rows = index(&obs);
+        let find = |name: &str| rows.iter().filter(|r| r.name == name).cloned().collect::<Vec<_>>();
+        assert_eq!(find("code")[0].code.as_deref(), Some("4548-4"));
+        assert_eq!(find("code")[0].sys.as_deref(), Some("http://loinc.org"));
+        assert_eq!(find("patient")[0].reference.as_deref(), Some("Patient/p1"));
+        assert_eq!(find("date")[0].date_lo.as_deref(), Some("2019-05-01T14:00:00Z"));
+        assert_eq!(find("value-quantity")[0].num, Some(5.8));
+        assert_eq!(find("_id")[0].code.as_deref(), Some("o1"));
+        let patient = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Hintz", "given": ["Ned"]}], "gender": "male"});
+        let rows = index(&patient);
+        assert!(rows.iter().any(|r| r.name == "name" && r.text.as_deref() == Some("hintz")));
+        assert!(rows.iter().any(|r| r.name == "gender" && r.code.as_deref() == Some("male")));
+    }
+
+    #[test]
+    fn parses_queries_and_refuses_what_it_cannot_run() {
+        let s = parse("Observation", &pairs(&[("patient", "p1"), ("code", "http://loinc.org|4548-4,2339-0"), ("date", "ge2020"), ("_sort", "-date"), ("_count", "10"), ("foo", "bar")]), false).unwrap();
+        assert_eq!(patient_of(&s).as_deref(), Some("p1"));
+        assert_eq!(s.count, 10);
+        assert_eq!(s.sort, Some(("date".into(), true)));
+        assert_eq!(s.ignored, vec!["foo"]);
+        assert!(matches!(&s.clauses[1], Clause::Token { any_of, .. } if any_of.len() == 2 && any_of[0].0.as_deref() == Some("http://loinc.org")));
+        assert_eq!(parse("Observation", &pairs(&[("foo", "bar")]), true), Err(SearchError::UnknownParameter("foo".into())));
+        assert_eq!(parse("Observation", &pairs(&[("_count", "9999")]), false), Err(SearchError::BadCount));
+        assert_eq!(parse("Observation", &pairs(&[("_count", "-1")]), false), Err(SearchError::BadCount));
+        assert!(matches!(parse("Observation", &pairs(&[("date", "ge-notadate")]), false), Err(SearchError::BadValue(..))));
+        assert!(matches!(parse("Observation", &pairs(&[("code:text", "x")]), false), Err(SearchError::BadValue(..))));
+        assert!(matches!(parse("Observation", &pairs(&[("_sort", "code")]), false), Err(SearchError::BadValue(..))));
+        let many = vec![("code".to_string(), vec!["a"; MAX_VALUES + 1].join(","))];
+        assert_eq!(parse("Observation", &many, false), Err(SearchError::TooComplex));
+    }
+
+    #[test]
+    fn sql_binds_every_value_and_stays_within_the_bound_parameter_limit() {
+        let s = parse("Observation", &pairs(&[("patient", "Patient/p1"), ("code", "http://loinc.org|4548-4"), ("date", "ge2020-01-01"), ("value-quantity", "gt5|http://unitsofmeasure.org|%"), ("_sort", "-date")]), false).unwrap();
+        let sql = to_sql(&s);
+        assert!(!sql.select.contains("4548-4") && !sql.select.contains("p1"), "values are bound, not spliced");
+        assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
+        assert_eq!(sql.count.matches('?').count(), sql.count_params.len());
+        assert!(sql.select.contains("ORDER BY (SELECT MIN(i.date_lo)"));
+        let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), vec!["s|c"; MAX_VALUES].join(","))).collect();
+        let sql = to_sql(&parse("Observation", &worst, false).unwrap());
+        assert!(sql.select_params.len() <= MAX_BOUND);
+    }
+}
