@@ -1,10 +1,12 @@
 //! FHIR R4 resource-server pieces: the CapabilityStatement, OperationOutcome, the store port
 //! and bundle ingestion.
 
+pub mod access;
 pub mod capability;
 pub mod ingest;
 pub mod outcome;
 pub mod params;
+pub mod rest;
 pub mod search;
 pub mod store;
 
