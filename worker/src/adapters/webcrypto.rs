@@ -177,3 +177,14 @@ impl platform::ports::Random for WebCryptoRandom {
         Ok(())
     }
 }
+
+/// A new resource id: 128 random bits as 32 lowercase hex digits (a valid FHIR id).
+pub fn new_id() -> String {
+    use platform::ports::Random;
+    let mut bytes = [0u8; 16];
+    if WebCryptoRandom.fill(&mut bytes).is_err() {
+        // getRandomValues does not fail in workerd; fall back to the clock rather than panic.
+        return format!("{:032x}", worker::Date::now().as_millis());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,60 +1,197 @@
-//! A FHIR storage partition: one SQLite-backed Durable Object per patient compartment, plus
-//! the directory (see `platform::fhir::store`).
+//! A FHIR storage partition: one SQLite-backed Durable Object per patient compartment, one per
+//! shared type, and the directory (see `platform::fhir::store`). Tables:
+//! - `res`: the current version of each resource (a deleted one is kept as a tombstone);
+//! - `hist`: every version, for vread and history;
+//! - `idx`: the search index rows of current versions (`platform::fhir::search::index`);
+//! - `dir` (directory only): `Type/id` → partition.
+//!
+//! One request's writes run without an await in between, so they commit together: a
+//! transaction's entries for one partition are all stored or none.
 
 use super::rpc;
+use platform::fhir::search::{self, SqlQuery, SqlValue};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
 
 #[derive(Serialize, Deserialize)]
-pub struct PutRequest {
-    pub resource: Value,
-    pub sort_key: String,
+pub struct WriteRequest {
+    pub resources: Vec<Value>,
+    pub last_updated: String,
+    /// `If-Match`: the version the single resource must currently have.
+    #[serde(default)]
+    pub if_match: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Written {
+    pub reference: String,
+    pub version: i64,
+    pub created: bool,
+}
+
+/// What a write did. (A plain struct: serde_json's `RawValue` cannot sit in a tagged enum.)
+#[derive(Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// `If-Match` named another version than the current one: nothing was written.
+    pub conflict: bool,
+    pub current: Option<i64>,
+    pub written: Vec<Written>,
+    /// The stored resource, when one was written.
+    pub content: Option<Box<RawValue>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Key {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub id: String,
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq, Clone, Copy, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadStatus {
+    Found,
+    /// Deleted: 410 Gone.
+    Gone,
+    Missing,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ReadOutcome {
+    pub status: ReadStatus,
+    pub content: Option<Box<RawValue>>,
+    pub version: i64,
     pub last_updated: String,
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct GetRequest {
-    #[serde(rename = "type")]
-    pub resource_type: String,
-    pub id: String,
+pub struct SearchResult {
+    pub resources: Vec<Box<RawValue>>,
+    pub total: i64,
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct ListRequest {
-    #[serde(rename = "type")]
-    pub resource_type: String,
-    pub limit: u32,
-    pub descending: bool,
-}
-
-#[derive(Deserialize)]
-struct ContentRow {
-    content: String,
+pub struct DirEntries {
+    pub entries: Vec<(String, String, String)>,
 }
 
 #[derive(Deserialize)]
 struct VersionRow {
     version: i64,
+    deleted: i64,
+}
+
+#[derive(Deserialize)]
+struct ContentRow {
+    content: String,
+    version: i64,
+    last_updated: String,
+    deleted: i64,
+}
+
+#[derive(Deserialize)]
+struct PartitionRow {
+    partition: String,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: i64,
+}
+
+fn open(sql: &SqlStorage) -> Result<()> {
+    for statement in [
+        "CREATE TABLE IF NOT EXISTS res (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, content TEXT NOT NULL, PRIMARY KEY (type, id))",
+        "CREATE TABLE IF NOT EXISTS hist (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, content TEXT NOT NULL, PRIMARY KEY (type, id, version))",
+        "CREATE TABLE IF NOT EXISTS idx (type TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, sys TEXT, code TEXT, text TEXT, date_lo TEXT, date_hi TEXT, num REAL, reference TEXT)",
+        "CREATE INDEX IF NOT EXISTS idx_token ON idx (type, name, code)",
+        "CREATE INDEX IF NOT EXISTS idx_ref ON idx (type, name, reference)",
+        "CREATE INDEX IF NOT EXISTS idx_date ON idx (type, name, date_lo)",
+        "CREATE INDEX IF NOT EXISTS idx_row ON idx (type, id)",
+        "CREATE TABLE IF NOT EXISTS dir (type TEXT NOT NULL, id TEXT NOT NULL, partition TEXT NOT NULL, PRIMARY KEY (type, id))",
+    ] {
+        sql.exec(statement, None)?;
+    }
+    Ok(())
+}
+
+fn text(v: &Option<String>) -> SqlStorageValue {
+    v.clone().map_or(SqlStorageValue::Null, SqlStorageValue::String)
+}
+
+fn bind(values: &[SqlValue]) -> Vec<SqlStorageValue> {
+    values
+        .iter()
+        .map(|v| match v {
+            SqlValue::Text(s) => SqlStorageValue::String(s.clone()),
+            SqlValue::Real(f) => SqlStorageValue::Float(*f),
+            SqlValue::Int(i) => SqlStorageValue::Integer(*i),
+        })
+        .collect()
+}
+
+fn raw(content: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(content).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// Writes one resource (a new version of it), with its history row and index rows.
+fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted: bool) -> Result<(Written, String)> {
+    let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_owned();
+    let id = resource["id"].as_str().unwrap_or_default().to_owned();
+    let current: Vec<VersionRow> = sql
+        .exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?
+        .to_array()?;
+    let version = current.first().map_or(1, |r| r.version + 1);
+    let created = current.first().is_none_or(|r| r.deleted == 1);
+    resource["meta"] = match resource.get("meta").cloned() {
+        Some(Value::Object(mut meta)) => {
+            meta.insert("versionId".into(), Value::String(version.to_string()));
+            meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
+            Value::Object(meta)
+        }
+        _ => serde_json::json!({ "versionId": version.to_string(), "lastUpdated": last_updated }),
+    };
+    let content = serde_json::to_string(&resource)?;
+    let deleted_flag = i64::from(deleted);
+    sql.exec(
+        "INSERT INTO res (type, id, version, last_updated, deleted, content) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content",
+        vec![resource_type.clone().into(), id.clone().into(), version.into(), last_updated.into(), deleted_flag.into(), content.clone().into()],
+    )?;
+    sql.exec(
+        "INSERT INTO hist (type, id, version, last_updated, deleted, content) VALUES (?, ?, ?, ?, ?, ?)",
+        vec![resource_type.clone().into(), id.clone().into(), version.into(), last_updated.into(), deleted_flag.into(), content.clone().into()],
+    )?;
+    sql.exec("DELETE FROM idx WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?;
+    if !deleted {
+        for row in search::index(&resource) {
+            sql.exec(
+                "INSERT INTO idx (type, id, name, sys, code, text, date_lo, date_hi, num, reference) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    resource_type.clone().into(),
+                    id.clone().into(),
+                    row.name.into(),
+                    text(&row.sys),
+                    text(&row.code),
+                    text(&row.text),
+                    text(&row.date_lo),
+                    text(&row.date_hi),
+                    row.num.map_or(SqlStorageValue::Null, SqlStorageValue::Float),
+                    text(&row.reference),
+                ],
+            )?;
+        }
+    }
+    Ok((Written { reference: format!("{resource_type}/{id}"), version, created }, content))
 }
 
 #[durable_object]
 pub struct FhirPartition {
     state: State,
-}
-
-fn open(sql: &SqlStorage) -> Result<()> {
-    sql.exec(
-        "CREATE TABLE IF NOT EXISTS resources (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, \
-         last_updated TEXT NOT NULL, sort_key TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (type, id))",
-        None,
-    )?;
-    sql.exec("CREATE INDEX IF NOT EXISTS resources_by_sort ON resources (type, sort_key)", None)?;
-    Ok(())
-}
-
-fn parse_rows(rows: Vec<ContentRow>) -> Result<Vec<Value>> {
-    rows.iter().map(|r| serde_json::from_str(&r.content).map_err(|e| worker::Error::RustError(e.to_string()))).collect()
 }
 
 impl DurableObject for FhirPartition {
@@ -66,42 +203,98 @@ impl DurableObject for FhirPartition {
         let sql = self.state.storage().sql();
         open(&sql)?;
         match req.path().as_str() {
-            "/put" => {
-                let put: PutRequest = rpc::body(req).await?;
-                let resource_type = put.resource["resourceType"].as_str().unwrap_or_default().to_owned();
-                let id = put.resource["id"].as_str().unwrap_or_default().to_owned();
-                let current: Vec<VersionRow> = sql
-                    .exec("SELECT version FROM resources WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?
-                    .to_array()?;
-                let version = current.first().map_or(1, |r| r.version + 1);
-                let mut resource = put.resource;
-                resource["meta"] = serde_json::json!({ "versionId": version.to_string(), "lastUpdated": put.last_updated });
-                let content = serde_json::to_string(&resource)?;
-                sql.exec(
-                    "INSERT INTO resources (type, id, version, last_updated, sort_key, content) VALUES (?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, \
-                     sort_key = excluded.sort_key, content = excluded.content",
-                    vec![resource_type.into(), id.into(), version.into(), put.last_updated.into(), put.sort_key.into(), content.into()],
-                )?;
-                Response::from_json(&version)
+            "/write" => {
+                let request: WriteRequest = rpc::body(req).await?;
+                if let (Some(expected), [single]) = (&request.if_match, request.resources.as_slice()) {
+                    let rows: Vec<VersionRow> = sql
+                        .exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()])?
+                        .to_array()?;
+                    let current = rows.first().filter(|r| r.deleted == 0).map(|r| r.version);
+                    if current.map(|v| v.to_string()).as_deref() != Some(expected.as_str()) {
+                        return Response::from_json(&WriteOutcome { conflict: true, current, written: Vec::new(), content: None });
+                    }
+                }
+                let mut written = Vec::new();
+                let mut last = None;
+                for resource in request.resources {
+                    let (w, content) = write_one(&sql, resource, &request.last_updated, false)?;
+                    written.push(w);
+                    last = Some(content);
+                }
+                let content = if written.len() == 1 { last.map(raw).transpose()? } else { None };
+                Response::from_json(&WriteOutcome { conflict: false, current: None, written, content })
             }
-            "/get" => {
-                let get: GetRequest = rpc::body(req).await?;
+            "/delete" => {
+                let key: Key = rpc::body(req).await?;
                 let rows: Vec<ContentRow> = sql
-                    .exec("SELECT content FROM resources WHERE type = ? AND id = ?", vec![get.resource_type.into(), get.id.into()])?
+                    .exec("SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?", vec![key.resource_type.clone().into(), key.id.clone().into()])?
                     .to_array()?;
-                Response::from_json(&parse_rows(rows)?.into_iter().next())
+                match rows.first() {
+                    Some(row) if row.deleted == 0 => {
+                        let resource: Value = serde_json::from_str(&row.content)?;
+                        let now: String = js_sys::Date::new_0().to_iso_string().into();
+                        let (written, _) = write_one(&sql, resource, &now, true)?;
+                        Response::from_json(&Some(written.version))
+                    }
+                    _ => Response::from_json(&None::<i64>),
+                }
             }
-            "/list" => {
-                let list: ListRequest = rpc::body(req).await?;
-                let order = if list.descending { "DESC" } else { "ASC" };
+            "/read" | "/vread" => {
+                let key: Key = rpc::body(req).await?;
+                let rows: Vec<ContentRow> = match key.version {
+                    Some(v) => sql.exec(
+                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? AND version = ?",
+                        vec![key.resource_type.into(), key.id.into(), v.into()],
+                    )?,
+                    None => sql.exec(
+                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
+                        vec![key.resource_type.into(), key.id.into()],
+                    )?,
+                }
+                .to_array()?;
+                let outcome = match rows.into_iter().next() {
+                    None => ReadOutcome { status: ReadStatus::Missing, content: None, version: 0, last_updated: String::new() },
+                    Some(row) if row.deleted == 1 => ReadOutcome { status: ReadStatus::Gone, content: None, version: row.version, last_updated: row.last_updated },
+                    Some(row) => ReadOutcome { status: ReadStatus::Found, content: Some(raw(row.content)?), version: row.version, last_updated: row.last_updated },
+                };
+                Response::from_json(&outcome)
+            }
+            "/history" => {
+                let key: Key = rpc::body(req).await?;
                 let rows: Vec<ContentRow> = sql
                     .exec(
-                        &format!("SELECT content FROM resources WHERE type = ? ORDER BY sort_key {order}, id LIMIT ?"),
-                        vec![list.resource_type.into(), i64::from(list.limit).into()],
+                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 100",
+                        vec![key.resource_type.into(), key.id.into()],
                     )?
                     .to_array()?;
-                Response::from_json(&parse_rows(rows)?)
+                let entries: Vec<(i64, String, bool, Box<RawValue>)> =
+                    rows.into_iter().map(|r| Ok((r.version, r.last_updated, r.deleted == 1, raw(r.content)?))).collect::<Result<_>>()?;
+                Response::from_json(&entries)
+            }
+            "/search" => {
+                let query: SqlQuery = rpc::body(req).await?;
+                let rows: Vec<ContentRow> = sql
+                    .exec(&query.select.replace("SELECT r.content", "SELECT r.content, r.version, r.last_updated, r.deleted"), bind(&query.select_params))?
+                    .to_array()?;
+                let total: Vec<CountRow> = sql.exec(&query.count, bind(&query.count_params))?.to_array()?;
+                let resources = rows.into_iter().map(|r| raw(r.content)).collect::<Result<Vec<_>>>()?;
+                Response::from_json(&SearchResult { resources, total: total.first().map_or(0, |c| c.n) })
+            }
+            "/dir/put" => {
+                let entries: DirEntries = rpc::body(req).await?;
+                for (t, id, partition) in entries.entries {
+                    sql.exec(
+                        "INSERT INTO dir (type, id, partition) VALUES (?, ?, ?) ON CONFLICT (type, id) DO UPDATE SET partition = excluded.partition",
+                        vec![t.into(), id.into(), partition.into()],
+                    )?;
+                }
+                Response::from_json(&true)
+            }
+            "/dir/get" => {
+                let key: Key = rpc::body(req).await?;
+                let rows: Vec<PartitionRow> =
+                    sql.exec("SELECT partition FROM dir WHERE type = ? AND id = ?", vec![key.resource_type.into(), key.id.into()])?.to_array()?;
+                Response::from_json(&rows.into_iter().next().map(|r| r.partition))
             }
             _ => Response::error("unknown partition operation", 404),
         }

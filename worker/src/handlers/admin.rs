@@ -3,13 +3,12 @@
 
 use crate::context::{vars, AppContext};
 use crate::http::{self, AppError};
-use crate::adapters::fhir_store::DoFhirStore;
+use crate::adapters::fhir_store::Partitions;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
 use crate::{keyring, registry, settings};
 use platform::admin::{self, AdminAuth};
 use platform::clients::ClientRegistration;
 use platform::fhir::ingest;
-use platform::fhir::store::FhirStore;
 use platform::routes::Route;
 use platform::settings::{ServerSettings, MAX_SETTINGS_BYTES};
 use platform::users::{RegistrationError, UserRegistration};
@@ -164,7 +163,8 @@ pub async fn user(req: Request, ctx: &AppContext) -> Result<Response, AppError> 
     }
 }
 
-/// `POST /admin/fhir/bundle`: loads the patients and encounters of a transaction Bundle.
+/// `POST /admin/fhir/bundle`: loads a transaction or batch Bundle (any served resource type),
+/// bypassing SMART scopes (the admin token is the authority).
 pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     if let Err(refusal) = authorize_admin(&req, ctx) {
         return Ok(refusal);
@@ -182,13 +182,10 @@ pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response,
         Ok(value) => value,
         Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &format!("not JSON: {e}"))),
     };
-    let resources = match ingest::extract(&bundle) {
-        Ok(resources) => resources,
+    let plan = match ingest::plan(&bundle, &mut crate::adapters::webcrypto::new_id) {
+        Ok(plan) => plan,
         Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
     };
-    let store = DoFhirStore(&ctx.env);
-    for resource in &resources {
-        store.upsert(resource).await.map_err(AppError::internal)?;
-    }
-    Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": resources.len() }))))
+    let stored = Partitions(&ctx.env).ingest(&plan).await?;
+    Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": stored }))))
 }

@@ -3,7 +3,7 @@
 //! and `platform::grants`; this module moves values between HTTP, cookies and the
 //! Durable Objects.
 
-use crate::adapters::fhir_store::DoFhirStore;
+use crate::adapters::fhir_store::Partitions;
 use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoVerifier};
 use crate::context::AppContext;
 use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
@@ -263,7 +263,7 @@ async fn login_page(ctx: &AppContext, id: &str, interaction: &Interaction, error
 
 async fn patient_picker(ctx: &AppContext, id: &str, interaction: &Interaction) -> Result<Response, AppError> {
     let user = interaction.user.as_ref().ok_or_else(|| AppError::internal("picker without user"))?;
-    let store = DoFhirStore(&ctx.env);
+    let store = Partitions(&ctx.env);
     let patients = match user.patient_id() {
         Some(own) => store.read("Patient", own).await.map_err(AppError::internal)?.into_iter().collect(),
         None => store.list_patients(PICKER_LIMIT).await.map_err(AppError::internal)?,
@@ -281,7 +281,7 @@ async fn patient_picker(ctx: &AppContext, id: &str, interaction: &Interaction) -
 
 async fn encounter_picker(ctx: &AppContext, id: &str, interaction: &Interaction) -> Result<Response, AppError> {
     let patient = interaction.patient().ok_or_else(|| AppError::internal("encounter picker without patient"))?;
-    let encounters = DoFhirStore(&ctx.env).patient_encounters(patient, 50).await.map_err(AppError::internal)?;
+    let encounters = Partitions(&ctx.env).patient_encounters(patient, 50).await.map_err(AppError::internal)?;
     let choices: Vec<Choice> = encounters
         .iter()
         .map(|e| {
@@ -295,7 +295,7 @@ async fn encounter_picker(ctx: &AppContext, id: &str, interaction: &Interaction)
 async fn consent_page(ctx: &AppContext, id: &str, interaction: &Interaction) -> Result<Response, AppError> {
     let user = interaction.user.as_ref().ok_or_else(|| AppError::internal("consent without user"))?;
     let patient_label = match interaction.patient() {
-        Some(pid) => DoFhirStore(&ctx.env).read("Patient", pid).await.map_err(AppError::internal)?.map(|p| fhir_store::patient_name(&p)),
+        Some(pid) => Partitions(&ctx.env).read("Patient", pid).await.map_err(AppError::internal)?.map(|p| fhir_store::patient_name(&p)),
         None => None,
     };
     let scopes = interaction.grantable();
@@ -438,7 +438,7 @@ pub async fn pick(mut req: Request, ctx: &AppContext) -> Result<Response, AppErr
         Some(user) => user.clone(),
         None => return Ok(http::see_other(&interaction_url(&id))),
     };
-    let store = DoFhirStore(&ctx.env);
+    let store = Partitions(&ctx.env);
     let csrf = interaction.csrf.clone();
     let command = if let Some(patient) = http::field(&pairs, "patient") {
         let exists = platform::users::is_fhir_id(patient) && store.read("Patient", patient).await.map_err(AppError::internal)?.is_some();

@@ -1,78 +1,160 @@
-//! Loading Synthea-style transaction Bundles: entries use `urn:uuid:` fullUrls and `POST`
-//! requests. This first cut keeps the resources the store holds so far (Patient, Encounter)
-//! and rewrites `urn:uuid:` references to `Type/id`; the FHIR transaction endpoint replaces it.
+//! Transaction and batch Bundles (R4 §3.1.0.11, <https://hl7.org/fhir/R4/http.html#transaction>):
+//! ids assigned to `POST` entries, `urn:uuid:` references rewritten to `Type/id`, entries
+//! grouped by partition. The caller writes the shared partitions first (idempotent upserts),
+//! then each patient partition in one atomic write, then the directory.
 
+use super::params;
+use super::store::{partition_for, DIRECTORY};
 use crate::users::is_fhir_id;
-use serde_json::Value;
-use std::collections::HashMap;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
     #[error("not a Bundle of type transaction or batch")]
     NotABundle,
-    #[error("entry {0} has no resource with a resourceType")]
+    #[error("entry {0} has no resource of a type this server serves")]
     BadEntry(usize),
-    #[error("entry {0} has no usable id (FHIR id, or a urn:uuid fullUrl)")]
+    #[error("entry {0}: the request must be POST [type] or PUT [type]/[id] matching the resource")]
+    BadRequest(usize),
+    #[error("entry {0} has no usable id")]
     NoId(usize),
+    #[error("the reference {0} points to no entry of the bundle")]
+    Dangling(String),
+    #[error("the bundle has more than {MAX_ENTRIES} entries")]
+    TooLarge,
 }
 
-/// The resource types [`extract`] keeps.
-pub const KEPT: [&str; 2] = ["Patient", "Encounter"];
+pub const MAX_ENTRIES: usize = 5000;
 
-/// The kept resources of `bundle`, with ids assigned and references resolved.
-pub fn extract(bundle: &Value) -> Result<Vec<Value>, IngestError> {
+/// One resource to write, with how it was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub resource: Value,
+    pub created: bool,
+}
+
+/// The writes of a bundle, by partition (shared partitions sort before patient ones).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub partitions: BTreeMap<String, Vec<Write>>,
+    /// `Type/id` of each entry, in bundle order (for the response).
+    pub order: Vec<(String, bool)>,
+}
+
+impl Plan {
+    /// The partitions in write order: shared ones first, then patients.
+    pub fn write_order(&self) -> Vec<&String> {
+        let mut names: Vec<&String> = self.partitions.keys().collect();
+        names.sort_by_key(|n| (!n.starts_with("shared/"), n.as_str()));
+        names
+    }
+
+    /// `(Type, id, partition)` for the directory.
+    pub fn directory_entries(&self) -> Vec<(String, String, String)> {
+        self.partitions
+            .iter()
+            .flat_map(|(partition, writes)| {
+                writes.iter().map(move |w| {
+                    let t = w.resource["resourceType"].as_str().unwrap_or_default().to_owned();
+                    let id = w.resource["id"].as_str().unwrap_or_default().to_owned();
+                    (t, id, partition.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// The transaction-response Bundle (R4 §3.1.0.11.4).
+    pub fn response(&self, bundle_type: &str) -> Value {
+        let entries: Vec<Value> = self
+            .order
+            .iter()
+            .map(|(reference, created)| {
+                json!({ "response": { "status": if *created { "201 Created" } else { "200 OK" }, "location": reference } })
+            })
+            .collect();
+        json!({ "resourceType": "Bundle", "type": format!("{bundle_type}-response"), "entry": entries })
+    }
+}
+
+/// Plans the writes of a transaction or batch bundle. `new_id` makes an id for a `POST`
+/// entry whose `fullUrl` is not a usable `urn:uuid:`.
+pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Plan, IngestError> {
     let is_bundle = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle")
         && matches!(bundle.get("type").and_then(Value::as_str), Some("transaction" | "batch"));
     if !is_bundle {
         return Err(IngestError::NotABundle);
     }
     let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    if entries.len() > MAX_ENTRIES {
+        return Err(IngestError::TooLarge);
+    }
     let mut resources = Vec::new();
     let mut urn_map = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
-        let resource = entry.get("resource").filter(|r| r.get("resourceType").and_then(Value::as_str).is_some()).ok_or(IngestError::BadEntry(i))?;
-        let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_owned();
+        let resource = entry.get("resource").filter(|r| r.is_object()).ok_or(IngestError::BadEntry(i))?;
+        let resource_type = resource.get("resourceType").and_then(Value::as_str).filter(|t| params::is_served(t)).ok_or(IngestError::BadEntry(i))?;
+        let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST");
+        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or(resource_type);
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
-        let id = resource
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| full_url.and_then(|u| u.strip_prefix("urn:uuid:")).map(str::to_owned))
-            .filter(|id| is_fhir_id(id))
-            .ok_or(IngestError::NoId(i))?;
+        let (id, created) = match method {
+            "POST" if url == resource_type => {
+                let id = full_url.and_then(|u| u.strip_prefix("urn:uuid:")).filter(|id| is_fhir_id(id)).map(str::to_owned).unwrap_or_else(&mut *new_id);
+                (id, true)
+            }
+            "PUT" => {
+                let (t, id) = url.split_once('/').ok_or(IngestError::BadRequest(i))?;
+                let body_id = resource.get("id").and_then(Value::as_str);
+                if t != resource_type || !is_fhir_id(id) || body_id.is_some_and(|b| b != id) {
+                    return Err(IngestError::BadRequest(i));
+                }
+                (id.to_owned(), false)
+            }
+            _ => return Err(IngestError::BadRequest(i)),
+        };
         if let Some(url) = full_url {
             urn_map.insert(url.to_owned(), format!("{resource_type}/{id}"));
         }
         let mut resource = resource.clone();
         resource["id"] = Value::String(id);
-        resources.push(resource);
+        resources.push((resource, created));
     }
-    let mut kept: Vec<Value> = resources
-        .into_iter()
-        .filter(|r| KEPT.contains(&r["resourceType"].as_str().unwrap_or_default()))
-        .collect();
-    for resource in &mut kept {
-        rewrite_references(resource, &urn_map);
+    let mut plan = Plan::default();
+    for (mut resource, created) in resources {
+        rewrite_references(&mut resource, &urn_map)?;
+        let reference = format!("{}/{}", resource["resourceType"].as_str().unwrap_or_default(), resource["id"].as_str().unwrap_or_default());
+        plan.order.push((reference, created));
+        let partition = partition_for(&resource);
+        if resource["resourceType"] == "Patient" {
+            // Patients are also listed in the directory (picker, patient search).
+            plan.partitions.entry(DIRECTORY.to_owned()).or_default().push(Write { resource: resource.clone(), created });
+        }
+        plan.partitions.entry(partition).or_default().push(Write { resource, created });
     }
-    Ok(kept)
+    Ok(plan)
 }
 
-fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) {
+fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Result<(), IngestError> {
     match value {
         Value::Object(obj) => {
             for (key, v) in obj.iter_mut() {
-                if key == "reference" {
-                    if let Some(target) = v.as_str().and_then(|r| map.get(r)) {
+                match (key.as_str(), v.as_str()) {
+                    ("reference", Some(r)) if r.starts_with("urn:uuid:") => {
+                        let target = map.get(r).ok_or_else(|| IngestError::Dangling(r.to_owned()))?;
                         *v = Value::String(target.clone());
                     }
-                } else {
-                    rewrite_references(v, map);
+                    _ => rewrite_references(v, map)?,
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_references(v, map)),
+        Value::Array(items) => {
+            for v in items {
+                rewrite_references(v, map)?;
+            }
+        }
         _ => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -80,26 +162,46 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn keeps_patients_and_encounters_with_resolved_references() {
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Patient", "id": "p-1"}, "request": {"method": "POST", "url": "Patient"}},
-            {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "subject": {"reference": "urn:uuid:p-1"}}, "request": {"method": "POST", "url": "Encounter"}},
-            {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p-1"}}}
-        ]});
-        let kept = extract(&bundle).unwrap();
-        assert_eq!(kept.len(), 2);
-        assert_eq!(kept[1]["id"], "e-1");
-        assert_eq!(kept[1]["subject"]["reference"], "Patient/p-1");
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("gen-{n}")
+        }
     }
 
     #[test]
-    fn refuses_what_is_not_a_transaction_bundle() {
-        assert_eq!(extract(&json!({"resourceType": "Patient"})), Err(IngestError::NotABundle));
-        assert_eq!(extract(&json!({"resourceType": "Bundle", "type": "transaction", "entry": [{}]})), Err(IngestError::BadEntry(0)));
+    fn plans_a_synthea_style_transaction() {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:org-1", "resource": {"resourceType": "Organization"}, "request": {"method": "POST", "url": "Organization"}},
+            {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
+            {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Practitioner", "id": "d1"}, "request": {"method": "PUT", "url": "Practitioner/d1"}}
+        ]});
+        let plan = plan(&bundle, &mut ids()).unwrap();
+        assert_eq!(plan.write_order(), vec!["shared/Organization", "shared/Practitioner", "directory", "patient/p-1"]);
+        let patient = &plan.partitions["patient/p-1"];
+        assert_eq!(patient.len(), 3);
+        assert_eq!(patient[1].resource["serviceProvider"]["reference"], "Organization/org-1");
+        assert_eq!(patient[2].resource["encounter"]["reference"], "Encounter/e-1");
+        assert_eq!(plan.order[4], ("Practitioner/d1".into(), false));
+        assert_eq!(plan.response("transaction")["entry"][0]["response"]["status"], "201 Created");
+        assert_eq!(plan.directory_entries().len(), 6);
+    }
+
+    #[test]
+    fn refuses_bad_bundles_before_writing_anything() {
+        let b = |entries: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        assert_eq!(plan(&json!({"resourceType": "Patient"}), &mut ids()), Err(IngestError::NotABundle));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Spaceship"}}])), &mut ids()), Err(IngestError::BadEntry(0)));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids()), Err(IngestError::BadRequest(0)));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids()), Err(IngestError::BadRequest(0)));
         assert_eq!(
-            extract(&json!({"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType": "Patient"}}]})),
-            Err(IngestError::NoId(0))
+            plan(&b(json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])), &mut ids()),
+            Err(IngestError::Dangling("urn:uuid:nowhere".into()))
         );
+        let generated = plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids()).unwrap();
+        assert_eq!(generated.order[0].0, "Patient/gen-1");
     }
 }

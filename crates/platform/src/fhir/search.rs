@@ -206,6 +206,9 @@ pub struct Search {
     pub summary_count: bool,
     /// Unknown parameters that were ignored (reported in the Bundle).
     pub ignored: Vec<String>,
+    /// Granular-scope clause groups (see [`to_sql`]).
+    #[serde(default)]
+    pub filters: Vec<Vec<Clause>>,
 }
 
 fn split_prefix(v: &str) -> (Prefix, &str) {
@@ -223,7 +226,7 @@ fn split_prefix(v: &str) -> (Prefix, &str) {
 /// Parses the query of `GET [base]/{type}?…`. With `strict` (Prefer: handling=strict) an
 /// unknown parameter is an error; otherwise it is ignored and reported.
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<Search, SearchError> {
-    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new() };
+    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new(), filters: Vec::new() };
     for (key, value) in pairs {
         let bad = |why: &str| SearchError::BadValue(key.clone(), why.to_owned());
         let (name, modifier) = key.split_once(':').map_or((key.as_str(), None), |(n, m)| (n, Some(m)));
@@ -361,91 +364,104 @@ fn prefix_sql(prefix: Prefix) -> &'static str {
     }
 }
 
-/// Builds the SQL of a search (for the `resources` / `idx` tables of a partition).
-pub fn to_sql(search: &Search) -> SqlQuery {
-    let mut conditions = Vec::new();
-    let mut params: Vec<SqlValue> = vec![SqlValue::Text(search.resource_type.clone())];
-    for clause in &search.clauses {
-        let (name, inner) = match clause {
-            Clause::Token { name, any_of } => {
-                let mut ors = Vec::new();
-                for (sys, code) in any_of {
-                    let mut parts = Vec::new();
-                    match sys.as_deref() {
-                        None => {}
-                        Some("") => parts.push("i.sys IS NULL".to_owned()),
-                        Some(s) => {
-                            parts.push("i.sys = ?".to_owned());
-                            params.push(SqlValue::Text(s.to_owned()));
-                        }
+/// The SQL condition of one clause (against the row `r`), binding its values.
+fn clause_sql(clause: &Clause, params: &mut Vec<SqlValue>) -> String {
+    let (name, inner) = match clause {
+        Clause::Token { name, any_of } => {
+            let mut ors = Vec::new();
+            for (sys, code) in any_of {
+                let mut parts = Vec::new();
+                match sys.as_deref() {
+                    None => {}
+                    Some("") => parts.push("i.sys IS NULL".to_owned()),
+                    Some(s) => {
+                        parts.push("i.sys = ?".to_owned());
+                        params.push(SqlValue::Text(s.to_owned()));
                     }
-                    if let Some(code) = code {
-                        parts.push("i.code = ?".to_owned());
-                        params.push(SqlValue::Text(code.clone()));
-                    }
-                    ors.push(if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) });
-                }
-                (name, ors.join(" OR "))
-            }
-            Clause::Text { name, any_of, exact } => {
-                let mut ors = Vec::new();
-                for v in any_of {
-                    if *exact {
-                        ors.push("i.text = ?".to_owned());
-                        params.push(SqlValue::Text(v.clone()));
-                    } else {
-                        ors.push("substr(i.text, 1, ?) = ?".to_owned());
-                        params.push(SqlValue::Int(v.chars().count() as i64));
-                        params.push(SqlValue::Text(v.clone()));
-                    }
-                }
-                (name, ors.join(" OR "))
-            }
-            Clause::Date { name, prefix, lo, hi } => {
-                let (a, b) = match prefix {
-                    Prefix::Eq | Prefix::Ne => (lo, hi),
-                    Prefix::Lt => (lo, lo),
-                    Prefix::Le => (hi, hi),
-                    Prefix::Gt => (hi, hi),
-                    Prefix::Ge => (lo, lo),
-                };
-                params.push(SqlValue::Text(a.clone()));
-                params.push(SqlValue::Text(b.clone()));
-                (name, prefix_sql(*prefix).to_owned())
-            }
-            Clause::Reference { name, any_of } => {
-                let marks = vec!["?"; any_of.len()].join(", ");
-                params.extend(any_of.iter().map(|r| SqlValue::Text(r.clone())));
-                (name, format!("i.reference IN ({marks})"))
-            }
-            Clause::Quantity { name, prefix, value, sys, code } => {
-                let op = match prefix {
-                    Prefix::Eq => "=",
-                    Prefix::Ne => "<>",
-                    Prefix::Lt => "<",
-                    Prefix::Le => "<=",
-                    Prefix::Gt => ">",
-                    Prefix::Ge => ">=",
-                };
-                let mut parts = vec![format!("i.num {op} ?")];
-                params.push(SqlValue::Real(*value));
-                if let Some(sys) = sys {
-                    parts.push("i.sys = ?".into());
-                    params.push(SqlValue::Text(sys.clone()));
                 }
                 if let Some(code) = code {
-                    parts.push("i.code = ?".into());
+                    parts.push("i.code = ?".to_owned());
                     params.push(SqlValue::Text(code.clone()));
                 }
-                (name, parts.join(" AND "))
+                ors.push(if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) });
             }
-        };
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}' AND ({inner}))",
-            name.replace('\'', "")
-        ));
+            (name, ors.join(" OR "))
+        }
+        Clause::Text { name, any_of, exact } => {
+            let mut ors = Vec::new();
+            for v in any_of {
+                if *exact {
+                    ors.push("i.text = ?".to_owned());
+                    params.push(SqlValue::Text(v.clone()));
+                } else {
+                    ors.push("substr(i.text, 1, ?) = ?".to_owned());
+                    params.push(SqlValue::Int(v.chars().count() as i64));
+                    params.push(SqlValue::Text(v.clone()));
+                }
+            }
+            (name, ors.join(" OR "))
+        }
+        Clause::Date { name, prefix, lo, hi } => {
+            let (a, b) = match prefix {
+                Prefix::Eq | Prefix::Ne => (lo, hi),
+                Prefix::Lt | Prefix::Ge => (lo, lo),
+                Prefix::Le | Prefix::Gt => (hi, hi),
+            };
+            params.push(SqlValue::Text(a.clone()));
+            params.push(SqlValue::Text(b.clone()));
+            (name, prefix_sql(*prefix).to_owned())
+        }
+        Clause::Reference { name, any_of } => {
+            let marks = vec!["?"; any_of.len()].join(", ");
+            params.extend(any_of.iter().map(|r| SqlValue::Text(r.clone())));
+            (name, format!("i.reference IN ({marks})"))
+        }
+        Clause::Quantity { name, prefix, value, sys, code } => {
+            let op = match prefix {
+                Prefix::Eq => "=",
+                Prefix::Ne => "<>",
+                Prefix::Lt => "<",
+                Prefix::Le => "<=",
+                Prefix::Gt => ">",
+                Prefix::Ge => ">=",
+            };
+            let mut parts = vec![format!("i.num {op} ?")];
+            params.push(SqlValue::Real(*value));
+            if let Some(sys) = sys {
+                parts.push("i.sys = ?".into());
+                params.push(SqlValue::Text(sys.clone()));
+            }
+            if let Some(code) = code {
+                parts.push("i.code = ?".into());
+                params.push(SqlValue::Text(code.clone()));
+            }
+            (name, parts.join(" AND "))
+        }
+    };
+    // Parameter names come from the static registry, never from the request.
+    format!("EXISTS (SELECT 1 FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}' AND ({inner}))", name.replace('\'', ""))
+}
+
+/// Builds the SQL of a search (for the `res` / `idx` tables of a partition). `filters` are
+/// the granular-scope clause groups, of which a result must match one.
+pub fn to_sql(search: &Search) -> SqlQuery {
+    let mut params: Vec<SqlValue> = vec![SqlValue::Text(search.resource_type.clone())];
+    let mut conditions = vec!["r.type = ? AND r.deleted = 0".to_owned()];
+    for clause in &search.clauses {
+        conditions.push(clause_sql(clause, &mut params));
     }
-    let filter = std::iter::once("r.type = ? AND r.deleted = 0".to_owned()).chain(conditions).collect::<Vec<_>>().join(" AND ");
+    if !search.filters.is_empty() {
+        let groups: Vec<String> = search
+            .filters
+            .iter()
+            .map(|group| {
+                let parts: Vec<String> = group.iter().map(|c| clause_sql(c, &mut params)).collect();
+                if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) }
+            })
+            .collect();
+        conditions.push(format!("({})", groups.join(" OR ")));
+    }
+    let filter = conditions.join(" AND ");
     let order = match &search.sort {
         Some((field, desc)) if field != "_id" => format!(
             "(SELECT MIN(i.date_lo) FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}') {}, r.id",
@@ -460,11 +476,31 @@ pub fn to_sql(search: &Search) -> SqlQuery {
     select_params.push(SqlValue::Int(search.count as i64));
     select_params.push(SqlValue::Int(search.offset as i64));
     SqlQuery {
-        select: format!("SELECT r.content FROM resources r WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?"),
+        select: format!("SELECT r.content FROM res r WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?"),
         select_params,
-        count: format!("SELECT COUNT(*) AS n FROM resources r WHERE {filter}"),
+        count: format!("SELECT COUNT(*) AS n FROM res r WHERE {filter}"),
         count_params,
     }
+}
+
+/// Whether a resource's index rows satisfy every clause (for reads under granular scopes,
+/// where no SQL runs). Clause kinds without an in-memory matcher do not match.
+pub fn matches(rows: &[IndexEntry], clauses: &[Clause]) -> bool {
+    clauses.iter().all(|clause| match clause {
+        Clause::Token { name, any_of } => rows.iter().any(|r| {
+            &r.name == name
+                && any_of.iter().any(|(sys, code)| {
+                    let sys_ok = match sys.as_deref() {
+                        None => true,
+                        Some("") => r.sys.is_none(),
+                        Some(s) => r.sys.as_deref() == Some(s),
+                    };
+                    sys_ok && code.as_ref().is_none_or(|c| r.code.as_ref() == Some(c))
+                })
+        }),
+        Clause::Reference { name, any_of } => rows.iter().any(|r| &r.name == name && r.reference.as_ref().is_some_and(|x| any_of.contains(x))),
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -539,5 +575,18 @@ mod tests {
         let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), vec!["s|c"; MAX_VALUES].join(","))).collect();
         let sql = to_sql(&parse("Observation", &worst, false).unwrap());
         assert!(sql.select_params.len() <= MAX_BOUND);
+    }
+
+    #[test]
+    fn granular_filters_are_or_groups_and_match_in_memory_too() {
+        let mut s = parse("Observation", &pairs(&[("patient", "p1")]), false).unwrap();
+        s.filters = vec![parse("Observation", &pairs(&[("category", "laboratory")]), true).unwrap().clauses, parse("Observation", &pairs(&[("category", "vital-signs")]), true).unwrap().clauses];
+        let sql = to_sql(&s);
+        assert!(sql.select.contains(") OR ("));
+        assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
+        let lab = index(&json!({"resourceType": "Observation", "id": "o", "category": [{"coding": [{"code": "laboratory"}]}]}));
+        let vital = index(&json!({"resourceType": "Observation", "id": "o", "category": [{"coding": [{"code": "vital-signs"}]}]}));
+        assert!(matches(&lab, &s.filters[0]));
+        assert!(!matches(&vital, &s.filters[0]));
     }
 }

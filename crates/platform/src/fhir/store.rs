@@ -1,15 +1,19 @@
-//! The FHIR store port and the rules for where a resource lives.
+//! Where FHIR resources live, and the store port.
 //!
-//! Storage is partitioned by patient compartment (one Durable Object per patient holds the
-//! Patient and the resources about them), plus a directory partition that lists patients for
-//! requests without patient context (the patient picker). This first cut stores Patient and
-//! Encounter resources, enough for the authorization pages; the FHIR API extends the same port.
+//! Storage is partitioned by patient compartment: one Durable Object per patient holds the
+//! Patient and every resource in that patient's compartment (R4 CompartmentDefinition
+//! "patient", see [`super::params::COMPARTMENT`]); resources outside any compartment live in a
+//! shared partition per type; a directory partition maps `Type/id` to its partition (for
+//! requests without patient context) and keeps a copy of every Patient (for the patient
+//! picker and patient search).
 
+use super::params;
+use super::search::values_at;
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde_json::Value;
 
-/// Name of the partition that lists every patient.
+/// Name of the partition that maps `Type/id` to partitions and lists every patient.
 pub const DIRECTORY: &str = "directory";
 
 #[async_trait(?Send)]
@@ -19,34 +23,35 @@ pub trait FhirStore {
     async fn list_patients(&self, limit: usize) -> Result<Vec<Value>, StoreError>;
     /// A patient's encounters, newest first, at most `limit`.
     async fn patient_encounters(&self, patient_id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
-    async fn upsert(&self, resource: &Value) -> Result<(), StoreError>;
-}
-
-/// The partitions a resource is written to: its patient compartment, and the directory for
-/// Patients. `None` for resources this store does not hold yet.
-pub fn partitions_for(resource: &Value) -> Option<Vec<String>> {
-    let id = resource.get("id").and_then(Value::as_str)?;
-    match resource.get("resourceType").and_then(Value::as_str)? {
-        "Patient" => Some(vec![patient_partition(id), DIRECTORY.to_owned()]),
-        "Encounter" => {
-            let subject = resource.pointer("/subject/reference").and_then(Value::as_str)?;
-            Some(vec![patient_partition(subject.strip_prefix("Patient/")?)])
-        }
-        _ => None,
-    }
-}
-
-/// The key a partition orders a type by: patients by name, encounters by start.
-pub fn sort_key(resource: &Value) -> String {
-    match resource.get("resourceType").and_then(Value::as_str) {
-        Some("Patient") => patient_name(resource).to_lowercase(),
-        Some("Encounter") => resource.pointer("/period/start").and_then(Value::as_str).unwrap_or("").to_owned(),
-        _ => String::new(),
-    }
 }
 
 pub fn patient_partition(patient_id: &str) -> String {
     format!("patient/{patient_id}")
+}
+
+pub fn shared_partition(resource_type: &str) -> String {
+    format!("shared/{resource_type}")
+}
+
+/// The patient whose compartment holds `resource`, if any.
+pub fn compartment_patient(resource: &Value) -> Option<String> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str)?;
+    if resource_type == "Patient" {
+        return resource.get("id").and_then(Value::as_str).map(str::to_owned);
+    }
+    params::compartment_paths(resource_type)?
+        .iter()
+        .flat_map(|path| values_at(resource, path))
+        .filter_map(|v| v.get("reference").and_then(Value::as_str))
+        .find_map(|r| r.strip_prefix("Patient/").map(str::to_owned))
+}
+
+/// The partition `resource` is stored in.
+pub fn partition_for(resource: &Value) -> String {
+    match compartment_patient(resource) {
+        Some(patient) => patient_partition(&patient),
+        None => shared_partition(resource.get("resourceType").and_then(Value::as_str).unwrap_or("Unknown")),
+    }
 }
 
 /// "Given Family" from a Patient's first official (or first) name.
@@ -89,14 +94,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn patients_go_to_their_partition_and_the_directory_encounters_to_their_patient() {
-        assert_eq!(partitions_for(&json!({"resourceType": "Patient", "id": "p1"})), Some(vec!["patient/p1".into(), "directory".into()]));
-        assert_eq!(
-            partitions_for(&json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"}})),
-            Some(vec!["patient/p1".into()])
-        );
-        assert_eq!(partitions_for(&json!({"resourceType": "Encounter", "id": "e1"})), None);
-        assert_eq!(partitions_for(&json!({"resourceType": "Observation", "id": "o1"})), None);
+    fn resources_go_to_their_patients_compartment_or_a_shared_partition() {
+        assert_eq!(partition_for(&json!({"resourceType": "Patient", "id": "p1"})), "patient/p1");
+        assert_eq!(partition_for(&json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"}})), "patient/p1");
+        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]})), "patient/p2");
+        assert_eq!(partition_for(&json!({"resourceType": "Procedure", "id": "x", "performer": [{"actor": {"reference": "Patient/p3"}}]})), "patient/p3");
+        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o"})), "shared/Observation");
+        assert_eq!(partition_for(&json!({"resourceType": "Organization", "id": "org"})), "shared/Organization");
     }
 
     #[test]
