@@ -186,12 +186,17 @@ pub async fn form(req: &mut worker::Request) -> Result<Vec<(String, String)>, Fo
 
 /// The request body, refusing more than [`MAX_BODY_BYTES`].
 pub async fn body_bytes(req: &mut worker::Request) -> Result<Vec<u8>, FormError> {
+    body_bytes_limit(req, MAX_BODY_BYTES).await
+}
+
+/// The request body, refusing more than `limit` bytes.
+pub async fn body_bytes_limit(req: &mut worker::Request, limit: usize) -> Result<Vec<u8>, FormError> {
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+    if declared.is_some_and(|len| len > limit) {
         return Err(FormError::TooLarge);
     }
     let bytes = req.bytes().await.map_err(|_| FormError::Unreadable)?;
-    if bytes.len() > MAX_BODY_BYTES {
+    if bytes.len() > limit {
         return Err(FormError::TooLarge);
     }
     Ok(bytes)

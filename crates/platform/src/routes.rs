@@ -43,8 +43,8 @@ pub enum Route {
     DevSign,
     /// Derives password hashes; only with `DEV_ROUTES` (benchmarks).
     DevPbkdf2,
-    /// Nothing here, below the FHIR base (answered with an OperationOutcome).
-    FhirNotFound,
+    /// Everything else below the FHIR base: the RESTful API (`fhir::rest::Interaction`).
+    Fhir,
     /// Nothing here (answered with a JSON error).
     NotFound,
 }
@@ -63,7 +63,7 @@ impl Route {
             return match rest {
                 "/.well-known/smart-configuration" => Route::SmartConfiguration,
                 "/metadata" => Route::Metadata,
-                _ => Route::FhirNotFound,
+                _ => Route::Fhir,
             };
         }
         if let Some(rest) = path.strip_prefix(AUTH_PREFIX) {
@@ -131,7 +131,8 @@ impl Route {
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient => &["GET", "PUT", "DELETE"],
             Route::AdminUser => &["GET", "PUT"],
-            Route::NotFound | Route::FhirNotFound => &[],
+            Route::NotFound => &[],
+            Route::Fhir => &["GET", "POST", "PUT", "DELETE"],
             _ => &["GET", "HEAD"],
         }
     }
@@ -143,7 +144,7 @@ impl Route {
 
     pub fn error_style(self) -> ErrorStyle {
         match self {
-            Route::Metadata | Route::FhirNotFound => ErrorStyle::Fhir,
+            Route::Metadata | Route::Fhir => ErrorStyle::Fhir,
             _ => ErrorStyle::OAuth,
         }
     }
@@ -162,7 +163,7 @@ impl Route {
                 | Route::Token
                 | Route::Revoke
                 | Route::Userinfo
-                | Route::FhirNotFound
+                | Route::Fhir
         )
     }
 }
@@ -176,8 +177,8 @@ mod tests {
         let cases = [
             ("/fhir/.well-known/smart-configuration", Route::SmartConfiguration),
             ("/fhir/metadata", Route::Metadata),
-            ("/fhir", Route::FhirNotFound),
-            ("/fhir/Patient/1", Route::FhirNotFound),
+            ("/fhir", Route::Fhir),
+            ("/fhir/Patient/1", Route::Fhir),
             ("/fhirx/metadata", Route::NotFound),
             ("/.well-known/openid-configuration", Route::OpenIdConfiguration),
             ("/.well-known/jwks.json", Route::Jwks),

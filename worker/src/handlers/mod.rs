@@ -6,6 +6,7 @@ mod authorize;
 mod dev;
 mod discovery;
 mod ehr;
+mod fhir;
 mod manage;
 mod oauth;
 mod token;
@@ -28,7 +29,7 @@ pub async fn dispatch(req: Request, env: Env) -> Response {
     let method = req.method();
     let response = if method == Method::Options && route.cors_public() {
         http::preflight(route)
-    } else if matches!(route, Route::NotFound | Route::FhirNotFound) {
+    } else if route == Route::NotFound {
         http::not_found(route, &path)
     } else if !route.methods().contains(&method.as_ref()) {
         http::method_not_allowed(route, method.as_ref())
@@ -73,6 +74,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
         Route::DevSign => dev::sign(req, ctx).await,
         Route::DevPbkdf2 => dev::pbkdf2(req).await,
-        Route::NotFound | Route::FhirNotFound => Ok(http::not_found(route, &req.path())),
+        Route::Fhir => fhir::handle(req, ctx).await,
+        Route::NotFound => Ok(http::not_found(route, &req.path())),
     }
 }

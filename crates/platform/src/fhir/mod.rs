@@ -8,6 +8,7 @@ pub mod outcome;
 pub mod params;
 pub mod rest;
 pub mod search;
+pub mod validate;
 pub mod store;
 
 /// The media type of FHIR JSON (R4 §3.1.0.4.1).

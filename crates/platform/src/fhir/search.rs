@@ -333,6 +333,58 @@ pub fn patient_of(search: &Search) -> Option<String> {
     })
 }
 
+/// Where a search runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Partition(String),
+    /// The search asks for another patient than the one the token is confined to.
+    Empty,
+    /// A search of patient data across every patient, which this server does not run.
+    NeedsPatient,
+}
+
+/// The partition a search runs in, given the patient the caller is confined to (if any): a
+/// patient-scoped search touches exactly one partition.
+pub fn target(search: &Search, confined_to: Option<&str>) -> Target {
+    use super::store::{patient_partition, shared_partition, DIRECTORY};
+    let asked = patient_of(search);
+    let t = search.resource_type.as_str();
+    if t == "Patient" {
+        return match confined_to {
+            Some(p) => Target::Partition(patient_partition(p)),
+            None => Target::Partition(DIRECTORY.to_owned()),
+        };
+    }
+    if params::compartment_paths(t).is_none() {
+        return Target::Partition(shared_partition(t));
+    }
+    match (confined_to, asked) {
+        (Some(p), Some(a)) if a != p => Target::Empty,
+        (Some(p), _) => Target::Partition(patient_partition(p)),
+        (None, Some(a)) => Target::Partition(patient_partition(&a)),
+        (None, None) => Target::NeedsPatient,
+    }
+}
+
+/// The searchset Bundle's `self`, `next` and `previous` links (R4 §3.1.1.5.1): the query as
+/// given, with `_count` and `_offset` set for each page.
+pub fn links(url_base: &str, pairs: &[(String, String)], search: &Search, total: i64) -> Vec<(&'static str, String)> {
+    let page = |offset: usize| {
+        let mut query: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != "_count" && k != "_offset").cloned().collect();
+        query.push(("_count".into(), search.count.to_string()));
+        query.push(("_offset".into(), offset.to_string()));
+        format!("{url_base}?{}", serde_urlencoded::to_string(&query).unwrap_or_default())
+    };
+    let mut links = vec![("self", page(search.offset))];
+    if ((search.offset + search.count) as i64) < total && search.count > 0 {
+        links.push(("next", page(search.offset + search.count)));
+    }
+    if search.offset > 0 {
+        links.push(("previous", page(search.offset.saturating_sub(search.count))));
+    }
+    links
+}
+
 /// A bound SQL value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -575,6 +627,28 @@ mod tests {
         let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), vec!["s|c"; MAX_VALUES].join(","))).collect();
         let sql = to_sql(&parse("Observation", &worst, false).unwrap());
         assert!(sql.select_params.len() <= MAX_BOUND);
+    }
+
+    #[test]
+    fn a_patient_scoped_search_targets_one_partition() {
+        let obs = |list: &[(&str, &str)]| parse("Observation", &pairs(list), false).unwrap();
+        assert_eq!(target(&obs(&[]), Some("p1")), Target::Partition("patient/p1".into()));
+        assert_eq!(target(&obs(&[("patient", "p1")]), Some("p1")), Target::Partition("patient/p1".into()));
+        assert_eq!(target(&obs(&[("patient", "p2")]), Some("p1")), Target::Empty);
+        assert_eq!(target(&obs(&[("subject", "Patient/p2")]), None), Target::Partition("patient/p2".into()));
+        assert_eq!(target(&obs(&[]), None), Target::NeedsPatient);
+        assert_eq!(target(&parse("Patient", &[], false).unwrap(), None), Target::Partition("directory".into()));
+        assert_eq!(target(&parse("Practitioner", &[], false).unwrap(), Some("p1")), Target::Partition("shared/Practitioner".into()));
+    }
+
+    #[test]
+    fn paging_links_keep_the_query_and_move_the_offset() {
+        let q = pairs(&[("patient", "p1"), ("_count", "10")]);
+        let s = parse("Observation", &q, false).unwrap();
+        let l = links("https://x/fhir/Observation", &q, &s, 25);
+        assert_eq!(l[0], ("self", "https://x/fhir/Observation?patient=p1&_count=10&_offset=0".into()));
+        assert_eq!(l[1], ("next", "https://x/fhir/Observation?patient=p1&_count=10&_offset=10".into()));
+        assert_eq!(links("u", &q, &s, 10).len(), 1, "no next on the last page");
     }
 
     #[test]
