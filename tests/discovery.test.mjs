@@ -77,7 +77,7 @@ test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uri
     { url: "revoke", valueUri: `${w.url}/auth/revoke` },
     { url: "manage", valueUri: `${w.url}/auth/manage` },
   ]);
-  assert.deepEqual(rest.resource, [], "no FHIR resource is served yet");
+  assert.equal(rest.resource.length, 17, "the served resource types");
 });
 
 test("CORS preflight on public routes, none on admin routes", async () => {
@@ -91,11 +91,11 @@ test("CORS preflight on public routes, none on admin routes", async () => {
   assert.equal(admin.status, 405);
 });
 
-test("unknown routes get a JSON 404, unknown FHIR paths an OperationOutcome", async () => {
+test("unknown routes get a JSON 404, unknown FHIR types an OperationOutcome", async () => {
   const { res, body } = await w.json("/no/such/thing");
   assert.equal(res.status, 404);
   assert.equal(body.error, "not_found");
-  const fhir = await w.json("/fhir/Patient/123");
+  const fhir = await w.json("/fhir/Spaceship/123");
   assert.equal(fhir.res.status, 404);
   assert.match(fhir.res.headers.get("content-type"), /^application\/fhir\+json/);
   assert.equal(fhir.body.resourceType, "OperationOutcome");

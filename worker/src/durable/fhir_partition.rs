@@ -192,14 +192,21 @@ fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted:
 #[durable_object]
 pub struct FhirPartition {
     state: State,
+    /// Requests served since this instance started (read by the tests through `/stats` to
+    /// prove that a patient-scoped request touches exactly one partition).
+    served: std::cell::Cell<u64>,
 }
 
 impl DurableObject for FhirPartition {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self { state, served: std::cell::Cell::new(0) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path() == "/stats" {
+            return Response::from_json(&serde_json::json!({ "served": self.served.get() }));
+        }
+        self.served.set(self.served.get() + 1);
         let sql = self.state.storage().sql();
         open(&sql)?;
         match req.path().as_str() {

@@ -48,9 +48,49 @@ pub fn capability_statement(urls: &ServerUrls, settings: &ServerSettings, date: 
                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
                 }]
             },
-            "resource": []
+            "resource": resources(),
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }]
         }]
     })
+}
+
+/// Each served type with exactly the interactions and search parameters implemented.
+fn resources() -> Vec<Value> {
+    use super::params::{Kind, COMMON, TYPES};
+    TYPES
+        .iter()
+        .map(|(resource_type, params)| {
+            let search_params: Vec<Value> = COMMON
+                .iter()
+                .chain(params.iter())
+                .map(|p| {
+                    let kind = match p.kind {
+                        Kind::Token => "token",
+                        Kind::String => "string",
+                        Kind::Date => "date",
+                        Kind::Reference => "reference",
+                        Kind::Quantity => "quantity",
+                    };
+                    json!({ "name": p.name, "type": kind })
+                })
+                .collect();
+            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+                .iter()
+                .map(|code| json!({ "code": code }))
+                .collect();
+            json!({
+                "type": resource_type,
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+                "interaction": interactions,
+                "searchParam": search_params
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,5 +108,8 @@ mod tests {
         assert_eq!(ext["extension"][0], json!({"url": "token", "valueUri": "https://ehr.example.org/auth/token"}));
         assert_eq!(cs["fhirVersion"], "4.0.1");
         assert_eq!(cs["implementation"]["url"], "https://ehr.example.org/fhir");
+        let observation = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
+        assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &json!({"name": "code", "type": "token"})));
+        assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 17);
     }
 }
