@@ -16,7 +16,7 @@ use crate::http::{self, AppError};
 use platform::routes::Route;
 use worker::{Env, Method, Request, Response};
 
-pub async fn dispatch(req: Request, env: Env) -> Response {
+pub async fn dispatch(mut req: Request, env: Env) -> Response {
     let path = req.path();
     let ctx = match AppContext::new(&req, env) {
         Ok(ctx) => ctx,
@@ -27,14 +27,23 @@ pub async fn dispatch(req: Request, env: Env) -> Response {
         route = Route::NotFound;
     }
     let method = req.method();
-    let response = if method == Method::Options && route.cors_public() {
-        http::preflight(route)
+    let early = if method == Method::Options && route.cors_public() {
+        Some(http::preflight(route))
     } else if route == Route::NotFound {
-        http::not_found(route, &path)
+        Some(http::not_found(route, &path))
     } else if !route.methods().contains(&method.as_ref()) {
-        http::method_not_allowed(route, method.as_ref())
+        Some(http::method_not_allowed(route, method.as_ref()))
     } else {
-        handle(route, req, &ctx).await.unwrap_or_else(|e| http::internal_error(route, &e))
+        None
+    };
+    let response = match early {
+        Some(response) => {
+            // Read a small unread body before answering, so the connection stays usable for
+            // the client (answering before the upload ends makes some clients see a reset).
+            let _ = http::body_bytes(&mut req).await;
+            response
+        }
+        None => handle(route, req, &ctx).await.unwrap_or_else(|e| http::internal_error(route, &e)),
     };
     if route.cors_public() {
         http::with_cors(response)
