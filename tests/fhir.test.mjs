@@ -236,6 +236,39 @@ describe("search", () => {
     assert.ok(heavy.body.entry.every((e) => e.resource.valueQuantity.value > 1000));
   });
 
+  test("_include and _revinclude add the referenced and referencing resources, within the rules", async () => {
+    const withEncounters = await fhir(`/Observation?code=http://loinc.org|8302-2&_include=Observation:encounter&_include=Observation:patient`);
+    const included = withEncounters.body.entry.filter((e) => e.search.mode === "include").map((e) => e.resource);
+    const matched = withEncounters.body.entry.filter((e) => e.search.mode === "match").map((e) => e.resource);
+    const wanted = new Set(matched.map((o) => o.encounter.reference));
+    for (const ref of wanted) assert.ok(included.some((r) => `${r.resourceType}/${r.id}` === ref), ref);
+    assert.ok(included.some((r) => r.resourceType === "Patient" && r.id === NED));
+    assert.equal(withEncounters.body.total, matched.length, "total counts matches only");
+
+    const encounters = await fhir(`/Encounter?_count=1&_sort=-date&_revinclude=Observation:encounter`);
+    const encounter = encounters.body.entry.find((e) => e.search.mode === "match").resource;
+    const revs = encounters.body.entry.filter((e) => e.search.mode === "include").map((e) => e.resource);
+    assert.ok(revs.length > 0);
+    for (const o of revs) assert.equal(o.encounter.reference, `Encounter/${encounter.id}`);
+
+    // A granular scope's filter applies to what is included too.
+    const lab = await fhir(`/Encounter?_revinclude=Observation:encounter&_count=500`, { as: "lab" });
+    assert.equal(lab.res.status, 403, "the lab token cannot search encounters");
+    const practitioners = await fhir(`/Encounter?_count=3&_include=Encounter:patient`, { as: "nedUser" });
+    for (const e of practitioners.body.entry.filter((x) => x.search.mode === "include")) assert.equal(e.resource.id, NED);
+  });
+
+  test("conditional create returns the existing match instead of a duplicate", async () => {
+    const body = { resourceType: "Observation", status: "final", identifier: [{ system: "urn:test", value: "cond-1" }], code: { text: "conditional" }, subject: { reference: `Patient/${NED}` } };
+    const first = await fhir("/Observation", { method: "POST", body, headers: { "If-None-Exist": "identifier=urn:test|cond-1" } });
+    assert.equal(first.res.status, 201);
+    const second = await fhir("/Observation", { method: "POST", body, headers: { "If-None-Exist": "identifier=urn:test|cond-1" } });
+    assert.equal(second.res.status, 200);
+    assert.equal(second.body.id, first.body.id);
+    const bad = await fhir("/Observation", { method: "POST", body, headers: { "If-None-Exist": "nonsense=1" } });
+    assert.equal(bad.res.status, 400);
+  });
+
   test("searching patient data across patients needs a patient parameter", async () => {
     const res = await fhir(`/Observation`, { as: "practitioner" });
     assert.equal(res.res.status, 400);

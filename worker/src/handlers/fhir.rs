@@ -88,7 +88,7 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Interaction::Read { id, .. } => read(&parts, &decision, &resource_type, &id, None).await,
         Interaction::Vread { id, version, .. } => read(&parts, &decision, &resource_type, &id, version.parse().ok()).await,
         Interaction::History { id, .. } => history(ctx, &parts, &decision, &resource_type, &id).await,
-        Interaction::Search { .. } => search(&mut req, ctx, &parts, &decision, &resource_type).await,
+        Interaction::Search { .. } => search(&mut req, ctx, &parts, &grant, &decision, &resource_type).await,
         Interaction::Create { .. } => write(&mut req, ctx, &parts, &decision, &resource_type, None).await,
         Interaction::Update { id, .. } => write(&mut req, ctx, &parts, &decision, &resource_type, Some(id)).await,
         Interaction::Delete { id, .. } => delete(&parts, &decision, &resource_type, &id).await,
@@ -161,7 +161,7 @@ async fn history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, 
     Ok(fhir_body(200, body))
 }
 
-async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, resource_type: &str) -> Result<Response, AppError> {
+async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, grant: &AccessGrant, decision: &Decision, resource_type: &str) -> Result<Response, AppError> {
     let url = req.url()?;
     let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     if req.method() == worker::Method::Post {
@@ -178,15 +178,19 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, dec
     };
     query.filters = decision.filters.clone();
     let base = format!("{}/{resource_type}", ctx.urls.fhir_base());
-    let (resources, total) = match search::target(&query, decision.patient.as_deref()) {
-        Target::Empty => (Vec::new(), 0),
+    let (resources, total, partition) = match search::target(&query, decision.patient.as_deref()) {
+        Target::Empty => (Vec::new(), 0, None),
         Target::NeedsPatient => {
             return Ok(outcome(400, IssueType::NotSupported, &format!("searching {resource_type} across patients is not supported: give patient=…")))
         }
         Target::Partition(partition) => {
             let result = parts.search(&partition, &search::to_sql(&query)).await?;
-            (result.resources, result.total)
+            (result.resources, result.total, Some(partition))
         }
+    };
+    let included = match &partition {
+        Some(partition) if !query.summary_count => includes(parts, grant, &query, partition, &resources).await?,
+        _ => Vec::new(),
     };
     let fhir_base = ctx.urls.fhir_base();
     let mut entries: Vec<String> = if query.summary_count {
@@ -200,6 +204,11 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, dec
             })
             .collect()
     };
+    for r in &included {
+        let resource: Value = serde_json::from_str(r.get()).unwrap_or_default();
+        let url = format!("{fhir_base}/{}/{}", resource["resourceType"].as_str().unwrap_or_default(), resource["id"].as_str().unwrap_or_default());
+        entries.push(format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"include\"}}}}", json!(url), r.get()));
+    }
     if !query.ignored.is_empty() {
         let warning = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "not-supported",
             "diagnostics": format!("ignored unknown search parameters: {}", query.ignored.join(", "))}]});
@@ -212,6 +221,77 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, dec
         entries.join(",")
     );
     Ok(fhir_body(200, body))
+}
+
+/// `_include` and `_revinclude` (non-iterative). Included resources obey the same rules as the
+/// results: the caller must be allowed to read their type, a confined caller only sees their
+/// patient's partition and shared (non-patient) types, and granular filters apply.
+async fn includes(
+    parts: &Partitions<'_>,
+    grant: &AccessGrant,
+    query: &search::Search,
+    partition: &str,
+    results: &[Box<RawValue>],
+) -> Result<Vec<Box<RawValue>>, AppError> {
+    if query.includes.is_empty() && query.revincludes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parsed: Vec<Value> = results.iter().filter_map(|r| serde_json::from_str(r.get()).ok()).collect();
+    let mut out: Vec<Box<RawValue>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &parsed {
+        seen.insert(format!("{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default()));
+    }
+    let allowed = |t: &str| access::decide(grant, t, smart_protocol::scopes::Permissions::READ).ok();
+    for (source, name) in &query.includes {
+        let mut targets: Vec<String> = parsed.iter().flat_map(|r| search::references(r, source, name)).collect();
+        targets.sort();
+        targets.dedup();
+        for target in targets.into_iter().take(100) {
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            let Some((t, id)) = target.split_once('/') else { continue };
+            let Some(d) = allowed(t) else { continue };
+            let in_compartment = t == "Patient" || params::compartment_paths(t).is_some();
+            let where_ = if in_compartment && partition.starts_with("patient/") { Some(partition.to_owned()) } else { parts.locate(t, id).await? };
+            let Some(where_) = where_ else { continue };
+            if d.patient.as_ref().is_some_and(|p| where_.starts_with("patient/") && where_ != patient_partition(p)) {
+                continue;
+            }
+            if let ReadOutcome { status: ReadStatus::Found, content: Some(content), .. } = parts.read_in(&where_, t, id, None).await? {
+                if visible(&d, &content) {
+                    out.push(content);
+                }
+            }
+        }
+    }
+    for (source, name) in &query.revincludes {
+        let Some(d) = allowed(source) else { continue };
+        let refs: Vec<String> = seen.iter().filter(|r| r.starts_with(&format!("{}/", query.resource_type))).cloned().collect();
+        let target_partition = if params::compartment_paths(source).is_some() || source == "Patient" {
+            if !partition.starts_with("patient/") {
+                continue; // patient data referencing shared resources lives in every partition
+            }
+            partition.to_owned()
+        } else {
+            store::shared_partition(source)
+        };
+        for chunk in refs.chunks(search::MAX_BOUND / 2) {
+            let mut rev = search::parse(source, &[], false).map_err(AppError::internal)?;
+            rev.clauses.push(search::Clause::Reference { name: name.clone(), any_of: chunk.to_vec() });
+            rev.filters = d.filters.clone();
+            rev.count = 500;
+            let found = parts.search(&target_partition, &search::to_sql(&rev)).await?;
+            for r in found.resources {
+                let v: Value = serde_json::from_str(r.get()).unwrap_or_default();
+                if seen.insert(format!("{}/{}", v["resourceType"].as_str().unwrap_or_default(), v["id"].as_str().unwrap_or_default())) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn write(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, resource_type: &str, id: Option<String>) -> Result<Response, AppError> {
@@ -227,6 +307,7 @@ async fn write(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, deci
         Ok(r) => r,
         Err(e) => return Ok(outcome(e.status(), IssueType::Invalid, &e.to_string())),
     };
+    let creating = id.is_none();
     let id = id.unwrap_or_else(new_id);
     resource["id"] = Value::String(id.clone());
     let partition = store::partition_for(&resource);
@@ -234,6 +315,23 @@ async fn write(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, deci
     if let Some(p) = &decision.patient {
         if store::compartment_patient(&resource).as_deref() != Some(p.as_str()) {
             return Ok(outcome(403, IssueType::Security, "the resource is not in the launch patient's compartment"));
+        }
+    }
+    // Conditional create (R4 §3.1.0.8.1): If-None-Exist is a search in the partition the
+    // resource would live in; one match is returned as is, several are an error.
+    if let (true, Some(condition)) = (creating, req.headers().get("If-None-Exist").ok().flatten()) {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&condition).unwrap_or_default();
+        let mut query = match search::parse(resource_type, &pairs, true) {
+            Ok(q) if !q.clauses.is_empty() => q,
+            _ => return Ok(outcome(400, IssueType::Invalid, "If-None-Exist must be a search query on this type")),
+        };
+        query.count = 2;
+        let target = if resource_type == "Patient" { DIRECTORY.to_owned() } else { partition.clone() };
+        let found = parts.search(&target, &search::to_sql(&query)).await?;
+        match found.resources.as_slice() {
+            [] => {}
+            [existing] => return Ok(fhir_body(200, existing.get().to_owned())),
+            _ => return Ok(outcome(412, IssueType::Invalid, "If-None-Exist matches more than one resource")),
         }
     }
     // A resource never moves between partitions (its subject changing patient).

@@ -51,6 +51,7 @@ pub const TYPES: &[(&str, &[Param])] = &[
         p("status", Token, &["status"]),
         p("encounter", Reference, &["encounter"]),
         p("value-quantity", Quantity, &["valueQuantity"]),
+        p("identifier", Token, &["identifier"]),
     ]),
     ("Condition", &[
         p("patient", Reference, &["subject"]),

@@ -3,6 +3,19 @@
 //! partition's SQLite database. Values are bound, never spliced into the SQL.
 
 use super::params::{self, Kind, Param};
+
+/// `Type/id` references found at the paths of `source`'s reference parameter `name`.
+pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
+    let Some(param) = params::find(source, name) else { return Vec::new() };
+    param
+        .paths
+        .iter()
+        .flat_map(|path| values_at(resource, path))
+        .filter_map(|v| v.get("reference").and_then(Value::as_str))
+        .filter(|r| r.split('/').count() == 2)
+        .map(str::to_owned)
+        .collect()
+}
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -209,6 +222,12 @@ pub struct Search {
     /// Granular-scope clause groups (see [`to_sql`]).
     #[serde(default)]
     pub filters: Vec<Vec<Clause>>,
+    /// `_include=Source:param` (non-iterative): resources the results reference.
+    #[serde(default)]
+    pub includes: Vec<(String, String)>,
+    /// `_revinclude=Source:param`: resources that reference the results.
+    #[serde(default)]
+    pub revincludes: Vec<(String, String)>,
 }
 
 fn split_prefix(v: &str) -> (Prefix, &str) {
@@ -226,7 +245,7 @@ fn split_prefix(v: &str) -> (Prefix, &str) {
 /// Parses the query of `GET [base]/{type}?…`. With `strict` (Prefer: handling=strict) an
 /// unknown parameter is an error; otherwise it is ignored and reported.
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<Search, SearchError> {
-    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new(), filters: Vec::new() };
+    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new(), filters: Vec::new(), includes: Vec::new(), revincludes: Vec::new() };
     for (key, value) in pairs {
         let bad = |why: &str| SearchError::BadValue(key.clone(), why.to_owned());
         let (name, modifier) = key.split_once(':').map_or((key.as_str(), None), |(n, m)| (n, Some(m)));
@@ -250,6 +269,24 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
             }
             "_summary" if value == "count" => {
                 search.summary_count = true;
+                continue;
+            }
+            "_include" | "_revinclude" => {
+                // Source:param[:Target], non-iterative; the parameter must be a reference.
+                let mut parts = value.split(':');
+                let (Some(source), Some(param_name)) = (parts.next(), parts.next()) else { return Err(bad("Source:parameter")) };
+                let param = params::find(source, param_name).filter(|p| p.kind == Kind::Reference).ok_or_else(|| bad("a reference parameter of a served type"))?;
+                if name == "_include" {
+                    if source != resource_type {
+                        return Err(bad("_include names a parameter of the searched type"));
+                    }
+                    search.includes.push((source.to_owned(), param.name.to_owned()));
+                } else {
+                    search.revincludes.push((source.to_owned(), param.name.to_owned()));
+                }
+                if search.includes.len() + search.revincludes.len() > 4 {
+                    return Err(SearchError::TooComplex);
+                }
                 continue;
             }
             "_total" | "_format" | "_pretty" => continue,
@@ -627,6 +664,18 @@ mod tests {
         let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), vec!["s|c"; MAX_VALUES].join(","))).collect();
         let sql = to_sql(&parse("Observation", &worst, false).unwrap());
         assert!(sql.select_params.len() <= MAX_BOUND);
+    }
+
+    #[test]
+    fn include_and_revinclude_name_reference_parameters() {
+        let s = parse("Observation", &pairs(&[("_include", "Observation:encounter")]), false).unwrap();
+        assert_eq!(s.includes[0].1, "encounter");
+        let r = parse("Encounter", &pairs(&[("_revinclude", "Observation:encounter")]), false).unwrap();
+        assert_eq!(r.revincludes[0].0, "Observation");
+        assert!(matches!(parse("Observation", &pairs(&[("_include", "Observation:code")]), false), Err(SearchError::BadValue(..))));
+        assert!(matches!(parse("Observation", &pairs(&[("_include", "Encounter:patient")]), false), Err(SearchError::BadValue(..))));
+        let obs = json!({"resourceType": "Observation", "encounter": {"reference": "Encounter/e1"}});
+        assert_eq!(references(&obs, "Observation", "encounter"), vec!["Encounter/e1"]);
     }
 
     #[test]
