@@ -44,6 +44,14 @@ if ! has_version wasm-pack "$WASM_PACK_VERSION"; then
   cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked
 fi
 
+# Python: the independent FHIR R4 validator the tests use (fhir.resources, from PyPI).
+FHIR_RESOURCES_VERSION=8.3.0
+if ! .venv/bin/python -c "import fhir.resources, sys; sys.exit(fhir.resources.__version__ != '$FHIR_RESOURCES_VERSION')" 2>/dev/null; then
+  step "python venv: fhir.resources $FHIR_RESOURCES_VERSION"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "fhir.resources==$FHIR_RESOURCES_VERSION"
+fi
+
 # npm packages, pinned in package-lock.json; reinstalled only when the lock changes.
 if ! cmp -s package-lock.json node_modules/.bootstrap-lock.json 2>/dev/null; then
   step "npm ci"

@@ -3,12 +3,20 @@
 // history, bundles), granular scopes filter, user/ scopes follow the user's own rights.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { ROOT, tempDir } from "./helpers/worker.mjs";
 import { startWorker } from "./helpers/worker.mjs";
 import { seed, NED, BUSTER, PATIENT_USER, APP } from "./helpers/fixtures.mjs";
 import { authorize, exchange } from "./helpers/flows.mjs";
 
 let w;
 let tokens = {};
+// Every FHIR response body of this file is kept and, at the end, validated against R4 by an
+// independent implementation (tests/validate_r4.py, the fhir.resources package).
+const captured = tempDir("fhir-bodies-");
+let captures = 0;
 const FHIR_ALL = { ...APP, client_id: "fhir-app", scope: "launch launch/patient openid fhirUser patient/*.cruds user/*.cruds patient/Observation.rs?category=laboratory", consent: "pre-approved" };
 
 async function token(scope, options = {}) {
@@ -27,18 +35,6 @@ before(async () => {
   tokens.nedUser = await token("openid fhirUser user/*.rs", { user: PATIENT_USER });
 });
 after(() => w.dispose());
-
-async function fhir(path, { as = "ned", method = "GET", body, headers = {} } = {}) {
-  const res = await w.fetch(`/fhir${path}`, {
-    method,
-    headers: { ...(as ? { Authorization: `Bearer ${tokens[as]}` } : {}), ...(body ? { "Content-Type": "application/fhir+json" } : {}), ...headers },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { res, body: text ? JSON.parse(text) : null };
-}
-
-const ids = (bundle) => bundle.entry.filter((e) => e.search?.mode === "match").map((e) => e.resource.id);
 
 describe("SMART enforcement", () => {
   test("no token is 401 with a Bearer challenge, a bad token 401 invalid_token, a missing scope 403", async () => {
@@ -281,3 +277,31 @@ describe("search", () => {
     assert.ok(obs.searchParam.some((p) => p.name === "value-quantity" && p.type === "quantity"));
   });
 });
+
+test("every FHIR response body above validates against R4 (fhir.resources, independent)", { timeout: 120_000 }, async (t) => {
+  const metadata = await w.fetch("/fhir/metadata");
+  writeFileSync(join(captured, "metadata.json"), await metadata.text());
+  const python = join(ROOT, ".venv", "bin", "python");
+  // Last in the file: node:test runs top-level tests in order.
+  const output = execFileSync(python, [join(ROOT, "tests", "validate_r4.py"), captured], { encoding: "utf8" });
+  t.diagnostic(output.trim());
+  assert.match(output, /validated \d+ FHIR response bodies, 0 invalid/);
+  // The validator is not vacuous: a body with a wrong type is refused.
+  const broken = tempDir("fhir-broken-");
+  writeFileSync(join(broken, "bad.json"), JSON.stringify({ resourceType: "Patient", birthDate: "not-a-date" }));
+  assert.throws(() => execFileSync(python, [join(ROOT, "tests", "validate_r4.py"), broken], { encoding: "utf8", stdio: "pipe" }), /INVALID bad.json/);
+});
+
+async function fhir(path, { as = "ned", method = "GET", body, headers = {} } = {}) {
+  const res = await w.fetch(`/fhir${path}`, {
+    method,
+    headers: { ...(as ? { Authorization: `Bearer ${tokens[as]}` } : {}), ...(body ? { "Content-Type": "application/fhir+json" } : {}), ...headers },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const parsed = text ? JSON.parse(text) : null;
+  if (parsed?.resourceType) writeFileSync(join(captured, `${String(++captures).padStart(4, "0")}.json`), text);
+  return { res, body: parsed };
+}
+
+const ids = (bundle) => bundle.entry.filter((e) => e.search?.mode === "match").map((e) => e.resource.id);
