@@ -43,6 +43,8 @@ pub enum Route {
     DevSign,
     /// Derives password hashes; only with `DEV_ROUTES` (benchmarks).
     DevPbkdf2,
+    /// A bare Durable Object point read (the FHIR benchmark's ceiling); only with `DEV_ROUTES`.
+    DevDoRead,
     /// Everything else below the FHIR base: the RESTful API (`fhir::rest::Interaction`).
     Fhir,
     /// Nothing here (answered with a JSON error).
@@ -99,6 +101,7 @@ impl Route {
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
             "/_dev/sign" => Route::DevSign,
             "/_dev/pbkdf2" => Route::DevPbkdf2,
+            "/_dev/do-read" => Route::DevDoRead,
             _ => Route::NotFound,
         }
     }
@@ -139,7 +142,7 @@ impl Route {
 
     /// Development-only routes (tests and benchmarks).
     pub fn is_dev(self) -> bool {
-        matches!(self, Route::DevSign | Route::DevPbkdf2)
+        matches!(self, Route::DevSign | Route::DevPbkdf2 | Route::DevDoRead)
     }
 
     pub fn error_style(self) -> ErrorStyle {

@@ -77,7 +77,7 @@ fn store_err(e: AppError) -> StoreError {
 }
 
 fn parse_all(result: SearchResult) -> Result<Vec<Value>, StoreError> {
-    result.resources.iter().map(|r| serde_json::from_str(r.get()).map_err(|e| StoreError(e.to_string()))).collect()
+    result.resources.iter().map(|(_, r)| serde_json::from_str(r.get()).map_err(|e| StoreError(e.to_string()))).collect()
 }
 
 #[async_trait(?Send)]

@@ -70,8 +70,15 @@ pub struct ReadOutcome {
 
 #[derive(Serialize, Deserialize)]
 pub struct SearchResult {
-    pub resources: Vec<Box<RawValue>>,
+    /// `(id, resource)`: the id comes from the row, so callers need not parse the resource.
+    pub resources: Vec<(String, Box<RawValue>)>,
     pub total: i64,
+}
+
+#[derive(Deserialize)]
+struct IdContentRow {
+    id: String,
+    content: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -280,12 +287,16 @@ impl DurableObject for FhirPartition {
             }
             "/search" => {
                 let query: SqlQuery = rpc::body(req).await?;
-                let rows: Vec<ContentRow> = sql
-                    .exec(&query.select.replace("SELECT r.content", "SELECT r.content, r.version, r.last_updated, r.deleted"), bind(&query.select_params))?
-                    .to_array()?;
-                let total: Vec<CountRow> = sql.exec(&query.count, bind(&query.count_params))?.to_array()?;
-                let resources = rows.into_iter().map(|r| raw(r.content)).collect::<Result<Vec<_>>>()?;
-                Response::from_json(&SearchResult { resources, total: total.first().map_or(0, |c| c.n) })
+                let rows: Vec<IdContentRow> = sql.exec(&query.select, bind(&query.select_params))?.to_array()?;
+                // A page shorter than asked for is the last one: the total is known.
+                let total = if rows.len() < query.page_size && (!rows.is_empty() || query.offset == 0) {
+                    (query.offset + rows.len()) as i64
+                } else {
+                    let counted: Vec<CountRow> = sql.exec(&query.count, bind(&query.count_params))?.to_array()?;
+                    counted.first().map_or(0, |c| c.n)
+                };
+                let resources = rows.into_iter().map(|r| Ok((r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
+                Response::from_json(&SearchResult { resources, total })
             }
             "/dir/put" => {
                 let entries: DirEntries = rpc::body(req).await?;

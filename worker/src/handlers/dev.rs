@@ -52,3 +52,13 @@ pub async fn pbkdf2(req: Request) -> Result<Response, AppError> {
     }
     Ok(http::ok_json(&serde_json::json!({ "count": n, "iterations": PBKDF2_ITERATIONS })))
 }
+
+/// `GET /_dev/do-read?partition=…&type=…&id=…`: one point read in a FHIR partition and
+/// nothing else (no token, no decision) — the ceiling the FHIR benchmark compares with.
+pub async fn do_read(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let url = req.url()?;
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let outcome = crate::adapters::fhir_store::Partitions(&ctx.env).read_in(&param("partition"), &param("type"), &param("id"), None).await?;
+    let body = outcome.content.map(|c| c.get().to_owned()).unwrap_or_default();
+    Ok(http::text(200, &body, platform::fhir::FHIR_JSON, "no-store"))
+}

@@ -198,10 +198,7 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, gra
     } else {
         resources
             .iter()
-            .map(|r| {
-                let id = serde_json::from_str::<Value>(r.get()).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
-                format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"match\"}}}}", json!(format!("{fhir_base}/{resource_type}/{id}")), r.get())
-            })
+            .map(|(id, r)| format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"match\"}}}}", json!(format!("{fhir_base}/{resource_type}/{id}")), r.get()))
             .collect()
     };
     for r in &included {
@@ -231,12 +228,12 @@ async fn includes(
     grant: &AccessGrant,
     query: &search::Search,
     partition: &str,
-    results: &[Box<RawValue>],
+    results: &[(String, Box<RawValue>)],
 ) -> Result<Vec<Box<RawValue>>, AppError> {
     if query.includes.is_empty() && query.revincludes.is_empty() {
         return Ok(Vec::new());
     }
-    let parsed: Vec<Value> = results.iter().filter_map(|r| serde_json::from_str(r.get()).ok()).collect();
+    let parsed: Vec<Value> = results.iter().filter_map(|(_, r)| serde_json::from_str(r.get()).ok()).collect();
     let mut out: Vec<Box<RawValue>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in &parsed {
@@ -283,9 +280,8 @@ async fn includes(
             rev.filters = d.filters.clone();
             rev.count = 500;
             let found = parts.search(&target_partition, &search::to_sql(&rev)).await?;
-            for r in found.resources {
-                let v: Value = serde_json::from_str(r.get()).unwrap_or_default();
-                if seen.insert(format!("{}/{}", v["resourceType"].as_str().unwrap_or_default(), v["id"].as_str().unwrap_or_default())) {
+            for (id, r) in found.resources {
+                if seen.insert(format!("{source}/{id}")) {
                     out.push(r);
                 }
             }
@@ -330,7 +326,7 @@ async fn write(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, deci
         let found = parts.search(&target, &search::to_sql(&query)).await?;
         match found.resources.as_slice() {
             [] => {}
-            [existing] => return Ok(fhir_body(200, existing.get().to_owned())),
+            [(_, existing)] => return Ok(fhir_body(200, existing.get().to_owned())),
             _ => return Ok(outcome(412, IssueType::Invalid, "If-None-Exist matches more than one resource")),
         }
     }

@@ -434,6 +434,10 @@ pub enum SqlValue {
 /// SQL for one partition: the page of resources and the total count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SqlQuery {
+    /// The page size and offset the select is bound with: a short page tells the total
+    /// without running `count`.
+    pub page_size: usize,
+    pub offset: usize,
     pub select: String,
     pub select_params: Vec<SqlValue>,
     pub count: String,
@@ -565,7 +569,9 @@ pub fn to_sql(search: &Search) -> SqlQuery {
     select_params.push(SqlValue::Int(search.count as i64));
     select_params.push(SqlValue::Int(search.offset as i64));
     SqlQuery {
-        select: format!("SELECT r.content FROM res r WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?"),
+        page_size: search.count,
+        offset: search.offset,
+        select: format!("SELECT r.id, r.content FROM res r WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?"),
         select_params,
         count: format!("SELECT COUNT(*) AS n FROM res r WHERE {filter}"),
         count_params,
