@@ -30,17 +30,39 @@ export async function registerAll(url, token, kind, items) {
   return items.length;
 }
 
-/** Loads every *.json Bundle of `folder`, printing one progress line per file. */
+/**
+ * Loads every `*.json` Bundle (transaction or batch) and every `*.ndjson` file (one resource
+ * per line, each with an id; sent as PUT batches of 500) of `folder`, printing one progress
+ * line per file.
+ */
 export async function loadFolder(url, token, folder, { log = console.log } = {}) {
-  const files = readdirSync(folder).filter((f) => f.endsWith(".json")).sort();
+  const files = readdirSync(folder).filter((f) => f.endsWith(".json") || f.endsWith(".ndjson")).sort();
   let stored = 0;
   for (const [i, file] of files.entries()) {
-    const body = readFileSync(join(folder, file), "utf8");
-    const result = await call(url, token, "POST", "/admin/fhir/bundle", body);
-    stored += result.stored;
-    log(`  [${i + 1}/${files.length}] ${file}: ${result.stored} resources`);
+    const text = readFileSync(join(folder, file), "utf8");
+    const bodies = file.endsWith(".ndjson") ? ndjsonBatches(text) : [text];
+    let count = 0;
+    for (const body of bodies) count += (await call(url, token, "POST", "/admin/fhir/bundle", body)).stored;
+    stored += count;
+    log(`  [${i + 1}/${files.length}] ${file}: ${count} resources`);
   }
   return { files: files.length, stored };
+}
+
+function ndjsonBatches(text, size = 500) {
+  const resources = text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const batches = [];
+  for (let i = 0; i < resources.length; i += size) {
+    const entry = resources.slice(i, i + size).map((r) => ({ resource: r, request: { method: "PUT", url: `${r.resourceType}/${r.id}` } }));
+    batches.push(JSON.stringify({ resourceType: "Bundle", type: "batch", entry }));
+  }
+  return batches;
+}
+
+/** How many patients the server holds. */
+export async function patientCount(url, token) {
+  const res = await fetch(`${url}/admin/fhir/status`, { headers: { Authorization: `Bearer ${token}` } });
+  return res.ok ? (await res.json()).patients : 0;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

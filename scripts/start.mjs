@@ -1,11 +1,11 @@
 // `npm start`, after bootstrap and build: runs the Worker under wrangler dev on
 // 127.0.0.1:8787 with state persisted in .state/, seeds the local configuration and prints
 // where to go.
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startDevServer, ROOT } from "./dev-server.mjs";
-import { registerAll, loadFolder } from "./admin-client.mjs";
+import { registerAll, loadFolder, patientCount } from "./admin-client.mjs";
 
 const port = Number(process.env.PORT ?? 8787);
 const stateDir = join(ROOT, ".state");
@@ -42,9 +42,15 @@ await registerAll(server.url, adminToken, "clients", read("clients.json"));
 await registerAll(server.url, adminToken, "users", read("users.json"));
 const shared = process.env.SMART_EDGE_DATA ?? join(ROOT, "..", "shared", "fhir-data", "synthea-r4");
 const dataDir = existsSync(shared) ? shared : join(ROOT, "tests", "fixtures", "synthea");
-console.log(`loading sample patients from ${dataDir}`);
-const loaded = await loadFolder(server.url, adminToken, dataDir);
-console.log(`loaded ${loaded.stored} resources from ${loaded.files} bundles`);
+const bundles = readdirSync(dataDir).filter((f) => f.endsWith(".json") && !/^(hospital|practitioner)Information/.test(f)).length;
+const present = await patientCount(server.url, adminToken);
+if (present >= bundles) {
+  console.log(`sample patients already loaded (${present} patients in .state/)`);
+} else {
+  console.log(`loading sample patients from ${dataDir}`);
+  const loaded = await loadFolder(server.url, adminToken, dataDir);
+  console.log(`loaded ${loaded.stored} resources from ${loaded.files} bundles`);
+}
 
 const u = server.url;
 console.log(`

@@ -131,6 +131,12 @@ describe("interactions", () => {
     assert.equal(history.body.type, "history");
     assert.deepEqual(history.body.entry.map((e) => e.resource.meta.versionId), ["2", "1"]);
 
+    const typeHistory = await fhir(`/Observation/_history`);
+    assert.equal(typeHistory.body.type, "history");
+    assert.ok(typeHistory.body.entry.some((e) => e.resource?.id === id && e.resource.meta.versionId === "2"));
+    for (const e of typeHistory.body.entry) if (e.resource) assert.equal(e.resource.subject.reference, `Patient/${NED}`);
+    assert.equal((await fhir(`/Observation/_history`, { as: "practitioner" })).res.status, 400);
+
     assert.equal((await fhir(`/Observation/${id}`, { method: "DELETE" })).res.status, 204);
     assert.equal((await fhir(`/Observation/${id}`)).res.status, 410);
     const found = await fhir(`/Observation?code=http://loinc.org|2339-0&date=2026-11-01`);
@@ -265,15 +271,32 @@ describe("search", () => {
     assert.equal(bad.res.status, 400);
   });
 
-  test("searching patient data across patients needs a patient parameter", async () => {
-    const res = await fhir(`/Observation`, { as: "practitioner" });
-    assert.equal(res.res.status, 400);
+  test("without patient context (a practitioner's user/ scope) a search spans every patient, merged and paged in order", async () => {
+    const perPatient = await Promise.all([NED, BUSTER].map((p) => fhir(`/Observation?patient=${p}&code=http://loinc.org|8302-2&_summary=count`, { as: "practitioner" })));
+    const all = await fhir(`/Observation?code=http://loinc.org|8302-2&_sort=-date&_count=5`, { as: "practitioner" });
+    assert.equal(all.res.status, 200);
+    assert.ok(all.body.total >= perPatient[0].body.total + perPatient[1].body.total);
+    const subjects = new Set();
+    let page = all;
+    const dates = [];
+    while (page) {
+      for (const e of page.body.entry.filter((x) => x.search.mode === "match")) {
+        subjects.add(e.resource.subject.reference);
+        dates.push(e.resource.effectiveDateTime);
+      }
+      const next = page.body.link.find((l) => l.relation === "next");
+      page = next ? await fhir(new URL(next.url).pathname.replace("/fhir", "") + new URL(next.url).search, { as: "practitioner" }) : null;
+    }
+    assert.equal(dates.length, all.body.total);
+    assert.ok(subjects.size >= 2, "results from several patients");
+    const instants = dates.map((d) => Date.parse(d));
+    assert.deepEqual(instants, [...instants].sort((a, b) => b - a), "newest first across partitions");
   });
 
   test("the CapabilityStatement lists the resources, interactions and search parameters served", async () => {
     const cs = (await w.json("/fhir/metadata")).body;
     const obs = cs.rest[0].resource.find((r) => r.type === "Observation");
-    assert.deepEqual(obs.interaction.map((i) => i.code).sort(), ["create", "delete", "history-instance", "read", "search-type", "update", "vread"]);
+    assert.deepEqual(obs.interaction.map((i) => i.code).sort(), ["create", "delete", "history-instance", "history-type", "read", "search-type", "update", "vread"]);
     assert.ok(obs.searchParam.some((p) => p.name === "value-quantity" && p.type === "quantity"));
   });
 });

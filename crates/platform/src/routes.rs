@@ -38,6 +38,8 @@ pub enum Route {
     /// `/admin/users/{username}`.
     AdminUser,
     AdminFhirBundle,
+    /// How many patients are loaded (for `npm start`'s "unless already loaded").
+    AdminFhirStatus,
     AdminRotateKeys,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
@@ -97,6 +99,7 @@ impl Route {
             "/admin/clients" => Route::AdminClients,
             "/admin/users" => Route::AdminUsers,
             "/admin/fhir/bundle" => Route::AdminFhirBundle,
+            "/admin/fhir/status" => Route::AdminFhirStatus,
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
             "/_dev/sign" => Route::DevSign,

@@ -275,12 +275,19 @@ impl DurableObject for FhirPartition {
             }
             "/history" => {
                 let key: Key = rpc::body(req).await?;
-                let rows: Vec<ContentRow> = sql
-                    .exec(
+                // An empty id asks for the type's history (newest first).
+                let rows: Vec<ContentRow> = if key.id.is_empty() {
+                    sql.exec(
+                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? ORDER BY last_updated DESC, id, version DESC LIMIT 100",
+                        vec![key.resource_type.into()],
+                    )?
+                } else {
+                    sql.exec(
                         "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 100",
                         vec![key.resource_type.into(), key.id.into()],
                     )?
-                    .to_array()?;
+                }
+                .to_array()?;
                 let entries: Vec<(i64, String, bool, Box<RawValue>)> =
                     rows.into_iter().map(|r| Ok((r.version, r.last_updated, r.deleted == 1, raw(r.content)?))).collect::<Result<_>>()?;
                 Response::from_json(&entries)

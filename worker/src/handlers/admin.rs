@@ -189,3 +189,15 @@ pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response,
     let stored = Partitions(&ctx.env).ingest(&plan).await?;
     Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": stored }))))
 }
+
+/// `GET /admin/fhir/status`: `{"patients": n}`, the patients in the directory.
+pub async fn fhir_status(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
+        return Ok(refusal);
+    }
+    let mut query = platform::fhir::search::parse("Patient", &[], false).map_err(AppError::internal)?;
+    query.summary_count = true;
+    query.count = 0;
+    let found = Partitions(&ctx.env).search(platform::fhir::store::DIRECTORY, &platform::fhir::search::to_sql(&query)).await?;
+    Ok(http::no_store(http::ok_json(&serde_json::json!({ "patients": found.total }))))
+}

@@ -88,6 +88,7 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Interaction::Read { id, .. } => read(&parts, &decision, &resource_type, &id, None).await,
         Interaction::Vread { id, version, .. } => read(&parts, &decision, &resource_type, &id, version.parse().ok()).await,
         Interaction::History { id, .. } => history(ctx, &parts, &decision, &resource_type, &id).await,
+        Interaction::TypeHistory { .. } => type_history(ctx, &parts, &decision, &resource_type).await,
         Interaction::Search { .. } => search(&mut req, ctx, &parts, &grant, &decision, &resource_type).await,
         Interaction::Create { .. } => write(&mut req, ctx, &parts, &decision, &resource_type, None).await,
         Interaction::Update { id, .. } => write(&mut req, ctx, &parts, &decision, &resource_type, Some(id)).await,
@@ -161,6 +162,32 @@ async fn history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, 
     Ok(fhir_body(200, body))
 }
 
+/// `GET [base]/{type}/_history`: the type's versions in the caller's patient compartment
+/// (the last 100), or in the type's shared partition for non-patient types.
+async fn type_history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, resource_type: &str) -> Result<Response, AppError> {
+    let partition = match (&decision.patient, params::compartment_paths(resource_type).is_some() || resource_type == "Patient") {
+        (Some(p), true) => patient_partition(p),
+        (_, false) => store::shared_partition(resource_type),
+        (None, true) => return Ok(outcome(400, IssueType::TooCostly, "the history of a patient-data type needs patient context (a patient/ scope)")),
+    };
+    let versions = parts.history(&partition, resource_type, "").await?;
+    let base = ctx.urls.fhir_base();
+    let entries: Vec<String> = versions
+        .iter()
+        .filter(|(_, _, deleted, content)| *deleted || visible(decision, content))
+        .map(|(version, last_updated, deleted, content)| {
+            let id = serde_json::from_str::<Value>(content.get()).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
+            let method = if *deleted { "DELETE" } else if *version == 1 { "POST" } else { "PUT" };
+            let request = json!({ "method": method, "url": format!("{resource_type}/{id}") });
+            let response = json!({ "status": if *deleted { "204" } else { "200" }, "lastModified": last_updated, "etag": format!("W/\"{version}\"") });
+            let resource = if *deleted { String::new() } else { format!(",\"resource\":{}", content.get()) };
+            format!("{{\"fullUrl\":{}{resource},\"request\":{request},\"response\":{response}}}", json!(format!("{base}/{resource_type}/{id}/_history/{version}")))
+        })
+        .collect();
+    let body = format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":{},\"entry\":[{}]}}", entries.len(), entries.join(","));
+    Ok(fhir_body(200, body))
+}
+
 async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, grant: &AccessGrant, decision: &Decision, resource_type: &str) -> Result<Response, AppError> {
     let url = req.url()?;
     let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
@@ -180,9 +207,12 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, gra
     let base = format!("{}/{resource_type}", ctx.urls.fhir_base());
     let (resources, total, partition) = match search::target(&query, decision.patient.as_deref()) {
         Target::Empty => (Vec::new(), 0, None),
-        Target::NeedsPatient => {
-            return Ok(outcome(400, IssueType::NotSupported, &format!("searching {resource_type} across patients is not supported: give patient=…")))
-        }
+        Target::NeedsPatient => match fan_out(parts, &query).await? {
+            Some((resources, total)) => (resources, total, None),
+            None => {
+                return Ok(outcome(400, IssueType::TooCostly, &format!("too many patients to search {resource_type} across all of them: give patient=…")))
+            }
+        },
         Target::Partition(partition) => {
             let result = parts.search(&partition, &search::to_sql(&query)).await?;
             (result.resources, result.total, Some(partition))
@@ -218,6 +248,46 @@ async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, gra
         entries.join(",")
     );
     Ok(fhir_body(200, body))
+}
+
+/// A search of patient data without patient context (a practitioner's `user/` scope, a
+/// backend's `system/` scope): run in every patient partition (and the type's shared one) at
+/// once, then merged in the requested order and paged. `None` when there are more than
+/// `MAX_FANOUT` patients.
+async fn fan_out(parts: &Partitions<'_>, query: &search::Search) -> Result<Option<(Vec<(String, Box<RawValue>)>, i64)>, AppError> {
+    let mut list = search::parse("Patient", &[], false).map_err(AppError::internal)?;
+    list.count = search::MAX_FANOUT + 1;
+    let patients = parts.search(DIRECTORY, &search::to_sql(&list)).await?;
+    if patients.resources.len() > search::MAX_FANOUT {
+        return Ok(None);
+    }
+    let mut page = query.clone();
+    page.count = query.offset + query.count;
+    page.offset = 0;
+    let sql = search::to_sql(&page);
+    let mut partitions: Vec<String> = patients.resources.iter().map(|(id, _)| patient_partition(id)).collect();
+    partitions.push(store::shared_partition(&query.resource_type));
+    let results = futures::future::join_all(partitions.iter().map(|p| parts.search(p, &sql))).await;
+    let mut total = 0;
+    let mut all = Vec::new();
+    for result in results {
+        let result = result?;
+        total += result.total;
+        all.extend(result.resources);
+    }
+    let mut keyed: Vec<(String, (String, Box<RawValue>))> = all
+        .into_iter()
+        .map(|(id, r)| {
+            let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
+            (search::sort_key(query, &id, &value), (id, r))
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1).0.cmp(&(b.1).0)));
+    if search::descending(query) {
+        keyed.reverse();
+    }
+    let page: Vec<_> = keyed.into_iter().skip(query.offset).take(query.count).map(|(_, r)| r).collect();
+    Ok(Some((page, total)))
 }
 
 /// `_include` and `_revinclude` (non-iterative). Included resources obey the same rules as the

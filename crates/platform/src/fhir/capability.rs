@@ -74,7 +74,7 @@ fn resources() -> Vec<Value> {
                     json!({ "name": p.name, "type": kind })
                 })
                 .collect();
-            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
                 .map(|code| json!({ "code": code }))
                 .collect();

@@ -10,6 +10,7 @@ pub enum IssueType {
     Invalid,
     Security,
     Exception,
+    TooCostly,
 }
 
 impl IssueType {
@@ -20,6 +21,7 @@ impl IssueType {
             IssueType::Invalid => "invalid",
             IssueType::Security => "security",
             IssueType::Exception => "exception",
+            IssueType::TooCostly => "too-costly",
         }
     }
 }

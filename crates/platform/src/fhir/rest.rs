@@ -11,6 +11,8 @@ pub enum Interaction {
     Read { resource_type: String, id: String },
     Vread { resource_type: String, id: String, version: String },
     History { resource_type: String, id: String },
+    /// `GET [base]/{type}/_history`.
+    TypeHistory { resource_type: String },
     Search { resource_type: String },
     Create { resource_type: String },
     Update { resource_type: String, id: String },
@@ -43,6 +45,7 @@ impl Interaction {
             ("GET", ["metadata"]) => Ok(Interaction::Capabilities),
             ("POST", []) => Ok(Interaction::Bundle),
             ("GET", [t]) => Ok(Interaction::Search { resource_type: typed(t)? }),
+            ("GET", [t, "_history"]) => Ok(Interaction::TypeHistory { resource_type: typed(t)? }),
             ("POST", [t, "_search"]) => Ok(Interaction::Search { resource_type: typed(t)? }),
             ("POST", [t]) => Ok(Interaction::Create { resource_type: typed(t)? }),
             ("GET", [t, i]) => Ok(Interaction::Read { resource_type: typed(t)?, id: id(i)? }),
@@ -58,7 +61,7 @@ impl Interaction {
     /// The SMART permission the interaction needs.
     pub fn permission(&self) -> Permissions {
         match self {
-            Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } => Permissions::READ,
+            Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } | Interaction::TypeHistory { .. } => Permissions::READ,
             Interaction::Search { .. } => Permissions::SEARCH,
             Interaction::Create { .. } => Permissions::CREATE,
             Interaction::Update { .. } => Permissions::UPDATE,
@@ -72,6 +75,7 @@ impl Interaction {
             Interaction::Read { resource_type, .. }
             | Interaction::Vread { resource_type, .. }
             | Interaction::History { resource_type, .. }
+            | Interaction::TypeHistory { resource_type }
             | Interaction::Search { resource_type }
             | Interaction::Create { resource_type }
             | Interaction::Update { resource_type, .. }
@@ -93,6 +97,7 @@ mod tests {
         assert_eq!(Interaction::parse("POST", "/Observation/_search"), Ok(Interaction::Search { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("GET", "/Patient/1/_history/2"), Ok(Interaction::Vread { resource_type: "Patient".into(), id: "1".into(), version: "2".into() }));
         assert_eq!(Interaction::parse("POST", ""), Ok(Interaction::Bundle));
+        assert_eq!(Interaction::parse("GET", "/Observation/_history"), Ok(Interaction::TypeHistory { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("GET", "/Spaceship/1"), Err(RestError::UnknownType("Spaceship".into())));
         assert_eq!(Interaction::parse("GET", "/Patient/bad id"), Err(RestError::BadId("bad id".into())));
         assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Err(RestError::Method("PATCH".into())));

@@ -403,6 +403,28 @@ pub fn target(search: &Search, confined_to: Option<&str>) -> Target {
     }
 }
 
+/// Most partitions a search without patient context fans out to.
+pub const MAX_FANOUT: usize = 200;
+
+/// The sort key of a resource for `search` (merging pages from several partitions): the
+/// earliest value of the sort parameter, or the id.
+pub fn sort_key(search: &Search, id: &str, resource: &Value) -> String {
+    match &search.sort {
+        Some((field, _)) if field != "_id" => index(resource)
+            .into_iter()
+            .filter(|r| &r.name == field)
+            .filter_map(|r| r.date_lo)
+            .min()
+            .unwrap_or_default(),
+        _ => id.to_owned(),
+    }
+}
+
+/// Whether the merged order is descending.
+pub fn descending(search: &Search) -> bool {
+    search.sort.as_ref().is_some_and(|(_, desc)| *desc)
+}
+
 /// The searchset Bundle's `self`, `next` and `previous` links (R4 §3.1.1.5.1): the query as
 /// given, with `_count` and `_offset` set for each page.
 pub fn links(url_base: &str, pairs: &[(String, String)], search: &Search, total: i64) -> Vec<(&'static str, String)> {
