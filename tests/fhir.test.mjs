@@ -181,6 +181,22 @@ describe("interactions", () => {
     assert.equal(json.status, 415);
   });
 
+  test("a batch processes each entry on its own: one bad or forbidden entry does not stop the others", async () => {
+    const batch = { resourceType: "Bundle", type: "batch", entry: [
+      { resource: { resourceType: "Observation", id: "batch-ok", status: "final", code: { text: "batch" }, subject: { reference: `Patient/${NED}` } }, request: { method: "PUT", url: "Observation/batch-ok" } },
+      { resource: { resourceType: "Observation", id: "batch-other", status: "final", code: { text: "batch" }, subject: { reference: `Patient/${BUSTER}` } }, request: { method: "PUT", url: "Observation/batch-other" } },
+      { resource: { resourceType: "Spaceship" }, request: { method: "POST", url: "Spaceship" } },
+    ] };
+    const res = await fhir("", { method: "POST", body: batch });
+    assert.equal(res.res.status, 200);
+    assert.equal(res.body.type, "batch-response");
+    assert.match(res.body.entry[0].response.status, /^20[01] /);
+    assert.deepEqual(res.body.entry.slice(1).map((e) => e.response.status), ["403", "400"]);
+    assert.equal(res.body.entry[1].response.outcome.resourceType, "OperationOutcome");
+    assert.equal((await fhir("/Observation/batch-ok")).res.status, 200);
+    assert.equal((await fhir("/Observation/batch-other", { as: "practitioner" })).res.status, 404);
+  });
+
   test("a transaction bundle is written atomically per patient, urn:uuid references rewritten", async () => {
     const bundle = { resourceType: "Bundle", type: "transaction", entry: [
       { fullUrl: "urn:uuid:enc-1", resource: { resourceType: "Encounter", status: "finished", class: { code: "AMB" }, subject: { reference: `Patient/${NED}` }, period: { start: "2026-11-20T09:00:00Z" } }, request: { method: "POST", url: "Encounter" } },

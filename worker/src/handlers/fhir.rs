@@ -453,27 +453,64 @@ async fn bundle(req: &mut Request, ctx: &AppContext, grant: &AccessGrant) -> Res
         Err(e) => return Ok(outcome(400, IssueType::Invalid, &format!("the body is not JSON: {e}"))),
     };
     let bundle_type = bundle.get("type").and_then(Value::as_str).unwrap_or("transaction").to_owned();
+    if bundle_type == "batch" {
+        return batch(ctx, grant, &bundle).await;
+    }
     let plan = match ingest::plan(&bundle, &mut new_id) {
         Ok(plan) => plan,
         Err(e) => return Ok(outcome(400, IssueType::Invalid, &e.to_string())),
     };
-    for (partition, writes) in &plan.partitions {
-        for w in writes {
-            let t = w.resource["resourceType"].as_str().unwrap_or_default();
-            let permission = if w.created { smart_protocol::scopes::Permissions::CREATE } else { smart_protocol::scopes::Permissions::UPDATE };
-            let decision = match access::decide(grant, t, permission) {
-                Ok(d) => d,
-                Err(denied) => return Ok(forbidden(&denied)),
-            };
-            if let Some(p) = &decision.patient {
-                let shared = partition.starts_with("shared/");
-                if !shared && partition != DIRECTORY && *partition != patient_partition(p) {
-                    return Ok(outcome(403, IssueType::Security, "an entry is outside the launch patient's compartment"));
-                }
-            }
-        }
+    if let Err(refusal) = allowed(grant, &plan) {
+        return Ok(refusal);
     }
     let parts = Partitions(&ctx.env);
     parts.ingest(&plan).await?;
     Ok(http::json(200, &plan.response(&bundle_type), FHIR_JSON))
+}
+
+/// Whether `grant` may make every write of `plan`; the refusal otherwise.
+fn allowed(grant: &AccessGrant, plan: &ingest::Plan) -> Result<(), Response> {
+    for (partition, writes) in &plan.partitions {
+        for w in writes {
+            let t = w.resource["resourceType"].as_str().unwrap_or_default();
+            let permission = if w.created { smart_protocol::scopes::Permissions::CREATE } else { smart_protocol::scopes::Permissions::UPDATE };
+            let decision = access::decide(grant, t, permission).map_err(|denied| forbidden(&denied))?;
+            if let Some(p) = &decision.patient {
+                let shared = partition.starts_with("shared/");
+                if !shared && partition != DIRECTORY && *partition != patient_partition(p) {
+                    return Err(outcome(403, IssueType::Security, "an entry is outside the launch patient's compartment"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A batch (R4 §3.1.0.11.2): every entry on its own; one entry's failure is its own
+/// `response.outcome` and does not stop the others.
+async fn batch(ctx: &AppContext, grant: &AccessGrant, bundle: &Value) -> Result<Response, AppError> {
+    let parts = Partitions(&ctx.env);
+    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    if entries.len() > ingest::MAX_ENTRIES {
+        return Ok(outcome(400, IssueType::Invalid, "the batch has too many entries"));
+    }
+    let mut responses = Vec::new();
+    for entry in entries {
+        let single = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [entry] });
+        let result = match ingest::plan(&single, &mut new_id) {
+            Err(e) => Err((400, e.to_string())),
+            Ok(plan) => match allowed(grant, &plan) {
+                Err(_) => Err((403, "the token's scopes do not allow this entry".to_owned())),
+                Ok(()) => {
+                    parts.ingest(&plan).await?;
+                    Ok(plan.response("transaction")["entry"][0]["response"].clone())
+                }
+            },
+        };
+        responses.push(match result {
+            Ok(response) => json!({ "response": response }),
+            Err((status, message)) => json!({ "response": { "status": status.to_string(), "outcome": platform::fhir::outcome::error(IssueType::Invalid, &message) } }),
+        });
+    }
+    Ok(http::json(200, &json!({ "resourceType": "Bundle", "type": "batch-response", "entry": responses }), FHIR_JSON))
 }
