@@ -677,7 +677,7 @@ mod tests {
         assert!(matches!(parse("Observation", &pairs(&[("date", "ge-notadate")]), false), Err(SearchError::BadValue(..))));
         assert!(matches!(parse("Observation", &pairs(&[("code:text", "x")]), false), Err(SearchError::BadValue(..))));
         assert!(matches!(parse("Observation", &pairs(&[("_sort", "code")]), false), Err(SearchError::BadValue(..))));
-        let many = vec![("code".to_string(), vec!["a"; MAX_VALUES + 1].join(","))];
+        let many = vec![("code".to_string(), ["a"; MAX_VALUES + 1].join(","))];
         assert_eq!(parse("Observation", &many, false), Err(SearchError::TooComplex));
     }
 
@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
         assert_eq!(sql.count.matches('?').count(), sql.count_params.len());
         assert!(sql.select.contains("ORDER BY (SELECT MIN(i.date_lo)"));
-        let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), vec!["s|c"; MAX_VALUES].join(","))).collect();
+        let worst: Vec<(String, String)> = (0..MAX_CLAUSES).map(|_| ("code".to_string(), ["s|c"; MAX_VALUES].join(","))).collect();
         let sql = to_sql(&parse("Observation", &worst, false).unwrap());
         assert!(sql.select_params.len() <= MAX_BOUND);
     }
