@@ -245,6 +245,22 @@ describe("search", () => {
     assert.match(warning.resource.issue[0].diagnostics, /frobnicate/);
   });
 
+  test("_id, _lastUpdated, reference forms and _total", async () => {
+    const one = await fhir(`/Observation?_count=1`);
+    const id = one.body.entry[0].resource.id;
+    const byId = await fhir(`/Observation?_id=${id}`);
+    assert.deepEqual(ids(byId.body), [id]);
+    const updated = one.body.entry[0].resource.meta.lastUpdated.slice(0, 10);
+    const recent = await fhir(`/Observation?_lastUpdated=ge${updated}&_summary=count`);
+    const old = await fhir(`/Observation?_lastUpdated=lt2000&_summary=count`);
+    assert.ok(recent.body.total > 0);
+    assert.equal(old.body.total, 0);
+    const full = await fhir(`/Observation?subject=Patient/${NED}&_summary=count`, { as: "practitioner" });
+    const bare = await fhir(`/Observation?patient=${NED}&_summary=count&_total=accurate`, { as: "practitioner" });
+    assert.equal(full.body.total, bare.body.total);
+    assert.ok(full.body.total > 0);
+  });
+
   test("POST _search, string search on names, and value-quantity", async () => {
     const form = await w.fetch("/fhir/Patient/_search", { method: "POST", headers: { Authorization: `Bearer ${tokens.practitioner}`, "Content-Type": "application/x-www-form-urlencoded" }, body: "name=hin" });
     const body = await form.json();

@@ -109,39 +109,37 @@ pub struct Choice {
     pub detail: String,
 }
 
-pub fn patient_picker(interaction: &str, csrf: &str, client_name: &str, patients: &[Choice]) -> String {
-    let mut body = format!("<h1>Choose a patient</h1><p>Which patient's record should <strong>{}</strong> open?</p>", escape(client_name));
-    if patients.is_empty() {
-        body.push_str("<p class=\"error\" role=\"alert\">There is no patient record you can open.</p>");
-    }
+/// A picker: one submit button per choice, named `field`, with class `{field}-pick` and
+/// `data-{field}-id` for app developers' tests.
+fn picker(title: &str, question: &str, interaction: &str, csrf: &str, field: &str, choices: &[Choice], after: &str) -> String {
+    let mut body = format!("<h1>{}</h1><p>{question}</p>", escape(title));
     let _ = write!(body, "<form method=\"post\" action=\"/auth/pick\">{}", hidden(interaction, csrf));
-    for p in patients {
+    for c in choices {
         let _ = write!(
             body,
-            "<button type=\"submit\" class=\"pick patient-pick\" name=\"patient\" value=\"{id}\" data-patient-id=\"{id}\">{label}<br><span class=\"muted\">{detail}</span></button>",
-            id = escape(&p.id),
-            label = escape(&p.label),
-            detail = escape(&p.detail)
+            "<button type=\"submit\" class=\"pick {field}-pick\" name=\"{field}\" value=\"{id}\" data-{field}-id=\"{id}\">{label}<br><span class=\"muted\">{detail}</span></button>",
+            id = escape(&c.id),
+            label = escape(&c.label),
+            detail = escape(&c.detail)
         );
     }
+    body.push_str(after);
     body.push_str("</form>");
-    layout("Choose a patient", &body)
+    layout(title, &body)
+}
+
+pub fn patient_picker(interaction: &str, csrf: &str, client_name: &str, patients: &[Choice]) -> String {
+    let mut question = format!("Which patient's record should <strong>{}</strong> open?", escape(client_name));
+    if patients.is_empty() {
+        question.push_str("</p><p class=\"error\" role=\"alert\">There is no patient record you can open.");
+    }
+    picker("Choose a patient", &question, interaction, csrf, "patient", patients, "")
 }
 
 pub fn encounter_picker(interaction: &str, csrf: &str, client_name: &str, encounters: &[Choice]) -> String {
-    let mut body = format!("<h1>Choose an encounter</h1><p>Which encounter should <strong>{}</strong> open?</p>", escape(client_name));
-    let _ = write!(body, "<form method=\"post\" action=\"/auth/pick\">{}", hidden(interaction, csrf));
-    for e in encounters {
-        let _ = write!(
-            body,
-            "<button type=\"submit\" class=\"pick encounter-pick\" name=\"encounter\" value=\"{id}\" data-encounter-id=\"{id}\">{label}<br><span class=\"muted\">{detail}</span></button>",
-            id = escape(&e.id),
-            label = escape(&e.label),
-            detail = escape(&e.detail)
-        );
-    }
-    body.push_str("<button type=\"submit\" class=\"pick encounter-pick\" name=\"encounter\" value=\"\" id=\"no-encounter\">No particular encounter</button></form>");
-    layout("Choose an encounter", &body)
+    let question = format!("Which encounter should <strong>{}</strong> open?", escape(client_name));
+    let none = "<button type=\"submit\" class=\"pick encounter-pick\" name=\"encounter\" value=\"\" id=\"no-encounter\">No particular encounter</button>";
+    picker("Choose an encounter", &question, interaction, csrf, "encounter", encounters, none)
 }
 
 pub struct ConsentPage<'a> {

@@ -138,6 +138,20 @@ async fn read(parts: &Partitions<'_>, decision: &Decision, resource_type: &str, 
     }
 }
 
+/// One entry of a history Bundle (R4 §3.1.0.6).
+fn history_entry(base: &str, resource_type: &str, id: &str, version: i64, last_updated: &str, deleted: bool, content: &RawValue) -> String {
+    let url = format!("{base}/{resource_type}/{id}/_history/{version}");
+    let method = if deleted { "DELETE" } else if version == 1 { "POST" } else { "PUT" };
+    let request = json!({ "method": method, "url": format!("{resource_type}/{id}") });
+    let response = json!({ "status": if deleted { "204" } else { "200" }, "lastModified": last_updated, "etag": format!("W/\"{version}\"") });
+    let resource = if deleted { String::new() } else { format!(",\"resource\":{}", content.get()) };
+    format!("{{\"fullUrl\":{}{resource},\"request\":{request},\"response\":{response}}}", json!(url))
+}
+
+fn history_bundle(entries: &[String]) -> String {
+    format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":{},\"entry\":[{}]}}", entries.len(), entries.join(","))
+}
+
 async fn history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, resource_type: &str, id: &str) -> Result<Response, AppError> {
     let Some(partition) = locate(parts, decision, resource_type, id).await? else {
         return Ok(outcome(404, IssueType::NotFound, &format!("{resource_type}/{id} is not known")));
@@ -149,17 +163,9 @@ async fn history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decision, 
     let base = ctx.urls.fhir_base();
     let entries: Vec<String> = versions
         .iter()
-        .map(|(version, last_updated, deleted, content)| {
-            let url = format!("{base}/{resource_type}/{id}/_history/{version}");
-            let method = if *deleted { "DELETE" } else if *version == 1 { "POST" } else { "PUT" };
-            let request = json!({ "method": method, "url": format!("{resource_type}/{id}") });
-            let response = json!({ "status": if *deleted { "204" } else { "200" }, "lastModified": last_updated, "etag": format!("W/\"{version}\"") });
-            let resource = if *deleted { String::new() } else { format!(",\"resource\":{}", content.get()) };
-            format!("{{\"fullUrl\":{}{resource},\"request\":{request},\"response\":{response}}}", json!(url))
-        })
+        .map(|(version, last_updated, deleted, content)| history_entry(&base, resource_type, id, *version, last_updated, *deleted, content))
         .collect();
-    let body = format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":{},\"entry\":[{}]}}", entries.len(), entries.join(","));
-    Ok(fhir_body(200, body))
+    Ok(fhir_body(200, history_bundle(&entries)))
 }
 
 /// `GET [base]/{type}/_history`: the type's versions in the caller's patient compartment
@@ -177,15 +183,10 @@ async fn type_history(ctx: &AppContext, parts: &Partitions<'_>, decision: &Decis
         .filter(|(_, _, deleted, content)| *deleted || visible(decision, content))
         .map(|(version, last_updated, deleted, content)| {
             let id = serde_json::from_str::<Value>(content.get()).ok().and_then(|v| v["id"].as_str().map(str::to_owned)).unwrap_or_default();
-            let method = if *deleted { "DELETE" } else if *version == 1 { "POST" } else { "PUT" };
-            let request = json!({ "method": method, "url": format!("{resource_type}/{id}") });
-            let response = json!({ "status": if *deleted { "204" } else { "200" }, "lastModified": last_updated, "etag": format!("W/\"{version}\"") });
-            let resource = if *deleted { String::new() } else { format!(",\"resource\":{}", content.get()) };
-            format!("{{\"fullUrl\":{}{resource},\"request\":{request},\"response\":{response}}}", json!(format!("{base}/{resource_type}/{id}/_history/{version}")))
+            history_entry(&base, resource_type, &id, *version, last_updated, *deleted, content)
         })
         .collect();
-    let body = format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":{},\"entry\":[{}]}}", entries.len(), entries.join(","));
-    Ok(fhir_body(200, body))
+    Ok(fhir_body(200, history_bundle(&entries)))
 }
 
 async fn search(req: &mut Request, ctx: &AppContext, parts: &Partitions<'_>, grant: &AccessGrant, decision: &Decision, resource_type: &str) -> Result<Response, AppError> {
