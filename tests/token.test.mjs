@@ -161,7 +161,10 @@ describe("refresh_token", () => {
     const offlineTokens = (await exchange(w, offline.code, offline.verifier, { client_id: ONLINE.client_id })).body;
     assert.ok(onlineTokens.refresh_token && offlineTokens.refresh_token);
     assert.equal((await refresh(w, onlineTokens.refresh_token)).res.status, 200, "alive while signed in");
-    const out = await agent.go("/auth/logout", { method: "POST" });
+    const forged = await agent.go("/auth/logout", { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: "csrf=forged" });
+    assert.equal(forged.res.status, 403, "a cross-site form cannot sign the user out");
+    const manage = await agent.go("/auth/manage");
+    const out = await agent.submit(manage, "#logout");
     assert.equal(out.res.status, 200);
     const afterOnline = await refresh(w, (await refresh(w, onlineTokens.refresh_token)).body.refresh_token ?? onlineTokens.refresh_token);
     assert.equal(afterOnline.body.error, "invalid_grant");

@@ -166,6 +166,7 @@ pub fn set_cookie(response: &Response, name: &str, value: &str, max_age: i64, ht
 }
 
 /// Why a form body was refused.
+#[derive(Debug)]
 pub enum FormError {
     WrongType,
     TooLarge,

@@ -222,7 +222,11 @@ pub fn manage_page(user_name: &str, csrf: &str, grants: &[GrantRow]) -> String {
             id = escape(&g.grant_id)
         );
     }
-    body.push_str("<form method=\"post\" action=\"/auth/logout\"><button type=\"submit\" class=\"secondary\" id=\"logout\">Sign out</button></form>");
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/auth/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"secondary\" id=\"logout\">Sign out</button></form>",
+        escape(csrf)
+    );
     layout("Applications with access", &body)
 }
 

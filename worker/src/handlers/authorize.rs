@@ -375,10 +375,15 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     Ok(response)
 }
 
-/// `POST /auth/logout`: ends this browser's session (and with it every `online_access`
-/// grant made in it) and clears the cookie.
-pub async fn logout(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+/// `POST /auth/logout` (the management page's "Sign out", with its session-bound CSRF token):
+/// ends this browser's session (and with it every `online_access` grant made in it) and
+/// clears the cookie.
+pub async fn logout(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let pairs = http::form(&mut req).await.unwrap_or_default();
     if let Some(handle) = http::cookie(&req, SESSION_COOKIE).and_then(|c| SessionHandle::parse(&c)) {
+        if http::field(&pairs, "csrf") != Some(platform::accounts::AccountState::csrf_for(&handle).as_str()) {
+            return Ok(http::error_page(403, "Not allowed", "The sign-out form has expired or was not sent by this site; sign out from the management page."));
+        }
         let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &handle.username)?;
         // Only the holder of the session's secret may end it.
         let request = SessionRequest { id: handle.id.clone(), secret: handle.secret.clone() };
