@@ -10,7 +10,7 @@ use crate::durable::fhir_partition::{ReadOutcome, ReadStatus};
 use crate::grant_status::DoGrantStatus;
 use crate::http::{self, AppError};
 use crate::keyring::{self, now_secs};
-use platform::fhir::access::{self, Decision, Denied};
+use platform::fhir::access::{self, Decision, Denied, ReadTarget};
 use platform::fhir::outcome::IssueType;
 use platform::fhir::rest::{Interaction, RestError};
 use platform::fhir::search::{self, Target};
@@ -107,12 +107,11 @@ fn forbidden(denied: &Denied) -> Response {
 /// The partition `Type/id` is in, as far as the caller may see it: their patient's partition
 /// when confined (a patient-scoped read touches one partition), else the directory's answer.
 async fn locate(parts: &Partitions<'_>, decision: &Decision, resource_type: &str, id: &str) -> Result<Option<String>, AppError> {
-    let in_compartment = resource_type == "Patient" || params::compartment_paths(resource_type).is_some();
-    match (&decision.patient, in_compartment) {
-        (Some(p), true) => Ok(Some(patient_partition(p))),
-        _ if resource_type == "Patient" => Ok(Some(patient_partition(id))),
-        _ => parts.locate(resource_type, id).await,
-    }
+    let found = match access::read_target(decision, resource_type, id) {
+        ReadTarget::Partition(partition) => Some(partition),
+        ReadTarget::Directory => parts.locate(resource_type, id).await?,
+    };
+    Ok(found.filter(|partition| access::may_see_partition(decision, partition)))
 }
 
 /// Whether a granular scope lets the caller see this resource.
@@ -321,12 +320,11 @@ async fn includes(
             }
             let Some((t, id)) = target.split_once('/') else { continue };
             let Some(d) = allowed(t) else { continue };
-            let in_compartment = t == "Patient" || params::compartment_paths(t).is_some();
-            let where_ = if in_compartment && partition.starts_with("patient/") { Some(partition.to_owned()) } else { parts.locate(t, id).await? };
-            let Some(where_) = where_ else { continue };
-            if d.patient.as_ref().is_some_and(|p| where_.starts_with("patient/") && where_ != patient_partition(p)) {
-                continue;
-            }
+            let where_ = match access::include_target(partition, t) {
+                ReadTarget::Partition(p) => Some(p),
+                ReadTarget::Directory => parts.locate(t, id).await?,
+            };
+            let Some(where_) = where_.filter(|w| access::may_see_partition(&d, w)) else { continue };
             if let ReadOutcome { status: ReadStatus::Found, content: Some(content), .. } = parts.read_in(&where_, t, id, None).await? {
                 if visible(&d, &content) {
                     out.push(content);

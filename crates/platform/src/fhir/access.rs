@@ -24,6 +24,51 @@ pub enum Denied {
     NoPatientContext,
 }
 
+/// Where a read of `Type/id` must look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadTarget {
+    /// This partition, without asking the directory (one round trip).
+    Partition(String),
+    /// Ask the directory which partition holds it.
+    Directory,
+}
+
+fn is_patient_data(resource_type: &str) -> bool {
+    resource_type == "Patient" || super::params::compartment_paths(resource_type).is_some()
+}
+
+/// Where to read `Type/id`: a confined caller only ever reads patient data from their
+/// patient's partition (so a patient-scoped read touches one partition, and another patient's
+/// resource is simply not there); a Patient is in its own partition; anything else is found
+/// through the directory.
+pub fn read_target(decision: &Decision, resource_type: &str, id: &str) -> ReadTarget {
+    use super::store::patient_partition;
+    match (&decision.patient, is_patient_data(resource_type)) {
+        (Some(p), true) => ReadTarget::Partition(patient_partition(p)),
+        _ if resource_type == "Patient" => ReadTarget::Partition(patient_partition(id)),
+        _ => ReadTarget::Directory,
+    }
+}
+
+/// Where an `_include`d `Type/id` may be read from, given the partition the search ran in:
+/// patient data from that same partition; other types through the directory.
+pub fn include_target(search_partition: &str, resource_type: &str) -> ReadTarget {
+    if is_patient_data(resource_type) && search_partition.starts_with("patient/") {
+        ReadTarget::Partition(search_partition.to_owned())
+    } else {
+        ReadTarget::Directory
+    }
+}
+
+/// Whether a confined caller may see what lives in `partition` (their own compartment, or
+/// any non-patient partition).
+pub fn may_see_partition(decision: &Decision, partition: &str) -> bool {
+    match &decision.patient {
+        Some(p) => !partition.starts_with("patient/") || partition == super::store::patient_partition(p),
+        None => true,
+    }
+}
+
 /// Decides whether `grant` may do `permission` on `resource_type`.
 pub fn decide(grant: &AccessGrant, resource_type: &str, permission: Permissions) -> Result<Decision, Denied> {
     let matching: Vec<_> = grant.scope.resource_scopes().filter(|s| s.allows(resource_type, permission)).collect();
@@ -87,6 +132,23 @@ mod tests {
         assert_eq!(decide(&grant("user/*.rs", None, Some("Practitioner/d")), "Observation", Permissions::READ).unwrap().patient, None);
         assert_eq!(decide(&grant("user/*.rs", None, Some("Patient/p9")), "Observation", Permissions::READ).unwrap().patient.as_deref(), Some("p9"));
         assert_eq!(decide(&grant("system/*.rs", None, None), "Observation", Permissions::SEARCH).unwrap().patient, None);
+    }
+
+    #[test]
+    fn reads_of_confined_callers_go_to_their_own_partition_only() {
+        let confined = Decision { patient: Some("p1".into()), filters: Vec::new() };
+        let free = Decision { patient: None, filters: Vec::new() };
+        assert_eq!(read_target(&confined, "Observation", "o9"), ReadTarget::Partition("patient/p1".into()));
+        assert_eq!(read_target(&confined, "Patient", "p2"), ReadTarget::Partition("patient/p1".into()), "another patient is not there");
+        assert_eq!(read_target(&confined, "Practitioner", "d1"), ReadTarget::Directory);
+        assert_eq!(read_target(&free, "Patient", "p2"), ReadTarget::Partition("patient/p2".into()));
+        assert_eq!(read_target(&free, "Observation", "o9"), ReadTarget::Directory);
+        assert_eq!(include_target("patient/p1", "Encounter"), ReadTarget::Partition("patient/p1".into()));
+        assert_eq!(include_target("patient/p1", "Practitioner"), ReadTarget::Directory);
+        assert!(may_see_partition(&confined, "shared/Organization"));
+        assert!(may_see_partition(&confined, "patient/p1"));
+        assert!(!may_see_partition(&confined, "patient/p2"));
+        assert!(may_see_partition(&free, "patient/p2"));
     }
 
     #[test]
