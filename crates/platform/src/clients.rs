@@ -280,15 +280,11 @@ impl Client {
 }
 
 pub async fn load(kv: &dyn KvStore, client_id: &str) -> Result<Option<Client>, StoreError> {
-    match kv.get(&format!("{KEY_PREFIX}{client_id}")).await? {
-        None => Ok(None),
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| StoreError(format!("client {client_id}: {e}"))),
-    }
+    crate::ports::load_json(kv, &format!("{KEY_PREFIX}{client_id}")).await
 }
 
 pub async fn save(kv: &dyn KvStore, client: &Client) -> Result<(), StoreError> {
-    let json = serde_json::to_string(client).map_err(|e| StoreError(e.to_string()))?;
-    kv.put(&format!("{KEY_PREFIX}{}", client.client_id), &json).await
+    crate::ports::save_json(kv, &format!("{KEY_PREFIX}{}", client.client_id), client).await
 }
 
 #[cfg(test)]

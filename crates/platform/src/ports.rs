@@ -23,6 +23,20 @@ pub trait KvStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
+/// Reads a JSON value stored under `key` (`None` when absent; unreadable JSON is a store error).
+pub async fn load_json<T: serde::de::DeserializeOwned>(kv: &dyn KvStore, key: &str) -> Result<Option<T>, StoreError> {
+    match kv.get(key).await? {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| StoreError(format!("{key}: {e}"))),
+    }
+}
+
+/// Stores `value` as JSON under `key`.
+pub async fn save_json<T: serde::Serialize>(kv: &dyn KvStore, key: &str, value: &T) -> Result<(), StoreError> {
+    let json = serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))?;
+    kv.put(key, &json).await
+}
+
 /// One signing key as the key vault stores it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyRecord {

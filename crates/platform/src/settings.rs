@@ -91,15 +91,11 @@ fn is_origin(value: &str) -> bool {
 
 /// The stored settings, or the defaults when none were saved.
 pub async fn load(kv: &dyn KvStore) -> Result<ServerSettings, StoreError> {
-    match kv.get(SETTINGS_KEY).await? {
-        None => Ok(ServerSettings::default()),
-        Some(json) => serde_json::from_str(&json).map_err(|e| StoreError(format!("stored settings unreadable: {e}"))),
-    }
+    Ok(crate::ports::load_json(kv, SETTINGS_KEY).await?.unwrap_or_default())
 }
 
 pub async fn save(kv: &dyn KvStore, settings: &ServerSettings) -> Result<(), StoreError> {
-    let json = serde_json::to_string(settings).map_err(|e| StoreError(e.to_string()))?;
-    kv.put(SETTINGS_KEY, &json).await
+    crate::ports::save_json(kv, SETTINGS_KEY, settings).await
 }
 
 #[cfg(test)]

@@ -127,15 +127,11 @@ pub async fn load(kv: &dyn KvStore, username: &str) -> Result<Option<User>, Stor
     if !valid_username(username) {
         return Ok(None);
     }
-    match kv.get(&format!("{KEY_PREFIX}{username}")).await? {
-        None => Ok(None),
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| StoreError(format!("user {username}: {e}"))),
-    }
+    crate::ports::load_json(kv, &format!("{KEY_PREFIX}{username}")).await
 }
 
 pub async fn save(kv: &dyn KvStore, user: &User) -> Result<(), StoreError> {
-    let json = serde_json::to_string(user).map_err(|e| StoreError(e.to_string()))?;
-    kv.put(&format!("{KEY_PREFIX}{}", user.username), &json).await
+    crate::ports::save_json(kv, &format!("{KEY_PREFIX}{}", user.username), user).await
 }
 
 impl User {
