@@ -51,7 +51,7 @@ impl GrantStatus for DoGrantStatus<'_> {
             return Ok(true);
         }
         let reply = apply(self.0, grant_id, &Command::Status).await.map_err(|e| StoreError(format!("{e:?}")))?;
-        let active = matches!(reply, Ok(Reply::Active { .. }));
+        let active = matches!(reply, Ok(Reply::Active { .. } | Reply::BackendActive { .. }));
         ACTIVE.with(|a| {
             let mut map = a.borrow_mut();
             if map.len() > 10_000 {

@@ -98,6 +98,13 @@ pub fn internal_error(route: Route, error: &AppError) -> Response {
     }
 }
 
+/// The answer of a Worker whose configuration must not serve: 503, the reason in the body
+/// and the log, for every request.
+pub fn misconfigured(reason: &str) -> Response {
+    console_error!("{reason}");
+    no_store(json(503, &OAuthError::new(OAuthErrorCode::ServerError, reason), "application/json"))
+}
+
 pub fn no_store(response: Response) -> Response {
     let headers = response.headers();
     let _ = headers.set("Cache-Control", "no-store");

@@ -43,13 +43,14 @@ pub fn has_key(assertion: &str, keys: &Jwks) -> bool {
 }
 
 /// Verifies the signature with the client's key named by `kid` and checks the claims:
-/// `iss` = `sub` = client id, `aud` = the token URL, `exp` in the future and at most five
+/// `iss` = `sub` = client id, `aud` = one of `audiences` (the token URL; at introspection and
+/// revocation also that endpoint's URL, RFC 7523 §3), `exp` in the future and at most five
 /// minutes ahead, a `jti`.
 pub async fn verify(
     assertion: &str,
     client_id: &str,
     keys: &Jwks,
-    token_url: &str,
+    audiences: &[&str],
     verifier: &dyn Verifier,
     now: i64,
 ) -> Result<Result<Accepted, OAuthError>, CryptoError> {
@@ -76,8 +77,8 @@ pub async fn verify(
         return Ok(Err(invalid("client_assertion iss and sub must be the client_id")));
     }
     let aud_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => aud == token_url,
-        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(token_url)),
+        Some(Value::String(aud)) => audiences.contains(&aud.as_str()),
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str().is_some_and(|a| audiences.contains(&a))),
         _ => false,
     };
     if !aud_ok {
@@ -175,7 +176,7 @@ mod tests {
             let token = assertion(&key, alg, claims(1200));
             assert_eq!(claimed_client(&token).unwrap(), "backend");
             assert!(has_key(&token, &jwks));
-            let accepted = block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap();
+            let accepted = block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap();
             assert_eq!(accepted.jti, "j-1");
         }
     }
@@ -186,7 +187,7 @@ mod tests {
         let jwks = Jwks { keys: vec![key.to_public()] };
         let check = |claims: Value| {
             let token = assertion(&key, JwsAlgorithm::ES384, claims);
-            block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap_err()
+            block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err()
         };
         let mut c = claims(1200);
         c["iss"] = json!("other");
@@ -209,16 +210,16 @@ mod tests {
         let (head, rest) = good.split_once('.').unwrap();
         let (_, signature) = rest.split_once('.').unwrap();
         let tampered = format!("{head}.{}.{signature}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, json!({"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": 1200, "jti": "j-2"}).to_string()));
-        assert!(block_on(verify(&tampered, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().unwrap_err().error_description.unwrap().contains("signature"));
+        assert!(block_on(verify(&tampered, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err().error_description.unwrap().contains("signature"));
         let mut c = claims(1200);
         c["aud"] = json!(["x", TOKEN_URL]);
         let token = assertion(&key, JwsAlgorithm::ES384, c);
-        assert!(block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().is_ok(), "aud may be an array");
+        assert!(block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_ok(), "aud may be an array");
         // Signed by a key that is not registered (another algorithm under the same kid).
         let mut other = block_on(FakeKeyGenerator::default().generate(JwsAlgorithm::RS384)).unwrap();
         other.kid = Some("k1".into());
         let token = assertion(&other, JwsAlgorithm::RS384, claims(1200));
-        assert!(block_on(verify(&token, "backend", &jwks, TOKEN_URL, &FakeVerifier, 1000)).unwrap().is_err());
+        assert!(block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_err());
     }
 
     #[test]

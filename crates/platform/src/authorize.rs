@@ -6,6 +6,7 @@
 //! it is redirected to the client with `error`, `error_description`, `state` and `iss`.
 
 use crate::clients::{Client, ClientType};
+use crate::scope_policy::{self, Holder};
 use smart_protocol::scopes::{Scope, ScopeSet};
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 use url::Url;
@@ -170,7 +171,10 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
         Some(Ok(set)) if set.is_empty() => return fail(OAuthErrorCode::InvalidScope, "scope is required"),
         Some(Ok(set)) => set,
     };
-    if requested.intersect(&client.allowed_scopes()).is_empty() {
+    if let Err(e) = scope_policy::check_requested(&requested, Holder::Interactive) {
+        return fail(OAuthErrorCode::InvalidScope, e.error_description.as_deref().unwrap_or("scope is not valid"));
+    }
+    if scope_policy::grantable(&requested, &client.allowed_scopes(), Holder::Interactive).is_empty() {
         return fail(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this application");
     }
     let launch = get("launch").filter(|l| !l.is_empty()).map(str::to_owned);
@@ -337,6 +341,8 @@ mod tests {
             (with("scope", None), "invalid_scope"),
             (with("scope", Some("patient/Observation.sr")), "invalid_scope"),
             (with("scope", Some("system/*.rs")), "invalid_scope"),
+            (with("scope", Some("openid patient/Observation.rs?category=laboratory&foo=bar")), "invalid_scope"),
+            (with("scope", Some("patient/*.rs?_count=5")), "invalid_scope"),
             (with("request", Some("eyJ...")), "request_not_supported"),
             (with("prompt", Some("none login")), "invalid_request"),
             ([good(), vec![("scope".into(), "openid".into())]].concat(), "invalid_request"),

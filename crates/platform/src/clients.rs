@@ -8,7 +8,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smart_protocol::jose::Jwks;
-use smart_protocol::scopes::{Scope, ScopeSet};
+use crate::scope_policy::{self, Holder};
+use smart_protocol::scopes::ScopeSet;
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -73,6 +74,10 @@ pub struct ClientRegistration {
     pub refresh_token_lifetime: u32,
     #[serde(default)]
     pub consent: ConsentPolicy,
+    /// A resource server (e.g. another FHIR API trusting this server's tokens): it may
+    /// introspect the tokens of every client. Other clients introspect only their own.
+    #[serde(default)]
+    pub resource_server: bool,
 }
 
 /// A stored client.
@@ -91,6 +96,8 @@ pub struct Client {
     pub access_token_lifetime: u32,
     pub refresh_token_lifetime: u32,
     pub consent: ConsentPolicy,
+    #[serde(default)]
+    pub resource_server: bool,
 }
 
 /// What the admin API shows of a client: everything but the secret hashes.
@@ -114,6 +121,7 @@ pub struct ClientPublic<'a> {
     pub access_token_lifetime: u32,
     pub refresh_token_lifetime: u32,
     pub consent: ConsentPolicy,
+    pub resource_server: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,17 +218,9 @@ impl ClientRegistration {
         if self.jwks.is_some() && self.jwks_uri.is_some() {
             return Err(ClientError::Inconsistent("give jwks or jwks_uri, not both"));
         }
-        match self.client_type {
-            ClientType::Backend => {
-                let only_system = scopes.iter().all(|s| matches!(s, Scope::Resource(r) if r.context == smart_protocol::scopes::ScopeContext::System));
-                if !only_system {
-                    return Err(ClientError::Inconsistent("a backend client may only hold system/ scopes"));
-                }
-            }
-            _ if self.redirect_uris.is_empty() => {
-                return Err(ClientError::Inconsistent("an interactive client needs at least one redirect URI"))
-            }
-            _ => {}
+        scope_policy::check_registration(&scopes, holder(self.client_type)).map_err(ClientError::BadScope)?;
+        if self.client_type != ClientType::Backend && self.redirect_uris.is_empty() {
+            return Err(ClientError::Inconsistent("an interactive client needs at least one redirect URI"));
         }
         Ok(Client {
             client_id: self.client_id,
@@ -235,15 +235,25 @@ impl ClientRegistration {
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
             consent: self.consent,
+            resource_server: self.resource_server,
         })
+    }
+}
+
+/// Which scopes a client of this type may hold (see [`scope_policy`]).
+pub fn holder(client_type: ClientType) -> Holder {
+    match client_type {
+        ClientType::Backend => Holder::Backend,
+        _ => Holder::Interactive,
     }
 }
 
 impl Client {
     /// The scopes this client may be granted.
     pub fn allowed_scopes(&self) -> ScopeSet {
-        // Validated at registration; an unreadable stored value grants nothing.
-        ScopeSet::parse(&self.scope).unwrap_or_default()
+        // Validated at registration; an unreadable stored value grants nothing, and a stored
+        // scope a newer rule refuses is dropped.
+        scope_policy::holdable_only(&ScopeSet::parse(&self.scope).unwrap_or_default(), holder(self.client_type))
     }
 
     /// Exact string comparison (RFC 6749 §3.1.2.3 as tightened by RFC 9700 §4.1.3).
@@ -273,6 +283,7 @@ impl Client {
                 access_token_lifetime: self.access_token_lifetime,
                 refresh_token_lifetime: self.refresh_token_lifetime,
                 consent: self.consent,
+                resource_server: self.resource_server,
             },
             secret_count: self.secret_hashes.len(),
         }
@@ -340,8 +351,10 @@ mod tests {
             (serde_json::json!({"client_secrets": ["x".repeat(40)]}), |e| matches!(e, ClientError::Inconsistent(_))),
             (serde_json::json!({"client_type": "confidential-symmetric"}), |e| matches!(e, ClientError::Inconsistent(_))),
             (serde_json::json!({"client_type": "confidential-symmetric", "client_secrets": ["short"]}), |e| matches!(e, ClientError::WeakSecret)),
-            (serde_json::json!({"client_type": "backend", "jwks_uri": "https://app.example/jwks"}), |e| matches!(e, ClientError::Inconsistent(_))),
+            (serde_json::json!({"client_type": "backend", "jwks_uri": "https://app.example/jwks"}), |e| matches!(e, ClientError::BadScope(_))),
             (serde_json::json!({"scope": "patient/Observation.sr"}), |e| matches!(e, ClientError::BadScope(_))),
+            (serde_json::json!({"scope": "patient/Observation.rs?category=laboratory&foo=bar"}), |e| matches!(e, ClientError::BadScope(_))),
+            (serde_json::json!({"scope": "openid system/*.rs"}), |e| matches!(e, ClientError::BadScope(_))),
             (serde_json::json!({"access_token_lifetime": 10}), |e| matches!(e, ClientError::BadLifetime)),
             (serde_json::json!({"surprise": 1}), |e| matches!(e, ClientError::Invalid(_))),
         ];
@@ -362,5 +375,13 @@ mod tests {
             "scope": "system/*.rs", "jwks_uri": "https://backend.example/jwks.json"
         });
         assert!(registration(json).is_ok());
+    }
+
+    #[test]
+    fn stored_scopes_a_newer_rule_refuses_are_not_allowed() {
+        let mut client = registration(public_app()).unwrap();
+        client.scope = "openid system/*.rs patient/Observation.rs?foo=bar patient/Observation.rs?category=laboratory".into();
+        assert_eq!(client.allowed_scopes().to_string(), "openid patient/Observation.rs?category=laboratory");
+        assert!(!client.resource_server, "off unless registered");
     }
 }

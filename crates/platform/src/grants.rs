@@ -10,6 +10,7 @@ use crate::authorize::AuthorizationRequest;
 use crate::clients::ConsentPolicy;
 use crate::launch::LaunchContext;
 use serde::{Deserialize, Serialize};
+use crate::scope_policy::{self, Holder};
 use smart_protocol::scopes::{Scope, ScopeSet};
 use subtle::ConstantTimeEq;
 
@@ -45,6 +46,9 @@ pub struct Interaction {
     pub allowed_scope: String,
     /// The EHR launch context, for an EHR launch.
     pub launch: Option<LaunchContext>,
+    /// The EHR's user the launch was made for: only they may complete it.
+    #[serde(default)]
+    pub launch_user: Option<String>,
     /// SHA-256 of the browser-binding cookie: only the browser that started may continue.
     pub browser_hash: String,
     /// Whether the client is public: only then may a refresh come without client
@@ -81,8 +85,17 @@ pub struct AuthorizationGrant {
 pub enum GrantRecord {
     Interaction(Interaction),
     CodeIssued { code_hash: String, expires_at: i64, grant: AuthorizationGrant },
-    /// The code was exchanged: tokens are out. A second exchange is a replay and revokes it.
-    Active { grant: AuthorizationGrant, issued_at: i64, refresh: Option<RefreshState> },
+    /// The code was exchanged: tokens are out. A second exchange of the same code (its hash
+    /// is kept) is a replay and revokes it; any other code is only refused.
+    Active {
+        grant: AuthorizationGrant,
+        issued_at: i64,
+        refresh: Option<RefreshState>,
+        #[serde(default)]
+        code_hash: Option<String>,
+    },
+    /// A backend service's access token (`client_creds`), so that it can be revoked.
+    Backend { client_id: String, expires_at: i64 },
     /// The user said no, or the grant was revoked (replayed code, reused refresh token,
     /// revocation request, session ended).
     Closed { reason: String },
@@ -100,6 +113,22 @@ pub struct RefreshState {
     /// instead of revoking the grant.
     pub grace_secret: Option<String>,
     pub expires_at: i64,
+    /// End of the grace window of the last rotation (`refresh_grace_secs` when it rotated).
+    #[serde(default)]
+    pub grace_until: i64,
+}
+
+impl RefreshState {
+    fn grace_end(&self) -> i64 {
+        // Records written before `grace_until` existed had the default window.
+        if self.grace_until > 0 { self.grace_until } else { self.rotated_at + REFRESH_GRACE_SECS }
+    }
+
+    fn matches(&self, presented_hash: &str) -> (bool, bool) {
+        let current = ct_eq(&self.current_hash, presented_hash);
+        let previous = self.previous_hash.as_deref().is_some_and(|p| ct_eq(p, presented_hash));
+        (current, previous)
+    }
 }
 
 /// How long a rotated-out refresh token still works (returning the current one), by default;
@@ -143,8 +172,18 @@ pub enum Command {
         refresh_secret: String,
         refresh_lifetime: i64,
     },
-    /// The `refresh_token` grant, with the next secret of the chain.
-    Refresh { presented_hash: String, client_id: Option<String>, next_secret: String, grace_secs: i64 },
+    /// The `refresh_token` grant, with the next secret of the chain and the narrower `scope`
+    /// asked for, if any (checked before anything rotates).
+    Refresh {
+        presented_hash: String,
+        client_id: Option<String>,
+        next_secret: String,
+        grace_secs: i64,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// Records a backend service's access token (a fresh grant id), until it expires.
+    StartBackend { client_id: String, expires_at: i64 },
     /// Ends the grant (revocation, session end).
     Revoke { reason: String },
     /// The active grant, for introspection and the resource server.
@@ -157,9 +196,12 @@ pub enum Reply {
     Interaction { interaction: Box<Interaction>, step: Step },
     CodeIssued { redirect_uri: String, state: String },
     Denied { redirect_uri: String, state: String },
-    /// Tokens may be issued for `grant`; `refresh_token` is the secret to hand out, if any.
-    Tokens { grant: Box<AuthorizationGrant>, refresh_token: Option<String> },
+    /// Tokens with `scope` may be issued for `grant`; `refresh_token` is the secret to hand
+    /// out, if any.
+    Tokens { grant: Box<AuthorizationGrant>, scope: String, refresh_token: Option<String> },
     Active { grant: Box<AuthorizationGrant>, refresh_hash: Option<String> },
+    /// A backend service's token, still valid and not revoked.
+    BackendActive { client_id: String },
     Revoked,
 }
 
@@ -186,6 +228,15 @@ pub enum GrantError {
     /// A refresh without client authentication for a confidential client's grant.
     #[error("this client must authenticate")]
     ClientMustAuthenticate,
+    /// The token endpoint's `invalid_scope`.
+    #[error("{reason}")]
+    InvalidScope { reason: String },
+    /// The EHR made this launch for another user.
+    #[error("this launch was made for another user; sign in as that user, or open the app again from the EHR")]
+    NotLaunchUser,
+    /// A patient user and a launch about another patient.
+    #[error("a patient can only open their own record")]
+    OtherPatient,
 }
 
 fn invalid_grant(reason: &str) -> GrantError {
@@ -214,9 +265,27 @@ impl Interaction {
         ScopeSet::parse(&self.request.scope).unwrap_or_default()
     }
 
-    /// What the user may approve: requested ∩ allowed.
+    /// What the user may approve: requested ∩ allowed, only what the server can enforce
+    /// (see [`crate::scope_policy`]).
     pub fn grantable(&self) -> ScopeSet {
-        self.requested().intersect(&ScopeSet::parse(&self.allowed_scope).unwrap_or_default())
+        scope_policy::grantable(&self.requested(), &ScopeSet::parse(&self.allowed_scope).unwrap_or_default(), Holder::Interactive)
+    }
+
+    /// Whether `user` may complete this authorization: the launch's own user if the EHR named
+    /// one, and a patient user only about themselves, whatever the launch says.
+    pub fn may_complete(&self, user: &AuthenticatedUser) -> Result<(), GrantError> {
+        if self.launch_user.as_deref().is_some_and(|u| u != user.username) {
+            return Err(GrantError::NotLaunchUser);
+        }
+        match (user.patient_id(), self.patient()) {
+            (Some(own), Some(patient)) if own != patient => Err(GrantError::OtherPatient),
+            _ => Ok(()),
+        }
+    }
+
+    /// The refusal of the signed-in user, if any.
+    fn refused(&self) -> Option<GrantError> {
+        self.user.as_ref().and_then(|u| self.may_complete(u).err())
     }
 
     fn launch_patient(&self) -> Option<&str> {
@@ -316,6 +385,13 @@ pub enum Action {
 pub fn next_action(interaction: &Interaction, session_available: bool, remembered: Option<bool>) -> Action {
     use smart_protocol::OAuthErrorCode as E;
     let prompt = interaction.request.prompt;
+    if let Some(refusal) = interaction.refused() {
+        let description = match refusal {
+            GrantError::NotLaunchUser => "the launch was made for another user",
+            _ => "a patient can only open their own record",
+        };
+        return Action::Fail(E::AccessDenied, description);
+    }
     match interaction.step() {
         Step::Login if session_available && !prompt.login => Action::TrySession,
         Step::Login if prompt.none => Action::Fail(E::LoginRequired, "the user is not signed in"),
@@ -347,9 +423,7 @@ impl GrantRecord {
     /// copy of the current token is then dropped).
     pub fn next_cleanup(&self) -> Option<i64> {
         match self {
-            GrantRecord::Active { refresh: Some(chain), .. } if chain.grace_secret.is_some() => {
-                Some(chain.rotated_at + REFRESH_GRACE_SECS)
-            }
+            GrantRecord::Active { refresh: Some(chain), .. } if chain.grace_secret.is_some() => Some(chain.grace_end()),
             _ => None,
         }
     }
@@ -357,7 +431,7 @@ impl GrantRecord {
     /// Drops what is kept only for a while (the grace copy of a refresh token).
     pub fn cleanup(&mut self, now: i64) {
         if let GrantRecord::Active { refresh: Some(chain), .. } = self {
-            if now >= chain.rotated_at + REFRESH_GRACE_SECS {
+            if now >= chain.grace_end() {
                 chain.grace_secret = None;
             }
         }
@@ -370,6 +444,10 @@ fn interaction_reply(interaction: &Interaction) -> Reply {
 
 /// Applies `command` to the stored record (`None` when the grant is new). On success returns
 /// the record to store and the reply; on error nothing changes.
+///
+/// Knowing a grant id (it starts every code and refresh token) proves nothing: only a
+/// presented code or refresh token whose hash matches the stored one may change an issued
+/// grant, revocation on replay included.
 pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     let closed = |reason: &str| GrantRecord::Closed { reason: reason.to_owned() };
     match (record, command) {
@@ -377,7 +455,11 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
             let reply = interaction_reply(&interaction);
             Ok((GrantRecord::Interaction(*interaction), reply))
         }
-        (Some(_), Command::Start { .. }) => Err(GrantError::AlreadyExists),
+        (None, Command::StartBackend { client_id, expires_at }) => {
+            let reply = Reply::BackendActive { client_id: client_id.clone() };
+            Ok((GrantRecord::Backend { client_id, expires_at }, reply))
+        }
+        (Some(_), Command::Start { .. } | Command::StartBackend { .. }) => Err(GrantError::AlreadyExists),
         (Some(_), Command::Revoke { reason }) => Ok((closed(&reason), Reply::Revoked)),
         (Some(GrantRecord::Interaction(interaction)), command) => step(interaction, command, now),
         (Some(GrantRecord::CodeIssued { code_hash, expires_at, grant }), Command::Exchange { code_hash: presented, client_id, redirect_uri, code_verifier, refresh_secret, refresh_lifetime }) => {
@@ -403,17 +485,28 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 rotated_at: now,
                 grace_secret: None,
                 expires_at: now + refresh_lifetime,
+                grace_until: now,
             });
-            let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: refresh.as_ref().map(|_| refresh_secret) };
-            Ok((GrantRecord::Active { grant, issued_at: now, refresh }, reply))
+            // A grant stored before a scope rule existed issues only what may be held now.
+            let scope = crate::token::refresh_scope(&grant.scope, None).map(|s| s.to_string()).unwrap_or_default();
+            let reply = Reply::Tokens { grant: Box::new(grant.clone()), scope, refresh_token: refresh.as_ref().map(|_| refresh_secret) };
+            Ok((GrantRecord::Active { grant, issued_at: now, refresh, code_hash: Some(code_hash) }, reply))
         }
-        // A second exchange of a used code: a replay. Revoke what the first one issued
-        // (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
-        (Some(GrantRecord::Active { .. }), Command::Exchange { .. }) => {
-            Ok((closed("authorization code replayed"), Reply::Revoked))
+        // A second exchange of the used code: a replay. Revoke what the first one issued
+        // (RFC 6749 §4.1.2, RFC 9700 §4.2.4). Any other code is just not valid.
+        (Some(GrantRecord::Active { code_hash, .. }), Command::Exchange { code_hash: presented, .. }) => {
+            if code_hash.as_deref().is_some_and(|h| ct_eq(h, &presented)) {
+                Ok((closed("authorization code replayed"), Reply::Revoked))
+            } else {
+                Err(invalid_grant("the code is not valid"))
+            }
         }
-        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Refresh { presented_hash, client_id, next_secret, grace_secs }) => {
+        (Some(GrantRecord::Active { grant, issued_at, refresh, code_hash }), Command::Refresh { presented_hash, client_id, next_secret, grace_secs, scope }) => {
             let Some(mut chain) = refresh else { return Err(invalid_grant("the grant has no refresh token")) };
+            let (current, previous) = chain.matches(&presented_hash);
+            if !current && !previous {
+                return Err(invalid_grant("the refresh token is not valid"));
+            }
             match client_id.as_deref() {
                 Some(id) if id != grant.client_id => return Err(invalid_grant("the refresh token was issued to another client")),
                 // Checked before anything rotates: an anonymous request must not rotate a
@@ -424,34 +517,44 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
             if now >= chain.expires_at {
                 return Ok((closed("refresh token expired"), Reply::Revoked));
             }
-            let in_grace = now < chain.rotated_at + grace_secs;
-            if ct_eq(&chain.current_hash, &presented_hash) {
-                chain.previous_hash = Some(chain.current_hash.clone());
-                chain.current_hash = crate::tokens::opaque_hash(&next_secret);
-                chain.rotated_at = now;
-                chain.grace_secret = Some(next_secret.clone());
-                let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: Some(next_secret) };
-                return Ok((GrantRecord::Active { grant, issued_at, refresh: Some(chain) }, reply));
-            }
-            let is_previous = chain.previous_hash.as_deref().is_some_and(|p| ct_eq(p, &presented_hash));
-            match (is_previous, in_grace, chain.grace_secret.clone()) {
-                (true, true, Some(current)) => {
-                    let reply = Reply::Tokens { grant: Box::new(grant.clone()), refresh_token: Some(current) };
-                    Ok((GrantRecord::Active { grant, issued_at, refresh: Some(chain) }, reply))
-                }
+            let in_grace = now < chain.grace_end();
+            let reissue = match (current, in_grace, chain.grace_secret.clone()) {
+                (true, _, _) => None,
+                (false, true, Some(current)) => Some(current),
                 // A rotated-out token used again after the grace window: someone else holds
                 // a copy. Revoke the whole grant.
-                (true, _, _) => Ok((closed("refresh token reused"), Reply::Revoked)),
-                _ => Err(invalid_grant("the refresh token is not valid")),
-            }
+                _ => return Ok((closed("refresh token reused"), Reply::Revoked)),
+            };
+            // Before anything rotates: a bad scope must not burn the chain.
+            let scope = crate::token::refresh_scope(&grant.scope, scope.as_deref())
+                .map_err(|e| GrantError::InvalidScope { reason: e.error_description.unwrap_or_default() })?
+                .to_string();
+            let refresh_token = match reissue {
+                Some(current) => current,
+                None => {
+                    chain.previous_hash = Some(chain.current_hash.clone());
+                    chain.current_hash = crate::tokens::opaque_hash(&next_secret);
+                    chain.rotated_at = now;
+                    chain.grace_until = now + grace_secs.max(0);
+                    chain.grace_secret = Some(next_secret.clone());
+                    next_secret
+                }
+            };
+            let reply = Reply::Tokens { grant: Box::new(grant.clone()), scope, refresh_token: Some(refresh_token) };
+            Ok((GrantRecord::Active { grant, issued_at, refresh: Some(chain), code_hash }, reply))
         }
-        (Some(GrantRecord::Active { grant, issued_at, refresh }), Command::Status) => {
+        (Some(GrantRecord::Active { grant, issued_at, refresh, code_hash }), Command::Status) => {
             let refresh_hash = refresh.as_ref().filter(|r| now < r.expires_at).map(|r| r.current_hash.clone());
             let reply = Reply::Active { grant: Box::new(grant.clone()), refresh_hash };
-            Ok((GrantRecord::Active { grant, issued_at, refresh }, reply))
+            Ok((GrantRecord::Active { grant, issued_at, refresh, code_hash }, reply))
+        }
+        (Some(GrantRecord::Backend { client_id, expires_at }), Command::Status) if now < expires_at => {
+            let reply = Reply::BackendActive { client_id: client_id.clone() };
+            Ok((GrantRecord::Backend { client_id, expires_at }, reply))
         }
         (Some(GrantRecord::Closed { .. }), Command::Exchange { .. } | Command::Refresh { .. }) => Err(invalid_grant("the grant has been revoked")),
-        (Some(GrantRecord::CodeIssued { .. }), Command::Refresh { .. }) => Err(invalid_grant("the refresh token is not valid")),
+        (Some(GrantRecord::CodeIssued { .. } | GrantRecord::Backend { .. }), Command::Refresh { .. }) => Err(invalid_grant("the refresh token is not valid")),
+        (Some(GrantRecord::Backend { .. }), Command::Exchange { .. }) => Err(invalid_grant("the code is not valid")),
         (_, Command::Status) => Err(GrantError::Inactive),
         _ => Err(GrantError::NotFound),
     }
@@ -459,7 +562,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
 
 fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     match command {
-        Command::Start { .. } => return Err(GrantError::AlreadyExists),
+        Command::Start { .. } | Command::StartBackend { .. } => return Err(GrantError::AlreadyExists),
         Command::Exchange { .. } | Command::Refresh { .. } => return Err(invalid_grant("the authorization is not complete")),
         Command::Status => return Err(GrantError::Inactive),
         Command::Revoke { reason } => return Ok((GrantRecord::Closed { reason }, Reply::Revoked)),
@@ -469,6 +572,7 @@ fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, 
             if i.step() != Step::Login && i.user.is_some() && !i.request.prompt.login {
                 return Err(GrantError::WrongStep);
             }
+            i.may_complete(&user)?;
             i.user = Some(user);
         }
         Command::AdoptSession { browser_hash, user } => {
@@ -476,12 +580,16 @@ fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, 
             if i.step() != Step::Login || i.request.prompt.login {
                 return Err(GrantError::WrongStep);
             }
+            i.may_complete(&user)?;
             i.user = Some(user);
         }
         Command::PickPatient { browser_hash, csrf, patient } => {
             i.check(&browser_hash, Some(&csrf), now)?;
             if i.step() != Step::PickPatient {
                 return Err(GrantError::WrongStep);
+            }
+            if i.user.as_ref().is_some_and(|u| !may_pick_patient(u, &patient)) {
+                return Err(GrantError::OtherPatient);
             }
             i.patient = Some(patient);
         }
@@ -499,7 +607,8 @@ fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, 
                 return Err(GrantError::WrongStep);
             }
             let approved = ScopeSet::parse(&approved).unwrap_or_default();
-            i.granted_scope = Some(i.grantable().intersect(&approved).to_string());
+            // Narrowing merges constraints: keep only what can still be enforced.
+            i.granted_scope = Some(scope_policy::holdable_only(&i.grantable().intersect(&approved), Holder::Interactive).to_string());
         }
         Command::AutoConsent { browser_hash } => {
             i.check(&browser_hash, None, now)?;
@@ -517,6 +626,9 @@ fn step(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, 
             i.check(&browser_hash, None, now)?;
             if i.step() != Step::Complete {
                 return Err(GrantError::WrongStep);
+            }
+            if let Some(refusal) = i.refused() {
+                return Err(refusal);
             }
             let grant = i.grant(now).ok_or(GrantError::WrongStep)?;
             let reply = Reply::CodeIssued { redirect_uri: grant.redirect_uri.clone(), state: i.request.state.clone() };
@@ -548,6 +660,7 @@ mod tests {
             consent_policy: ConsentPolicy::Ask,
             allowed_scope: "launch launch/patient launch/encounter openid fhirUser offline_access online_access patient/*.rs".into(),
             launch,
+            launch_user: None,
             browser_hash: "b".into(),
             public_client: true,
             csrf: "t".into(),
@@ -718,7 +831,7 @@ mod tests {
         assert!(bad(wrong_code, 10).contains("not valid"));
 
         let (active, reply) = apply(Some(record), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
-        let Reply::Tokens { refresh_token, grant } = reply else { panic!() };
+        let Reply::Tokens { refresh_token, grant, .. } = reply else { panic!() };
         assert_eq!(refresh_token.as_deref(), Some("r1"));
         assert_eq!(grant.scope, "openid offline_access");
         // The replay revokes the grant.
@@ -737,7 +850,7 @@ mod tests {
     fn refresh_rotates_tolerates_a_concurrent_tab_and_revokes_on_late_reuse() {
         let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         let refresh = |record: &GrantRecord, presented: &str, next: &str, now| {
-            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS }, now)
+            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, now)
         };
         let (r2, reply) = refresh(&active, "r1", "r2", 100).unwrap();
         assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
@@ -754,7 +867,7 @@ mod tests {
         assert!(matches!(refresh(&closed, "r2", "r5", 200), Err(GrantError::InvalidGrant { .. })));
         // Unknown tokens and other clients are invalid_grant without revoking.
         assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
-        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS }, 101);
+        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, 101);
         assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
         // A confidential client's grant never refreshes anonymously.
         let mut confidential = r2.clone();
@@ -780,5 +893,108 @@ mod tests {
         let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
         let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: "h".into() });
         assert_eq!(apply(Some(record), Command::IssueCode { browser_hash: b(), code_hash: "h2".into() }, 11).unwrap_err(), GrantError::NotFound);
+    }
+
+    fn refresh_cmd(presented: &str, next: &str, grace_secs: i64, scope: Option<&str>) -> Command {
+        Command::Refresh {
+            presented_hash: crate::tokens::opaque_hash(presented),
+            client_id: None,
+            next_secret: next.into(),
+            grace_secs,
+            scope: scope.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn knowing_the_grant_id_revokes_nothing() {
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        // `{grant id}.anything` as a code: refused, the grant stays active.
+        let mut bogus = exchange(VERIFIER, "https://app.example/cb");
+        if let Command::Exchange { code_hash, .. } = &mut bogus {
+            *code_hash = crate::tokens::opaque_hash("anything");
+        }
+        assert!(matches!(apply(Some(active.clone()), bogus, 11), Err(GrantError::InvalidGrant { .. })));
+        // ... and as a refresh token, even once the chain has expired.
+        assert!(matches!(apply(Some(active.clone()), refresh_cmd("anything", "x", 30, None), 11), Err(GrantError::InvalidGrant { .. })));
+        assert!(matches!(apply(Some(active.clone()), refresh_cmd("anything", "x", 30, None), 10 + 1000), Err(GrantError::InvalidGrant { .. })));
+        assert!(matches!(apply(Some(active.clone()), Command::Status, 12), Ok((_, Reply::Active { .. }))));
+        // The real code again is the replay that revokes.
+        assert_eq!(apply(Some(active), exchange(VERIFIER, "https://app.example/cb"), 12).unwrap().1, Reply::Revoked);
+    }
+
+    #[test]
+    fn a_bad_refresh_scope_is_refused_before_the_chain_rotates() {
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        let err = apply(Some(active.clone()), refresh_cmd("r1", "r2", 30, Some("patient/*.cruds")), 20).unwrap_err();
+        assert!(matches!(err, GrantError::InvalidScope { .. }), "{err:?}");
+        // Nothing rotated (the error changes nothing): r1 still works, once.
+        let (_, reply) = apply(Some(active), refresh_cmd("r1", "r2", 30, Some("openid")), 21).unwrap();
+        assert!(matches!(reply, Reply::Tokens { ref scope, refresh_token: Some(ref t), .. } if scope == "openid" && t == "r2"));
+    }
+
+    #[test]
+    fn a_grace_window_longer_than_the_default_is_kept() {
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        let (mut r2, _) = apply(Some(active), refresh_cmd("r1", "r2", 120, None), 100).unwrap();
+        assert_eq!(r2.next_cleanup(), Some(220), "the alarm waits for the configured window");
+        r2.cleanup(100 + REFRESH_GRACE_SECS + 1);
+        let (_, reply) = apply(Some(r2.clone()), refresh_cmd("r1", "r3", 120, None), 100 + 60).unwrap();
+        assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"), "a second tab after 60 s of 120");
+        r2.cleanup(220);
+        assert_eq!(apply(Some(r2), refresh_cmd("r1", "r3", 120, None), 220).unwrap().1, Reply::Revoked);
+    }
+
+    #[test]
+    fn a_launch_is_completed_only_by_its_user_and_a_patient_only_about_themselves() {
+        let ctx = LaunchContext { patient: Some("p-b".into()), ..LaunchContext::default() };
+        let mut i = interaction("launch openid patient/*.rs", Some(ctx));
+        i.launch_user = Some("u".into());
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
+        let other = AuthenticatedUser { username: "someone".into(), ..user() };
+        assert_eq!(apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: other.clone() }, 1).unwrap_err(), GrantError::NotLaunchUser);
+        assert_eq!(apply(Some(record.clone()), Command::AdoptSession { browser_hash: b(), user: other }, 1).unwrap_err(), GrantError::NotLaunchUser);
+        assert!(apply(Some(record), Command::Login { browser_hash: b(), csrf: t(), user: user() }, 1).is_ok());
+
+        // A patient user with a launch for another patient, whoever launched it.
+        let ctx = LaunchContext { patient: Some("p-b".into()), ..LaunchContext::default() };
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch openid patient/*.rs", Some(ctx))) }, 0).unwrap();
+        let ned = AuthenticatedUser { username: "ned".into(), fhir_user: "Patient/p-a".into(), ..user() };
+        assert_eq!(apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: ned.clone() }, 1).unwrap_err(), GrantError::OtherPatient);
+        // A record that already holds such a user (written before the rule) never gets a code.
+        let GrantRecord::Interaction(mut stale) = record else { panic!() };
+        stale.user = Some(ned.clone());
+        stale.granted_scope = Some("launch openid patient/*.rs".into());
+        assert_eq!(next_action(&stale, false, None), Action::Fail(smart_protocol::OAuthErrorCode::AccessDenied, "a patient can only open their own record"));
+        let stale = GrantRecord::Interaction(stale);
+        assert_eq!(apply(Some(stale), Command::IssueCode { browser_hash: b(), code_hash: "h".into() }, 2).unwrap_err(), GrantError::OtherPatient);
+        // Standalone: the picker refuses another patient in the state machine too.
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch/patient openid patient/*.rs", None)) }, 0).unwrap();
+        let (record, _) = apply(Some(record), Command::Login { browser_hash: b(), csrf: t(), user: ned }, 1).unwrap();
+        assert_eq!(apply(Some(record.clone()), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-b".into() }, 2).unwrap_err(), GrantError::OtherPatient);
+        assert!(apply(Some(record), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-a".into() }, 2).is_ok());
+    }
+
+    #[test]
+    fn unenforceable_scopes_are_never_granted_asked_remembered_or_forged() {
+        let mut i = interaction("openid patient/Observation.rs?category=laboratory&foo=bar patient/Observation.rs?category=laboratory", None);
+        i.allowed_scope = "openid patient/Observation.rs?category=laboratory".into();
+        assert_eq!(i.grantable().to_string(), "openid patient/Observation.rs?category=laboratory");
+        i.user = Some(user());
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
+        // A forged consent form asking for the wider scope.
+        let (record, _) = run(record, Command::Consent { browser_hash: b(), csrf: t(), approved: "patient/Observation.rs?category=laboratory&foo=bar openid".into() });
+        let GrantRecord::Interaction(i) = record else { panic!() };
+        assert_eq!(i.granted_scope.as_deref(), Some("openid"));
+    }
+
+    #[test]
+    fn a_backend_token_is_a_grant_that_can_be_revoked_and_expires() {
+        let (record, reply) = apply(None, Command::StartBackend { client_id: "svc".into(), expires_at: 300 }, 0).unwrap();
+        assert_eq!(reply, Reply::BackendActive { client_id: "svc".into() });
+        assert_eq!(apply(Some(record.clone()), Command::Status, 299).unwrap().1, Reply::BackendActive { client_id: "svc".into() });
+        assert_eq!(apply(Some(record.clone()), Command::Status, 300).unwrap_err(), GrantError::Inactive);
+        assert!(matches!(apply(Some(record.clone()), refresh_cmd("x", "y", 30, None), 1), Err(GrantError::InvalidGrant { .. })));
+        let (revoked, _) = apply(Some(record), Command::Revoke { reason: "by the client".into() }, 1).unwrap();
+        assert_eq!(apply(Some(revoked), Command::Status, 2).unwrap_err(), GrantError::Inactive);
     }
 }

@@ -5,10 +5,15 @@
 //! The `launch` value is a short-lived ES256 JWT signed by this server (`typ:
 //! smart-launch+jwt`): any isolate in any location can check it without a storage round trip,
 //! it is bound to its client (`aud`) and it expires ([`LAUNCH_LIFETIME_SECS`]).
+//!
+//! Two rules close what a signed value alone cannot: when the EHR names its `user`, only
+//! that user may complete the launch (`sub`, checked by `grants::Interaction::may_complete`);
+//! and a launch is single use: its `jti` is recorded by the first authorization request that
+//! presents it (a strongly consistent log, the caller's port), and any later one is refused.
 
 use crate::clients::Client;
 use crate::keys::{KeyError, KeyRing};
-use crate::ports::{Signer, Verifier};
+use crate::ports::{Random, Signer, Verifier};
 use crate::tokens::{sign_jwt, verify_own_jwt, TokenError};
 use crate::users::is_fhir_id;
 use serde::{Deserialize, Serialize};
@@ -62,6 +67,9 @@ pub struct LaunchContext {
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
     pub client_id: String,
+    /// The EHR's signed-in user (a username here): only they may complete the launch.
+    #[serde(default)]
+    pub user: Option<String>,
     #[serde(flatten)]
     pub context: LaunchContext,
 }
@@ -80,6 +88,8 @@ pub enum LaunchError {
     NoLaunchUri,
     #[error("the client is a backend service and cannot be launched")]
     NotLaunchable,
+    #[error("user must be a username")]
+    BadUser,
 }
 
 /// What `POST /auth/ehr/launch` answers.
@@ -96,7 +106,22 @@ struct LaunchClaims {
     aud: String,
     iat: i64,
     exp: i64,
+    #[serde(default)]
+    jti: String,
+    /// The EHR's user, when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
     ctx: LaunchContext,
+}
+
+/// An accepted `launch` value: its context, the user it is bound to, and what makes it
+/// single use (record `jti` until `exp`; a second authorization finds it recorded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedLaunch {
+    pub context: LaunchContext,
+    pub user: Option<String>,
+    pub jti: String,
+    pub exp: i64,
 }
 
 impl LaunchContext {
@@ -127,6 +152,9 @@ impl LaunchContext {
 impl LaunchRequest {
     pub fn parse(body: &str) -> Result<Self, LaunchError> {
         let request: Self = serde_json::from_str(body).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        if request.user.as_deref().is_some_and(|u| !crate::users::valid_username(u)) {
+            return Err(LaunchError::BadUser);
+        }
         request.context.validate()?;
         Ok(request)
     }
@@ -139,6 +167,7 @@ pub async fn create(
     urls: &ServerUrls,
     ring: &KeyRing,
     signer: &dyn Signer,
+    random: &dyn Random,
     now: i64,
 ) -> Result<Result<LaunchCreated, LaunchError>, KeyError> {
     if client.client_type == crate::clients::ClientType::Backend {
@@ -147,11 +176,15 @@ pub async fn create(
     let Some(launch_uri) = client.launch_uri.as_deref().and_then(|u| Url::parse(u).ok()) else {
         return Ok(Err(LaunchError::NoLaunchUri));
     };
+    let mut bytes = [0u8; 16];
+    random.fill(&mut bytes)?;
     let claims = LaunchClaims {
         iss: urls.issuer().to_owned(),
         aud: client.client_id.clone(),
         iat: now,
         exp: now + LAUNCH_LIFETIME_SECS,
+        jti: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        sub: request.user.clone(),
         ctx: request.context.clone(),
     };
     let launch = sign_jwt(ring, signer, JwsAlgorithm::ES256, LAUNCH_TYP, &claims, now).await?;
@@ -167,9 +200,12 @@ pub enum LaunchUseError {
     Invalid(#[from] TokenError),
     #[error("the launch value was issued for another client")]
     OtherClient,
+    #[error("the launch value was already used; open the app again from the EHR")]
+    AlreadyUsed,
 }
 
-/// Checks the `launch` parameter of an authorization request and returns its context.
+/// Checks the `launch` parameter of an authorization request and returns what it carries.
+/// The caller then records [`ResolvedLaunch::jti`] (single use).
 pub async fn resolve(
     launch: &str,
     client_id: &str,
@@ -177,14 +213,18 @@ pub async fn resolve(
     ring: &KeyRing,
     verifier: &dyn Verifier,
     now: i64,
-) -> Result<LaunchContext, LaunchUseError> {
+) -> Result<ResolvedLaunch, LaunchUseError> {
     let claims = verify_own_jwt(ring, verifier, launch, LAUNCH_TYP, urls.issuer(), now).await?;
     let claims: LaunchClaims = serde_json::from_value(serde_json::Value::Object(claims))
         .map_err(|e| LaunchUseError::Invalid(TokenError::Malformed(smart_protocol::jose::JwsError::BadHeader(e.to_string()))))?;
     if claims.aud != client_id {
         return Err(LaunchUseError::OtherClient);
     }
-    Ok(claims.ctx)
+    if claims.jti.is_empty() {
+        // Every launch this server signs has one; without it the launch could not be used once.
+        return Err(LaunchUseError::AlreadyUsed);
+    }
+    Ok(ResolvedLaunch { context: claims.ctx, user: claims.sub, jti: claims.jti, exp: claims.exp })
 }
 
 #[cfg(test)]
@@ -192,7 +232,7 @@ mod tests {
     use super::*;
     use crate::clients::ClientRegistration;
     use crate::keys::ensure_keys;
-    use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore};
+    use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, SeededRandom};
     use futures::executor::block_on;
 
     fn client(launch_uri: Option<&str>) -> Client {
@@ -208,17 +248,24 @@ mod tests {
     fn a_launch_round_trips_for_its_client_until_it_expires() {
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
-        let request = LaunchRequest::parse(r#"{"client_id":"app","patient":"p1","encounter":"e1","intent":"reconcile-medications",
+        let request = LaunchRequest::parse(r#"{"client_id":"app","user":"dr.who","patient":"p1","encounter":"e1","intent":"reconcile-medications",
             "need_patient_banner":false,"fhirContext":[{"reference":"Observation/o1","role":"launch"}],"tenant":"t1"}"#).unwrap();
-        let created = block_on(create(&request, &client(Some("https://app.example/launch?x=1")), &urls, &ring, &FakeSigner, 1000)).unwrap().unwrap();
+        let random = SeededRandom::default();
+        let created = block_on(create(&request, &client(Some("https://app.example/launch?x=1")), &urls, &ring, &FakeSigner, &random, 1000)).unwrap().unwrap();
         let url = Url::parse(&created.launch_url).unwrap();
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert_eq!(query[0], ("x".into(), "1".into()));
         assert_eq!(query[1], ("iss".into(), "https://ehr.example/fhir".into()));
         assert_eq!(query[2], ("launch".into(), created.launch.clone()));
 
-        let ctx = block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1000 + LAUNCH_LIFETIME_SECS - 1)).unwrap();
-        assert_eq!(ctx, request.context);
+        let resolved = block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1000 + LAUNCH_LIFETIME_SECS - 1)).unwrap();
+        assert_eq!(resolved.context, request.context);
+        assert_eq!(resolved.user.as_deref(), Some("dr.who"));
+        assert_eq!(resolved.exp, 1000 + LAUNCH_LIFETIME_SECS);
+        assert_eq!(resolved.jti.len(), 32);
+        let again = block_on(create(&request, &client(Some("https://app.example/launch")), &urls, &ring, &FakeSigner, &random, 1000)).unwrap().unwrap();
+        let other = block_on(resolve(&again.launch, "app", &urls, &ring, &FakeVerifier, 1000)).unwrap();
+        assert_ne!(other.jti, resolved.jti, "each launch has its own jti");
         assert!(matches!(block_on(resolve(&created.launch, "other", &urls, &ring, &FakeVerifier, 1000)), Err(LaunchUseError::OtherClient)));
         assert!(block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1000 + LAUNCH_LIFETIME_SECS)).is_err());
         assert!(block_on(resolve("garbage", "app", &urls, &ring, &FakeVerifier, 1000)).is_err());
@@ -227,12 +274,13 @@ mod tests {
     #[test]
     fn refuses_bad_launch_requests() {
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","patient":"bad id"}"#).unwrap_err(), LaunchError::BadId);
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","user":"bad user!"}"#).unwrap_err(), LaunchError::BadUser);
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"role":"x"}]}"#).unwrap_err(), LaunchError::BadFhirContext);
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","smart_style_url":"http://evil.example/s.json"}"#).unwrap_err(), LaunchError::BadStyleUrl);
         assert!(matches!(LaunchRequest::parse(r#"{"client_id":"app","surprise":1}"#).unwrap_err(), LaunchError::Invalid(_)));
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
         let request = LaunchRequest::parse(r#"{"client_id":"app"}"#).unwrap();
-        assert_eq!(block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, 0)).unwrap().unwrap_err(), LaunchError::NoLaunchUri);
+        assert_eq!(block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, &SeededRandom::default(), 0)).unwrap().unwrap_err(), LaunchError::NoLaunchUri);
     }
 }

@@ -174,6 +174,16 @@ impl Route {
     }
 }
 
+/// Why this configuration must not serve at all, if it must not: the `/_dev/*` routes (an
+/// unauthenticated partition read, a signer for arbitrary claims) exist for tests and
+/// benchmarks on a developer's machine. An https issuer means a deployment, and a deployment
+/// with them on would hand out tokens to anyone, so the Worker refuses every request instead.
+pub fn refuse_configuration(dev_routes: bool, issuer: &str) -> Option<&'static str> {
+    (dev_routes && issuer.starts_with("https://")).then_some(
+        "this deployment is misconfigured: DEV_ROUTES=true is for local development only and is refused when PUBLIC_BASE_URL (the issuer) is https; set DEV_ROUTES to false",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +227,12 @@ mod tests {
         for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign, Route::AdminClient, Route::Login, Route::Consent, Route::EhrLaunch] {
             assert!(!route.cors_public());
         }
+    }
+
+    #[test]
+    fn dev_routes_are_refused_on_an_https_issuer() {
+        assert!(refuse_configuration(true, "https://ehr.example").is_some());
+        assert!(refuse_configuration(true, "http://127.0.0.1:8787").is_none());
+        assert!(refuse_configuration(false, "https://ehr.example").is_none());
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::clients::{Client, ClientType};
 use crate::grants::AuthorizationGrant;
+use crate::scope_policy::{self, Holder};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -179,11 +180,12 @@ pub fn grant_allowed(client: &Client, client_credentials: bool) -> Result<(), OA
 }
 
 /// The scopes of a refreshed token: the grant's, or a subset the client asks for
-/// (RFC 6749 §6).
+/// (RFC 6749 §6), never one the server cannot enforce (see [`scope_policy`]).
 pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
-    let granted = ScopeSet::parse(granted).unwrap_or_default();
+    let granted = scope_policy::holdable_only(&ScopeSet::parse(granted).unwrap_or_default(), Holder::Interactive);
     let Some(requested) = requested else { return Ok(granted) };
     let requested = ScopeSet::parse(requested).map_err(|e| err(OAuthErrorCode::InvalidScope, &e.to_string()))?;
+    scope_policy::check_requested(&requested, Holder::Interactive)?;
     if !granted.covers_all(&requested) {
         return Err(err(OAuthErrorCode::InvalidScope, "scope may only narrow the original grant"));
     }
@@ -201,18 +203,17 @@ pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSe
         Some(r) => ScopeSet::parse(r).map_err(|e| err(OAuthErrorCode::InvalidScope, &e.to_string()))?,
         None => allowed.clone(),
     };
-    if requested.iter().any(|s| !matches!(s, Scope::Resource(r) if r.context == smart_protocol::scopes::ScopeContext::System)) {
-        return Err(err(OAuthErrorCode::InvalidScope, "client_credentials grants system/ scopes only"));
-    }
-    let granted = requested.intersect(&allowed);
+    scope_policy::check_requested(&requested, Holder::Backend)?;
+    let granted = scope_policy::grantable(&requested, &allowed, Holder::Backend);
     if granted.is_empty() {
         return Err(err(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this client"));
     }
     Ok(granted)
 }
 
-/// The access token of a backend service: no user, no launch context, no grant to revoke.
-pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, now: i64) -> Value {
+/// The access token of a backend service: no user, no launch context; `grant_id` is the
+/// grant revocation ends.
+pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, grant_id: &str, now: i64) -> Value {
     json!({
         "iss": urls.issuer(),
         "sub": client.client_id,
@@ -222,6 +223,7 @@ pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSe
         "iat": now,
         "exp": now + BACKEND_TOKEN_LIFETIME_SECS,
         "jti": jti,
+        "gid": grant_id,
     })
 }
 
@@ -370,6 +372,8 @@ mod tests {
         assert_eq!(backend_scope(&client, Some("system/Condition.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(backend_scope(&client, Some("openid")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory")).unwrap().to_string(), "system/Observation.rs?category=laboratory");
     }
 
     #[test]
@@ -378,5 +382,9 @@ mod tests {
         assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/Observation.rs")).unwrap().to_string(), "patient/Observation.rs");
         assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/*.cruds")).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(refresh_scope("openid", Some("bad\\\\scope")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        let lab = "openid patient/Observation.rs?category=laboratory";
+        assert_eq!(refresh_scope(lab, Some("patient/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        // A grant stored before the rule keeps only what can be enforced.
+        assert_eq!(refresh_scope("openid patient/Observation.rs?foo=bar system/*.rs", None).unwrap().to_string(), "openid");
     }
 }

@@ -7,6 +7,7 @@ use crate::adapters::fhir_store::Partitions;
 use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoVerifier};
 use crate::context::AppContext;
 use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
+use crate::durable::assertion_log::RecordRequest;
 use crate::durable::rpc;
 use crate::http::{self, AppError, FormError};
 use crate::keyring::{self, now_secs};
@@ -52,7 +53,7 @@ async fn apply(ctx: &AppContext, id: &str, command: &Command) -> Result<Result<R
 fn grant_error_page(error: &GrantError) -> Response {
     let status = match error {
         GrantError::NotFound => 404,
-        GrantError::WrongBrowser | GrantError::BadCsrf => 403,
+        GrantError::WrongBrowser | GrantError::BadCsrf | GrantError::NotLaunchUser | GrantError::OtherPatient => 403,
         _ => 400,
     };
     http::error_page(status, "This sign-in cannot continue", &error.to_string())
@@ -113,10 +114,17 @@ pub async fn authorize(mut req: Request, ctx: &AppContext) -> Result<Response, A
         None => None,
         Some(value) => {
             let ring = keyring::load(ctx).await?;
-            match launch::resolve(value, &client.client_id, &ctx.urls, &ring, &WebCryptoVerifier, now_secs()).await {
-                Ok(context) => Some(context),
+            let resolved = match launch::resolve(value, &client.client_id, &ctx.urls, &ring, &WebCryptoVerifier, now_secs()).await {
+                Ok(resolved) => resolved,
                 Err(e) => return Ok(fail(OAuthErrorCode::InvalidRequest, &e.to_string())),
+            };
+            // Single use: the first authorization request that presents the launch records it.
+            let log = rpc::by_name(&ctx.env, "ASSERTIONS", &format!("launch:{}", client.client_id))?;
+            let record = RecordRequest { jti: resolved.jti.clone(), exp: resolved.exp };
+            if !rpc::call::<_, bool, serde_json::Value>(&log, "/record", &record).await?.unwrap_or(false) {
+                return Ok(fail(OAuthErrorCode::InvalidRequest, &launch::LaunchUseError::AlreadyUsed.to_string()));
             }
+            Some(resolved)
         }
     };
 
@@ -127,8 +135,9 @@ pub async fn authorize(mut req: Request, ctx: &AppContext) -> Result<Response, A
     let interaction = Interaction {
         client_name: client.client_name.clone(),
         consent_policy: client.consent,
-        allowed_scope: client.scope.clone(),
-        launch,
+        allowed_scope: client.allowed_scopes().to_string(),
+        launch_user: launch.as_ref().and_then(|l| l.user.clone()),
+        launch: launch.map(|l| l.context),
         browser_hash: opaque_hash(&browser_secret),
         public_client: client.client_type == platform::clients::ClientType::Public,
         csrf: random_token()?,
@@ -188,6 +197,11 @@ pub async fn interaction(req: Request, ctx: &AppContext) -> Result<Response, App
             Action::TrySession => {
                 let handle = session.clone().ok_or_else(|| AppError::internal("no session"))?;
                 match adopt_session(ctx, &handle).await? {
+                    // The session's user may not complete this launch: someone else may sign in.
+                    Some(user) if interaction.may_complete(&user).is_err() => {
+                        session_available = false;
+                        continue;
+                    }
                     Some(user) => Command::AdoptSession { browser_hash: browser_hash.clone(), user },
                     None => {
                         session_available = false;
@@ -366,9 +380,18 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
         auth_time,
         session_id,
     };
-    let command = Command::Login { browser_hash, csrf: interaction.csrf.clone(), user: authenticated };
-    if let Err(e) = apply(ctx, &id, &command).await? {
-        return Ok(grant_error_page(&e));
+    let command = Command::Login { browser_hash: browser_hash.clone(), csrf: interaction.csrf.clone(), user: authenticated };
+    match apply(ctx, &id, &command).await? {
+        Ok(_) => {}
+        // The right password, but not a user who may complete this launch: the authorization
+        // ends here, and the client hears access_denied.
+        Err(e @ (GrantError::NotLaunchUser | GrantError::OtherPatient)) => {
+            let _ = apply(ctx, &id, &Command::Deny { browser_hash, csrf: interaction.csrf.clone() }).await?;
+            let response = redirect_error(&interaction, ctx, OAuthErrorCode::AccessDenied, &e.to_string());
+            set_session_cookie(ctx, &response, &cookie);
+            return Ok(response);
+        }
+        Err(e) => return Ok(grant_error_page(&e)),
     }
     let response = http::see_other(&interaction_url(&id));
     set_session_cookie(ctx, &response, &cookie);

@@ -1,9 +1,10 @@
 //! `POST /auth/ehr/launch`: the EHR-side API that creates a launch context for a client and
 //! answers the opaque `launch` value and the URL to open. Authenticated with the admin token
-//! (an EHR integration is an administrative credential here).
+//! (an EHR integration is an administrative credential here). The EHR may name its signed-in
+//! `user`; only that user can then complete the launch, and a launch is used once.
 
 use super::admin::authorize_admin;
-use crate::adapters::webcrypto::WebCryptoSigner;
+use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoSigner};
 use crate::context::AppContext;
 use crate::http::{self, AppError};
 use crate::keyring::{self, now_secs};
@@ -27,8 +28,13 @@ pub async fn create_launch(mut req: Request, ctx: &AppContext) -> Result<Respons
     let Some(client) = registry::client(ctx, &request.client_id).await? else {
         return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "no such client_id"));
     };
+    if let Some(user) = &request.user {
+        if registry::user(ctx, user).await?.is_none() {
+            return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "no such user"));
+        }
+    }
     let ring = keyring::load(ctx).await?;
-    match launch::create(&request, &client, &ctx.urls, &ring, &WebCryptoSigner, now_secs()).await.map_err(AppError::internal)? {
+    match launch::create(&request, &client, &ctx.urls, &ring, &WebCryptoSigner, &WebCryptoRandom, now_secs()).await.map_err(AppError::internal)? {
         Ok(created) => Ok(http::no_store(http::json(201, &created, "application/json"))),
         Err(e) => Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
     }

@@ -22,6 +22,9 @@ pub async fn dispatch(mut req: Request, env: Env) -> Response {
         Ok(ctx) => ctx,
         Err(e) => return http::internal_error(Route::NotFound, &e),
     };
+    if let Some(reason) = platform::routes::refuse_configuration(ctx.dev_routes, ctx.urls.issuer()) {
+        return http::misconfigured(reason);
+    }
     let mut route = Route::resolve(&path, ctx.urls.fhir_path());
     if route.is_dev() && !ctx.dev_routes {
         route = Route::NotFound;

@@ -8,7 +8,8 @@ use crate::grant_status::{self, DoGrantStatus};
 use crate::http::{self, AppError};
 use crate::keyring::{self, now_secs};
 use crate::{registry, settings};
-use platform::clients::ClientType;
+use platform::clients::Client;
+use platform::introspection::{self, Endpoint};
 use platform::grants::{Command, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::settings::IntrospectionStyle;
@@ -20,9 +21,9 @@ use smart_protocol::scopes::Scope;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 use worker::{Request, Response};
 
-/// Reads the form and authenticates the calling client. `public_ok`: a public client may
-/// just name itself (revocation); introspection needs real credentials.
-async fn caller(req: &mut Request, ctx: &AppContext, public_ok: bool) -> Result<Result<(Vec<(String, String)>, String), Response>, AppError> {
+/// Reads the form and authenticates the calling client (a secret, `private_key_jwt`, or for
+/// revocation a public client naming itself); `platform::introspection` says who may call.
+async fn caller(req: &mut Request, ctx: &AppContext, endpoint: Endpoint) -> Result<Result<(Vec<(String, String)>, Client), Response>, AppError> {
     let pairs = match http::form(req).await {
         Ok(pairs) => pairs,
         Err(_) => return Ok(Err(http::oauth(OAuthErrorCode::InvalidRequest, "the body must be an application/x-www-form-urlencoded form"))),
@@ -41,20 +42,24 @@ async fn caller(req: &mut Request, ctx: &AppContext, public_ok: bool) -> Result<
         Ok(auth) => auth,
         Err(e) => return Ok(fail(e, None)),
     };
-    let Some(client_id) = auth.client_id().map(str::to_owned) else {
+    if matches!(auth, ClientAuth::None { client_id: None }) {
         return Ok(fail(OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication is required"), Some(&auth)));
-    };
-    let client = registry::client(ctx, &client_id).await?;
-    if let Err(e) = token::authenticate(client.as_ref(), &auth) {
-        return Ok(fail(e, Some(&auth)));
     }
-    if matches!(auth, ClientAuth::Assertion { .. }) || (!public_ok && client.is_some_and(|c| c.client_type == ClientType::Public)) {
-        return Ok(fail(OAuthError::new(OAuthErrorCode::InvalidClient, "this endpoint needs a confidential client"), Some(&auth)));
+    let url = match endpoint {
+        Endpoint::Introspect => ctx.urls.introspect(),
+        Endpoint::Revoke => ctx.urls.revoke(),
+    };
+    let client = match super::token::client_at(ctx, &auth, Some(&url)).await? {
+        Ok(client) => client,
+        Err(e) => return Ok(fail(e, Some(&auth))),
+    };
+    if let Err(e) = introspection::may_call(&client, endpoint) {
+        return Ok(fail(e, Some(&auth)));
     }
     if http::field(&pairs, "token").is_none_or(str::is_empty) {
         return Ok(Err(http::oauth(OAuthErrorCode::InvalidRequest, "token is required")));
     }
-    Ok(Ok((pairs, client_id)))
+    Ok(Ok((pairs, client)))
 }
 
 /// What a presented token is, if it is one of ours and still alive.
@@ -83,7 +88,7 @@ async fn find(ctx: &AppContext, token: &str, check_expiry: bool) -> Result<Optio
         // Introspection asks the grant itself, never the isolate's cache: its answer is the
         // authoritative one.
         if let Some(id) = &grant.grant_id {
-            if !matches!(grant_status::apply(&ctx.env, id, &Command::Status).await?, Ok(Reply::Active { .. })) {
+            if !matches!(grant_status::apply(&ctx.env, id, &Command::Status).await?, Ok(Reply::Active { .. } | Reply::BackendActive { .. })) {
                 return Ok(None);
             }
         }
@@ -93,12 +98,19 @@ async fn find(ctx: &AppContext, token: &str, check_expiry: bool) -> Result<Optio
 
 /// `POST /auth/introspect`.
 pub async fn introspect(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    let (pairs, _caller) = match caller(&mut req, ctx, false).await? {
+    let (pairs, caller) = match caller(&mut req, ctx, Endpoint::Introspect).await? {
         Ok(found) => found,
         Err(refusal) => return Ok(refusal),
     };
     let token = http::field(&pairs, "token").unwrap_or_default();
-    let body = match find(ctx, token, true).await? {
+    let found = find(ctx, token, true).await?.filter(|found| {
+        let client_id = match found {
+            Found::Access(grant) => grant.client_id.as_str(),
+            Found::Refresh { grant, .. } => grant.client_id.as_str(),
+        };
+        introspection::may_introspect(&caller, client_id)
+    });
+    let body = match found {
         Some(Found::Access(grant)) => {
             let mut body = json!({
                 "active": true,
@@ -149,7 +161,7 @@ pub async fn introspect(mut req: Request, ctx: &AppContext) -> Result<Response, 
 /// `POST /auth/revoke`: ends the grant of an access or refresh token issued to the caller.
 /// 200 whatever the token (RFC 7009 §2.2).
 pub async fn revoke(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    let (pairs, caller) = match caller(&mut req, ctx, true).await? {
+    let (pairs, caller) = match caller(&mut req, ctx, Endpoint::Revoke).await? {
         Ok(found) => found,
         Err(refusal) => return Ok(refusal),
     };
@@ -161,7 +173,7 @@ pub async fn revoke(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
     };
     if let Some((grant_id, client_id)) = target {
         // Only the client the token was issued to may revoke it (RFC 7009 §2.1).
-        if client_id == caller {
+        if introspection::may_revoke(&caller, &client_id) {
             let _ = grant_status::apply(&ctx.env, &grant_id, &Command::Revoke { reason: "revoked by the client".into() }).await?;
         }
     }

@@ -56,6 +56,7 @@ fn grant_error(e: GrantError) -> OAuthError {
     match e {
         GrantError::ClientMustAuthenticate => oauth(OAuthErrorCode::InvalidClient, "this client must authenticate"),
         GrantError::InvalidGrant { reason } => oauth(OAuthErrorCode::InvalidGrant, &reason),
+        GrantError::InvalidScope { reason } => oauth(OAuthErrorCode::InvalidScope, &reason),
         _ => oauth(OAuthErrorCode::InvalidGrant, "the code or refresh token is not valid"),
     }
 }
@@ -88,8 +89,14 @@ pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     })
 }
 
-/// Loads and authenticates the client the request names.
+/// Loads and authenticates the client the request names (at the token endpoint).
 pub async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Client, OAuthError>, AppError> {
+    client_at(ctx, auth, None).await
+}
+
+/// Loads and authenticates the client the request names; a `private_key_jwt` assertion may
+/// name the token URL or `endpoint` (introspection, revocation) as its audience.
+pub async fn client_at(ctx: &AppContext, auth: &ClientAuth, endpoint: Option<&str>) -> Result<Result<Client, OAuthError>, AppError> {
     let client_id = match auth {
         // RFC 7523 §3: the assertion's iss names the client when client_id is absent.
         ClientAuth::Assertion { client_id: None, assertion } => match assertions::claimed_client(assertion) {
@@ -107,7 +114,7 @@ pub async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Cl
     }
     let Some(client) = client else { return Ok(Err(oauth(OAuthErrorCode::InvalidClient, "unknown client"))) };
     if let ClientAuth::Assertion { assertion, .. } = auth {
-        if let Err(e) = check_assertion(ctx, &client, assertion).await? {
+        if let Err(e) = check_assertion(ctx, &client, assertion, endpoint).await? {
             return Ok(Err(e));
         }
     }
@@ -116,7 +123,7 @@ pub async fn client_for(ctx: &AppContext, auth: &ClientAuth) -> Result<Result<Cl
 
 /// `private_key_jwt`: signature with the client's registered key, claims, and the `jti`
 /// not seen before.
-async fn check_assertion(ctx: &AppContext, client: &Client, assertion: &str) -> Result<Result<(), OAuthError>, AppError> {
+async fn check_assertion(ctx: &AppContext, client: &Client, assertion: &str, endpoint: Option<&str>) -> Result<Result<(), OAuthError>, AppError> {
     let invalid = |d: String| Ok(Err(oauth(OAuthErrorCode::InvalidClient, &d)));
     let mut keys = match client_keys::keys(client, false).await {
         Ok(keys) => keys,
@@ -129,7 +136,8 @@ async fn check_assertion(ctx: &AppContext, client: &Client, assertion: &str) -> 
         };
     }
     let token_url = ctx.urls.token();
-    let accepted = match assertions::verify(assertion, &client.client_id, &keys, &token_url, &WebCryptoVerifier, now_secs())
+    let audiences: Vec<&str> = std::iter::once(token_url.as_str()).chain(endpoint).collect();
+    let accepted = match assertions::verify(assertion, &client.client_id, &keys, &audiences, &WebCryptoVerifier, now_secs())
         .await
         .map_err(AppError::internal)?
     {
@@ -166,7 +174,13 @@ async fn client_credentials(ctx: &AppContext, auth: &ClientAuth, scope: Option<&
     let ring = keyring::load(ctx).await?;
     let now = now_secs();
     let jti = random_secret()?;
-    let claims = token::backend_access_claims(&ctx.urls, &client, &scope, &jti[..22], now);
+    // Each backend token is a grant of its own, so that it can be revoked (RFC 7009).
+    let grant_id = ctx.env.durable_object("GRANTS")?.unique_id()?.to_string();
+    let start = Command::StartBackend { client_id: client.client_id.clone(), expires_at: now + token::BACKEND_TOKEN_LIFETIME_SECS };
+    if let Err(e) = grant_status::apply(&ctx.env, &grant_id, &start).await? {
+        return Err(AppError::internal(format!("new backend grant refused its start: {e}")));
+    }
+    let claims = token::backend_access_claims(&ctx.urls, &client, &scope, &jti[..22], &grant_id, now);
     let access = sign_jwt(&ring, &WebCryptoSigner, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &claims, now).await.map_err(AppError::internal)?;
     Ok(Ok(serde_json::json!({
         "access_token": access,
@@ -202,7 +216,7 @@ async fn authorization_code(
         refresh_lifetime: i64::from(client.refresh_token_lifetime),
     };
     match grant_status::apply(&ctx.env, grant_id, &command).await? {
-        Ok(Reply::Tokens { grant, refresh_token }) => {
+        Ok(Reply::Tokens { grant, scope, refresh_token }) => {
             // The user's management page lists the grant from now on.
             let entry = GrantEntry {
                 grant_id: grant_id.to_owned(),
@@ -213,7 +227,7 @@ async fn authorization_code(
             };
             let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &grant.user.username)?;
             let _ = rpc::call::<_, bool, serde_json::Value>(&stub, "/grants/add", &entry).await?;
-            let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
+            let scope = ScopeSet::parse(&scope).unwrap_or_default();
             let refresh_token = refresh_token.map(|secret| format!("{grant_id}.{secret}"));
             Ok(Ok(issue(ctx, &client, &grant, grant_id, &scope, refresh_token.as_deref(), true).await?))
         }
@@ -246,9 +260,10 @@ async fn refresh(
         client_id: named.as_ref().map(|c| c.client_id.clone()),
         next_secret: random_secret()?,
         grace_secs: crate::settings::load(ctx).await?.refresh_grace_secs,
+        scope: scope.map(str::to_owned),
     };
-    let (grant, next) = match grant_status::apply(&ctx.env, grant_id, &command).await? {
-        Ok(Reply::Tokens { grant, refresh_token }) => (grant, refresh_token),
+    let (grant, scope, next) = match grant_status::apply(&ctx.env, grant_id, &command).await? {
+        Ok(Reply::Tokens { grant, scope, refresh_token }) => (grant, scope, refresh_token),
         Ok(Reply::Revoked) => {
             return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the refresh token was already used or has expired; the grant is revoked")))
         }
@@ -267,10 +282,7 @@ async fn refresh(
         let _ = grant_status::apply(&ctx.env, grant_id, &Command::Revoke { reason: "the user's session ended".into() }).await?;
         return Ok(Err(oauth(OAuthErrorCode::InvalidGrant, "the user's session has ended (online_access)")));
     }
-    let scope = match token::refresh_scope(&grant.scope, scope) {
-        Ok(scope) => scope,
-        Err(e) => return Ok(Err(e)),
-    };
+    let scope = ScopeSet::parse(&scope).unwrap_or_default();
     let next = next.map(|secret| format!("{grant_id}.{secret}"));
     Ok(Ok(issue(ctx, &client, &grant, grant_id, &scope, next.as_deref(), false).await?))
 }
