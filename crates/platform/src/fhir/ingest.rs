@@ -50,10 +50,12 @@ impl Plan {
         names
     }
 
-    /// `(Type, id, partition)` for the directory.
+    /// `(Type, id, partition)` for the directory (a Patient's directory copy is not an entry:
+    /// the Patient lives in its own partition).
     pub fn directory_entries(&self) -> Vec<(String, String, String)> {
         self.partitions
             .iter()
+            .filter(|(partition, _)| partition.as_str() != DIRECTORY)
             .flat_map(|(partition, writes)| {
                 writes.iter().map(move |w| {
                     let t = w.resource["resourceType"].as_str().unwrap_or_default().to_owned();
@@ -77,9 +79,24 @@ impl Plan {
     }
 }
 
-/// Plans the writes of a transaction or batch bundle. `new_id` makes an id for a `POST`
-/// entry whose `fullUrl` is not a usable `urn:uuid:`.
-pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Plan, IngestError> {
+/// The `(Type, id)` a `POST` entry asks for through its `fullUrl: urn:uuid:{id}`, in order.
+pub fn wished_ids(bundle: &Value) -> Vec<(String, String)> {
+    let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    entries
+        .iter()
+        .filter(|e| e.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST") == "POST")
+        .filter_map(|e| {
+            let t = e.pointer("/resource/resourceType").and_then(Value::as_str)?;
+            let id = e.get("fullUrl").and_then(Value::as_str)?.strip_prefix("urn:uuid:").filter(|id| is_fhir_id(id))?;
+            Some((t.to_owned(), id.to_owned()))
+        })
+        .collect()
+}
+
+/// Plans the writes of a transaction or batch bundle. A `POST` entry keeps the id of its
+/// `fullUrl: urn:uuid:{id}` when that id is free (`taken` says it is not), else gets one from
+/// `new_id`: a create never overwrites.
+pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&str, &str) -> bool) -> Result<Plan, IngestError> {
     let is_bundle = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle")
         && matches!(bundle.get("type").and_then(Value::as_str), Some("transaction" | "batch"));
     if !is_bundle {
@@ -99,7 +116,8 @@ pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Plan, 
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
         let (id, created) = match method {
             "POST" if url == resource_type => {
-                let id = full_url.and_then(|u| u.strip_prefix("urn:uuid:")).filter(|id| is_fhir_id(id)).map(str::to_owned).unwrap_or_else(&mut *new_id);
+                let wished = full_url.and_then(|u| u.strip_prefix("urn:uuid:")).filter(|id| is_fhir_id(id) && !taken(resource_type, id));
+                let id = wished.map(str::to_owned).unwrap_or_else(&mut *new_id);
                 (id, true)
             }
             "PUT" => {
@@ -179,7 +197,7 @@ mod tests {
             {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
             {"resource": {"resourceType": "Practitioner", "id": "d1"}, "request": {"method": "PUT", "url": "Practitioner/d1"}}
         ]});
-        let plan = plan(&bundle, &mut ids()).unwrap();
+        let plan = plan(&bundle, &mut ids(), &|_, _| false).unwrap();
         assert_eq!(plan.write_order(), vec!["shared/Organization", "shared/Practitioner", "directory", "patient/p-1"]);
         let patient = &plan.partitions["patient/p-1"];
         assert_eq!(patient.len(), 3);
@@ -187,21 +205,21 @@ mod tests {
         assert_eq!(patient[2].resource["encounter"]["reference"], "Encounter/e-1");
         assert_eq!(plan.order[4], ("Practitioner/d1".into(), false));
         assert_eq!(plan.response("transaction")["entry"][0]["response"]["status"], "201 Created");
-        assert_eq!(plan.directory_entries().len(), 6);
+        assert_eq!(plan.directory_entries().len(), 5, "the Patient's directory copy is no entry");
     }
 
     #[test]
     fn refuses_bad_bundles_before_writing_anything() {
         let b = |entries: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        assert_eq!(plan(&json!({"resourceType": "Patient"}), &mut ids()), Err(IngestError::NotABundle));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Spaceship"}}])), &mut ids()), Err(IngestError::BadEntry(0)));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids()), Err(IngestError::BadRequest(0)));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids()), Err(IngestError::BadRequest(0)));
+        assert_eq!(plan(&json!({"resourceType": "Patient"}), &mut ids(), &|_, _| false), Err(IngestError::NotABundle));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Spaceship"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadEntry(0)));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadRequest(0)));
+        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadRequest(0)));
         assert_eq!(
-            plan(&b(json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])), &mut ids()),
+            plan(&b(json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])), &mut ids(), &|_, _| false),
             Err(IngestError::Dangling("urn:uuid:nowhere".into()))
         );
-        let generated = plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids()).unwrap();
+        let generated = plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
         assert_eq!(generated.order[0].0, "Patient/gen-1");
     }
 }

@@ -2,8 +2,11 @@
 //! and bundle ingestion.
 
 pub mod access;
+pub mod api;
 pub mod capability;
+pub mod gate;
 pub mod ingest;
+pub mod memory;
 pub mod outcome;
 pub mod params;
 pub mod rest;

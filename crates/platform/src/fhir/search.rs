@@ -4,6 +4,10 @@
 
 use super::params::{self, Kind, Param};
 
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
 /// `Type/id` references found at the paths of `source`'s reference parameter `name`.
 pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
     let Some(param) = params::find(source, name) else { return Vec::new() };
@@ -16,9 +20,6 @@ pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
-use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// One row of the `idx` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -59,6 +60,10 @@ fn fmt(t: DateTime<Utc>) -> String {
 /// The half-open UTC range `[lo, hi)` a FHIR date, dateTime or instant covers, from its
 /// precision (`2020` is the whole year).
 pub fn date_range(s: &str) -> Option<(String, String)> {
+    // Every form is ASCII; anything else is refused before the byte slicing below.
+    if !s.is_ascii() {
+        return None;
+    }
     let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     match s.len() {
         4 => {
@@ -600,12 +605,17 @@ pub fn to_sql(search: &Search) -> SqlQuery {
     }
 }
 
-/// Whether a resource's index rows satisfy every clause (for reads under granular scopes,
-/// where no SQL runs). Clause kinds without an in-memory matcher do not match.
+/// Whether a resource's index rows satisfy every clause: the in-memory twin of [`to_sql`]'s
+/// conditions (reads under granular scopes, where no SQL runs, and the in-memory store).
 pub fn matches(rows: &[IndexEntry], clauses: &[Clause]) -> bool {
-    clauses.iter().all(|clause| match clause {
-        Clause::Token { name, any_of } => rows.iter().any(|r| {
-            &r.name == name
+    clauses.iter().all(|clause| rows.iter().any(|r| row_matches(r, clause)))
+}
+
+fn row_matches(r: &IndexEntry, clause: &Clause) -> bool {
+    let named = |name: &str| r.name == name;
+    match clause {
+        Clause::Token { name, any_of } => {
+            named(name)
                 && any_of.iter().any(|(sys, code)| {
                     let sys_ok = match sys.as_deref() {
                         None => true,
@@ -614,10 +624,36 @@ pub fn matches(rows: &[IndexEntry], clauses: &[Clause]) -> bool {
                     };
                     sys_ok && code.as_ref().is_none_or(|c| r.code.as_ref() == Some(c))
                 })
-        }),
-        Clause::Reference { name, any_of } => rows.iter().any(|r| &r.name == name && r.reference.as_ref().is_some_and(|x| any_of.contains(x))),
-        _ => false,
-    })
+        }
+        Clause::Reference { name, any_of } => named(name) && r.reference.as_ref().is_some_and(|x| any_of.contains(x)),
+        Clause::Text { name, any_of, exact } => {
+            named(name) && r.text.as_deref().is_some_and(|t| any_of.iter().any(|v| if *exact { t == v } else { t.starts_with(v.as_str()) }))
+        }
+        Clause::Date { name, prefix, lo, hi } => {
+            let (Some(rlo), Some(rhi)) = (r.date_lo.as_deref(), r.date_hi.as_deref()) else { return false };
+            named(name)
+                && match prefix {
+                    Prefix::Eq => rlo >= lo.as_str() && rhi <= hi.as_str(),
+                    Prefix::Ne => !(rlo >= lo.as_str() && rhi <= hi.as_str()),
+                    Prefix::Lt => rlo < lo.as_str(),
+                    Prefix::Ge => rhi > lo.as_str(),
+                    Prefix::Le => rlo < hi.as_str(),
+                    Prefix::Gt => rhi > hi.as_str(),
+                }
+        }
+        Clause::Quantity { name, prefix, value, sys, code } => {
+            let Some(num) = r.num else { return false };
+            let compared = match prefix {
+                Prefix::Eq => num == *value,
+                Prefix::Ne => num != *value,
+                Prefix::Lt => num < *value,
+                Prefix::Le => num <= *value,
+                Prefix::Gt => num > *value,
+                Prefix::Ge => num >= *value,
+            };
+            named(name) && compared && sys.as_ref().is_none_or(|s| r.sys.as_ref() == Some(s)) && code.as_ref().is_none_or(|c| r.code.as_ref() == Some(c))
+        }
+    }
 }
 
 #[cfg(test)]

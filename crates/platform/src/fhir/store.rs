@@ -10,7 +10,10 @@
 use super::params;
 use super::search::values_at;
 use crate::ports::StoreError;
+use super::search::Search;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Name of the partition that maps `Type/id` to partitions and lists every patient.
@@ -23,6 +26,79 @@ pub trait FhirStore {
     async fn list_patients(&self, limit: usize) -> Result<Vec<Value>, StoreError>;
     /// A patient's encounters, newest first, at most `limit`.
     async fn patient_encounters(&self, patient_id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
+}
+
+/// What a write stored for one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub reference: String,
+    pub version: i64,
+    pub created: bool,
+    #[serde(default)]
+    pub last_updated: String,
+}
+
+/// What a write did. (A plain struct: serde_json's `RawValue` cannot sit in a tagged enum.)
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// `If-Match` named another version than the current one: nothing was written.
+    pub conflict: bool,
+    pub current: Option<i64>,
+    pub written: Vec<Written>,
+    /// The stored resource, when one was written.
+    pub content: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadStatus {
+    Found,
+    /// Deleted: 410 Gone.
+    Gone,
+    Missing,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadOutcome {
+    pub status: ReadStatus,
+    pub content: Option<Box<RawValue>>,
+    pub version: i64,
+    pub last_updated: String,
+}
+
+/// One version of a resource, newest first in a history.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Version {
+    pub version: i64,
+    pub last_updated: String,
+    pub deleted: bool,
+    /// The content (for a deletion: the last content before it).
+    pub content: Box<RawValue>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct SearchResult {
+    /// `(id, resource)`: the id comes from the row, so callers need not parse the resource.
+    pub resources: Vec<(String, Box<RawValue>)>,
+    pub total: i64,
+}
+
+/// The partitions, as the FHIR use cases see them: one Durable Object each in the Worker, a
+/// map in [`super::memory`]. A call touches one partition (the directory is one too).
+#[async_trait(?Send)]
+pub trait Partitions {
+    /// Stores a new version of each resource (all or nothing); `if_match` applies to a single one.
+    async fn write(&self, partition: &str, resources: Vec<Value>, if_match: Option<i64>) -> Result<WriteOutcome, StoreError>;
+    async fn read(&self, partition: &str, resource_type: &str, id: &str, version: Option<i64>) -> Result<ReadOutcome, StoreError>;
+    /// An instance's versions (`id` given) or the type's last 100, newest first.
+    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>) -> Result<Vec<Version>, StoreError>;
+    /// Marks the resource deleted; its new version, or `None` when there was nothing to delete.
+    async fn delete(&self, partition: &str, resource_type: &str, id: &str) -> Result<Option<i64>, StoreError>;
+    async fn search(&self, partition: &str, query: &Search) -> Result<SearchResult, StoreError>;
+    /// The directory: the partition of each `Type/id`, in the order asked.
+    async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError>;
+    /// Records `(Type, id, partition)` in the directory. An existing entry is never re-pointed.
+    async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError>;
 }
 
 pub fn patient_partition(patient_id: &str) -> String {

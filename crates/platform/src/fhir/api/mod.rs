@@ -1,0 +1,127 @@
+//! The FHIR R4 RESTful API's use cases (<https://hl7.org/fhir/R4/http.html>), each checked by
+//! the one gate ([`super::gate`]) against the token's grant, over the [`Partitions`] port.
+//!
+//! The Worker decodes an HTTP request into a [`FhirRequest`] once, calls [`handle`], and
+//! encodes the [`FhirResponse`]; the same code runs natively over
+//! [`super::memory::MemoryPartitions`] in the tests.
+
+mod bundle;
+mod find;
+mod read;
+mod write;
+
+use super::gate::{self, Denied};
+use super::outcome::{self, IssueType};
+use super::rest::Interaction;
+use super::store::Partitions;
+use crate::guard::AccessGrant;
+use crate::ports::StoreError;
+use serde_json::Value;
+use smart_protocol::scopes::Permissions;
+
+/// One FHIR request, decoded at the edge.
+#[derive(Debug, Clone, Default)]
+pub struct FhirRequest {
+    pub interaction: Option<Interaction>,
+    /// The query string's pairs, and for `POST _search` the form's.
+    pub query: Vec<(String, String)>,
+    /// `Prefer: handling=strict`.
+    pub strict: bool,
+    /// `Prefer: return=minimal`.
+    pub minimal: bool,
+    pub if_match: Option<String>,
+    pub if_none_exist: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What to answer, for the edge to encode.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FhirResponse {
+    pub status: u16,
+    /// FHIR JSON, or empty (204, `return=minimal`).
+    pub body: String,
+    pub version: Option<i64>,
+    /// `meta.lastUpdated` of the version answered (ISO 8601).
+    pub last_updated: Option<String>,
+    pub location: Option<String>,
+    /// A 403 for want of scope: the `insufficient_scope` challenge's description.
+    pub insufficient_scope: Option<String>,
+}
+
+impl FhirResponse {
+    pub fn json(status: u16, body: String) -> FhirResponse {
+        FhirResponse { status, body, ..Default::default() }
+    }
+
+    pub fn outcome(status: u16, code: IssueType, message: &str) -> FhirResponse {
+        FhirResponse::json(status, outcome::error(code, message).to_string())
+    }
+
+    pub fn not_found(resource_type: &str, id: &str) -> FhirResponse {
+        FhirResponse::outcome(404, IssueType::NotFound, &format!("{resource_type}/{id} is not known"))
+    }
+
+    pub fn denied(denied: &Denied) -> FhirResponse {
+        FhirResponse { insufficient_scope: Some(denied.to_string()), ..FhirResponse::outcome(403, IssueType::Security, &denied.to_string()) }
+    }
+
+    pub fn forbidden(message: &str) -> FhirResponse {
+        FhirResponse::outcome(403, IssueType::Security, message)
+    }
+
+    /// The resource JSON (`body`), unless `Prefer: return=minimal`.
+    fn resource(status: u16, body: String, minimal: bool) -> FhirResponse {
+        FhirResponse::json(status, if minimal { String::new() } else { body })
+    }
+}
+
+/// What a use case needs besides the request: the store, the FHIR base URL, and new ids.
+pub struct Fhir<'a> {
+    pub store: &'a dyn Partitions,
+    /// `https://host/fhir`, for `fullUrl`s, links and `Location`.
+    pub base: &'a str,
+    pub new_id: &'a dyn Fn() -> String,
+}
+
+/// Whether `grant` could write anything at all: a bundle is not read or parsed for a caller
+/// who could not write any of it.
+pub fn may_write(grant: &AccessGrant) -> bool {
+    grant.scope.resource_scopes().any(|s| !s.permissions.intersection(Permissions::CREATE.union(Permissions::UPDATE)).is_empty())
+}
+
+/// Runs one interaction for `grant`.
+pub async fn handle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
+    let Some(interaction) = &request.interaction else {
+        return Ok(FhirResponse::outcome(404, IssueType::NotFound, "no FHIR interaction at this path"));
+    };
+    match interaction {
+        Interaction::Capabilities => Ok(FhirResponse::outcome(500, IssueType::Exception, "the CapabilityStatement is served by the edge")),
+        Interaction::Read { resource_type, id } => read::read(fhir, grant, resource_type, id, None).await,
+        Interaction::Vread { resource_type, id, version } => match version.parse() {
+            Ok(v) => read::read(fhir, grant, resource_type, id, Some(v)).await,
+            Err(_) => Ok(FhirResponse::not_found(resource_type, &format!("{id}/_history/{version}"))),
+        },
+        Interaction::History { resource_type, id } => read::history(fhir, grant, resource_type, id).await,
+        Interaction::TypeHistory { resource_type } => read::type_history(fhir, grant, resource_type).await,
+        Interaction::Search { resource_type } => find::search(fhir, grant, resource_type, request).await,
+        Interaction::Create { resource_type } => write::create(fhir, grant, resource_type, request).await,
+        Interaction::Update { resource_type, id } => write::update(fhir, grant, resource_type, id, request).await,
+        Interaction::Delete { resource_type, id } => write::delete(fhir, grant, resource_type, id).await,
+        Interaction::Bundle => bundle::bundle(fhir, grant, request).await,
+    }
+}
+
+/// `resourceType` and `id` of a resource.
+fn type_and_id(resource: &Value) -> (&str, &str) {
+    let text = |k: &str| resource.get(k).and_then(Value::as_str).unwrap_or_default();
+    (text("resourceType"), text("id"))
+}
+
+/// The usable scopes for an interaction, or the 403 answer.
+fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissions) -> Result<Vec<gate::Usable<'g>>, FhirResponse> {
+    gate::usable(grant, resource_type, permission).map_err(|d| FhirResponse::denied(&d))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! create, conditional create, update and delete (R4 §3.1.0.4, §3.1.0.7, §3.1.0.8.1).
+//! A create never overwrites (the server picks the id); a resource never changes partition;
+//! every write passes the gate at the place it leaves and the place it lands, and the
+//! granular filters apply to the content written or removed.
+
+use super::find;
+use super::read::directory;
+use super::{usable, Fhir, FhirRequest, FhirResponse};
+use crate::fhir::gate::{self, Place};
+use crate::fhir::outcome::IssueType;
+use crate::fhir::search;
+use crate::fhir::store::{partition_for, patient_partition, ReadStatus, DIRECTORY};
+use crate::fhir::validate;
+use crate::guard::AccessGrant;
+use crate::ports::StoreError;
+use serde_json::Value;
+use smart_protocol::scopes::Permissions;
+
+const NOT_HERE: &str = "the token's scopes do not allow this write here (the patient compartment, shared data, or a granular filter)";
+
+fn fhir_content(request: &FhirRequest) -> bool {
+    request.content_type.as_deref().is_some_and(|c| c.starts_with("application/fhir+json") || c.starts_with("application/json"))
+}
+
+/// The body as a resource of `resource_type` (for `id`'s update), or the answer refusing it.
+fn body(request: &FhirRequest, resource_type: &str, id: Option<&str>) -> Result<Value, FhirResponse> {
+    if !fhir_content(request) {
+        return Err(FhirResponse::outcome(415, IssueType::NotSupported, "send application/fhir+json"));
+    }
+    validate::resource(&request.body, resource_type, id).map_err(|e| FhirResponse::outcome(e.status(), IssueType::Invalid, &e.to_string()))
+}
+
+/// Whether the caller may `permission` at the partition with this content.
+fn allowed(grant: &AccessGrant, resource_type: &str, permission: Permissions, partition: &str, content: &Value) -> bool {
+    let filter = gate::decide(grant, resource_type, permission, Place::of_partition(partition)).ok().flatten();
+    gate::admits(filter.as_ref(), content)
+}
+
+/// Stores `resource` in `partition` (and a Patient's copy in the directory), registers it,
+/// and answers 201 or 200.
+async fn store(fhir: &Fhir<'_>, partition: &str, resource: Value, if_match: Option<i64>, minimal: bool) -> Result<FhirResponse, StoreError> {
+    let (resource_type, id) = {
+        let (t, i) = super::type_and_id(&resource);
+        (t.to_owned(), i.to_owned())
+    };
+    let outcome = fhir.store.write(partition, vec![resource.clone()], if_match).await?;
+    if outcome.conflict {
+        let current = outcome.current.map_or("none".into(), |v| v.to_string());
+        return Ok(FhirResponse::outcome(412, IssueType::Invalid, &format!("{resource_type}/{id} is at version {current}, not the one in If-Match")));
+    }
+    if resource_type == "Patient" {
+        fhir.store.write(DIRECTORY, vec![resource], None).await?;
+    }
+    fhir.store.register(vec![(resource_type.clone(), id.clone(), partition.to_owned())]).await?;
+    let written = outcome.written.first().cloned().ok_or_else(|| StoreError("nothing written".into()))?;
+    let content = outcome.content.map(|c| c.get().to_owned()).unwrap_or_default();
+    Ok(FhirResponse {
+        version: Some(written.version),
+        last_updated: Some(written.last_updated),
+        location: Some(format!("{}/{resource_type}/{id}/_history/{}", fhir.base, written.version)),
+        ..FhirResponse::resource(if written.created { 201 } else { 200 }, content, minimal)
+    })
+}
+
+pub(super) async fn create(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
+    let usable = match usable(grant, resource_type, Permissions::CREATE) {
+        Ok(u) => u,
+        Err(refusal) => return Ok(refusal),
+    };
+    let mut resource = match body(request, resource_type, None) {
+        Ok(r) => r,
+        Err(refusal) => return Ok(refusal),
+    };
+    resource["id"] = Value::String((fhir.new_id)());
+    let partition = partition_for(&resource);
+    let filter = gate::at(&usable, grant, Permissions::CREATE, Place::of_partition(&partition));
+    if !gate::admits(filter.as_ref(), &resource) {
+        return Ok(FhirResponse::forbidden(NOT_HERE));
+    }
+    if let Some(condition) = &request.if_none_exist {
+        if let Some(answer) = conditional(fhir, grant, resource_type, &partition, condition).await? {
+            return Ok(answer);
+        }
+    }
+    store(fhir, &partition, resource, None, request.minimal).await
+}
+
+/// If-None-Exist (R4 §3.1.0.8.1): a search, under the caller's own search rights, where the
+/// resource would live (the directory for a Patient). One match is the answer (200), several
+/// are 412; `None` lets the create go on.
+async fn conditional(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, partition: &str, condition: &str) -> Result<Option<FhirResponse>, StoreError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(condition).unwrap_or_default();
+    let mut query = match search::parse(resource_type, &pairs, true) {
+        Ok(q) if !q.clauses.is_empty() => q,
+        _ => return Ok(Some(FhirResponse::outcome(400, IssueType::Invalid, "If-None-Exist must be a search query on this type"))),
+    };
+    query.count = 2;
+    let usable = match usable(grant, resource_type, Permissions::SEARCH) {
+        Ok(u) => u,
+        Err(_) => return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights on the type"))),
+    };
+    let target = if resource_type == "Patient" { DIRECTORY } else { partition };
+    let filter = if resource_type == "Patient" {
+        gate::at(&usable, grant, Permissions::SEARCH, Place::Shared).filter(|_| gate::reach(&usable) == gate::Reach::All)
+    } else {
+        gate::at(&usable, grant, Permissions::SEARCH, Place::of_partition(partition))
+    };
+    let Some(filter) = filter else { return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights where the resource would live"))) };
+    let (hits, _) = find::run(fhir, &query, &[(target.to_owned(), filter)]).await?;
+    Ok(match hits.as_slice() {
+        [] => None,
+        [(_, existing)] => Some(FhirResponse::json(200, existing.get().to_owned())),
+        _ => Some(FhirResponse::outcome(412, IssueType::Invalid, "If-None-Exist matches more than one resource")),
+    })
+}
+
+/// What exists at `Type/id`: its partition and, if not deleted, its content.
+pub(super) async fn existing(fhir: &Fhir<'_>, resource_type: &str, id: &str) -> Result<Option<(String, Option<Value>)>, StoreError> {
+    let partition = match resource_type {
+        "Patient" => Some(patient_partition(id)),
+        _ => directory(fhir, resource_type, id).await?,
+    };
+    let Some(partition) = partition else { return Ok(None) };
+    let read = fhir.store.read(&partition, resource_type, id, None).await?;
+    Ok(match (read.status, read.content) {
+        (ReadStatus::Found, Some(content)) => Some((partition, serde_json::from_str(content.get()).ok())),
+        (ReadStatus::Gone, _) => Some((partition, None)),
+        _ if resource_type == "Patient" => None,
+        _ => Some((partition, None)),
+    })
+}
+
+/// The answer refusing a write of `resource` over what exists, or `None` when it may go on.
+/// For an existing resource: update rights where it is and over its content, the same
+/// partition, update rights over the new content; otherwise create rights.
+pub(super) fn judge_write(grant: &AccessGrant, resource: &Value, existing: &Option<(String, Option<Value>)>) -> Option<FhirResponse> {
+    let (resource_type, _) = super::type_and_id(resource);
+    let partition = partition_for(resource);
+    let moved = || FhirResponse::outcome(422, IssueType::Invalid, "a resource never moves to another patient's compartment or in or out of shared data");
+    match existing {
+        Some((at, Some(old))) => {
+            if let Err(denied) = gate::usable(grant, resource_type, Permissions::UPDATE) {
+                return Some(FhirResponse::denied(&denied));
+            }
+            if !allowed(grant, resource_type, Permissions::UPDATE, at, old) {
+                return Some(FhirResponse::forbidden(NOT_HERE));
+            }
+            if *at != partition {
+                return Some(moved());
+            }
+            (!allowed(grant, resource_type, Permissions::UPDATE, &partition, resource)).then(|| FhirResponse::forbidden(NOT_HERE))
+        }
+        _ => {
+            if let Err(denied) = gate::usable(grant, resource_type, Permissions::CREATE) {
+                return Some(FhirResponse::denied(&denied));
+            }
+            if existing.as_ref().is_some_and(|(at, _)| *at != partition) {
+                return Some(moved());
+            }
+            (!allowed(grant, resource_type, Permissions::CREATE, &partition, resource)).then(|| FhirResponse::forbidden(NOT_HERE))
+        }
+    }
+}
+
+pub(super) async fn update(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, id: &str, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
+    // Update rights, or create rights for an update that creates; which one applies is known
+    // once the current state is read (see `judge_write`).
+    if let (Err(denied), Err(_)) = (gate::usable(grant, resource_type, Permissions::UPDATE), gate::usable(grant, resource_type, Permissions::CREATE)) {
+        return Ok(FhirResponse::denied(&denied));
+    }
+    let resource = match body(request, resource_type, Some(id)) {
+        Ok(r) => r,
+        Err(refusal) => return Ok(refusal),
+    };
+    let if_match = match &request.if_match {
+        Some(h) => match validate::if_match_version(h).and_then(|v| v.parse().ok()) {
+            Some(v) => Some(v),
+            None => return Ok(FhirResponse::outcome(400, IssueType::Invalid, "If-Match must be a version ETag such as W/\"3\"")),
+        },
+        None => None,
+    };
+    let existing = existing(fhir, resource_type, id).await?;
+    if let Some(refusal) = judge_write(grant, &resource, &existing) {
+        return Ok(refusal);
+    }
+    store(fhir, &partition_for(&resource), resource, if_match, request.minimal).await
+}
+
+pub(super) async fn delete(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, id: &str) -> Result<FhirResponse, StoreError> {
+    if let Err(refusal) = usable(grant, resource_type, Permissions::DELETE) {
+        return Ok(refusal);
+    }
+    let done = || Ok(FhirResponse::json(204, String::new()));
+    let Some((partition, Some(old))) = existing(fhir, resource_type, id).await? else { return done() };
+    if !allowed(grant, resource_type, Permissions::DELETE, &partition, &old) {
+        return Ok(FhirResponse::forbidden(NOT_HERE));
+    }
+    fhir.store.delete(&partition, resource_type, id).await?;
+    if resource_type == "Patient" {
+        // The directory's copy goes too: no longer found by Patient searches, pickers, fan-out.
+        fhir.store.delete(DIRECTORY, resource_type, id).await?;
+    }
+    done()
+}
