@@ -65,3 +65,23 @@ test("bad settings are refused with invalid_request and change nothing", async (
   }
   assert.deepEqual((await w.json("/admin/settings", { headers: adminHeaders() })).body, before);
 });
+
+test("client registration refuses unenforceable granular scopes and system/ scopes for interactive clients", async () => {
+  const app = { client_id: "reg-app", client_name: "Reg", client_type: "public", redirect_uris: ["https://app.example/cb"] };
+  for (const [scope, fragment] of [
+    ["openid patient/Observation.rs?category=laboratory&foo=bar", /cannot be enforced/],
+    ["openid patient/Observation.rs?_count=5", /cannot be enforced/],
+    ["openid system/*.rs", /backend services only/],
+  ]) {
+    const res = await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify({ ...app, scope }) });
+    assert.equal(res.status, 400, scope);
+    const body = await res.json();
+    assert.equal(body.error, "invalid_request");
+    assert.match(body.error_description, fragment);
+  }
+  const ok = await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify({ ...app, scope: "openid patient/Observation.rs?category=laboratory", resource_server: true }) });
+  assert.equal(ok.status, 201);
+  const view = await ok.json();
+  assert.equal(view.scope, "openid patient/Observation.rs?category=laboratory");
+  assert.equal(view.resource_server, true);
+});

@@ -190,6 +190,50 @@ describe("EHR launch", () => {
     }
   });
 
+  test("a launch is single use: the second authorization with the same launch is invalid_request", async () => {
+    const { body } = await createLaunch({ client_id: APP.client_id, patient: NED });
+    const agent = new Agent(w.url);
+    const page = await agent.go(authorizeUrl(w, { launch: body.launch, scope: "launch openid patient/*.rs" }));
+    assert.ok(page.doc.querySelector("#username"), "the first use goes on to the login page");
+    const again = await new Agent(w.url).go(authorizeUrl(w, { launch: body.launch, scope: "launch openid patient/*.rs" }));
+    const q = expectRedirect(again, { error: "invalid_request" });
+    assert.match(q.get("error_description"), /already used/);
+    // Even the browser that used it first cannot start a second authorization with it.
+    expectRedirect(await agent.go(authorizeUrl(w, { launch: body.launch, scope: "launch openid patient/*.rs" })), { error: "invalid_request" });
+  });
+
+  test("a patient user never completes a launch about another patient (access_denied, no code)", async () => {
+    const { body } = await createLaunch({ client_id: APP.client_id, patient: BUSTER });
+    const agent = new Agent(w.url);
+    const page = await agent.go(authorizeUrl(w, { launch: body.launch, scope: "launch openid patient/*.rs" }));
+    const q = expectRedirect(await login(agent, page, PATIENT_USER), { error: "access_denied" });
+    assert.match(q.get("error_description"), /own record/);
+    // ned's session is not adopted by a later launch about Buster either: it asks who signs in.
+    const later = await createLaunch({ client_id: APP.client_id, patient: BUSTER });
+    const next = await agent.go(authorizeUrl(w, { launch: later.body.launch, scope: "launch openid patient/*.rs" }));
+    assert.ok(next.doc.querySelector("#username"), "login page, not ned's session");
+    expectRedirect(await login(agent, next, PATIENT_USER), { error: "access_denied" });
+  });
+
+  test("a launch made for the EHR's user is completed by that user only", async () => {
+    const forDoctor = await createLaunch({ client_id: APP.client_id, user: PRACTITIONER.username, patient: BUSTER });
+    assert.equal(forDoctor.res.status, 201, JSON.stringify(forDoctor.body));
+    const other = { username: "other.doctor", display_name: "Dr. Other", fhir_user: "Practitioner/other-1", password: PASSWORD };
+    assert.equal((await w.fetch("/admin/users", { method: "POST", headers: adminHeaders(), body: JSON.stringify(other) })).status, 201);
+    const wrong = new Agent(w.url);
+    let page = await wrong.go(authorizeUrl(w, { launch: forDoctor.body.launch, scope: "launch openid patient/*.rs" }));
+    const denied = expectRedirect(await login(wrong, page, other), { error: "access_denied" });
+    assert.match(denied.get("error_description"), /another user/);
+
+    const again = await createLaunch({ client_id: APP.client_id, user: PRACTITIONER.username, patient: BUSTER });
+    const right = new Agent(w.url);
+    page = await login(right, await right.go(authorizeUrl(w, { launch: again.body.launch, scope: "launch openid patient/*.rs" })));
+    const q = expectRedirect(await right.submit(page, "#approve"));
+    const grant = (await grantOf(w, q.get("code"))).grant;
+    assert.equal(grant.user.username, PRACTITIONER.username);
+    assert.equal(grant.context.patient, BUSTER);
+  });
+
   test("the EHR API checks its caller and its input", async () => {
     const anonymous = await w.fetch("/auth/ehr/launch", { method: "POST", body: "{}" });
     assert.equal(anonymous.status, 401);
@@ -198,12 +242,35 @@ describe("EHR launch", () => {
       [{ client_id: APP.client_id, patient: "bad id!" }, "FHIR ids"],
       [{ client_id: APP.client_id, fhirContext: [{ role: "x" }] }, "fhirContext"],
       [{ client_id: APP.client_id, unexpected: 1 }, "unknown field"],
+      [{ client_id: APP.client_id, user: "nobody-here" }, "no such user"],
+      [{ client_id: APP.client_id, user: "bad user!" }, "username"],
     ]) {
       const { res, body: err } = await createLaunch(body);
       assert.equal(res.status, 400);
       assert.equal(err.error, "invalid_request");
       assert.match(err.error_description, new RegExp(fragment));
     }
+  });
+});
+
+describe("granular scopes the server cannot enforce (issue 8, item 1)", () => {
+  const LAB_SCOPE = "patient/Observation.rs?category=laboratory";
+  const LAB = { ...APP, client_id: "lab-only-app", scope: `launch/patient openid ${LAB_SCOPE}`, consent: "remember" };
+
+  test("asking for a constraint the server cannot enforce is invalid_scope, even after a remembered consent", async () => {
+    const res = await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify(LAB) });
+    assert.equal(res.status, 201);
+    for (const scope of [`openid ${LAB_SCOPE}&foo=bar`, "openid patient/Observation.rs?_count=5", "openid patient/Observation.rs?code:text=x"]) {
+      expectRedirect(await new Agent(w.url).go(authorizeUrl(w, { client_id: LAB.client_id, scope })), { error: "invalid_scope" });
+    }
+    // The user approves the enforceable scope once (remembered) ...
+    const agent = new Agent(w.url);
+    let page = await login(agent, await agent.go(authorizeUrl(w, { client_id: LAB.client_id, scope: `openid ${LAB_SCOPE}` })));
+    const q = expectRedirect(await agent.submit(page, "#approve"));
+    assert.equal((await grantOf(w, q.get("code"))).grant.scope, `openid ${LAB_SCOPE}`);
+    // ... which never stretches to the wider one.
+    const widened = await agent.go(authorizeUrl(w, { client_id: LAB.client_id, scope: `openid ${LAB_SCOPE}&foo=bar` }));
+    expectRedirect(widened, { error: "invalid_scope" });
   });
 });
 

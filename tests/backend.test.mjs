@@ -158,3 +158,44 @@ test("backend clients cannot use the authorization code flow, nor others client_
   const res = await w.fetch("/auth/token", form({ grant_type: "client_credentials", client_id: APP.client_id }));
   refused({ res, body: await res.json() });
 });
+
+test("client_credentials with a granular scope the server cannot enforce is invalid_scope", async () => {
+  refused(await token(await assertion(keys.ES384, "inline-backend"), { scope: "system/Observation.rs?category=laboratory&foo=bar" }), "invalid_scope", 400);
+  const lab = await token(await assertion(keys.ES384, "inline-backend"), { scope: "system/Observation.rs?category=laboratory" });
+  assert.equal(lab.res.status, 200, JSON.stringify(lab.body));
+  assert.equal(lab.body.scope, "system/Observation.rs?category=laboratory");
+});
+
+async function call(path, clientAssertion, params) {
+  const res = await w.fetch(path, form({ client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: clientAssertion, ...params }));
+  const text = await res.text();
+  return { res, body: text ? JSON.parse(text) : null };
+}
+
+test("private_key_jwt clients introspect and revoke; a backend access token can be revoked", async () => {
+  const issued = (await token(await assertion(keys.ES384, "inline-backend"), { scope: "system/Patient.rs" })).body;
+  // The assertion's aud may be the token URL or the endpoint's own URL.
+  const seen = await call("/auth/introspect", await assertion(keys.ES384, "inline-backend", { aud: `${w.url}/auth/introspect` }), { token: issued.access_token });
+  assert.equal(seen.res.status, 200, JSON.stringify(seen.body));
+  assert.equal(seen.body.active, true);
+  assert.equal(seen.body.client_id, "inline-backend");
+  assert.equal(seen.body.scope, "system/Patient.rs");
+  // Another key client is not told about it.
+  const other = await call("/auth/introspect", await assertion(keys.ES384, "asymmetric-app"), { token: issued.access_token });
+  assert.deepEqual(other.body, { active: false });
+  const fhir = () => w.fetch("/fhir/Patient?_count=1", { headers: { Authorization: `Bearer ${issued.access_token}` } });
+  assert.equal((await fhir()).status, 200);
+  // Revocation by another client does nothing; by its own client, it ends the token.
+  assert.equal((await call("/auth/revoke", await assertion(keys.ES384, "asymmetric-app"), { token: issued.access_token })).res.status, 200);
+  assert.equal((await call("/auth/introspect", await assertion(keys.ES384, "inline-backend"), { token: issued.access_token })).body.active, true);
+  const revoked = await call("/auth/revoke", await assertion(keys.ES384, "inline-backend", { aud: `${w.url}/auth/revoke` }), { token: issued.access_token });
+  assert.equal(revoked.res.status, 200);
+  assert.deepEqual((await call("/auth/introspect", await assertion(keys.ES384, "inline-backend"), { token: issued.access_token })).body, { active: false });
+  const after = await fhir();
+  assert.equal(after.status, 401);
+  assert.match(after.headers.get("www-authenticate"), /error="invalid_token"/);
+  // A replayed assertion is refused at these endpoints too.
+  const once = await assertion(keys.ES384, "inline-backend");
+  assert.equal((await call("/auth/introspect", once, { token: "x" })).res.status, 200);
+  refused(await call("/auth/introspect", once, { token: "x" }));
+});

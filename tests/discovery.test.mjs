@@ -43,7 +43,7 @@ test("openid-configuration's issuer is exactly the URL it was fetched under", as
 });
 
 test("PUBLIC_BASE_URL fixes the issuer whatever the request's host", async () => {
-  const other = await startWorker({ bindings: { PUBLIC_BASE_URL: "https://ehr.example.org", FHIR_BASE_PATH: "/r4" } });
+  const other = await startWorker({ bindings: { PUBLIC_BASE_URL: "https://ehr.example.org", FHIR_BASE_PATH: "/r4", DEV_ROUTES: "false" } });
   try {
     const { body } = await other.json("/r4/.well-known/smart-configuration");
     assert.equal(body.issuer, "https://ehr.example.org");
@@ -140,3 +140,19 @@ test("dev routes are off unless DEV_ROUTES is true", async () => {
     await off.dispose();
   }
 });
+
+test("DEV_ROUTES=true with an https PUBLIC_BASE_URL (a deployment) refuses every request with a clear 503", async () => {
+  const deployed = await startWorker({ bindings: { PUBLIC_BASE_URL: "https://ehr.example.org", DEV_ROUTES: "true" } });
+  try {
+    for (const [path, init] of [["/_dev/sign?alg=RS256", { method: "POST", body: "{}" }], ["/fhir/.well-known/smart-configuration"], ["/auth/token", { method: "POST" }]]) {
+      const res = await deployed.fetch(path, init);
+      assert.equal(res.status, 503, path);
+      const body = await res.json();
+      assert.equal(body.error, "server_error");
+      assert.match(body.error_description, /DEV_ROUTES=true is for local development only/);
+    }
+  } finally {
+    await deployed.dispose();
+  }
+});
+

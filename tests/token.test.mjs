@@ -13,19 +13,22 @@ import { authorize, exchange, refresh, form } from "./helpers/flows.mjs";
 const SECRET = "s".repeat(48);
 const CONFIDENTIAL = { ...APP, client_id: "confidential-app", client_type: "confidential-symmetric", client_secrets: [SECRET], consent: "pre-approved" };
 const ONLINE = { ...APP, client_id: "online-app", scope: "openid online_access offline_access patient/*.rs launch/patient", consent: "pre-approved" };
+// Registered as a resource server: it may introspect every client's tokens.
+const RESOURCE_SERVER = { ...CONFIDENTIAL, client_id: "resource-server", resource_server: true };
+const LAB = { ...APP, client_id: "lab-app", scope: "launch/patient openid offline_access patient/Observation.rs?category=laboratory", consent: "pre-approved" };
 
 let w;
 let jwks;
 before(async () => {
   w = await startWorker();
-  await seed(w, { clients: [APP, CONFIDENTIAL, ONLINE] });
+  await seed(w, { clients: [APP, CONFIDENTIAL, ONLINE, RESOURCE_SERVER, LAB] });
   jwks = jose.createRemoteJWKSet(new URL(`${w.url}/.well-known/jwks.json`));
 });
 after(() => w.dispose());
 
 const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString("base64")}`;
 
-async function introspect(token, auth = basic(CONFIDENTIAL.client_id, SECRET)) {
+async function introspect(token, auth = basic(RESOURCE_SERVER.client_id, SECRET)) {
   const headers = { "Content-Type": "application/x-www-form-urlencoded", ...(auth ? { Authorization: auth } : {}) };
   const res = await w.fetch("/auth/introspect", { ...form({ token }), headers });
   return { res, body: await res.json() };
@@ -197,6 +200,54 @@ describe("confidential clients", () => {
     assertError(await refresh(w, post.body.refresh_token), 401, "invalid_client");
     const authed = await w.fetch("/auth/token", { ...form({ grant_type: "refresh_token", refresh_token: post.body.refresh_token }), headers: { "Content-Type": "application/x-www-form-urlencoded", Authorization: basic(CONFIDENTIAL.client_id, SECRET) } });
     assert.equal(authed.status, 200);
+  });
+});
+
+describe("issue 8: what a grant id, a scope or a refresh can no longer do", () => {
+  test("a code or refresh token made of the grant id and any secret is invalid_grant and revokes nothing", async () => {
+    const { code, verifier } = await authorize(w);
+    const tokens = (await exchange(w, code, verifier)).body;
+    const gid = code.split(".")[0];
+    const forgedCode = await exchange(w, `${gid}.anything`, verifier);
+    assertError(forgedCode, 400, "invalid_grant");
+    assert.equal(forgedCode.body.error_description, "the code is not valid");
+    assertError(await refresh(w, `${gid}.anything`), 400, "invalid_grant");
+    assert.equal((await introspect(tokens.access_token)).body.active, true, "the grant is still active");
+    assert.equal((await refresh(w, tokens.refresh_token)).res.status, 200, "the real refresh token still works");
+    // The real code presented again is the replay that revokes.
+    assertError(await exchange(w, code, verifier), 400, "invalid_grant");
+    assert.deepEqual((await introspect(tokens.access_token)).body, { active: false });
+  });
+
+  test("refresh with a granular scope the server cannot enforce is invalid_scope, and a bad scope does not burn the chain", async () => {
+    await w.fetch("/admin/settings", { method: "PUT", headers: adminHeaders(), body: JSON.stringify({ refresh_grace_secs: 0 }) });
+    try {
+      const lab = "patient/Observation.rs?category=laboratory";
+      const { code, verifier } = await authorize(w, { client_id: LAB.client_id, scope: `launch/patient openid offline_access ${lab}` });
+      const first = (await exchange(w, code, verifier, { client_id: LAB.client_id })).body;
+      assert.equal(first.scope, `launch/patient openid offline_access ${lab}`);
+      assertError(await refresh(w, first.refresh_token, { scope: `${lab}&foo=bar` }), 400, "invalid_scope");
+      assertError(await refresh(w, first.refresh_token, { scope: "patient/*.cruds" }), 400, "invalid_scope");
+      const next = await refresh(w, first.refresh_token, { scope: lab });
+      assert.equal(next.res.status, 200, `the refused scopes rotated nothing: ${JSON.stringify(next.body)}`);
+      assert.equal(next.body.scope, lab);
+    } finally {
+      await w.fetch("/admin/settings", { method: "PUT", headers: adminHeaders(), body: JSON.stringify({}) });
+    }
+  });
+
+  test("introspection describes a token only to its own client or a resource server", async () => {
+    const { code, verifier } = await authorize(w);
+    const tokens = (await exchange(w, code, verifier)).body;
+    const other = basic(CONFIDENTIAL.client_id, SECRET);
+    assert.deepEqual((await introspect(tokens.access_token, other)).body, { active: false });
+    assert.deepEqual((await introspect(tokens.refresh_token, other)).body, { active: false });
+    assert.equal((await introspect(tokens.access_token)).body.active, true, "the resource server sees it");
+    const own = await authorize(w, { client_id: CONFIDENTIAL.client_id });
+    const ownTokens = (await exchange(w, own.code, own.verifier, { client_id: undefined }, { headers: { Authorization: other } })).body;
+    const mine = (await introspect(ownTokens.access_token, other)).body;
+    assert.equal(mine.active, true, JSON.stringify(mine));
+    assert.equal(mine.client_id, CONFIDENTIAL.client_id);
   });
 });
 
