@@ -10,6 +10,7 @@
 
 use super::rpc;
 use platform::fhir::search::{self, SqlQuery, SqlValue};
+use platform::fhir::store::{ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -21,58 +22,22 @@ pub struct WriteRequest {
     pub last_updated: String,
     /// `If-Match`: the version the single resource must currently have.
     #[serde(default)]
-    pub if_match: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub struct Written {
-    pub reference: String,
-    pub version: i64,
-    pub created: bool,
-}
-
-/// What a write did. (A plain struct: serde_json's `RawValue` cannot sit in a tagged enum.)
-#[derive(Serialize, Deserialize)]
-pub struct WriteOutcome {
-    /// `If-Match` named another version than the current one: nothing was written.
-    pub conflict: bool,
-    pub current: Option<i64>,
-    pub written: Vec<Written>,
-    /// The stored resource, when one was written.
-    pub content: Option<Box<RawValue>>,
+    pub if_match: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
 pub struct Key {
     #[serde(rename = "type")]
     pub resource_type: String,
+    /// Empty for a type's history.
     pub id: String,
     #[serde(default)]
     pub version: Option<i64>,
 }
 
-#[derive(Serialize, Deserialize, PartialEq, Eq, Clone, Copy, Debug)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadStatus {
-    Found,
-    /// Deleted: 410 Gone.
-    Gone,
-    Missing,
-}
-
 #[derive(Serialize, Deserialize)]
-pub struct ReadOutcome {
-    pub status: ReadStatus,
-    pub content: Option<Box<RawValue>>,
-    pub version: i64,
-    pub last_updated: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct SearchResult {
-    /// `(id, resource)`: the id comes from the row, so callers need not parse the resource.
-    pub resources: Vec<(String, Box<RawValue>)>,
-    pub total: i64,
+pub struct LocateRequest {
+    pub keys: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -193,7 +158,7 @@ fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted:
             )?;
         }
     }
-    Ok((Written { reference: format!("{resource_type}/{id}"), version, created }, content))
+    Ok((Written { reference: format!("{resource_type}/{id}"), version, created, last_updated: last_updated.to_owned() }, content))
 }
 
 #[durable_object]
@@ -224,7 +189,7 @@ impl DurableObject for FhirPartition {
                         .exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()])?
                         .to_array()?;
                     let current = rows.first().filter(|r| r.deleted == 0).map(|r| r.version);
-                    if current.map(|v| v.to_string()).as_deref() != Some(expected.as_str()) {
+                    if current != Some(*expected) {
                         return Response::from_json(&WriteOutcome { conflict: true, current, written: Vec::new(), content: None });
                     }
                 }
@@ -288,8 +253,10 @@ impl DurableObject for FhirPartition {
                     )?
                 }
                 .to_array()?;
-                let entries: Vec<(i64, String, bool, Box<RawValue>)> =
-                    rows.into_iter().map(|r| Ok((r.version, r.last_updated, r.deleted == 1, raw(r.content)?))).collect::<Result<_>>()?;
+                let entries: Vec<Version> = rows
+                    .into_iter()
+                    .map(|r| Ok(Version { version: r.version, last_updated: r.last_updated, deleted: r.deleted == 1, content: raw(r.content)? }))
+                    .collect::<Result<_>>()?;
                 Response::from_json(&entries)
             }
             "/search" => {
@@ -309,17 +276,21 @@ impl DurableObject for FhirPartition {
                 let entries: DirEntries = rpc::body(req).await?;
                 for (t, id, partition) in entries.entries {
                     sql.exec(
-                        "INSERT INTO dir (type, id, partition) VALUES (?, ?, ?) ON CONFLICT (type, id) DO UPDATE SET partition = excluded.partition",
+                        // A resource never changes partition: an existing entry is kept.
+                        "INSERT INTO dir (type, id, partition) VALUES (?, ?, ?) ON CONFLICT (type, id) DO NOTHING",
                         vec![t.into(), id.into(), partition.into()],
                     )?;
                 }
                 Response::from_json(&true)
             }
-            "/dir/get" => {
-                let key: Key = rpc::body(req).await?;
-                let rows: Vec<PartitionRow> =
-                    sql.exec("SELECT partition FROM dir WHERE type = ? AND id = ?", vec![key.resource_type.into(), key.id.into()])?.to_array()?;
-                Response::from_json(&rows.into_iter().next().map(|r| r.partition))
+            "/dir/locate" => {
+                let request: LocateRequest = rpc::body(req).await?;
+                let mut found = Vec::with_capacity(request.keys.len());
+                for (t, id) in request.keys {
+                    let rows: Vec<PartitionRow> = sql.exec("SELECT partition FROM dir WHERE type = ? AND id = ?", vec![t.into(), id.into()])?.to_array()?;
+                    found.push(rows.into_iter().next().map(|r| r.partition));
+                }
+                Response::from_json(&found)
             }
             _ => Response::error("unknown partition operation", 404),
         }

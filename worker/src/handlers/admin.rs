@@ -8,7 +8,6 @@ use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
 use crate::{keyring, registry, settings};
 use platform::admin::{self, AdminAuth};
 use platform::clients::ClientRegistration;
-use platform::fhir::ingest;
 use platform::routes::Route;
 use platform::settings::{ServerSettings, MAX_SETTINGS_BYTES};
 use platform::users::{RegistrationError, UserRegistration};
@@ -178,15 +177,13 @@ pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response,
         Ok(bytes) if bytes.len() <= 16 * 1024 * 1024 => bytes,
         _ => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the bundle is too large or unreadable")),
     };
-    let bundle: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(value) => value,
-        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &format!("not JSON: {e}"))),
-    };
-    let plan = match ingest::plan(&bundle, &mut crate::adapters::webcrypto::new_id) {
-        Ok(plan) => plan,
-        Err(e) => return Ok(http::oauth(OAuthErrorCode::InvalidRequest, &e.to_string())),
-    };
-    let stored = Partitions(&ctx.env).ingest(&plan).await?;
+    let answer = super::fhir::admin_bundle(bytes, ctx).await?;
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    if answer.status != 200 {
+        let why = body.pointer("/issue/0/diagnostics").and_then(serde_json::Value::as_str).unwrap_or("the bundle was refused");
+        return Ok(http::oauth(OAuthErrorCode::InvalidRequest, why));
+    }
+    let stored = body["entry"].as_array().map_or(0, Vec::len);
     Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": stored }))))
 }
 
@@ -198,6 +195,6 @@ pub async fn fhir_status(req: Request, ctx: &AppContext) -> Result<Response, App
     let mut query = platform::fhir::search::parse("Patient", &[], false).map_err(AppError::internal)?;
     query.summary_count = true;
     query.count = 0;
-    let found = Partitions(&ctx.env).search(platform::fhir::store::DIRECTORY, &platform::fhir::search::to_sql(&query)).await?;
+    let found = platform::fhir::store::Partitions::search(&Partitions(&ctx.env), platform::fhir::store::DIRECTORY, &query).await.map_err(AppError::internal)?;
     Ok(http::no_store(http::ok_json(&serde_json::json!({ "patients": found.total }))))
 }

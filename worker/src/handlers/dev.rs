@@ -58,7 +58,8 @@ pub async fn pbkdf2(req: Request) -> Result<Response, AppError> {
 pub async fn do_read(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let url = req.url()?;
     let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default();
-    let outcome = crate::adapters::fhir_store::Partitions(&ctx.env).read_in(&param("partition"), &param("type"), &param("id"), None).await?;
+    let parts = crate::adapters::fhir_store::Partitions(&ctx.env);
+    let outcome = platform::fhir::store::Partitions::read(&parts, &param("partition"), &param("type"), &param("id"), None).await.map_err(AppError::internal)?;
     let body = outcome.content.map(|c| c.get().to_owned()).unwrap_or_default();
     Ok(http::text(200, &body, platform::fhir::FHIR_JSON, "no-store"))
 }

@@ -1,73 +1,11 @@
-//! SMART access decisions for the FHIR API (SMART App Launch 2.2 §3, "Scopes for requesting
-//! clinical data"): which scopes of the token allow an interaction, and how the results are
-//! confined — to the launch patient's compartment under `patient/` scopes, to a patient user's
-//! own compartment under `user/` scopes, not at all under `system/` scopes — and filtered by
-//! granular query scopes (`patient/Observation.rs?category=laboratory`).
+//! Granular scope constraints (SMART App Launch 2.2 §3.5, "Finer-grained resource
+//! constraints using search parameters"): what `patient/Observation.rs?category=laboratory`
+//! means for a type, and whether the server can enforce it at all. The gate
+//! ([`super::gate`]) applies them; authorization and token requests refuse the scopes they
+//! cannot enforce.
 
 use super::search::{self, Clause};
-use crate::guard::AccessGrant;
-use smart_protocol::scopes::{Permissions, ResourceScope, ScopeContext};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// Only this patient's compartment may be touched.
-    pub patient: Option<String>,
-    /// Results must match one of these clause groups (granular scopes); empty = no filter.
-    pub filters: Vec<Vec<Clause>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
-    #[error("the token's scopes do not allow this on {0}")]
-    InsufficientScope(String),
-    #[error("patient/ scopes need a patient in the launch context")]
-    NoPatientContext,
-}
-
-/// Where a read of `Type/id` must look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadTarget {
-    /// This partition, without asking the directory (one round trip).
-    Partition(String),
-    /// Ask the directory which partition holds it.
-    Directory,
-}
-
-fn is_patient_data(resource_type: &str) -> bool {
-    resource_type == "Patient" || super::params::compartment_paths(resource_type).is_some()
-}
-
-/// Where to read `Type/id`: a confined caller only ever reads patient data from their
-/// patient's partition (so a patient-scoped read touches one partition, and another patient's
-/// resource is simply not there); a Patient is in its own partition; anything else is found
-/// through the directory.
-pub fn read_target(decision: &Decision, resource_type: &str, id: &str) -> ReadTarget {
-    use super::store::patient_partition;
-    match (&decision.patient, is_patient_data(resource_type)) {
-        (Some(p), true) => ReadTarget::Partition(patient_partition(p)),
-        _ if resource_type == "Patient" => ReadTarget::Partition(patient_partition(id)),
-        _ => ReadTarget::Directory,
-    }
-}
-
-/// Where an `_include`d `Type/id` may be read from, given the partition the search ran in:
-/// patient data from that same partition; other types through the directory.
-pub fn include_target(search_partition: &str, resource_type: &str) -> ReadTarget {
-    if is_patient_data(resource_type) && search_partition.starts_with("patient/") {
-        ReadTarget::Partition(search_partition.to_owned())
-    } else {
-        ReadTarget::Directory
-    }
-}
-
-/// Whether a confined caller may see what lives in `partition` (their own compartment, or
-/// any non-patient partition).
-pub fn may_see_partition(decision: &Decision, partition: &str) -> bool {
-    match &decision.patient {
-        Some(p) => !partition.starts_with("patient/") || partition == super::store::patient_partition(p),
-        None => true,
-    }
-}
+use smart_protocol::scopes::ResourceScope;
 
 /// A granular scope query the server cannot enforce on a type (SMART 2.2 §3.5: a server
 /// that cannot enforce a constraint must not grant the scope as if it could).
@@ -109,97 +47,9 @@ pub fn enforceable(scope: &ResourceScope) -> bool {
     }
 }
 
-/// Decides whether `grant` may do `permission` on `resource_type`.
-pub fn decide(grant: &AccessGrant, resource_type: &str, permission: Permissions) -> Result<Decision, Denied> {
-    let matching: Vec<_> = grant.scope.resource_scopes().filter(|s| s.allows(resource_type, permission)).collect();
-    if matching.is_empty() {
-        return Err(Denied::InsufficientScope(resource_type.to_owned()));
-    }
-    // The broadest context among the matching scopes decides the confinement.
-    let system = matching.iter().any(|s| s.context == ScopeContext::System);
-    let user = matching.iter().any(|s| s.context == ScopeContext::User);
-    let patient = if system {
-        None
-    } else if user {
-        // A patient user sees only their own compartment whatever the app asked for.
-        grant.fhir_user.as_deref().and_then(|u| u.strip_prefix("Patient/")).map(str::to_owned)
-    } else {
-        Some(grant.patient.clone().ok_or(Denied::NoPatientContext)?)
-    };
-    // Granular scopes: with any unconstrained matching scope there is no filter.
-    let filters = if matching.iter().any(|s| s.query.is_empty()) {
-        Vec::new()
-    } else {
-        matching
-            .iter()
-            .filter_map(|s| search::parse(resource_type, &s.query, true).ok().map(|q| q.clauses))
-            .collect()
-    };
-    Ok(Decision { patient, filters })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smart_protocol::scopes::ScopeSet;
-
-    fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-        AccessGrant {
-            sub: "u".into(),
-            client_id: "c".into(),
-            scope: ScopeSet::parse(scope).unwrap(),
-            patient: patient.map(str::to_owned),
-            encounter: None,
-            fhir_user: fhir_user.map(str::to_owned),
-            grant_id: None,
-            iat: 0,
-            exp: 0,
-            claims: Default::default(),
-        }
-    }
-
-    #[test]
-    fn patient_scopes_confine_to_the_launch_patient() {
-        let d = decide(&grant("patient/*.rs", Some("p1"), Some("Practitioner/d")), "Observation", Permissions::SEARCH).unwrap();
-        assert_eq!(d.patient.as_deref(), Some("p1"));
-        assert_eq!(decide(&grant("patient/*.rs", None, None), "Observation", Permissions::READ), Err(Denied::NoPatientContext));
-        assert!(matches!(decide(&grant("patient/*.rs", Some("p1"), None), "Observation", Permissions::UPDATE), Err(Denied::InsufficientScope(_))));
-        assert!(matches!(decide(&grant("patient/Condition.rs", Some("p1"), None), "Observation", Permissions::READ), Err(Denied::InsufficientScope(_))));
-    }
-
-    #[test]
-    fn user_scopes_follow_the_users_own_rights_and_system_scopes_are_unconfined() {
-        assert_eq!(decide(&grant("user/*.rs", None, Some("Practitioner/d")), "Observation", Permissions::READ).unwrap().patient, None);
-        assert_eq!(decide(&grant("user/*.rs", None, Some("Patient/p9")), "Observation", Permissions::READ).unwrap().patient.as_deref(), Some("p9"));
-        assert_eq!(decide(&grant("system/*.rs", None, None), "Observation", Permissions::SEARCH).unwrap().patient, None);
-    }
-
-    #[test]
-    fn reads_of_confined_callers_go_to_their_own_partition_only() {
-        let confined = Decision { patient: Some("p1".into()), filters: Vec::new() };
-        let free = Decision { patient: None, filters: Vec::new() };
-        assert_eq!(read_target(&confined, "Observation", "o9"), ReadTarget::Partition("patient/p1".into()));
-        assert_eq!(read_target(&confined, "Patient", "p2"), ReadTarget::Partition("patient/p1".into()), "another patient is not there");
-        assert_eq!(read_target(&confined, "Practitioner", "d1"), ReadTarget::Directory);
-        assert_eq!(read_target(&free, "Patient", "p2"), ReadTarget::Partition("patient/p2".into()));
-        assert_eq!(read_target(&free, "Observation", "o9"), ReadTarget::Directory);
-        assert_eq!(include_target("patient/p1", "Encounter"), ReadTarget::Partition("patient/p1".into()));
-        assert_eq!(include_target("patient/p1", "Practitioner"), ReadTarget::Directory);
-        assert!(may_see_partition(&confined, "shared/Organization"));
-        assert!(may_see_partition(&confined, "patient/p1"));
-        assert!(!may_see_partition(&confined, "patient/p2"));
-        assert!(may_see_partition(&free, "patient/p2"));
-    }
-
-    #[test]
-    fn granular_scopes_become_filters_unless_an_unconstrained_scope_also_matches() {
-        let d = decide(&grant("patient/Observation.rs?category=laboratory", Some("p1"), None), "Observation", Permissions::SEARCH).unwrap();
-        assert_eq!(d.filters.len(), 1);
-        let d = decide(&grant("patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs", Some("p1"), None), "Observation", Permissions::SEARCH).unwrap();
-        assert_eq!(d.filters.len(), 2);
-        let d = decide(&grant("patient/Observation.rs?category=laboratory patient/*.rs", Some("p1"), None), "Observation", Permissions::SEARCH).unwrap();
-        assert!(d.filters.is_empty());
-    }
 
     #[test]
     fn scope_constraints_that_cannot_be_enforced_are_refused() {
