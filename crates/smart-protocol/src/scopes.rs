@@ -541,6 +541,15 @@ mod tests {
     }
 
     proptest! {
+        /// Arbitrary text, and text shaped like resource scopes: parsed or refused, never a
+        /// panic; what parses renders back to something that parses the same.
+        #[test]
+        fn arbitrary_scope_text_parses_or_fails_cleanly(text in prop_oneof![any::<String>(), "(patient|user|system)/[A-Z*][a-zé]{0,6}\\.[a-z*]{0,6}(\\?[a-z=&%|:_é]{0,20})?( [a-z/]{0,8})?"]) {
+            if let Ok(set) = ScopeSet::parse(&text) {
+                prop_assert_eq!(ScopeSet::parse(&set.to_string()).unwrap(), set);
+            }
+        }
+
         #[test]
         fn render_then_parse_is_identity(scope in arb_resource_scope()) {
             let text = scope.to_string();

@@ -67,4 +67,17 @@ mod tests {
         assert!(scope_filter(&star, "Patient").is_err(), "Patient has no category: the scope grants nothing there");
         assert_eq!(scope_filter(&scope("patient/Observation.rs"), "Observation"), Ok(None));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any scope text: parsed or refused, and a parsed one is judged without a panic.
+        #[test]
+        fn arbitrary_scope_constraints_are_judged_without_panics(query in "\\PC{0,40}", t in "[A-Z][a-z]{0,12}|\\*") {
+            if let Ok(smart_protocol::scopes::Scope::Resource(scope)) = smart_protocol::scopes::Scope::parse(&format!("patient/{t}.rs?{query}")) {
+                let _ = enforceable(&scope);
+                let _ = scope_filter(&scope, "Observation");
+            }
+        }
+    }
 }

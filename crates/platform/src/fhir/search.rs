@@ -60,10 +60,21 @@ fn fmt(t: DateTime<Utc>) -> String {
 /// The half-open UTC range `[lo, hi)` a FHIR date, dateTime or instant covers, from its
 /// precision (`2020` is the whole year).
 pub fn date_range(s: &str) -> Option<(String, String)> {
-    // Every form is ASCII; anything else is refused before the byte slicing below.
-    if !s.is_ascii() {
+    // Every form is ASCII and starts with a four-digit year; anything else is refused before
+    // the byte slicing below.
+    if !s.is_ascii() || !s.as_bytes().get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit)) {
         return None;
     }
+    // Ranges compare as text in SQL: both ends must be years 0000-9999 in the same format.
+    let range = date_range_unchecked(s)?;
+    let well_formed = |t: &str| t.len() == INSTANT_LEN && t.as_bytes()[0].is_ascii_digit();
+    (well_formed(&range.0) && well_formed(&range.1) && range.0 < range.1).then_some(range)
+}
+
+/// `2020-01-01T00:00:00Z`.
+const INSTANT_LEN: usize = 20;
+
+fn date_range_unchecked(s: &str) -> Option<(String, String)> {
     let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     match s.len() {
         4 => {
@@ -775,5 +786,61 @@ mod tests {
         let vital = index(&json!({"resourceType": "Observation", "id": "o", "category": [{"coding": [{"code": "vital-signs"}]}]}));
         assert!(matches(&lab, &s.filters[0]));
         assert!(!matches(&vital, &s.filters[0]));
+    }
+
+    mod fuzz {
+        //! Arbitrary UTF-8 through every parser of search input: typed errors, never a panic.
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        fn served_type() -> impl Strategy<Value = String> {
+            proptest::sample::select(params::TYPES.iter().map(|(t, _)| t.to_string()).collect::<Vec<_>>())
+        }
+
+        /// Parameter names with and without modifiers, and the control parameters.
+        fn name() -> impl Strategy<Value = String> {
+            let known = ["date", "_lastUpdated", "code", "category", "patient", "subject", "value-quantity", "name", "birthdate", "_id", "_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "identifier", "code:text", "name:exact", "date:missing"];
+            prop_oneof![proptest::sample::select(known.to_vec()).prop_map(str::to_owned), any::<String>()]
+        }
+
+        /// Values near the real forms (dates, prefixes, tokens, quantities) with any character
+        /// spliced in, and arbitrary strings.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(eq|ne|lt|gt|le|ge|sa)?[0-9]{0,4}-?[0-9]{0,2}-?[0-9]{0,2}(T[0-9]{0,2}:?[0-9]{0,2}:?[0-9]{0,2})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+                (any::<String>(), "[0-9T:+-]{0,20}", any::<String>()).prop_map(|(a, b, c)| format!("{b}{a}{b}{c}")),
+                "[a-z:/.]{0,12}\\|?[0-9a-zé-]{0,8}(,[a-z]{0,4})?",
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn search_queries_parse_or_fail_cleanly(t in served_type(), pairs in proptest::collection::vec((name(), value()), 0..6), strict in any::<bool>()) {
+                if let Ok(query) = parse(&t, &pairs, strict) {
+                    let sql = to_sql(&query);
+                    prop_assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
+                }
+            }
+
+            #[test]
+            fn dates_parse_or_fail_cleanly(s in value()) {
+                if let Some((lo, hi)) = date_range(&s) {
+                    prop_assert!(lo < hi);
+                }
+            }
+
+            #[test]
+            fn any_resource_content_indexes(t in served_type(), date in value(), code in any::<String>(), num in any::<f64>()) {
+                let resource = json!({"resourceType": t, "id": "x", "effectiveDateTime": date, "birthDate": date,
+                    "code": {"coding": [{"system": code, "code": code}]}, "valueQuantity": {"value": num, "unit": code},
+                    "meta": {"lastUpdated": date}, "period": {"start": date, "end": code}, "name": [{"family": code}]});
+                let rows = index(&resource);
+                let _ = matches(&rows, &[]);
+            }
+        }
     }
 }
