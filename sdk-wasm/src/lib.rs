@@ -6,6 +6,8 @@
 //! authenticated FHIR client come with the authorization issues.
 
 use js_sys::{Promise, Reflect, JSON};
+pub mod engine;
+
 use smart_protocol::discovery::SmartConfiguration;
 use smart_protocol::pkce::CodeVerifier;
 use wasm_bindgen::prelude::*;

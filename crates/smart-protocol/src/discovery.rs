@@ -44,6 +44,8 @@ pub struct SmartConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: String,
+    /// Required by SMART 2.2; `default` so that a client can read older servers' documents.
+    #[serde(default)]
     pub grant_types_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
@@ -59,7 +61,9 @@ pub struct SmartConfiguration {
     pub revocation_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub management_endpoint: Option<String>,
+    #[serde(default)]
     pub capabilities: Vec<String>,
+    #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
 }
 

@@ -273,6 +273,17 @@ struct RawHeader {
 /// Splits and decodes a compact JWS. Refuses `alg` values other than the four signature
 /// algorithms (so `none` and HMAC never reach a verifier), and a header without `kid`.
 pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
+    parse(token, true)
+}
+
+/// [`parse_compact`] for a token from another server, where `kid` is optional (OpenID Connect
+/// Core §10.1: it may be left out when the key set has one key per algorithm); a missing `kid`
+/// is the empty string.
+pub fn parse_compact_any_kid(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
+    parse(token, false)
+}
+
+fn parse(token: &str, require_kid: bool) -> Result<UnverifiedJws<'_>, JwsError> {
     if token.len() > 16 * 1024 {
         return Err(JwsError::Malformed);
     }
@@ -283,7 +294,11 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
     let decode = |part: &str| B64URL.decode(part).map_err(|_| JwsError::Malformed);
     let raw: RawHeader = serde_json::from_slice(&decode(h)?).map_err(|e| JwsError::BadHeader(e.to_string()))?;
     let alg = JwsAlgorithm::parse(&raw.alg).ok_or_else(|| JwsError::BadHeader(format!("alg {} is not accepted", raw.alg)))?;
-    let kid = raw.kid.ok_or_else(|| JwsError::BadHeader("no kid".into()))?;
+    let kid = match raw.kid {
+        Some(kid) => kid,
+        None if !require_kid => String::new(),
+        None => return Err(JwsError::BadHeader("no kid".into())),
+    };
     let payload: serde_json::Value = serde_json::from_slice(&decode(p)?).map_err(|_| JwsError::BadPayload)?;
     let serde_json::Value::Object(payload) = payload else { return Err(JwsError::BadPayload) };
     let signature = decode(s)?;

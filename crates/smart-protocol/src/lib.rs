@@ -9,6 +9,7 @@ pub mod error;
 pub mod jose;
 pub mod pkce;
 pub mod scopes;
+pub mod token;
 pub mod urls;
 
 pub use error::{OAuthError, OAuthErrorCode};

@@ -1,0 +1,83 @@
+//! The token response (RFC 6749 §5.1) with the SMART App Launch 2.2 launch context
+//! (<https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html#launch-context-arrives-with-your-access_token>)
+//! and the OpenID Connect `id_token`: one type for the server that writes it and the SDK that
+//! reads it. Unknown fields are kept in `extra`, so nothing a server adds is lost.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `fhirContext` entries (SMART 2.2 §2.0.9.3): a reference, a canonical or an identifier, with
+/// an optional `type` and `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FhirContextItem {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub canonical: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub identifier: Option<Value>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
+    pub resource_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// `Bearer` (compared case-insensitively, RFC 6749 §7.1).
+    pub token_type: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_in: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encounter: Option<String>,
+    #[serde(rename = "fhirContext", skip_serializing_if = "Vec::is_empty", default)]
+    pub fhir_context: Vec<FhirContextItem>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub need_patient_banner: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub smart_style_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant: Option<String>,
+    /// Anything else the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl TokenResponse {
+    /// Whether `token_type` is `Bearer`, the only type SMART uses.
+    pub fn is_bearer(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("bearer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_smart_token_response_and_keeps_unknown_fields() {
+        let body = json!({"access_token": "a", "token_type": "bearer", "expires_in": 3600, "scope": "launch/patient patient/*.rs",
+            "patient": "p1", "need_patient_banner": true, "smart_style_url": "https://s/style.json",
+            "fhirContext": [{"reference": "Encounter/e1"}, {"canonical": "http://q|1", "type": "Questionnaire"}], "x-vendor": 1});
+        let t: TokenResponse = serde_json::from_value(body).unwrap();
+        assert!(t.is_bearer());
+        assert_eq!(t.patient.as_deref(), Some("p1"));
+        assert_eq!(t.fhir_context[1].resource_type.as_deref(), Some("Questionnaire"));
+        assert_eq!(t.extra["x-vendor"], 1);
+        let back = serde_json::to_value(&t).unwrap();
+        assert_eq!(back["fhirContext"][0]["reference"], "Encounter/e1");
+        assert!(back.get("refresh_token").is_none());
+    }
+}

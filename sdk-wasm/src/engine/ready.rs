@@ -1,0 +1,165 @@
+//! `ready()` (SMART App Launch 2.2 §2.0.7–2.0.8): back from the authorization server, check
+//! `state`, exchange the code with the PKCE verifier, verify the ID token (OpenID Connect Core
+//! §3.1.3.7: signature over the server's JWKS, `iss`, `aud`, `exp`, `nonce`), store the
+//! session, and take `code` and `state` out of the address bar. On a reload, restore the
+//! session instead.
+
+use super::env::{Area, Environment, HttpRequest, SignatureCheck};
+use super::error::SdkError;
+use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
+use super::url;
+use serde_json::{Map, Value};
+use smart_protocol::jose::parse_compact_any_kid;
+use smart_protocol::token::TokenResponse;
+
+/// Seconds of clock difference tolerated in `exp` / `iat`.
+const LEEWAY: i64 = 60;
+
+/// The session after the redirect, or the one this tab already has.
+pub async fn ready(env: &impl Environment) -> Result<Session, SdkError> {
+    let here = env.location();
+    let (code, state, error) = (url::param(&here, "code"), url::param(&here, "state"), url::param(&here, "error"));
+    if error.is_some() || code.is_some() {
+        env.replace_location(&url::without(&here, &["code", "state", "error", "error_description", "error_uri", "iss"]));
+    }
+    if let Some(error) = error {
+        if let Some(state) = &state {
+            env.remove(Area::Shared, &pending_key(state));
+        }
+        let description = url::param(&here, "error_description").unwrap_or_else(|| format!("the authorization server answered {error}"));
+        return Err(SdkError::new(&error, description));
+    }
+    match (code, state) {
+        (Some(code), Some(state)) => complete(env, &code, &state).await,
+        (Some(_), None) => Err(SdkError::new("invalid_state", "the redirect carries a code but no state")),
+        _ => restore(env).ok_or_else(|| SdkError::new("no_session", "no authorization to complete and no session to restore: call authorize() first")),
+    }
+}
+
+/// The session this tab last used, if it is still stored.
+pub fn restore(env: &impl Environment) -> Option<Session> {
+    let key = env.get(Area::Tab, CURRENT)?;
+    load(env, Area::Shared, &key)
+}
+
+/// A stored session for this server and client (for `init()`).
+pub fn find(env: &impl Environment, server_url: &str, client_id: &str) -> Option<Session> {
+    load(env, Area::Shared, &session_key(server_url, client_id))
+}
+
+async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Session, SdkError> {
+    let key = pending_key(state);
+    let pending: Pending = load(env, Area::Shared, &key).ok_or_else(|| SdkError::new("invalid_state", "the state does not belong to an authorization this app started (stale, reused or tampered)"))?;
+    // Single use, whatever happens next.
+    env.remove(Area::Shared, &key);
+    if env.now() - pending.created > PENDING_TTL_SECS {
+        return Err(SdkError::new("invalid_state", "the authorization took too long; start again"));
+    }
+    let request = HttpRequest::form(
+        &pending.endpoints.token,
+        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &pending.redirect_uri), ("client_id", &pending.client_id), ("code_verifier", &pending.code_verifier)],
+    );
+    let tokens = token_request(env, request).await?;
+    let claims = match &tokens.id_token {
+        Some(id_token) => Some(verify_id_token(env, &pending, id_token).await?),
+        None => None,
+    };
+    let session = Session {
+        server_url: pending.server_url,
+        client_id: pending.client_id,
+        redirect_uri: pending.redirect_uri,
+        scope: tokens.scope.clone().unwrap_or(pending.scope),
+        endpoints: pending.endpoints,
+        expires_at: tokens.expires_in.map(|s| env.now() + s),
+        token_response: tokens,
+        id_token_claims: claims,
+    };
+    store(env, &session);
+    Ok(session)
+}
+
+/// Saves the session and makes it this tab's current one.
+pub fn store(env: &impl Environment, session: &Session) {
+    save(env, Area::Shared, &session.key(), session);
+    env.set(Area::Tab, CURRENT, &session.key());
+}
+
+/// Posts to the token endpoint and reads a token response.
+pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<TokenResponse, SdkError> {
+    let res = env.fetch(request).await?;
+    if res.status != 200 {
+        return Err(SdkError::from_response(res.status, &res.body, "the token endpoint"));
+    }
+    let tokens: TokenResponse = serde_json::from_str(&res.body).map_err(|e| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}")))?;
+    if !tokens.is_bearer() || tokens.access_token.is_empty() {
+        return Err(SdkError::new("invalid_token_response", "the token response has no Bearer access token"));
+    }
+    Ok(tokens)
+}
+
+fn id_error(message: impl Into<String>) -> SdkError {
+    SdkError::new("invalid_id_token", message)
+}
+
+/// The issuer's JWKS URL: from the SMART configuration, else OpenID discovery.
+async fn jwks_uri(env: &impl Environment, pending: &Pending, issuer: &str) -> Result<String, SdkError> {
+    if let Some(uri) = &pending.endpoints.jwks_uri {
+        return Ok(uri.clone());
+    }
+    let config = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let res = env.fetch(HttpRequest::get(&config, "application/json")).await?;
+    let doc: Value = serde_json::from_str(&res.body).unwrap_or(Value::Null);
+    doc["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| id_error(format!("cannot find the key set of {issuer}")))
+}
+
+/// Verifies an ID token and answers its claims.
+pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<Map<String, Value>, SdkError> {
+    let jws = parse_compact_any_kid(token).map_err(|e| id_error(e.to_string()))?;
+    let claims = jws.payload.clone();
+    let text = |k: &str| claims.get(k).and_then(Value::as_str);
+    let issuer = text("iss").ok_or_else(|| id_error("no iss"))?.to_owned();
+    if let Some(expected) = &pending.endpoints.issuer {
+        if expected.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(id_error(format!("issued by {issuer}, not {expected}")));
+        }
+    }
+    let audience_ok = match claims.get("aud") {
+        Some(Value::String(a)) => *a == pending.client_id,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&pending.client_id)),
+        _ => false,
+    };
+    if !audience_ok {
+        return Err(id_error("the ID token is for another client"));
+    }
+    let now = env.now();
+    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp + LEEWAY < now) {
+        return Err(id_error("the ID token has expired"));
+    }
+    if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + LEEWAY) {
+        return Err(id_error("the ID token was issued in the future"));
+    }
+    if text("nonce") != Some(pending.nonce.as_str()) {
+        return Err(id_error("the ID token's nonce is not the one this app sent"));
+    }
+    // The signature, over the key set the issuer publishes.
+    let uri = jwks_uri(env, pending, &issuer).await?;
+    let res = env.fetch(HttpRequest::get(&uri, "application/json")).await?;
+    let set: Value = serde_json::from_str(&res.body).map_err(|_| id_error(format!("{uri} is not a key set")))?;
+    let alg = jws.header.alg.as_str();
+    let kty = jws.header.alg.key_type();
+    let keys: Vec<&Value> = set["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k["kty"] == kty && k.get("use").is_none_or(|u| u == "sig"))
+                .filter(|k| jws.header.kid.is_empty() || k["kid"] == jws.header.kid.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for jwk in keys.into_iter().take(4) {
+        if env.verify(SignatureCheck { alg, jwk, signed: jws.signing_input.as_bytes(), signature: &jws.signature }).await? {
+            return Ok(claims);
+        }
+    }
+    Err(id_error("the ID token's signature does not verify with the issuer's keys"))
+}
