@@ -53,6 +53,7 @@ before(async () => {
   tokens.labWriter = await token("launch/patient patient/Observation.cruds?category=laboratory");
   tokens.mixed = await token("launch/patient openid fhirUser patient/Observation.rs user/Observation.rs?category=vital-signs");
   tokens.related = await token("openid fhirUser user/*.rs", { user: RELATED });
+  tokens.twoFilters = await token("launch/patient patient/Observation.rus?category=laboratory patient/Observation.rus?category=vital-signs");
 });
 after(() => w?.dispose());
 
@@ -141,7 +142,8 @@ describe("found by reading (issue 8)", () => {
     const relabel = await fhir(`/Observation/${lab.body.id}`, { as: "labWriter", method: "PUT", body: { ...lab.body, category: [{ coding: [{ system: LAB, code: "vital-signs" }] }] } });
     assert.equal(relabel.res.status, 403, "an update may not take a resource out of the filter");
     const someVital = (await fhir(`/Observation?category=vital-signs&_count=1`, { as: "ned" })).body.entry[0].resource;
-    assert.equal((await fhir(`/Observation/${someVital.id}`, { as: "labWriter", method: "DELETE" })).res.status, 403);
+    // What the filter hides is answered as missing (a delete reveals no more than a read) and stays.
+    assert.equal((await fhir(`/Observation/${someVital.id}`, { as: "labWriter", method: "DELETE" })).res.status, 204);
     assert.equal((await fhir(`/Observation/${someVital.id}`, { as: "ned" })).res.status, 200);
     assert.equal((await fhir(`/Observation/${lab.body.id}`, { as: "labWriter", method: "DELETE" })).res.status, 204);
   });
@@ -185,5 +187,50 @@ describe("found by reading (issue 8)", () => {
     const res = await fhir("", { as: "starLab", method: "POST", body: "{not even json" });
     assert.equal(res.res.status, 403);
     assert.equal(res.body.resourceType, "OperationOutcome");
+  });
+});
+
+describe("found by an adversarial review of the gate", () => {
+  test("patient data must name its patient in a form the server resolves; unnamed patient data is not public", async () => {
+    for (const reference of [`${w.url}/fhir/Patient/${BUSTER}`, `Patient?identifier=urn:x|1`, `Patient/${BUSTER}/x`]) {
+      const res = await fhir("/Observation", { as: "doctor", method: "POST", body: { ...obs(BUSTER, "survey"), subject: { reference } } });
+      assert.equal(res.res.status, 422, reference);
+      assert.equal(res.body.resourceType, "OperationOutcome");
+    }
+    const versioned = await fhir("/Observation", { as: "doctor", method: "POST", body: { ...obs(NED, "survey"), subject: { reference: `Patient/${NED}/_history/1` } } });
+    assert.equal(versioned.res.status, 201);
+    assert.equal((await fhir(`/Observation/${versioned.body.id}`, { as: "ned" })).res.status, 200, "a versioned reference is the patient's");
+    const unnamed = await fhir("/Observation", { as: "doctor", method: "POST", body: { resourceType: "Observation", status: "final", code: { text: "no subject" } } });
+    assert.equal(unnamed.res.status, 201);
+    assert.equal((await fhir(`/Observation/${unnamed.body.id}`, { as: "ned" })).res.status, 404, "a patient/ token does not see patient data of nobody");
+    assert.equal((await fhir(`/Observation/${unnamed.body.id}`, { as: "doctor" })).res.status, 200);
+  });
+
+  test("a bundle may not name one resource twice, nor carry conditions it would ignore", async () => {
+    const twice = await fhir("", { as: "doctor", method: "POST", body: transaction([
+      { fullUrl: "urn:uuid:dup", resource: obs(NED, "survey"), request: { method: "POST", url: "Observation" } },
+      { fullUrl: "urn:uuid:dup", resource: obs(BUSTER, "survey"), request: { method: "POST", url: "Observation" } },
+    ]) });
+    assert.equal(twice.res.status, 400);
+    const conditional = await fhir("", { as: "doctor", method: "POST", body: transaction([
+      { resource: obs(NED, "survey"), request: { method: "POST", url: "Observation", ifNoneExist: "identifier=x|1" } },
+    ]) });
+    assert.equal(conditional.res.status, 400);
+    assert.match(conditional.body.issue[0].diagnostics, /ifNoneExist/);
+  });
+
+  test("search numbers must be finite and pages bounded", async () => {
+    for (const q of ["value-quantity=lt1e999", "value-quantity=nan", "_offset=18446744073709551615", "_offset=10001"]) {
+      const res = await fhir(`/Observation?${q}`, { as: "doctor" });
+      assert.equal(res.res.status, 400, q);
+    }
+  });
+
+  test("one scope must allow a whole update: two scopes' filters do not add up", async () => {
+    const lab = (await fhir(`/Observation?patient=${NED}&category=laboratory&_count=1`, { as: "ned" })).body.entry[0].resource;
+    const moved = await fhir(`/Observation/${lab.id}`, { as: "twoFilters", method: "PUT", body: { ...lab, category: [{ coding: [{ system: LAB, code: "vital-signs" }] }] } });
+    assert.equal(moved.res.status, 403);
+    const kept = await fhir(`/Observation/${lab.id}`, { as: "twoFilters", method: "PUT", body: { ...lab, status: "amended" } });
+    assert.equal(kept.res.status, 200);
   });
 });

@@ -237,7 +237,8 @@ impl Gen {
                 let rtype = self.rng.pick(&ALL_TYPES[1..]).to_string();
                 let patient = self.patient_or_none();
                 let wished = self.some_id().1;
-                let full_url_id = if self.rng.chance(30) || self.compartment_of_deleted(&rtype, &wished).is_some() || !taken.insert((rtype.clone(), wished.clone())) {
+                // A fullUrl is unique in a bundle whatever the type (R4 §3.1.0.11.1).
+                let full_url_id = if self.rng.chance(30) || self.compartment_of_deleted(&rtype, &wished).is_some() || !taken.insert(("fullUrl".into(), wished.clone())) {
                     None
                 } else {
                     Some(wished)
@@ -319,7 +320,7 @@ impl Server {
         let server = Server { store: MemoryPartitions::default(), counter: Cell::new(0) };
         for res in &world.resources {
             let v = to_fhir(res);
-            let partition = partition_for(&v);
+            let partition = partition_for(&v).unwrap();
             block_on(server.store.write(&partition, vec![v.clone()], None)).unwrap();
             if res.rtype == "Patient" {
                 block_on(server.store.write(DIRECTORY, vec![v], None)).unwrap();
@@ -467,8 +468,9 @@ fn run(server: &Server, grant: &AccessGrant, op: &Op) -> (Outcome, Vec<Option<St
     }
 }
 
-/// The oracle's world after `op` succeeded as `outcome` said.
-fn apply(world: &mut World, gen: &mut Gen, op: &Op, outcome: &Outcome, created: &[Option<String>]) {
+/// The oracle's world after `op` succeeded as `outcome` said (`removes`: whether a delete
+/// really removed something, as the oracle judged it before the operation).
+fn apply(world: &mut World, gen: &mut Gen, op: &Op, outcome: &Outcome, created: &[Option<String>], removes: bool) {
     let mut put = |world: &mut World, res: Res| {
         world.resources.retain(|r| !(r.rtype == res.rtype && r.id == res.id));
         gen.ids.push((res.rtype.clone(), res.id.clone()));
@@ -483,7 +485,7 @@ fn apply(world: &mut World, gen: &mut Gen, op: &Op, outcome: &Outcome, created: 
     match (op, outcome) {
         (Op::Create { res }, Outcome::Created) => put(world, with_id(res, &created[0])),
         (Op::Update { res }, Outcome::Created | Outcome::Updated) => put(world, res.clone()),
-        (Op::Delete { rtype, id }, Outcome::Deleted) => {
+        (Op::Delete { rtype, id }, Outcome::Deleted) if removes => {
             if let Some(pos) = world.resources.iter().position(|r| &r.rtype == rtype && &r.id == id) {
                 let gone = world.resources.remove(pos);
                 gen.deleted.push((gone.rtype, gone.id, gone.patient));
@@ -502,10 +504,18 @@ fn apply(world: &mut World, gen: &mut Gen, op: &Op, outcome: &Outcome, created: 
     }
 }
 
-/// Everything in the store, read back by a `system/` reader, equals the oracle's world.
+/// Everything in the store, read back by a `system/` reader, equals the oracle's world, and a
+/// `system/` search finds nothing the world lacks (no copy left in another compartment).
 fn same_store(server: &Server, world: &World) -> Result<(), String> {
     let system = system();
     for rtype in ALL_TYPES {
+        let r = server.call(&system, request(Interaction::Search { resource_type: rtype.into() }, vec![("_count".into(), "500".into())], None));
+        let found: BTreeSet<String> = body(&r)["entry"].as_array().into_iter().flatten().map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned()).collect();
+        let searchable = |res: &&Res| !(COMPARTMENT_TYPES.contains(&rtype) && res.patient.is_none());
+        let expected: BTreeSet<String> = world.resources.iter().filter(|r| r.rtype == rtype).filter(searchable).map(|r| r.id.clone()).collect();
+        if found != expected {
+            return Err(format!("a system/ search of {rtype} finds {found:?}, the model has {expected:?}"));
+        }
         let mut expected: Vec<&Res> = world.resources.iter().filter(|r| r.rtype == rtype).collect();
         expected.sort_by(|a, b| a.id.cmp(&b.id));
         for res in expected {
@@ -546,7 +556,8 @@ fn one_run(seed: u64, ops: usize) -> Result<usize, String> {
                 }
             }
         }
-        apply(&mut world, &mut gen, &op, &observed, &created);
+        let removes = matches!(&op, Op::Delete { rtype, id } if oracle::deletes(&world, &grant, rtype, id));
+        apply(&mut world, &mut gen, &op, &observed, &created, removes);
         same_store(&server, &world).map_err(|e| format!("step {step}: after {op:?}\n  grant {grant:?}\n  {e}"))?;
     }
     Ok(ops)

@@ -135,6 +135,8 @@ pub struct Usable<'g> {
     pub scope: &'g ResourceScope,
     pub constraint: Option<Vec<Clause>>,
     pub reach: Reach,
+    /// The type is patient data (Patient or a compartment type).
+    patient_data: bool,
 }
 
 impl Usable<'_> {
@@ -142,6 +144,9 @@ impl Usable<'_> {
     fn reaches(&self, place: Place<'_>, permission: Permissions, grant: &AccessGrant) -> bool {
         match place {
             Place::Compartment(patient) => self.reach.includes(patient),
+            // Patient data that names no patient is nobody's reference data: only the scopes
+            // that reach every compartment see or change it.
+            Place::Shared if self.patient_data => self.reach == Reach::All,
             Place::Shared if is_write(permission) => match self.scope.context {
                 ScopeContext::System => true,
                 ScopeContext::User => is_practitioner(grant),
@@ -173,10 +178,14 @@ fn reach_of(grant: &AccessGrant, scope: &ResourceScope) -> Option<Reach> {
         ScopeContext::User => Some(patient_user(grant).map_or_else(Reach::none, Reach::one)),
         ScopeContext::Patient => {
             let launch = grant.patient.as_deref()?;
-            Some(match patient_user(grant) {
-                Some(own) if own != launch => Reach::none(),
-                _ => Reach::one(launch),
-            })
+            // A patient user reaches only their own compartment; a RelatedPerson or Person
+            // user none (whose record they may see is not known here).
+            let bound = match grant.fhir_user.as_deref() {
+                None => true,
+                Some(_) if is_practitioner(grant) => true,
+                Some(_) => patient_user(grant) == Some(launch),
+            };
+            Some(if bound { Reach::one(launch) } else { Reach::none() })
         }
     }
 }
@@ -185,10 +194,11 @@ fn reach_of(grant: &AccessGrant, scope: &ResourceScope) -> Option<Reach> {
 pub fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissions) -> Result<Vec<Usable<'g>>, Denied> {
     let mut usable = Vec::new();
     let mut missing_patient = false;
+    let patient_data = resource_type == "Patient" || super::params::compartment_paths(resource_type).is_some();
     for scope in grant.scope.resource_scopes().filter(|s| s.allows(resource_type, permission)) {
         let Ok(constraint) = scope_filter(scope, resource_type) else { continue };
         match reach_of(grant, scope) {
-            Some(reach) => usable.push(Usable { scope, constraint, reach }),
+            Some(reach) => usable.push(Usable { scope, constraint, reach, patient_data }),
             None => missing_patient = true,
         }
     }
@@ -217,6 +227,17 @@ pub fn at(usable: &[Usable<'_>], grant: &AccessGrant, permission: Permissions, p
 /// Every compartment some usable scope reaches.
 pub fn reach(usable: &[Usable<'_>]) -> Reach {
     usable.iter().fold(Reach::none(), |all, u| all.union(u.reach.clone()))
+}
+
+/// Whether one scope allows a whole change at `place`: the content before and the content
+/// after both pass its constraints (two scopes' filters never combine into one change).
+pub fn allows_change(grant: &AccessGrant, resource_type: &str, permission: Permissions, place: Place<'_>, before: &Value, after: &Value) -> bool {
+    let Ok(usable) = usable(grant, resource_type, permission) else { return false };
+    let (rows_before, rows_after) = (search::index(before), search::index(after));
+    usable.iter().filter(|u| u.reaches(place, permission, grant)).any(|u| match &u.constraint {
+        None => true,
+        Some(group) => search::matches(&rows_before, group) && search::matches(&rows_after, group),
+    })
 }
 
 /// Whether a write allowed by `filter` at a place may store (or remove) `resource`.
@@ -272,6 +293,10 @@ mod tests {
         assert_eq!(decide(&patient, "Observation", R, Place::Compartment("a")), Ok(Some(Filter::All)));
         assert_eq!(decide(&patient, "Observation", R, Place::Compartment("b")), Ok(None));
         assert_eq!(decide(&patient, "Organization", C, Place::Shared), Ok(None));
+        assert_eq!(decide(&grant("patient/*.rs", Some("a"), Some("RelatedPerson/r")), "Observation", R, Place::Compartment("a")), Ok(None), "a relative's launch is not trusted");
+        assert_eq!(decide(&grant("patient/*.rs", Some("a"), None), "Observation", R, Place::Compartment("a")), Ok(Some(Filter::All)), "an app without fhirUser");
+        assert_eq!(decide(&grant("patient/*.rs", Some("a"), None), "Observation", R, Place::Shared), Ok(None), "patient data naming no patient");
+        assert_eq!(decide(&doctor, "Observation", R, Place::Shared), Ok(Some(Filter::All)));
         let related = grant("user/*.rs", None, Some("RelatedPerson/r"));
         assert_eq!(decide(&related, "Observation", R, Place::Compartment("a")), Ok(None));
         assert_eq!(decide(&related, "Organization", R, Place::Shared), Ok(Some(Filter::All)));

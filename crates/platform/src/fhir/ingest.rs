@@ -23,6 +23,12 @@ pub enum IngestError {
     Dangling(String),
     #[error("the bundle has more than {MAX_ENTRIES} entries")]
     TooLarge,
+    #[error("{0}")]
+    Unplaceable(String),
+    #[error("entry {0} repeats the fullUrl or the resource of an earlier entry")]
+    Duplicate(usize),
+    #[error("entry {0}: conditional requests (ifMatch, ifNoneExist, ifNoneMatch, ifModifiedSince) are not supported in bundles")]
+    Conditional(usize),
 }
 
 pub const MAX_ENTRIES: usize = 5000;
@@ -108,7 +114,12 @@ pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&
     }
     let mut resources = Vec::new();
     let mut urn_map = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, entry) in entries.iter().enumerate() {
+        // Ignoring a condition would write what the client asked not to: refuse instead.
+        if ["ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"].iter().any(|k| entry.get("request").and_then(|r| r.get(*k)).is_some()) {
+            return Err(IngestError::Conditional(i));
+        }
         let resource = entry.get("resource").filter(|r| r.is_object()).ok_or(IngestError::BadEntry(i))?;
         let resource_type = resource.get("resourceType").and_then(Value::as_str).filter(|t| params::is_served(t)).ok_or(IngestError::BadEntry(i))?;
         let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST");
@@ -130,6 +141,11 @@ pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&
             }
             _ => return Err(IngestError::BadRequest(i)),
         };
+        // One entry per resource and per fullUrl: two entries for one id would land in two
+        // partitions or overwrite each other.
+        if !seen.insert(format!("{resource_type}/{id}")) || full_url.is_some_and(|u| urn_map.contains_key(u)) {
+            return Err(IngestError::Duplicate(i));
+        }
         if let Some(url) = full_url {
             urn_map.insert(url.to_owned(), format!("{resource_type}/{id}"));
         }
@@ -142,7 +158,7 @@ pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&
         rewrite_references(&mut resource, &urn_map)?;
         let reference = format!("{}/{}", resource["resourceType"].as_str().unwrap_or_default(), resource["id"].as_str().unwrap_or_default());
         plan.order.push((reference, created));
-        let partition = partition_for(&resource);
+        let partition = partition_for(&resource).map_err(|e| IngestError::Unplaceable(e.to_string()))?;
         if resource["resourceType"] == "Patient" {
             // Patients are also listed in the directory (picker, patient search).
             plan.partitions.entry(DIRECTORY.to_owned()).or_default().push(Write { resource: resource.clone(), created });
@@ -219,6 +235,15 @@ mod tests {
             plan(&b(json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])), &mut ids(), &|_, _| false),
             Err(IngestError::Dangling("urn:uuid:nowhere".into()))
         );
+        let twice = json!({"resourceType": "Observation", "subject": {"reference": "Patient/a"}});
+        let post = |url: &str| json!({"fullUrl": url, "resource": twice, "request": {"method": "POST", "url": "Observation"}});
+        assert_eq!(plan(&b(json!([post("urn:uuid:dup"), post("urn:uuid:dup")])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
+        let put = json!({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a"}});
+        assert_eq!(plan(&b(json!([put, put])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
+        let conditional = json!({"resource": twice, "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x"}});
+        assert_eq!(plan(&b(json!([conditional])), &mut ids(), &|_, _| false), Err(IngestError::Conditional(0)));
+        let absolute = json!({"resource": {"resourceType": "Observation", "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
+        assert!(matches!(plan(&b(json!([absolute])), &mut ids(), &|_, _| false), Err(IngestError::Unplaceable(_))));
         let generated = plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
         assert_eq!(generated.order[0].0, "Patient/gen-1");
     }

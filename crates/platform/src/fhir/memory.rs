@@ -151,10 +151,7 @@ impl Partitions for MemoryPartitions {
                 search::matches(&rows, &query.clauses) && (query.filters.is_empty() || query.filters.iter().any(|g| search::matches(&rows, g)))
             })
             .collect();
-        hits.sort_by(|a, b| search::sort_key(query, &a.0, a.1).cmp(&search::sort_key(query, &b.0, b.1)).then(a.0.cmp(&b.0)));
-        if search::descending(query) {
-            hits.reverse();
-        }
+        hits.sort_by(|a, b| search::order(query, (&search::sort_key(query, &a.0, a.1), &a.0), (&search::sort_key(query, &b.0, b.1), &b.0)));
         let total = hits.len() as i64;
         let resources = hits.into_iter().skip(query.offset).take(query.count).map(|(id, c)| Ok((id, raw(c)?))).collect::<Result<_, StoreError>>()?;
         Ok(SearchResult { resources, total })

@@ -198,6 +198,8 @@ pub enum SearchError {
 }
 
 pub const DEFAULT_COUNT: usize = 50;
+/// Deepest page start: a search across patients reads `_offset + _count` rows per partition.
+pub const MAX_OFFSET: usize = 10_000;
 pub const MAX_COUNT: usize = 500;
 const MAX_CLAUSES: usize = 8;
 const MAX_VALUES: usize = 5;
@@ -271,7 +273,7 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
                 continue;
             }
             "_offset" => {
-                search.offset = value.parse().map_err(|_| bad("a whole number"))?;
+                search.offset = value.parse().ok().filter(|o| *o <= MAX_OFFSET).ok_or_else(|| bad(&format!("a whole number up to {MAX_OFFSET}")))?;
                 continue;
             }
             "_sort" => {
@@ -353,7 +355,8 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
             (Kind::Quantity, None) => {
                 let (prefix, rest) = split_prefix(values[0]);
                 let mut parts = rest.splitn(3, '|');
-                let number = parts.next().and_then(|n| n.parse::<f64>().ok()).ok_or_else(|| bad("[prefix]number[|system|code]"))?;
+                // Finite numbers only: SQLite stores a NaN as NULL and JSON has no infinity.
+                let number = parts.next().and_then(|n| n.parse::<f64>().ok()).filter(|n| n.is_finite()).ok_or_else(|| bad("[prefix]number[|system|code]"))?;
                 let sys = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
                 let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
                 Clause::Quantity { name, prefix, value: number, sys, code }
@@ -436,6 +439,13 @@ pub fn sort_key(search: &Search, id: &str, resource: &Value) -> String {
     }
 }
 
+/// The order of two results as the SQL of [`to_sql`] sorts them: by the sort key (descending
+/// for `-param`), ties by id ascending (`_sort=-_id` is by id descending).
+pub fn order(search: &Search, a: (&str, &str), b: (&str, &str)) -> std::cmp::Ordering {
+    let by_key = if descending(search) { b.0.cmp(a.0) } else { a.0.cmp(b.0) };
+    by_key.then_with(|| a.1.cmp(b.1))
+}
+
 /// Whether the merged order is descending.
 pub fn descending(search: &Search) -> bool {
     search.sort.as_ref().is_some_and(|(_, desc)| *desc)
@@ -451,7 +461,7 @@ pub fn links(url_base: &str, pairs: &[(String, String)], search: &Search, total:
         format!("{url_base}?{}", serde_urlencoded::to_string(&query).unwrap_or_default())
     };
     let mut links = vec![("self", page(search.offset))];
-    if ((search.offset + search.count) as i64) < total && search.count > 0 {
+    if (search.offset.saturating_add(search.count) as i64) < total && search.count > 0 {
         links.push(("next", page(search.offset + search.count)));
     }
     if search.offset > 0 {
@@ -722,6 +732,11 @@ mod tests {
         assert_eq!(parse("Observation", &pairs(&[("_count", "9999")]), false), Err(SearchError::BadCount));
         assert_eq!(parse("Observation", &pairs(&[("_count", "-1")]), false), Err(SearchError::BadCount));
         assert!(matches!(parse("Observation", &pairs(&[("date", "ge-notadate")]), false), Err(SearchError::BadValue(..))));
+        for q in ["lt1e999", "inf", "nan", "ne-nan"] {
+            assert!(matches!(parse("Observation", &pairs(&[("value-quantity", q)]), false), Err(SearchError::BadValue(..))), "{q}");
+        }
+        assert!(matches!(parse("Observation", &pairs(&[("_offset", "18446744073709551615")]), false), Err(SearchError::BadValue(..))));
+        assert_eq!(parse("Observation", &pairs(&[("_offset", "10000")]), false).unwrap().offset, MAX_OFFSET);
         assert!(matches!(parse("Observation", &pairs(&[("code:text", "x")]), false), Err(SearchError::BadValue(..))));
         assert!(matches!(parse("Observation", &pairs(&[("_sort", "code")]), false), Err(SearchError::BadValue(..))));
         let many = vec![("code".to_string(), ["a"; MAX_VALUES + 1].join(","))];

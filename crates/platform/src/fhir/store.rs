@@ -109,25 +109,58 @@ pub fn shared_partition(resource_type: &str) -> String {
     format!("shared/{resource_type}")
 }
 
-/// The patient whose compartment holds `resource`, if any.
-pub fn compartment_patient(resource: &Value) -> Option<String> {
-    let resource_type = resource.get("resourceType").and_then(Value::as_str)?;
-    if resource_type == "Patient" {
-        return resource.get("id").and_then(Value::as_str).map(str::to_owned);
+/// A reference that could tie a resource to a patient, in a form the server cannot resolve
+/// (absolute, conditional, `urn:` outside a bundle): such a resource is refused (422) rather
+/// than stored outside the patient's compartment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the reference {0:?} cannot place the resource: references that tie it to a patient must be relative (Patient/{{id}})")]
+pub struct Unplaceable(pub String);
+
+/// What a reference at a compartment path says: `Patient/x` (or `Patient/x/_history/n`) is
+/// patient `x`; any other form that names a Patient (absolute, conditional, malformed) cannot
+/// be placed; everything else (another type, a contained `#ref`, a `urn:`) is no patient.
+fn patient_of_reference(reference: &str) -> Result<Option<String>, Unplaceable> {
+    if !reference.contains("Patient") {
+        return Ok(None);
     }
-    params::compartment_paths(resource_type)?
-        .iter()
-        .flat_map(|path| values_at(resource, path))
-        .filter_map(|v| v.get("reference").and_then(Value::as_str))
-        .find_map(|r| r.strip_prefix("Patient/").map(str::to_owned))
+    let unplaceable = || Unplaceable(reference.to_owned());
+    let mut parts = reference.split('/');
+    let (Some(t), Some(id)) = (parts.next(), parts.next()) else { return Err(unplaceable()) };
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => {}
+        (Some("_history"), Some(v), None) if crate::users::is_fhir_id(v) => {}
+        _ => return Err(unplaceable()),
+    }
+    let is_type = t.starts_with(|c: char| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphabetic());
+    if !is_type || !crate::users::is_fhir_id(id) {
+        return Err(unplaceable());
+    }
+    Ok((t == "Patient").then(|| id.to_owned()))
+}
+
+/// The patient whose compartment holds `resource`, if any (the first patient its compartment
+/// references name).
+pub fn compartment_patient(resource: &Value) -> Result<Option<String>, Unplaceable> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    if resource_type == "Patient" {
+        return Ok(resource.get("id").and_then(Value::as_str).map(str::to_owned));
+    }
+    let Some(paths) = params::compartment_paths(resource_type) else { return Ok(None) };
+    let mut found = None;
+    for reference in paths.iter().flat_map(|path| values_at(resource, path)).filter_map(|v| v.get("reference").and_then(Value::as_str)) {
+        if let Some(patient) = patient_of_reference(reference)? {
+            found.get_or_insert(patient);
+        }
+    }
+    Ok(found)
 }
 
 /// The partition `resource` is stored in.
-pub fn partition_for(resource: &Value) -> String {
-    match compartment_patient(resource) {
+pub fn partition_for(resource: &Value) -> Result<String, Unplaceable> {
+    Ok(match compartment_patient(resource)? {
         Some(patient) => patient_partition(&patient),
         None => shared_partition(resource.get("resourceType").and_then(Value::as_str).unwrap_or("Unknown")),
-    }
+    })
 }
 
 /// "Given Family" from a Patient's first official (or first) name.
@@ -170,13 +203,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn references_that_cannot_be_resolved_are_refused() {
+        let obs = |r: &str| json!({"resourceType": "Observation", "id": "o", "subject": {"reference": r}});
+        assert_eq!(partition_for(&obs("Patient/b/_history/1")), Ok("patient/b".into()));
+        assert_eq!(partition_for(&obs("Group/g1")), Ok("shared/Observation".into()));
+        assert_eq!(partition_for(&obs("urn:uuid:1234")), Ok("shared/Observation".into()), "patient data naming no patient: only unconfined callers see it");
+        for bad in ["https://x/fhir/Patient/b", "Patient?identifier=mrn|B", "Patient/b/x", "Patient/", "RelatedPatient/b/c", "Patient/b c"] {
+            assert_eq!(partition_for(&obs(bad)), Err(Unplaceable(bad.into())), "{bad}");
+        }
+    }
+
+    #[test]
     fn resources_go_to_their_patients_compartment_or_a_shared_partition() {
-        assert_eq!(partition_for(&json!({"resourceType": "Patient", "id": "p1"})), "patient/p1");
-        assert_eq!(partition_for(&json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"}})), "patient/p1");
-        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]})), "patient/p2");
-        assert_eq!(partition_for(&json!({"resourceType": "Procedure", "id": "x", "performer": [{"actor": {"reference": "Patient/p3"}}]})), "patient/p3");
-        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o"})), "shared/Observation");
-        assert_eq!(partition_for(&json!({"resourceType": "Organization", "id": "org"})), "shared/Organization");
+        assert_eq!(partition_for(&json!({"resourceType": "Patient", "id": "p1"})), Ok("patient/p1".into()));
+        assert_eq!(partition_for(&json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"}})), Ok("patient/p1".into()));
+        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]})), Ok("patient/p2".into()));
+        assert_eq!(partition_for(&json!({"resourceType": "Procedure", "id": "x", "performer": [{"actor": {"reference": "Patient/p3"}}]})), Ok("patient/p3".into()));
+        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o"})), Ok("shared/Observation".into()));
+        assert_eq!(partition_for(&json!({"resourceType": "Organization", "id": "org"})), Ok("shared/Organization".into()));
     }
 
     #[test]

@@ -127,6 +127,15 @@ pub fn expect(world: &World, grant: &Grant, op: &Op) -> Outcome {
     }
 }
 
+/// Whether a DELETE of `rtype/id` by `grant` really removes something (a `Deleted` answer
+/// may also stand for "nothing you may see is there").
+pub fn deletes(world: &World, grant: &Grant, rtype: &str, id: &str) -> bool {
+    let scopes = resource_scopes(grant);
+    let policy = Policy { world, grant, scopes: &scopes };
+    policy.usable_for(rtype, Perm::Delete)
+        && find(world, rtype, id).is_some_and(|res| policy.some_scope_allows(Perm::Delete, &Target::existing(res)))
+}
+
 /// For a POST entry that the oracle expects to be Created: is the id the
 /// urn:uuid (Some(id)) or a fresh server id (None)?
 ///
@@ -483,10 +492,12 @@ fn reaches_compartment(context: Context, grant: &Grant, patient: &str) -> bool {
             let Some(launch) = grant.launch_patient.as_deref() else {
                 return false;
             };
-            // A patient user only ever reaches their own compartment.
+            // A patient user only ever reaches their own compartment; a RelatedPerson or
+            // Person user reaches none (the server cannot tell whose record they may see).
             let user_agrees = match &user {
                 User::Patient(me) => me == launch,
-                _ => true,
+                User::Practitioner => true,
+                User::NoCompartment => grant.fhir_user.is_none(),
             };
             user_agrees && launch == patient
         }
@@ -519,8 +530,11 @@ fn reaches_shared(context: Context, grant: &Grant, write: bool) -> bool {
     }
 }
 
-fn reaches(context: Context, grant: &Grant, place: &Place, write: bool) -> bool {
+fn reaches(context: Context, grant: &Grant, place: &Place, write: bool, rtype: &str) -> bool {
     match place {
+        // Patient data that names no patient is nobody's reference data: only scopes that
+        // reach every compartment see or change it.
+        Place::Shared if is_patient_compartment_type(rtype) => reaches_every_compartment(context, grant),
         Place::Shared => reaches_shared(context, grant, write),
         Place::Compartment(patient) => reaches_compartment(context, grant, patient),
         Place::FreshPatientCompartment => reaches_every_compartment(context, grant),
@@ -567,7 +581,7 @@ impl Policy<'_> {
             && scope.has_perm(perm)
             && context_usable(scope.context, self.grant)
             && constraints_enforceable_on(scope, &target.rtype)
-            && reaches(scope.context, self.grant, &target.place, perm.is_write())
+            && reaches(scope.context, self.grant, &target.place, perm.is_write(), &target.rtype)
             && matches_constraints(scope, target)
     }
 
@@ -637,7 +651,12 @@ impl Policy<'_> {
         if old.place != new.place {
             return Outcome::Unprocessable;
         }
-        if !self.some_scope_allows(Perm::Update, &new) {
+        // One scope allows the whole change: the content before and the content after.
+        let one_scope_allows_both = self
+            .scopes
+            .iter()
+            .any(|scope| self.scope_allows(scope, Perm::Update, &old) && self.scope_allows(scope, Perm::Update, &new));
+        if !one_scope_allows_both {
             return Outcome::Forbidden;
         }
         Outcome::Updated
@@ -652,7 +671,10 @@ impl Policy<'_> {
             Some(res) if self.some_scope_allows(Perm::Delete, &Target::existing(res)) => {
                 Outcome::Deleted
             }
-            Some(_) => Outcome::Forbidden,
+            // Refused where the grant can see the resource; elsewhere it answers as for a
+            // missing one (and nothing changes), so a delete never reveals what a read hides.
+            Some(res) if self.some_scope_allows(Perm::Read, &Target::existing(res)) => Outcome::Forbidden,
+            Some(_) => Outcome::Deleted,
         }
     }
 
@@ -1013,8 +1035,12 @@ mod tests {
         };
         assert_eq!(expect(&w, &g, &del("nope")), Outcome::Deleted);
         assert_eq!(expect(&w, &g, &del("o1")), Outcome::Deleted);
-        assert_eq!(expect(&w, &g, &del("o3")), Outcome::Forbidden);
-        assert_eq!(expect(&w, &g, &del("o4")), Outcome::Forbidden); // shared
+        // Another compartment's and shared patient data: unreadable, so answered as missing.
+        assert_eq!(expect(&w, &g, &del("o3")), Outcome::Deleted);
+        assert!(!deletes(&w, &g, "Observation", "o3"));
+        assert_eq!(expect(&w, &g, &del("o4")), Outcome::Deleted); // shared
+        let reader = grant(&["patient/Observation.rs", "patient/Observation.d?category=vital-signs"], Some("p1"), None);
+        assert_eq!(expect(&w, &reader, &del("o1")), Outcome::Forbidden, "visible, but no delete scope matches it");
         let g = grant(&["patient/Observation.rs"], Some("p1"), None);
         assert_eq!(expect(&w, &g, &del("nope")), Outcome::Forbidden);
     }

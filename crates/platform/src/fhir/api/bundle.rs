@@ -35,7 +35,6 @@ async fn transaction(fhir: &Fhir<'_>, grant: &AccessGrant, bundle: &Value) -> Re
     let wished = ingest::wished_ids(bundle);
     let located = if wished.is_empty() { Vec::new() } else { fhir.store.locate(&wished).await? };
     let taken: HashSet<(String, String)> = wished.into_iter().zip(located).filter(|(_, at)| at.is_some()).map(|(k, _)| k).collect();
-    // A Patient lives in its own partition whether or not the directory lists it yet.
     let mut plan = match ingest::plan(bundle, &mut || (fhir.new_id)(), &|t, id| taken.contains(&(t.to_owned(), id.to_owned()))) {
         Ok(plan) => plan,
         Err(e) => return Ok(Err(FhirResponse::outcome(400, IssueType::Invalid, &e.to_string()))),
@@ -73,14 +72,17 @@ fn code_of(status: u16) -> IssueType {
     }
 }
 
-/// Writes a judged plan: shared partitions first (idempotent upserts), then each patient
-/// partition in one atomic write, then the directory.
+/// Writes a judged plan: the directory entries first (so an id is taken before anything is
+/// stored under it, and a failure half-way leaves no resource a later create could
+/// overwrite), then the shared partitions (idempotent upserts), then each patient partition in
+/// one atomic write.
 async fn ingest(fhir: &Fhir<'_>, plan: &Plan) -> Result<(), StoreError> {
+    fhir.store.register(plan.directory_entries()).await?;
     for partition in plan.write_order() {
         let resources: Vec<Value> = plan.partitions[partition].iter().map(|w| w.resource.clone()).collect();
         fhir.store.write(partition, resources, None).await?;
     }
-    fhir.store.register(plan.directory_entries()).await
+    Ok(())
 }
 
 /// A batch (R4 §3.1.0.11.2): every entry on its own; one entry's failure is its own

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 type Hits = Vec<(String, Box<RawValue>)>;
 
 /// The partitions a search runs in, each with the filter its results must pass.
-fn targets_for_patients(usable: &[Usable<'_>], grant: &AccessGrant, reach: &Reach) -> Vec<(String, Filter)> {
+pub(super) fn targets_for_patients(usable: &[Usable<'_>], grant: &AccessGrant, reach: &Reach) -> Vec<(String, Filter)> {
     // Patients: one compartment, or the directory, where each scope's reach becomes an
     // `_id` condition of its group.
     if let Some(p) = single_patient_of(reach) {
@@ -108,7 +108,7 @@ pub(super) async fn run(fhir: &Fhir<'_>, query: &Search, targets: &[(String, Fil
         }
         many => {
             let results = futures::future::join_all(many.iter().map(|(partition, filter)| {
-                let page = Search { count: query.offset + query.count, offset: 0, ..filtered(filter) };
+                let page = Search { count: query.offset.saturating_add(query.count), offset: 0, ..filtered(filter) };
                 async move { fhir.store.search(partition, &page).await }
             }))
             .await;
@@ -122,10 +122,7 @@ pub(super) async fn run(fhir: &Fhir<'_>, query: &Search, targets: &[(String, Fil
                     keyed.push((search::sort_key(query, &id, &value), (id, r)));
                 }
             }
-            keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| (a.1).0.cmp(&(b.1).0)));
-            if search::descending(query) {
-                keyed.reverse();
-            }
+            keyed.sort_by(|a, b| search::order(query, (&a.0, &(a.1).0), (&b.0, &(b.1).0)));
             Ok((keyed.into_iter().skip(query.offset).take(query.count).map(|(_, r)| r).collect(), total))
         }
     }

@@ -39,7 +39,7 @@ impl World {
     fn new() -> World {
         let world = World { store: MemoryPartitions::default(), ids: Cell::new(0) };
         let put = |r: Value| {
-            let partition = partition_for(&r);
+            let partition = partition_for(&r).unwrap();
             let (t, id) = type_and_id(&r);
             let key = (t.to_owned(), id.to_owned(), partition.clone());
             block_on(world.store.write(&partition, vec![r.clone()], None)).unwrap();
@@ -180,7 +180,11 @@ fn writes_and_bundles_obey_granular_filters_and_unwritable_bundles_are_refused_u
     assert_eq!(create(obs("x", "a", "vital-signs")), 403);
     assert_eq!(create(obs("x", "a", "laboratory")), 201);
     assert_eq!(w.call(&lab, Interaction::Update { resource_type: "Observation".into(), id: "a-lab".into() }, Some(obs("a-lab", "a", "survey")), &[]).status, 403);
-    assert_eq!(w.call(&lab, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]).status, 403);
+    let hidden = w.call(&lab, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]);
+    assert_eq!(hidden.status, 204, "a resource the filter hides is answered as missing");
+    assert_eq!(w.read(&system(), "Observation", "a-vital").status, 200, "and is not deleted");
+    let reader = grant("patient/Observation.rs patient/Observation.d?category=laboratory", Some("a"), None);
+    assert_eq!(w.call(&reader, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]).status, 403, "visible but not deletable");
     let reader = grant("patient/*.rs", Some("a"), None);
     let unread = w.call(&reader, Interaction::Bundle, None, &[]);
     assert_eq!(unread.status, 403, "no create or update scope: the body is not even parsed");

@@ -43,6 +43,8 @@ async fn store(fhir: &Fhir<'_>, partition: &str, resource: Value, if_match: Opti
         let (t, i) = super::type_and_id(&resource);
         (t.to_owned(), i.to_owned())
     };
+    // The id is taken in the directory before anything is stored under it.
+    fhir.store.register(vec![(resource_type.clone(), id.clone(), partition.to_owned())]).await?;
     let outcome = fhir.store.write(partition, vec![resource.clone()], if_match).await?;
     if outcome.conflict {
         let current = outcome.current.map_or("none".into(), |v| v.to_string());
@@ -51,7 +53,6 @@ async fn store(fhir: &Fhir<'_>, partition: &str, resource: Value, if_match: Opti
     if resource_type == "Patient" {
         fhir.store.write(DIRECTORY, vec![resource], None).await?;
     }
-    fhir.store.register(vec![(resource_type.clone(), id.clone(), partition.to_owned())]).await?;
     let written = outcome.written.first().cloned().ok_or_else(|| StoreError("nothing written".into()))?;
     let content = outcome.content.map(|c| c.get().to_owned()).unwrap_or_default();
     Ok(FhirResponse {
@@ -72,7 +73,10 @@ pub(super) async fn create(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
         Err(refusal) => return Ok(refusal),
     };
     resource["id"] = Value::String((fhir.new_id)());
-    let partition = partition_for(&resource);
+    let partition = match partition_for(&resource) {
+        Ok(p) => p,
+        Err(e) => return Ok(FhirResponse::outcome(422, IssueType::Invalid, &e.to_string())),
+    };
     let filter = gate::at(&usable, grant, Permissions::CREATE, Place::of_partition(&partition));
     if !gate::admits(filter.as_ref(), &resource) {
         return Ok(FhirResponse::forbidden(NOT_HERE));
@@ -99,14 +103,17 @@ async fn conditional(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, 
         Ok(u) => u,
         Err(_) => return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights on the type"))),
     };
-    let target = if resource_type == "Patient" { DIRECTORY } else { partition };
-    let filter = if resource_type == "Patient" {
-        gate::at(&usable, grant, Permissions::SEARCH, Place::Shared).filter(|_| gate::reach(&usable) == gate::Reach::All)
+    // Where the caller could search: a Patient among the patients they reach (each scope with
+    // its own filter, as a Patient search), anything else where it would live.
+    let targets = if resource_type == "Patient" {
+        find::targets_for_patients(&usable, grant, &gate::reach(&usable))
     } else {
-        gate::at(&usable, grant, Permissions::SEARCH, Place::of_partition(partition))
+        gate::at(&usable, grant, Permissions::SEARCH, Place::of_partition(partition)).map(|f| (partition.to_owned(), f)).into_iter().collect()
     };
-    let Some(filter) = filter else { return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights where the resource would live"))) };
-    let (hits, _) = find::run(fhir, &query, &[(target.to_owned(), filter)]).await?;
+    if targets.is_empty() {
+        return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights where the resource would live")));
+    }
+    let (hits, _) = find::run(fhir, &query, &targets).await?;
     Ok(match hits.as_slice() {
         [] => None,
         [(_, existing)] => Some(FhirResponse::json(200, existing.get().to_owned())),
@@ -135,7 +142,10 @@ pub(super) async fn existing(fhir: &Fhir<'_>, resource_type: &str, id: &str) -> 
 /// partition, update rights over the new content; otherwise create rights.
 pub(super) fn judge_write(grant: &AccessGrant, resource: &Value, existing: &Option<(String, Option<Value>)>) -> Option<FhirResponse> {
     let (resource_type, _) = super::type_and_id(resource);
-    let partition = partition_for(resource);
+    let partition = match partition_for(resource) {
+        Ok(p) => p,
+        Err(e) => return Some(FhirResponse::outcome(422, IssueType::Invalid, &e.to_string())),
+    };
     let moved = || FhirResponse::outcome(422, IssueType::Invalid, "a resource never moves to another patient's compartment or in or out of shared data");
     match existing {
         Some((at, Some(old))) => {
@@ -148,7 +158,9 @@ pub(super) fn judge_write(grant: &AccessGrant, resource: &Value, existing: &Opti
             if *at != partition {
                 return Some(moved());
             }
-            (!allowed(grant, resource_type, Permissions::UPDATE, &partition, resource)).then(|| FhirResponse::forbidden(NOT_HERE))
+            // One scope must allow the whole change, before and after.
+            let whole = gate::allows_change(grant, resource_type, Permissions::UPDATE, Place::of_partition(&partition), old, resource);
+            (!whole).then(|| FhirResponse::forbidden(NOT_HERE))
         }
         _ => {
             if let Err(denied) = gate::usable(grant, resource_type, Permissions::CREATE) {
@@ -183,7 +195,8 @@ pub(super) async fn update(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
     if let Some(refusal) = judge_write(grant, &resource, &existing) {
         return Ok(refusal);
     }
-    store(fhir, &partition_for(&resource), resource, if_match, request.minimal).await
+    let Ok(partition) = partition_for(&resource) else { return Ok(FhirResponse::outcome(422, IssueType::Invalid, "unplaceable")) };
+    store(fhir, &partition, resource, if_match, request.minimal).await
 }
 
 pub(super) async fn delete(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, id: &str) -> Result<FhirResponse, StoreError> {
@@ -193,7 +206,10 @@ pub(super) async fn delete(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
     let done = || Ok(FhirResponse::json(204, String::new()));
     let Some((partition, Some(old))) = existing(fhir, resource_type, id).await? else { return done() };
     if !allowed(grant, resource_type, Permissions::DELETE, &partition, &old) {
-        return Ok(FhirResponse::forbidden(NOT_HERE));
+        // Refused where the caller can see the resource; elsewhere answered as for a missing
+        // one (nothing changes): a delete never reveals what a read hides.
+        let visible = allowed(grant, resource_type, Permissions::READ, &partition, &old);
+        return if visible { Ok(FhirResponse::forbidden(NOT_HERE)) } else { done() };
     }
     fhir.store.delete(&partition, resource_type, id).await?;
     if resource_type == "Patient" {
