@@ -1,14 +1,13 @@
 // Uses only the SDK: PKCE and SMART discovery against this server's FHIR base.
-import init, { createPkce, discover } from "/sdk/smart_edge_sdk.js";
+import { createPkce, discover } from "/sdk/smart-edge.js";
 
 const show = (id, text) => { document.getElementById(id).textContent = text; };
 
 try {
-  await init();
   const pkce = createPkce();
   show("pkce-challenge", pkce.codeChallenge);
   const config = await discover(`${location.origin}/fhir`);
-  show("token-endpoint", config.token_endpoint);
+  show("token-endpoint", config.token);
   show("capabilities", config.capabilities.length ? config.capabilities.join(", ") : "(none yet)");
   show("sdk-status", "ready");
 } catch (error) {

@@ -114,6 +114,12 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// RFC 8414 §2: how clients authenticate at introspection (the token endpoint's methods).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 8414 §2: at revocation, also `none` (a public client names itself, RFC 7009 §2.1).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// RFC 9207: the authorization response carries `iss`.
     pub authorization_response_iss_parameter_supported: bool,
 }
@@ -137,6 +143,12 @@ impl OpenIdConfiguration {
             code_challenge_methods_supported: vec!["S256".to_owned()],
             introspection_endpoint: features.introspection.then(|| urls.introspect()),
             revocation_endpoint: features.revocation.then(|| urls.revoke()),
+            introspection_endpoint_auth_methods_supported: if features.introspection { features.token_auth_methods.clone() } else { Vec::new() },
+            revocation_endpoint_auth_methods_supported: if features.revocation {
+                features.token_auth_methods.iter().cloned().chain(std::iter::once("none".to_owned())).collect()
+            } else {
+                Vec::new()
+            },
             authorization_response_iss_parameter_supported: features.authorize,
         }
     }

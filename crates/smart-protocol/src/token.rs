@@ -1,10 +1,10 @@
 //! The token response (RFC 6749 §5.1) with the SMART App Launch 2.2 launch context
 //! (<https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html#launch-context-arrives-with-your-access_token>)
 //! and the OpenID Connect `id_token`: one type for the server that writes it and the SDK that
-//! reads it. Unknown fields are kept in `extra`, so nothing a server adds is lost.
+//! reads it. Unknown fields are ignored (a client that needs them keeps the raw response).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `fhirContext` entries (SMART 2.2 §2.0.9.3): a reference, a canonical or an identifier, with
 /// an optional `type` and `role`.
@@ -49,9 +49,6 @@ pub struct TokenResponse {
     pub intent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tenant: Option<String>,
-    /// Anything else the server sent.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 impl TokenResponse {
@@ -67,7 +64,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn reads_a_smart_token_response_and_keeps_unknown_fields() {
+    fn reads_a_smart_token_response_and_ignores_unknown_fields() {
         let body = json!({"access_token": "a", "token_type": "bearer", "expires_in": 3600, "scope": "launch/patient patient/*.rs",
             "patient": "p1", "need_patient_banner": true, "smart_style_url": "https://s/style.json",
             "fhirContext": [{"reference": "Encounter/e1"}, {"canonical": "http://q|1", "type": "Questionnaire"}], "x-vendor": 1});
@@ -75,7 +72,6 @@ mod tests {
         assert!(t.is_bearer());
         assert_eq!(t.patient.as_deref(), Some("p1"));
         assert_eq!(t.fhir_context[1].resource_type.as_deref(), Some("Questionnaire"));
-        assert_eq!(t.extra["x-vendor"], 1);
         let back = serde_json::to_value(&t).unwrap();
         assert_eq!(back["fhirContext"][0]["reference"], "Encounter/e1");
         assert!(back.get("refresh_token").is_none());

@@ -44,7 +44,7 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
         if res.status == 200 {
             if let Ok(c) = serde_json::from_str::<SmartConfiguration>(&res.body) {
                 if let Some(authorize) = c.authorization_endpoint {
-                    return Ok(Endpoints { authorize, token: c.token_endpoint, revoke: c.revocation_endpoint, issuer: c.issuer, jwks_uri: c.jwks_uri });
+                    return Ok(Endpoints { authorize, token: c.token_endpoint, revoke: c.revocation_endpoint, issuer: c.issuer, jwks_uri: c.jwks_uri, capabilities: c.capabilities });
                 }
             }
         }
@@ -60,7 +60,7 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
     let uris = extensions.iter().find(|e| e["url"] == OAUTH_URIS).and_then(|e| e["extension"].as_array()).cloned().unwrap_or_default();
     let uri = |name: &str| uris.iter().find(|e| e["url"] == name).and_then(|e| e["valueUri"].as_str()).map(str::to_owned);
     match (uri("authorize"), uri("token")) {
-        (Some(authorize), Some(token)) => Ok(Endpoints { authorize, token, revoke: uri("revoke"), issuer: None, jwks_uri: None }),
+        (Some(authorize), Some(token)) => Ok(Endpoints { authorize, token, revoke: uri("revoke"), ..Default::default() }),
         _ => Err(SdkError::new("discovery_failed", format!("{metadata} has no SMART oauth-uris"))),
     }
 }

@@ -7,7 +7,8 @@ use super::error::SdkError;
 use super::ready::{store, token_request};
 use super::state::{load, Session, CURRENT};
 use super::url;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Refresh when the access token has less than this many seconds left.
 const REFRESH_MARGIN: i64 = 30;
@@ -53,22 +54,16 @@ impl<'e, E: Environment> Client<'e, E> {
     }
 
     pub fn patient_id(&self) -> Option<&str> {
-        self.session.token_response.patient.as_deref()
+        self.session.patient.as_deref()
     }
 
     pub fn encounter_id(&self) -> Option<&str> {
-        self.session.token_response.encounter.as_deref()
+        self.session.encounter.as_deref()
     }
 
-    /// `fhirUser` from the verified ID token (or the token response).
-    pub fn fhir_user(&self) -> Option<String> {
-        let from_id = self.session.id_token_claims.as_ref().and_then(|c| c.get("fhirUser")).and_then(Value::as_str);
-        from_id.or_else(|| self.session.token_response.extra.get("fhirUser").and_then(Value::as_str)).map(str::to_owned)
-    }
-
-    /// `(resourceType, id)` of the user.
+    /// `(resourceType, id)` of the user (`fhirUser` of the verified ID token).
     pub fn user(&self) -> Option<(String, String)> {
-        self.fhir_user().and_then(|u| url::type_and_id(&u))
+        self.session.fhir_user.as_deref().and_then(url::type_and_id)
     }
 
     fn expiring(&self) -> bool {
@@ -79,39 +74,31 @@ impl<'e, E: Environment> Client<'e, E> {
     /// a token newer than its own adopts it instead of refreshing again.
     pub async fn refresh(&mut self) -> Result<(), SdkError> {
         let key = self.session.key();
-        let before = self.session.token_response.access_token.clone();
+        let before = self.session.access_token.clone();
         let env = self.env;
         let outcome = env
             .exclusive(&format!("smart-edge-refresh:{key}"), async {
                 if let Some(latest) = load::<Session>(env, Area::Shared, &key) {
-                    if latest.token_response.access_token != before {
+                    if latest.access_token != before {
                         return Ok(latest);
                     }
                 }
-                let Some(refresh_token) = self.session.token_response.refresh_token.clone() else {
+                let Some(refresh_token) = self.session.refresh_token.clone() else {
                     return Err(SdkError::new("no_refresh_token", "the session has no refresh token (ask for offline_access or online_access)"));
                 };
                 let request = HttpRequest::form(&self.session.endpoints.token, &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token), ("client_id", &self.session.client_id)]);
-                let mut tokens = token_request(env, request).await?;
-                // A server that does not rotate keeps the old refresh token valid.
-                if tokens.refresh_token.is_none() {
-                    tokens.refresh_token = Some(refresh_token);
-                }
+                let (tokens, _) = token_request(env, request).await?;
                 let mut next = self.session.clone();
+                next.access_token = tokens.access_token;
+                // A server that does not rotate keeps the old refresh token valid.
+                next.refresh_token = tokens.refresh_token.or(Some(refresh_token));
                 next.expires_at = tokens.expires_in.map(|s| env.now() + s);
-                if let Some(scope) = &tokens.scope {
-                    next.scope = scope.clone();
+                if let Some(scope) = tokens.scope {
+                    next.scope = scope;
                 }
-                // The launch context stays what the launch gave when a refresh omits it.
-                for (field, old) in [(&mut tokens.patient, &next.token_response.patient), (&mut tokens.encounter, &next.token_response.encounter)] {
-                    if field.is_none() {
-                        *field = old.clone();
-                    }
-                }
-                if tokens.id_token.is_none() {
-                    tokens.id_token = next.token_response.id_token.clone();
-                }
-                next.token_response = tokens;
+                // The launch context stays what the launch gave unless the refresh restates it.
+                next.patient = tokens.patient.or(next.patient);
+                next.encounter = tokens.encounter.or(next.encounter);
                 store(env, &next);
                 Ok(next)
             })
@@ -123,7 +110,7 @@ impl<'e, E: Environment> Client<'e, E> {
 
     async fn send(&self, call: &FhirCall, url: &str) -> Result<super::env::HttpResponse, SdkError> {
         let mut headers = vec![
-            ("Authorization".to_owned(), format!("Bearer {}", self.session.token_response.access_token)),
+            ("Authorization".to_owned(), format!("Bearer {}", self.session.access_token)),
             ("Accept".to_owned(), "application/fhir+json".to_owned()),
         ];
         if call.body.is_some() {
@@ -134,9 +121,9 @@ impl<'e, E: Environment> Client<'e, E> {
     }
 
     /// One request, refreshed before when the token is about to expire, and retried once
-    /// after a refresh when the server answers 401.
-    async fn once(&mut self, call: &FhirCall, url: &str) -> Result<Value, SdkError> {
-        let can_refresh = self.session.token_response.refresh_token.is_some();
+    /// after a refresh when the server answers 401. The body as sent.
+    async fn once(&mut self, call: &FhirCall, url: &str) -> Result<String, SdkError> {
+        let can_refresh = self.session.refresh_token.is_some();
         if can_refresh && self.expiring() {
             self.refresh().await?;
         }
@@ -148,32 +135,33 @@ impl<'e, E: Environment> Client<'e, E> {
         if !(200..300).contains(&res.status) {
             return Err(SdkError::from_response(res.status, &res.body, url));
         }
-        if res.body.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&res.body).map_err(|e| SdkError::new("invalid_response", format!("{url} answered something that is not JSON: {e}")))
+        Ok(if res.body.trim().is_empty() { "null".to_owned() } else { res.body })
     }
 
-    /// `client.request(urlOrRequest, { pageLimit, flat })`.
-    pub async fn request(&mut self, call: FhirCall, paging: Paging) -> Result<Value, SdkError> {
+    /// `client.request(urlOrRequest, { pageLimit, flat })`: the JSON answer (a Bundle, an
+    /// array of Bundles when several pages were fetched, or with `flat` an array of the
+    /// entries' resources), passed through as the server sent it.
+    pub async fn request(&mut self, call: FhirCall, paging: Paging) -> Result<String, SdkError> {
         let mut url = url::resolve(&self.session.server_url, &call.url);
         let mut pages = Vec::new();
         loop {
             let page = self.once(&call, &url).await?;
-            let next = next_link(&page);
+            let next = if call.method == "GET" { next_link(&page) } else { None };
             pages.push(page);
             match next {
-                Some(next) if call.method == "GET" && (paging.page_limit == 0 || pages.len() < paging.page_limit) => url = next,
+                Some(next) if paging.page_limit == 0 || pages.len() < paging.page_limit => url = next,
                 _ => break,
             }
         }
-        Ok(if paging.flat {
-            Value::Array(pages.iter().flat_map(|p| p["entry"].as_array().cloned().unwrap_or_default()).filter_map(|e| e.get("resource").cloned()).collect())
-        } else if pages.len() == 1 {
-            pages.pop().unwrap_or(Value::Null)
-        } else {
-            Value::Array(pages)
-        })
+        if paging.flat {
+            let mut resources = Vec::new();
+            for page in &pages {
+                let parsed: Page<'_> = serde_json::from_str(page).map_err(|e| SdkError::new("invalid_response", format!("{url}: {e}")))?;
+                resources.extend(parsed.entry.into_iter().filter_map(|e| e.resource).map(RawValue::get));
+            }
+            return Ok(format!("[{}]", resources.join(",")));
+        }
+        Ok(if pages.len() == 1 { pages.pop().unwrap_or_default() } else { format!("[{}]", pages.join(",")) })
     }
 
     /// Revokes the refresh and the access token where the server advertises revocation, then
@@ -182,8 +170,8 @@ impl<'e, E: Environment> Client<'e, E> {
         let mut failure = None;
         if let Some(endpoint) = self.session.endpoints.revoke.clone() {
             let tokens = [
-                (self.session.token_response.refresh_token.clone(), "refresh_token"),
-                (Some(self.session.token_response.access_token.clone()), "access_token"),
+                (self.session.refresh_token.clone(), "refresh_token"),
+                (Some(self.session.access_token.clone()), "access_token"),
             ];
             for (token, hint) in tokens {
                 let Some(token) = token else { continue };
@@ -203,9 +191,33 @@ impl<'e, E: Environment> Client<'e, E> {
     }
 }
 
+/// The parts of a Bundle page the client reads; everything else is passed through.
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    entry: Vec<PageEntry<'a>>,
+    #[serde(default)]
+    link: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+struct PageEntry<'a> {
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    #[serde(default)]
+    relation: String,
+    #[serde(default)]
+    url: String,
+}
+
 /// The absolute `next` link of a Bundle.
-fn next_link(page: &Value) -> Option<String> {
-    page["link"].as_array()?.iter().find(|l| l["relation"] == "next").and_then(|l| l["url"].as_str()).filter(|u| url::is_absolute(u)).map(str::to_owned)
+fn next_link(page: &str) -> Option<String> {
+    let page: Page<'_> = serde_json::from_str(page).ok()?;
+    page.link.into_iter().find(|l| l.relation == "next").map(|l| l.url).filter(|u| url::is_absolute(u))
 }
 
 /// `patient.request(path)`: a search of the patient's compartment gets `patient={id}`.

@@ -2,18 +2,48 @@
 //! or one of the SDK's own), the HTTP status when a server answered, and its
 //! OperationOutcome when it sent one. The JavaScript side turns it into a `SmartError`.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SdkError {
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The OperationOutcome, as the server sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Value>,
+    pub outcome: Option<Box<RawValue>>,
+}
+
+/// What an error body may say: OAuth (RFC 6749 §5.2) or FHIR (an OperationOutcome).
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(rename = "resourceType", default)]
+    resource_type: Option<String>,
+    #[serde(default)]
+    issue: Vec<Issue>,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    diagnostics: Option<String>,
+    #[serde(default)]
+    details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    #[serde(default)]
+    text: Option<String>,
 }
 
 impl SdkError {
@@ -23,19 +53,22 @@ impl SdkError {
 
     /// An error answer of a server: an OAuth error body, an OperationOutcome, or just a status.
     pub fn from_response(status: u16, body: &str, what: &str) -> SdkError {
-        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        if let Some(code) = text(&value, "error") {
-            let message = text(&value, "error_description").unwrap_or_else(|| format!("{what} answered {status} {code}"));
+        let fallback = || format!("{what} answered {status}");
+        let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) else {
+            return SdkError { code: format!("http_{status}"), message: fallback(), status: Some(status), outcome: None };
+        };
+        if let Some(code) = parsed.error {
+            let message = parsed.error_description.unwrap_or_else(fallback);
             return SdkError { code, message, status: Some(status), outcome: None };
         }
-        if value.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
-            let issue = value.pointer("/issue/0").cloned().unwrap_or(Value::Null);
-            let code = text(&issue, "code").unwrap_or_else(|| "exception".into());
-            let message = text(&issue, "diagnostics").or_else(|| issue.pointer("/details/text").and_then(Value::as_str).map(str::to_owned)).unwrap_or_else(|| format!("{what} answered {status}"));
-            return SdkError { code, message, status: Some(status), outcome: Some(value) };
+        if parsed.resource_type.as_deref() == Some("OperationOutcome") {
+            let issue = parsed.issue.into_iter().next();
+            let code = issue.as_ref().and_then(|i| i.code.clone()).unwrap_or_else(|| "exception".into());
+            let message = issue.and_then(|i| i.diagnostics.or(i.details.and_then(|d| d.text))).unwrap_or_else(fallback);
+            let outcome = RawValue::from_string(body.to_owned()).ok();
+            return SdkError { code, message, status: Some(status), outcome };
         }
-        SdkError { code: format!("http_{status}"), message: format!("{what} answered {status}"), status: Some(status), outcome: None }
+        SdkError { code: format!("http_{status}"), message: fallback(), status: Some(status), outcome: None }
     }
 }
 

@@ -8,7 +8,9 @@ use super::env::{Area, Environment, HttpRequest, SignatureCheck};
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
-use serde_json::{Map, Value};
+use base64::Engine;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use smart_protocol::jose::parse_compact_any_kid;
 use smart_protocol::token::TokenResponse;
 
@@ -59,10 +61,13 @@ async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Ses
         &pending.endpoints.token,
         &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &pending.redirect_uri), ("client_id", &pending.client_id), ("code_verifier", &pending.code_verifier)],
     );
-    let tokens = token_request(env, request).await?;
-    let claims = match &tokens.id_token {
-        Some(id_token) => Some(verify_id_token(env, &pending, id_token).await?),
-        None => None,
+    let (tokens, raw) = token_request(env, request).await?;
+    let (claims, fhir_user) = match &tokens.id_token {
+        Some(id_token) => {
+            let (claims, fhir_user) = verify_id_token(env, &pending, id_token).await?;
+            (Some(claims), fhir_user)
+        }
+        None => (None, None),
     };
     let session = Session {
         server_url: pending.server_url,
@@ -70,9 +75,14 @@ async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Ses
         redirect_uri: pending.redirect_uri,
         scope: tokens.scope.clone().unwrap_or(pending.scope),
         endpoints: pending.endpoints,
+        token_response: raw,
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
         expires_at: tokens.expires_in.map(|s| env.now() + s),
-        token_response: tokens,
+        patient: tokens.patient,
+        encounter: tokens.encounter,
         id_token_claims: claims,
+        fhir_user,
     };
     store(env, &session);
     Ok(session)
@@ -84,17 +94,18 @@ pub fn store(env: &impl Environment, session: &Session) {
     env.set(Area::Tab, CURRENT, &session.key());
 }
 
-/// Posts to the token endpoint and reads a token response.
-pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<TokenResponse, SdkError> {
+/// Posts to the token endpoint: the token response, read and as sent.
+pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<(TokenResponse, Box<RawValue>), SdkError> {
     let res = env.fetch(request).await?;
     if res.status != 200 {
         return Err(SdkError::from_response(res.status, &res.body, "the token endpoint"));
     }
-    let tokens: TokenResponse = serde_json::from_str(&res.body).map_err(|e| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}")))?;
+    let invalid = |e: serde_json::Error| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}"));
+    let tokens: TokenResponse = serde_json::from_str(&res.body).map_err(invalid)?;
     if !tokens.is_bearer() || tokens.access_token.is_empty() {
         return Err(SdkError::new("invalid_token_response", "the token response has no Bearer access token"));
     }
-    Ok(tokens)
+    Ok((tokens, RawValue::from_string(res.body).map_err(invalid)?))
 }
 
 fn id_error(message: impl Into<String>) -> SdkError {
@@ -112,10 +123,10 @@ async fn jwks_uri(env: &impl Environment, pending: &Pending, issuer: &str) -> Re
     doc["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| id_error(format!("cannot find the key set of {issuer}")))
 }
 
-/// Verifies an ID token and answers its claims.
-pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<Map<String, Value>, SdkError> {
+/// Verifies an ID token and answers its claims (as sent) and its `fhirUser`.
+pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<(Box<RawValue>, Option<String>), SdkError> {
     let jws = parse_compact_any_kid(token).map_err(|e| id_error(e.to_string()))?;
-    let claims = jws.payload.clone();
+    let claims = &jws.payload;
     let text = |k: &str| claims.get(k).and_then(Value::as_str);
     let issuer = text("iss").ok_or_else(|| id_error("no iss"))?.to_owned();
     if let Some(expected) = &pending.endpoints.issuer {
@@ -158,7 +169,10 @@ pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &
         .unwrap_or_default();
     for jwk in keys.into_iter().take(4) {
         if env.verify(SignatureCheck { alg, jwk, signed: jws.signing_input.as_bytes(), signature: &jws.signature }).await? {
-            return Ok(claims);
+            let payload = jws.signing_input.split('.').nth(1).unwrap_or_default();
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|t| RawValue::from_string(t).ok());
+            let raw = raw.ok_or_else(|| id_error("the ID token's claims are not JSON"))?;
+            return Ok((raw, text("fhirUser").map(str::to_owned)));
         }
     }
     Err(id_error("the ID token's signature does not verify with the issuer's keys"))

@@ -4,7 +4,7 @@
 
 use super::env::{Area, Environment};
 use serde::{Deserialize, Serialize};
-use smart_protocol::token::TokenResponse;
+use serde_json::value::RawValue;
 
 /// How long a pending authorization may wait for its redirect.
 pub const PENDING_TTL_SECS: i64 = 600;
@@ -21,6 +21,9 @@ pub struct Endpoints {
     pub issuer: Option<String>,
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// The SMART capabilities the server advertises.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// An authorization on its way: what `ready()` needs to finish it.
@@ -37,8 +40,9 @@ pub struct Pending {
     pub created: i64,
 }
 
-/// A signed-in session: the serialisable `client.state`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A signed-in session: the serialisable `client.state`. What the SDK only hands to the app
+/// (the server's token response, the ID token's claims) is kept as the JSON the server sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub server_url: String,
@@ -46,12 +50,25 @@ pub struct Session {
     pub redirect_uri: String,
     pub scope: String,
     pub endpoints: Endpoints,
-    pub token_response: TokenResponse,
-    /// Seconds since the epoch when the access token expires, if the server said.
-    pub expires_at: Option<i64>,
-    /// The verified ID token's claims.
+    /// The token response of the authorization (with its launch context), as sent.
+    pub token_response: Box<RawValue>,
+    /// The current tokens (a refresh replaces them; the launch context stays).
+    pub access_token: String,
     #[serde(default)]
-    pub id_token_claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub refresh_token: Option<String>,
+    /// Seconds since the epoch when the access token expires, if the server said.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub patient: Option<String>,
+    #[serde(default)]
+    pub encounter: Option<String>,
+    /// The verified ID token's claims, as sent.
+    #[serde(default)]
+    pub id_token_claims: Option<Box<RawValue>>,
+    /// `fhirUser` from the verified ID token.
+    #[serde(default)]
+    pub fhir_user: Option<String>,
 }
 
 impl Session {

@@ -217,6 +217,10 @@ impl Environment for MemoryEnv<'_> {
     }
 }
 
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
 fn options(scope: &str) -> AuthorizeOptions {
     AuthorizeOptions { client_id: "app".into(), scope: Some(scope.into()), redirect_uri: Some("callback.html".into()), ..Default::default() }
 }
@@ -235,25 +239,25 @@ fn ehr_launch_to_ready_to_paged_requests_to_refresh_to_logout() {
 
     let session = block_on(ready(&env)).unwrap();
     assert_eq!(env.location(), "https://app.example/callback.html", "code and state leave the address bar");
-    assert_eq!(session.id_token_claims.as_ref().unwrap()["sub"], "u1");
+    assert!(session.id_token_claims.as_ref().unwrap().get().contains("\"sub\":\"u1\""));
     let mut client = Client::new(&env, session);
     assert_eq!(client.patient_id(), Some("p1"));
     assert_eq!(client.user(), Some(("Practitioner".into(), "d1".into())));
-    assert_eq!(block_on(client.request(FhirCall::get("Patient/p1"), Paging::default())).unwrap()["id"], "p1");
+    assert_eq!(json(&block_on(client.request(FhirCall::get("Patient/p1"), Paging::default())).unwrap())["id"], "p1");
 
-    let flat = block_on(client.request(FhirCall::get(in_patient_compartment("Observation", "p1")), Paging { page_limit: 0, flat: true })).unwrap();
+    let flat = json(&block_on(client.request(FhirCall::get(in_patient_compartment("Observation", "p1")), Paging { page_limit: 0, flat: true })).unwrap());
     assert_eq!(flat.as_array().unwrap().len(), 6, "all three pages");
-    let two = block_on(client.request(FhirCall::get("Observation?patient=p1"), Paging { page_limit: 2, flat: false })).unwrap();
+    let two = json(&block_on(client.request(FhirCall::get("Observation?patient=p1"), Paging { page_limit: 2, flat: false })).unwrap());
     assert_eq!(two.as_array().unwrap().len(), 2, "two bundles");
     let missing = block_on(client.request(FhirCall::get("Patient/nope"), Paging::default())).unwrap_err();
     assert_eq!((missing.code.as_str(), missing.status), ("not-found", Some(404)));
-    assert!(missing.outcome.is_some());
+    assert!(missing.outcome.as_ref().is_some_and(|o| o.get().contains("OperationOutcome")));
 
     // Near expiry the client refreshes first; a 401 refreshes once and retries.
     server.borrow_mut().now += 3590;
     block_on(client.request(FhirCall::get("Patient/p1"), Paging::default())).unwrap();
     assert_eq!(server.borrow().refreshes, 1);
-    let token = client.session.token_response.access_token.clone();
+    let token = client.session.access_token.clone();
     server.borrow_mut().access.remove(&token);
     block_on(client.request(FhirCall::get("Patient/p1"), Paging::default())).unwrap();
     assert_eq!(server.borrow().refreshes, 2);
@@ -261,9 +265,9 @@ fn ehr_launch_to_ready_to_paged_requests_to_refresh_to_logout() {
 
     // A reload restores the session.
     let restored = block_on(ready(&env)).unwrap();
-    assert_eq!(restored.token_response.access_token, client.session.token_response.access_token);
+    assert_eq!(restored.access_token, client.session.access_token);
 
-    let (access, refresh) = (client.session.token_response.access_token.clone(), client.session.token_response.refresh_token.clone().unwrap());
+    let (access, refresh) = (client.session.access_token.clone(), client.session.refresh_token.clone().unwrap());
     block_on(client.logout()).unwrap();
     assert_eq!(server.borrow().revoked, vec![refresh, access]);
     assert_eq!(block_on(ready(&env)).unwrap_err().code, "no_session");
@@ -284,7 +288,7 @@ fn a_second_tab_adopts_the_refresh_the_first_made() {
     block_on(a.refresh()).unwrap();
     block_on(b.refresh()).unwrap();
     assert_eq!(server.borrow().refreshes, 1, "the second tab found the newer token");
-    assert_eq!(a.session.token_response.access_token, b.session.token_response.access_token);
+    assert_eq!(a.session.access_token, b.session.access_token);
 }
 
 #[test]

@@ -1,0 +1,138 @@
+// smart-edge SDK: a SMART App Launch 2.2 client for pure HTML/JS apps, compiled from Rust to
+// WebAssembly. This module is the public API (fhirclient.js's habits: authorize / ready / init,
+// a Client with patient, user, encounter and request); the protocol work happens in the wasm,
+// which keeps no state of its own: the Client holds its serialisable `state`.
+import initWasm, { createPkce, pkceChallenge, sdkAuthorize, sdkDiscover, sdkInit, sdkLogout, sdkReady, sdkRefresh, sdkRequest } from "./smart_edge_sdk.js";
+
+await initWasm();
+
+export { createPkce, pkceChallenge };
+
+/** Every failure: `code` is the OAuth error, the FHIR issue code, or one of the SDK's own. */
+export class SmartError extends Error {
+  constructor({ code, message, status, outcome }) {
+    super(message);
+    this.name = "SmartError";
+    this.code = code;
+    this.status = status ?? null;
+    this.outcome = outcome ?? null;
+  }
+}
+
+function toSmartError(e) {
+  if (e instanceof SmartError) return e;
+  if (typeof e === "string") {
+    try {
+      return new SmartError(JSON.parse(e));
+    } catch {
+      return new SmartError({ code: "internal", message: e });
+    }
+  }
+  return new SmartError({ code: "internal", message: String(e?.message ?? e) });
+}
+
+/** Calls a wasm function; its JSON answer parsed, its failure as a SmartError. */
+async function call(fn, ...args) {
+  try {
+    const out = await fn(...args);
+    return out ? JSON.parse(out) : null;
+  } catch (e) {
+    throw toSmartError(e);
+  }
+}
+
+/** The authorize options, as the wasm takes them. */
+function optionArgs(o = {}) {
+  if (!o.clientId) throw new SmartError({ code: "invalid_options", message: "clientId is required" });
+  return [String(o.clientId), o.scope, o.redirectUri, o.iss, o.fhirServiceUrl, o.launch, Boolean(o.noRedirect), o.target];
+}
+
+/** `Type/id` of a reference or of an absolute `fhirUser` URL. */
+function typeAndId(reference) {
+  const parts = String(reference ?? "").replace(/\/+$/, "").split("/");
+  return parts.length >= 2 ? [parts[parts.length - 2], parts[parts.length - 1]] : [null, null];
+}
+
+export class Client {
+  /** @param {object} state a session from `ready()` (or a saved `client.state`) */
+  constructor(state) {
+    this.state = state;
+    const self = this;
+    const context = () => this.state.tokenResponse ?? {};
+    const none = (what) => Promise.reject(new SmartError({ code: "no_context", message: `no ${what} in the launch context` }));
+    this.patient = {
+      get id() { return self.state.patient ?? null; },
+      read: () => (this.patient.id ? this.request(`Patient/${encodeURIComponent(this.patient.id)}`) : none("patient")),
+      request: (urlOrRequest, options = {}) => this.request(urlOrRequest, { ...options, inPatient: true }),
+    };
+    this.encounter = {
+      get id() { return self.state.encounter ?? null; },
+      read: () => (this.encounter.id ? this.request(`Encounter/${encodeURIComponent(this.encounter.id)}`) : none("encounter")),
+    };
+    const fhirUser = () => this.state.fhirUser ?? null;
+    this.user = {
+      get fhirUser() { return fhirUser(); },
+      get id() { return typeAndId(fhirUser())[1]; },
+      get resourceType() { return typeAndId(fhirUser())[0]; },
+      read: () => (fhirUser() ? this.request(fhirUser()) : none("user")),
+    };
+    this._context = context;
+  }
+
+  /** Whether the app should draw its own patient banner (SMART: unless the EHR says false). */
+  get needPatientBanner() { return this._context().need_patient_banner !== false; }
+  get smartStyleUrl() { return this._context().smart_style_url ?? null; }
+  /** The verified ID token's claims (null without `openid`). */
+  getIdToken() { return this.state.idTokenClaims ?? null; }
+  getFhirContext() { return this._context().fhirContext ?? []; }
+
+  /**
+   * A FHIR request: a path relative to the FHIR base, an absolute URL, or
+   * `{ url, method, body, headers }`. `pageLimit` pages are fetched through `next` links
+   * (0 = all); `flat` answers the resources of every page as one array.
+   */
+  async request(urlOrRequest, { pageLimit = 1, flat = false, inPatient = false } = {}) {
+    const r = typeof urlOrRequest === "string" || urlOrRequest instanceof URL ? { url: String(urlOrRequest) } : urlOrRequest;
+    const body = r.body === undefined ? undefined : typeof r.body === "string" ? r.body : JSON.stringify(r.body);
+    const headers = r.headers ? Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join("\n") : undefined;
+    const out = await call(sdkRequest, JSON.stringify(this.state), String(r.url), r.method, body, headers, Math.max(0, Number(pageLimit) | 0), Boolean(flat), Boolean(inPatient));
+    this.state = out.session;
+    return out.result;
+  }
+
+  /** Refreshes the access token now (it also happens on its own before expiry and after a 401). */
+  async refresh() {
+    this.state = await call(sdkRefresh, JSON.stringify(this.state));
+    return this.state;
+  }
+
+  /** Revokes the tokens where the server allows it, then forgets the session. */
+  async logout() {
+    await call(sdkLogout, JSON.stringify(this.state));
+  }
+}
+
+/** Starts an authorization: EHR launch (`iss` + `launch` from the page) or standalone (`fhirServiceUrl`). */
+export async function authorize(options) {
+  const url = await call(async (...a) => JSON.stringify(await sdkAuthorize(...a)), ...optionArgs(options));
+  return url;
+}
+
+/** On the redirect page: completes the authorization; on a reload: restores the session. */
+export async function ready() {
+  return new Client(await call(sdkReady));
+}
+
+/** `ready()` when the page is a redirect or a session exists, else `authorize(options)`. */
+export async function init(options) {
+  const state = await call(sdkInit, ...optionArgs(options));
+  return state ? new Client(state) : new Promise(() => {});
+}
+
+/** The server's OAuth endpoints and SMART capabilities (its smart-configuration). */
+export async function discover(fhirBase) {
+  return call(sdkDiscover, String(fhirBase));
+}
+
+export const oauth2 = { authorize, ready, init };
+export default { oauth2, authorize, ready, init, discover, Client, SmartError };

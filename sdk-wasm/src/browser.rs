@@ -1,0 +1,171 @@
+//! The browser behind [`Environment`]: `location` and `history`, `sessionStorage` (this tab)
+//! and `localStorage` (every tab of the origin), `fetch`, `crypto.getRandomValues`,
+//! `crypto.subtle.verify`, and `navigator.locks` for one refresh at a time across tabs.
+
+use crate::engine::env::{Area, Environment, HttpRequest, HttpResponse, SignatureCheck, Target};
+use crate::engine::error::SdkError;
+use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
+use std::future::Future;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+pub struct BrowserEnv {
+    window: web_sys::Window,
+}
+
+fn js_error(code: &str, what: &str, e: JsValue) -> SdkError {
+    let detail = e.as_string().or_else(|| Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string())).unwrap_or_default();
+    SdkError::new(code, format!("{what}: {detail}"))
+}
+
+impl BrowserEnv {
+    pub fn new() -> Result<BrowserEnv, SdkError> {
+        let window = web_sys::window().ok_or_else(|| SdkError::new("no_window", "the SDK runs in a browser window"))?;
+        Ok(BrowserEnv { window })
+    }
+
+    fn storage(&self, area: Area) -> Option<web_sys::Storage> {
+        match area {
+            Area::Tab => self.window.session_storage().ok().flatten(),
+            Area::Shared => self.window.local_storage().ok().flatten(),
+        }
+    }
+
+    fn subtle(&self) -> Result<web_sys::SubtleCrypto, SdkError> {
+        Ok(self.window.crypto().map_err(|e| js_error("no_crypto", "crypto", e))?.subtle())
+    }
+}
+
+/// `{ name, hash }` / `{ name, namedCurve }` objects for WebCrypto.
+fn object(pairs: &[(&str, &str)]) -> Object {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &(*k).into(), &(*v).into());
+    }
+    o
+}
+
+/// The import and verify parameters of a JWS algorithm (RFC 7518 §3).
+fn algorithm(alg: &str) -> Option<(Object, Object)> {
+    let rsa = |hash| (object(&[("name", "RSASSA-PKCS1-v1_5"), ("hash", hash)]), object(&[("name", "RSASSA-PKCS1-v1_5")]));
+    let ec = |curve, hash| (object(&[("name", "ECDSA"), ("namedCurve", curve)]), object(&[("name", "ECDSA"), ("hash", hash)]));
+    match alg {
+        "RS256" => Some(rsa("SHA-256")),
+        "RS384" => Some(rsa("SHA-384")),
+        "ES256" => Some(ec("P-256", "SHA-256")),
+        "ES384" => Some(ec("P-384", "SHA-384")),
+        _ => None,
+    }
+}
+
+impl Environment for BrowserEnv {
+    fn location(&self) -> String {
+        self.window.location().href().unwrap_or_default()
+    }
+
+    fn replace_location(&self, url: &str) {
+        if let Ok(history) = self.window.history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(url));
+        }
+    }
+
+    fn navigate(&self, url: &str, target: &Target) -> Result<(), SdkError> {
+        let failed = |e| js_error("navigation_failed", "opening the authorization page", e);
+        match target {
+            Target::Current => self.window.location().assign(url).map_err(failed),
+            Target::Top => {
+                let top = self.window.top().map_err(failed)?.unwrap_or_else(|| self.window.clone());
+                top.location().assign(url).map_err(failed)
+            }
+            Target::Blank => self.window.open_with_url_and_target(url, "_blank").map(drop).map_err(failed),
+            Target::Popup => self.window.open_with_url_and_target_and_features(url, "smart-edge-authorize", "width=720,height=720,menubar=no,toolbar=no").map(drop).map_err(failed),
+            Target::Named(name) => self.window.open_with_url_and_target(url, name).map(drop).map_err(failed),
+        }
+    }
+
+    fn get(&self, area: Area, key: &str) -> Option<String> {
+        self.storage(area)?.get_item(key).ok().flatten()
+    }
+
+    fn set(&self, area: Area, key: &str, value: &str) {
+        if let Some(s) = self.storage(area) {
+            let _ = s.set_item(key, value);
+        }
+    }
+
+    fn remove(&self, area: Area, key: &str) {
+        if let Some(s) = self.storage(area) {
+            let _ = s.remove_item(key);
+        }
+    }
+
+    async fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, SdkError> {
+        let unreachable = |e| js_error("network_error", &format!("{} {}", request.method, request.url), e);
+        let headers = web_sys::Headers::new().map_err(unreachable)?;
+        for (k, v) in &request.headers {
+            headers.append(k, v).map_err(unreachable)?;
+        }
+        let init = web_sys::RequestInit::new();
+        init.set_method(request.method);
+        init.set_headers(&headers);
+        if let Some(body) = &request.body {
+            init.set_body(&JsValue::from_str(body));
+        }
+        let response: web_sys::Response = JsFuture::from(self.window.fetch_with_str_and_init(&request.url, &init)).await.map_err(unreachable)?.unchecked_into();
+        let body = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?.as_string().unwrap_or_default();
+        Ok(HttpResponse { status: response.status(), body, www_authenticate: response.headers().get("WWW-Authenticate").ok().flatten() })
+    }
+
+    fn random(&self, bytes: &mut [u8]) {
+        if let Ok(crypto) = self.window.crypto() {
+            let _ = crypto.get_random_values_with_u8_array(bytes);
+        }
+    }
+
+    async fn verify(&self, check: SignatureCheck<'_>) -> Result<bool, SdkError> {
+        let Some((import, verify)) = algorithm(check.alg) else { return Ok(false) };
+        // Only the key material: a stray `alg` or `key_ops` in the JWK must not fail the import.
+        let mut jwk = serde_json::Map::new();
+        for k in ["kty", "n", "e", "crv", "x", "y"] {
+            if let Some(v) = check.jwk.get(k) {
+                jwk.insert(k.into(), v.clone());
+            }
+        }
+        let jwk: Object = JSON::parse(&serde_json::Value::Object(jwk).to_string()).map_err(|e| js_error("invalid_id_token", "the key", e))?.unchecked_into();
+        let subtle = self.subtle()?;
+        let usages = Array::of1(&"verify".into());
+        let Ok(pending) = subtle.import_key_with_object("jwk", &jwk, &import, false, &usages) else { return Ok(false) };
+        let Ok(key) = JsFuture::from(pending).await else { return Ok(false) };
+        let Ok(pending) = subtle.verify_with_object_and_u8_array_and_u8_array(&verify, &key.unchecked_into(), check.signature, check.signed) else { return Ok(false) };
+        Ok(JsFuture::from(pending).await.ok().and_then(|v| v.as_bool()).unwrap_or(false))
+    }
+
+    fn now(&self) -> i64 {
+        (js_sys::Date::now() / 1000.0) as i64
+    }
+
+    async fn exclusive<T, F: Future<Output = T>>(&self, name: &str, task: F) -> T {
+        // navigator.locks.request(name, () => promise): the lock is held until the promise
+        // the callback returns settles. Without Web Locks (old browsers) the task runs as is.
+        let locks = Reflect::get(&self.window.navigator(), &"locks".into()).ok().filter(|l| !l.is_undefined());
+        let request = locks.as_ref().and_then(|l| Reflect::get(l, &"request".into()).ok()).and_then(|f| f.dyn_into::<Function>().ok());
+        let (Some(locks), Some(request)) = (locks, request) else { return task.await };
+        let mut release: Option<Function> = None;
+        let held = Promise::new(&mut |resolve, _| release = Some(resolve));
+        let mut granted: Option<Function> = None;
+        let acquired = Promise::new(&mut |resolve, _| granted = Some(resolve));
+        let (Some(release), Some(granted)) = (release, granted) else { return task.await };
+        let callback = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+            let _ = granted.call0(&JsValue::NULL);
+            held.into()
+        });
+        if request.call2(&locks, &name.into(), &callback).is_err() {
+            return task.await;
+        }
+        let _ = JsFuture::from(acquired).await;
+        let out = task.await;
+        let _ = release.call0(&JsValue::NULL);
+        out
+    }
+}
