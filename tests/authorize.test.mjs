@@ -5,6 +5,8 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, adminHeaders } from "./helpers/worker.mjs";
 import { Agent } from "./helpers/agent.mjs";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { seed, authorizeUrl, grantOf, APP, REDIRECT, PRACTITIONER, PATIENT_USER, NED, BUSTER, PASSWORD } from "./helpers/fixtures.mjs";
 
 let w;
@@ -341,6 +343,38 @@ describe("authorization errors", () => {
     const unknown = await login(agent, page, { username: "nobody", password: "whatever-1" });
     assert.equal(unknown.res.status, 401);
     assert.match(unknown.doc.querySelector("#login-error").text, /not correct/, "same answer as a wrong password");
+  });
+
+  test("failures from another browser cannot lock out a browser that signed in as the user before", async () => {
+    const victim = { username: "victim", display_name: "V", fhir_user: "Practitioner/v1", password: PASSWORD };
+    await w.fetch("/admin/users", { method: "POST", headers: adminHeaders(), body: JSON.stringify(victim) });
+    const usual = new Agent(w.url);
+    assert.ok((await login(usual, await usual.go(authorizeUrl(w)), victim)).doc.querySelector(".patient-pick"), "signed in once");
+    // Someone else, from the same address, fails until locked.
+    const attacker = new Agent(w.url);
+    let page = await attacker.go(authorizeUrl(w));
+    for (let i = 0; i < 5; i++) page = await login(attacker, page, { ...victim, password: "wrong-password" });
+    assert.equal((await login(attacker, page, victim)).res.status, 429, "the attacker's source is locked");
+    // The user's usual browser still signs in.
+    const again = await login(usual, await usual.go(authorizeUrl(w, { prompt: "login" })), victim);
+    assert.equal(again.res.status, 200, again.html?.slice(0, 300));
+    assert.ok(again.doc.querySelector(".patient-pick"), "past the login page");
+  });
+
+  test("trying unknown usernames creates no account object per name", async () => {
+    const accounts = await w.mf.getDurableObjectNamespace("ACCOUNTS");
+    const names = Array.from({ length: 12 }, (_, i) => `nobody-${i}-${Date.now()}`);
+    const agent = new Agent(w.url);
+    let page = await agent.go(authorizeUrl(w));
+    for (const username of names) {
+      page = await login(agent, page, { username, password: "whatever-1" });
+      assert.equal(page.res.status, 401);
+    }
+    const dir = join(w.persistTo, "do", "-Account");
+    for (const username of names) {
+      assert.ok(!existsSync(join(dir, `${accounts.idFromName(username)}.sqlite`)), `an object for ${username}`);
+    }
+    assert.ok(existsSync(dir) && readdirSync(dir).some((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite"), "the check looks at the right place");
   });
 
   test("a form with a forged CSRF token, or from another browser, is refused", async () => {

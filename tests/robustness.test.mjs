@@ -59,3 +59,36 @@ test("no route answers 5xx to bad input", async () => {
   }
   assert.equal((await w.fetch("/health")).status, 200);
 });
+
+test("a chunked body without Content-Length is refused as soon as it passes the limit, not after it ends", async () => {
+  // A long slow upload (no Content-Length): the server must answer while it is still coming.
+  let produced = 0;
+  const chunk = new Uint8Array(16 * 1024).fill(0x61);
+  const controller = new AbortController();
+  // (Bounded at 8 MiB so that nothing keeps running after the test; read whole, it would be
+  // refused only after all of it had arrived.)
+  const endless = new ReadableStream({
+    async pull(c) {
+      await new Promise((r) => setTimeout(r, 5));
+      if (produced >= 8 * 1024 * 1024) return c.close();
+      produced += chunk.length;
+      c.enqueue(chunk);
+    },
+  });
+  const timeout = setTimeout(() => controller.abort(), 10_000);
+  try {
+    const res = await w.fetch("/auth/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: endless,
+      duplex: "half",
+      signal: controller.signal,
+    });
+    assert.equal(res.status, 400);
+    assert.equal((await res.json()).error, "invalid_request");
+    assert.ok(produced < 4 * 1024 * 1024, `answered after ${produced} bytes`);
+  } finally {
+    clearTimeout(timeout);
+    controller.abort();
+  }
+});

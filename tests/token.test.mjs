@@ -363,4 +363,6 @@ test("discovery lists exactly the grants, methods and endpoints that now work", 
   const oidc = (await w.json("/.well-known/openid-configuration")).body;
   assert.equal(oidc.userinfo_endpoint, `${w.url}/auth/userinfo`);
   assert.deepEqual(oidc.grant_types_supported, ["authorization_code", "refresh_token", "client_credentials"]);
+  assert.deepEqual(oidc.introspection_endpoint_auth_methods_supported, ["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+  assert.deepEqual(oidc.revocation_endpoint_auth_methods_supported, ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]);
 });

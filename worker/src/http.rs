@@ -197,15 +197,28 @@ pub async fn body_bytes(req: &mut worker::Request) -> Result<Vec<u8>, FormError>
     body_bytes_limit(req, MAX_BODY_BYTES).await
 }
 
-/// The request body, refusing more than `limit` bytes.
+/// The request body, refusing more than `limit` bytes. The body is read as a stream and the
+/// reading stops as soon as the limit is passed, so a chunked upload without `Content-Length`
+/// (unauthenticated, on `/auth/*`) costs at most `limit` bytes of memory, not its whole size.
 pub async fn body_bytes_limit(req: &mut worker::Request, limit: usize) -> Result<Vec<u8>, FormError> {
+    use futures::StreamExt;
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(FormError::TooLarge);
     }
-    let bytes = req.bytes().await.map_err(|_| FormError::Unreadable)?;
-    if bytes.len() > limit {
-        return Err(FormError::TooLarge);
+    let mut stream = match req.stream() {
+        Ok(stream) => stream,
+        // No body at all (a GET, or an empty POST).
+        Err(worker::Error::RustError(_)) => return Ok(Vec::new()),
+        Err(_) => return Err(FormError::Unreadable),
+    };
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| FormError::Unreadable)?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(FormError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }

@@ -5,7 +5,7 @@ use super::rpc;
 use super::JsonCell;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
 use crate::keyring::now_secs;
-use platform::accounts::{AccountState, GrantEntry, LoginOutcome, SessionHandle};
+use platform::accounts::{AccountState, GrantEntry, LoginOutcome, LoginSource, SessionHandle, UnknownUsers};
 use platform::users::User;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
@@ -15,6 +15,11 @@ pub struct LoginRequest {
     pub username: String,
     pub user: Option<User>,
     pub password: String,
+    #[serde(default)]
+    pub source: LoginSource,
+    /// This object is a shared one for unknown usernames (`accounts::unknown_user_shard`).
+    #[serde(default)]
+    pub unknown: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,9 +63,21 @@ impl DurableObject for Account {
                     .state
                     .block_concurrency_while(async move {
                         let cell = JsonCell::open(storage.sql())?;
+                        if login.unknown {
+                            // No such user: the same work and throttling, in a shared object.
+                            let mut shard: UnknownUsers = cell.load()?.unwrap_or_default();
+                            let outcome = shard
+                                .state(&login.username, now)
+                                .login(&login.username, None, &login.password, &login.source, &WebCryptoPasswordHasher, &WebCryptoRandom, now)
+                                .await;
+                            if outcome.is_ok() {
+                                cell.store(&shard)?;
+                            }
+                            return Ok(outcome.map_err(|e| e.to_string()));
+                        }
                         let mut state: AccountState = cell.load()?.unwrap_or_default();
                         let outcome = state
-                            .login(&login.username, login.user.as_ref(), &login.password, &WebCryptoPasswordHasher, &WebCryptoRandom, now)
+                            .login(&login.username, login.user.as_ref(), &login.password, &login.source, &WebCryptoPasswordHasher, &WebCryptoRandom, now)
                             .await;
                         if outcome.is_ok() {
                             cell.store(&state)?;

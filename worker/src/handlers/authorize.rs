@@ -14,7 +14,7 @@ use crate::keyring::{self, now_secs};
 use crate::{grant_status, registry, settings};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use platform::accounts::{LoginOutcome, SessionHandle, SESSION_LIFETIME_SECS};
+use platform::accounts::{LoginOutcome, LoginSource, SessionHandle, SESSION_LIFETIME_SECS};
 use platform::authorize::{self, Checked, RedirectError};
 use platform::fhir::store::{self as fhir_store, FhirStore};
 use platform::grants::{self, Action, AuthenticatedUser, Command, GrantError, Interaction, Reply, Step};
@@ -360,7 +360,7 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
         return login_page(ctx, &id, &interaction, Some("Enter your username and password."), &username, 400).await;
     }
-    let (cookie, user, auth_time) = match password_login(ctx, &username, password).await? {
+    let (cookie, user, auth_time) = match password_login(ctx, &username, password, login_source(&req)).await? {
         Ok(found) => found,
         Err(LoginFailure::Locked(retry_after)) => {
             let message = format!("Too many failed attempts. Try again in {retry_after} seconds.");
@@ -429,12 +429,24 @@ impl LoginFailure {
     pub const MESSAGE: &'static str = "The username or password is not correct.";
 }
 
+/// Where a login attempt comes from: the client's IP (set by Cloudflare, not by the client)
+/// and this browser's binding cookie, for per-source throttling (`platform::accounts`).
+pub fn login_source(req: &Request) -> LoginSource {
+    LoginSource {
+        ip: req.headers().get("CF-Connecting-IP").ok().flatten().unwrap_or_default(),
+        browser_hash: http::cookie(req, BROWSER_COOKIE).filter(|c| c.len() == 43).map(|c| opaque_hash(&c)),
+    }
+}
+
 /// Checks a password through the user's account object (throttling included) and returns the
-/// new session cookie value, the user and the authentication time.
-pub async fn password_login(ctx: &AppContext, username: &str, password: String) -> Result<Result<(String, platform::users::User, i64), LoginFailure>, AppError> {
+/// new session cookie value, the user and the authentication time. An unknown username goes
+/// to a shared object instead, so trying names creates no object per name.
+pub async fn password_login(ctx: &AppContext, username: &str, password: String, source: LoginSource) -> Result<Result<(String, platform::users::User, i64), LoginFailure>, AppError> {
     let user = registry::user(ctx, username).await?;
-    let stub = rpc::by_name(&ctx.env, "ACCOUNTS", username)?;
-    let request = LoginRequest { username: username.to_owned(), user: user.clone(), password };
+    let unknown = user.is_none();
+    let object = if unknown { platform::accounts::unknown_user_shard(username) } else { username.to_owned() };
+    let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &object)?;
+    let request = LoginRequest { username: username.to_owned(), user: user.clone(), password, source, unknown };
     let outcome: LoginOutcome = rpc::call::<_, _, serde_json::Value>(&stub, "/login", &request)
         .await?
         .map_err(|e| AppError::internal(format!("login: {e}")))?;

@@ -1,7 +1,7 @@
 //! The management page (`management_endpoint`): a signed-in user sees the applications they
 //! gave access to, with scopes and dates, and revokes any of them.
 
-use super::authorize::{current_session, password_login, set_session_cookie, LoginFailure};
+use super::authorize::{current_session, login_source, password_login, set_session_cookie, LoginFailure};
 use crate::context::AppContext;
 use crate::durable::account::GrantRef;
 use crate::durable::rpc;
@@ -74,7 +74,7 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
         return login_form(&req, ctx, Some("Enter your username and password."), 400).await;
     }
-    match password_login(ctx, &username, password).await? {
+    match password_login(ctx, &username, password, login_source(&req)).await? {
         Ok((cookie, _, _)) => {
             let response = http::see_other("/auth/manage");
             set_session_cookie(ctx, &response, &cookie);
