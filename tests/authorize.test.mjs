@@ -276,6 +276,25 @@ describe("granular scopes the server cannot enforce (issue 8, item 1)", () => {
   });
 });
 
+describe("registrations stored before the scope rules (issue 8)", () => {
+  test("a stored interactive client's system/ and unenforceable scopes are never granted", async () => {
+    // Written straight into KV, as an older version could have stored it.
+    const legacy = {
+      client_id: "legacy-app", client_name: "Legacy", client_type: "public", redirect_uris: [REDIRECT], launch_uri: null, jwks: null, jwks_uri: null,
+      secret_hashes: [], access_token_lifetime: 3600, refresh_token_lifetime: 86400, consent: "pre-approved",
+      scope: "openid patient/*.rs system/*.rs patient/Observation.rs?foo=bar",
+    };
+    await (await w.mf.getKVNamespace("CONFIG")).put("client:legacy-app", JSON.stringify(legacy));
+    const agent = new Agent(w.url);
+    const page = await login(agent, await agent.go(authorizeUrl(w, { client_id: "legacy-app", scope: "openid system/*.rs patient/*.rs" })));
+    const q = expectRedirect(page);
+    assert.equal((await grantOf(w, q.get("code"))).grant.scope, "openid patient/*.rs", "system/*.rs dropped");
+    expectRedirect(await agent.go(authorizeUrl(w, { client_id: "legacy-app", scope: "system/*.rs" })), { error: "invalid_scope" });
+    const narrowed = expectRedirect(await agent.go(authorizeUrl(w, { client_id: "legacy-app", scope: "openid patient/Observation.rs" })));
+    assert.equal((await grantOf(w, narrowed.get("code"))).grant.scope, "openid patient/Observation.rs", "not narrowed into ?foo=bar");
+  });
+});
+
 describe("authorization errors", () => {
   test("errors before the client and redirect URI are verified are shown, never redirected", async () => {
     const cases = [
