@@ -128,10 +128,14 @@ describe("standalone launch", () => {
     assert.equal((await grantOf(w, q.get("code"))).grant.scope, scope);
   });
 
-  test("deny sends access_denied with the state", async () => {
+  test("deny sends access_denied with the state, and the closed grant leaves no storage behind", async () => {
     const agent = new Agent(w.url);
     let page = await login(agent, await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs" })));
+    const id = page.url.searchParams.get("interaction");
+    assert.equal((await grantOf(w, `${id}.x`)).state, "interaction");
     expectRedirect(await agent.submit(page, "#deny"), { error: "access_denied" });
+    await new Promise((r) => setTimeout(r, 2500)); // the object's alarm runs one second later
+    assert.equal(await grantOf(w, `${id}.x`), null, "the record is deleted");
   });
 
   test("POST to the authorization endpoint works like GET (authorize-post)", async () => {

@@ -135,6 +135,9 @@ impl RefreshState {
 /// the `refresh_grace_secs` setting changes it.
 pub const REFRESH_GRACE_SECS: i64 = 30;
 
+/// The longest access-token lifetime a client may register (`clients`: 60 to 86,400 s).
+pub const MAX_ACCESS_TOKEN_SECS: i64 = 86_400;
+
 /// The next thing the user must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -426,6 +429,28 @@ impl GrantRecord {
             GrantRecord::Active { refresh: Some(chain), .. } if chain.grace_secret.is_some() => Some(chain.grace_end()),
             _ => None,
         }
+    }
+
+    /// When nothing in the record can matter any more, so that its storage may be deleted (a
+    /// missing record answers exactly as a closed one: inactive, `invalid_grant`, not found):
+    /// a closed grant at once; an unfinished interaction, an unused code or a backend token
+    /// when it expires; an active grant when its refresh chain and the access tokens it gave
+    /// (at most [`MAX_ACCESS_TOKEN_SECS`] after the last issue) have expired.
+    pub fn deletable_at(&self) -> i64 {
+        match self {
+            GrantRecord::Closed { .. } => 0,
+            GrantRecord::Interaction(i) => i.created_at + INTERACTION_LIFETIME_SECS,
+            GrantRecord::CodeIssued { expires_at, .. } | GrantRecord::Backend { expires_at, .. } => *expires_at,
+            GrantRecord::Active { issued_at, refresh, .. } => match refresh {
+                Some(chain) => chain.expires_at.max(chain.rotated_at + MAX_ACCESS_TOKEN_SECS),
+                None => issued_at + MAX_ACCESS_TOKEN_SECS,
+            },
+        }
+    }
+
+    /// When the object should wake up next: the earlier of a cleanup and the deletion.
+    pub fn next_alarm(&self) -> i64 {
+        self.next_cleanup().map_or(self.deletable_at(), |at| at.min(self.deletable_at()))
     }
 
     /// Drops what is kept only for a while (the grace copy of a refresh token).
@@ -996,5 +1021,26 @@ mod tests {
         assert!(matches!(apply(Some(record.clone()), refresh_cmd("x", "y", 30, None), 1), Err(GrantError::InvalidGrant { .. })));
         let (revoked, _) = apply(Some(record), Command::Revoke { reason: "by the client".into() }, 1).unwrap();
         assert_eq!(apply(Some(revoked), Command::Status, 2).unwrap_err(), GrantError::Inactive);
+    }
+
+    #[test]
+    fn a_record_is_deletable_only_when_nothing_in_it_can_matter() {
+        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("openid", None)) }, 0).unwrap();
+        assert_eq!(record.deletable_at(), INTERACTION_LIFETIME_SECS);
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        assert_eq!(active.deletable_at(), (10 + 1000).max(10 + MAX_ACCESS_TOKEN_SECS), "the last access token may live a day");
+        let (rotated, _) = apply(Some(active), refresh_cmd("r1", "r2", 30, None), 500).unwrap();
+        assert_eq!(rotated.deletable_at(), 500 + MAX_ACCESS_TOKEN_SECS);
+        assert_eq!(rotated.next_alarm(), 530, "the grace cleanup comes first");
+        let (no_refresh, _) = apply(Some(with_challenge(issued("openid"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        assert_eq!(no_refresh.deletable_at(), 10 + MAX_ACCESS_TOKEN_SECS);
+        let (backend, _) = apply(None, Command::StartBackend { client_id: "svc".into(), expires_at: 300 }, 0).unwrap();
+        assert_eq!(backend.deletable_at(), 300);
+        let (closed, _) = apply(Some(backend), Command::Revoke { reason: "x".into() }, 1).unwrap();
+        assert_eq!(closed.deletable_at(), 0);
+        // A deleted record answers as the closed one did.
+        assert_eq!(apply(None, Command::Status, 2).unwrap_err(), GrantError::Inactive);
+        assert!(matches!(apply(None, refresh_cmd("r2", "r3", 30, None), 2), Err(GrantError::NotFound)));
+        assert!(matches!(apply(None, exchange(VERIFIER, "https://app.example/cb"), 2), Err(GrantError::NotFound)));
     }
 }

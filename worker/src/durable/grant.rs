@@ -27,13 +27,15 @@ impl DurableObject for Grant {
             _ => return Response::error("unknown grant operation", 404),
         }
         let command: Command = rpc::body(req).await?;
+        // A status check changes nothing worth a new alarm (it runs on every FHIR request).
+        let changes = !matches!(command, Command::Status);
         // Load, apply, store: no await between, so commands on one grant never interleave.
         let record: Option<GrantRecord> = cell.load()?;
         match grants::apply(record, command, now_secs()) {
             Ok((record, reply)) => {
                 cell.store(&record)?;
-                if let Some(at) = record.next_cleanup() {
-                    self.state.storage().set_alarm(std::time::Duration::from_secs((at - now_secs()).max(1) as u64)).await?;
+                if changes {
+                    self.wake_at(record.next_alarm()).await?;
                 }
                 Response::from_json(&reply)
             }
@@ -41,13 +43,28 @@ impl DurableObject for Grant {
         }
     }
 
-    /// Drops the clear-text grace copy of a rotated refresh token once its window is over.
+    /// Drops the clear-text grace copy of a rotated refresh token once its window is over,
+    /// and deletes the whole record once nothing in it can matter (`GrantRecord::deletable_at`):
+    /// abandoned authorizations, closed grants and expired backend tokens leave no storage.
     async fn alarm(&self) -> Result<Response> {
         let cell = JsonCell::open(self.state.storage().sql())?;
+        let now = now_secs();
         if let Some(mut record) = cell.load::<GrantRecord>()? {
-            record.cleanup(now_secs() + 1);
+            if now >= record.deletable_at() {
+                self.state.storage().delete_all().await?;
+                return Response::ok("deleted");
+            }
+            record.cleanup(now + 1);
             cell.store(&record)?;
+            self.wake_at(record.next_alarm()).await?;
         }
         Response::ok("cleaned")
+    }
+}
+
+impl Grant {
+    async fn wake_at(&self, at: i64) -> Result<()> {
+        let secs = (at - now_secs()).max(1) as u64;
+        self.state.storage().set_alarm(std::time::Duration::from_secs(secs)).await
     }
 }
