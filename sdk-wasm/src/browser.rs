@@ -1,10 +1,19 @@
 //! The browser behind [`Environment`]: `location` and `history`, `sessionStorage` (this tab)
 //! and `localStorage` (every tab of the origin), `fetch`, `crypto.getRandomValues`,
 //! `crypto.subtle.verify`, and `navigator.locks` for one refresh at a time across tabs.
+//!
+//! `localStorage` is not coherent across renderer processes: a tab granted a Web Lock right
+//! after another tab released it may still read the value the other tab replaced under the
+//! lock (Chromium delivers storage changes and lock grants on different channels). So what a
+//! locked section writes to the shared area is also committed to IndexedDB before the lock is
+//! released, and the next holder reads those entries from IndexedDB (transactional, so it sees
+//! every commit made before it asked) ahead of its own, possibly stale, `localStorage`.
 
 use crate::engine::env::{Area, Environment, HttpRequest, HttpResponse, SignatureCheck, Target};
 use crate::engine::error::SdkError;
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -12,6 +21,107 @@ use wasm_bindgen_futures::JsFuture;
 
 pub struct BrowserEnv {
     window: web_sys::Window,
+    /// While this environment holds a lock: the shared entries the previous holders committed.
+    locked: RefCell<Option<Locked>>,
+}
+
+/// The shared area as seen inside a locked section.
+#[derive(Default)]
+struct Locked {
+    /// From IndexedDB, then this section's own writes (`None`: removed).
+    values: HashMap<String, Option<String>>,
+    /// The keys this section wrote, committed to IndexedDB before the lock is released.
+    dirty: Vec<String>,
+}
+
+/// The IndexedDB database and object store that carry shared writes from lock to lock.
+const SYNC_DB: &str = "smart-edge-sync";
+const SYNC_STORE: &str = "shared";
+
+fn prop(target: &JsValue, name: &str) -> JsValue {
+    Reflect::get(target, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn invoke(target: &JsValue, name: &str, args: &[JsValue]) -> Option<JsValue> {
+    let f: Function = prop(target, name).dyn_into().ok()?;
+    f.apply(target, &args.iter().collect::<Array>()).ok()
+}
+
+/// A promise settled by an IndexedDB request (`success`, with its result) or transaction
+/// (`complete`), rejected on `error` or `abort`.
+fn settled(target: &JsValue, done: &str) -> Promise {
+    Promise::new(&mut |resolve, reject| {
+        let source = target.clone();
+        let on_done = Closure::wrap(Box::new(move |_e: JsValue| {
+            let _ = resolve.call1(&JsValue::NULL, &prop(&source, "result"));
+        }) as Box<dyn FnMut(JsValue)>)
+        .into_js_value();
+        let on_fail = Closure::wrap(Box::new(move |_e: JsValue| {
+            let _ = reject.call1(&JsValue::NULL, &"indexedDB failed".into());
+        }) as Box<dyn FnMut(JsValue)>)
+        .into_js_value();
+        let _ = Reflect::set(target, &format!("on{done}").into(), &on_done);
+        let _ = Reflect::set(target, &"onerror".into(), &on_fail);
+        let _ = Reflect::set(target, &"onabort".into(), &on_fail);
+    })
+}
+
+/// The sync database (created on first use); `None` where IndexedDB is unavailable.
+async fn sync_db(window: &web_sys::Window) -> Option<JsValue> {
+    let factory = prop(window.as_ref(), "indexedDB");
+    if factory.is_undefined() || factory.is_null() {
+        return None;
+    }
+    let request = invoke(&factory, "open", &[SYNC_DB.into(), 1.into()])?;
+    let opening = request.clone();
+    let upgrade = Closure::wrap(Box::new(move |_e: JsValue| {
+        let _ = invoke(&prop(&opening, "result"), "createObjectStore", &[SYNC_STORE.into()]);
+    }) as Box<dyn FnMut(JsValue)>)
+    .into_js_value();
+    Reflect::set(&request, &"onupgradeneeded".into(), &upgrade).ok()?;
+    JsFuture::from(settled(&request, "success")).await.ok()
+}
+
+/// A transaction on the sync store: `(transaction, store)`.
+fn sync_store(db: &JsValue, mode: &str) -> Option<(JsValue, JsValue)> {
+    let tx = invoke(db, "transaction", &[SYNC_STORE.into(), mode.into()])?;
+    let store = invoke(&tx, "objectStore", &[SYNC_STORE.into()])?;
+    Some((tx, store))
+}
+
+/// Every entry the lock holders committed.
+async fn read_committed(db: &JsValue) -> Option<HashMap<String, Option<String>>> {
+    let (_tx, store) = sync_store(db, "readonly")?;
+    let keys = settled(&invoke(&store, "getAllKeys", &[])?, "success");
+    let values = settled(&invoke(&store, "getAll", &[])?, "success");
+    let keys: Array = JsFuture::from(keys).await.ok()?.dyn_into().ok()?;
+    let values: Array = JsFuture::from(values).await.ok()?.dyn_into().ok()?;
+    Some(keys.iter().zip(values.iter()).filter_map(|(k, v)| Some((k.as_string()?, v.as_string()))).collect())
+}
+
+/// Commits `entries` (`None`: removed, kept as a tombstone so a stale `localStorage` cannot
+/// bring the value back) and waits until the commit is durable.
+async fn commit(db: &JsValue, entries: &[(String, Option<String>)]) -> Option<()> {
+    let (tx, store) = sync_store(db, "readwrite")?;
+    let done = settled(&tx, "complete");
+    for (key, value) in entries {
+        let value = value.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+        invoke(&store, "put", &[value, key.as_str().into()])?;
+    }
+    JsFuture::from(done).await.ok().map(drop)
+}
+
+/// A shared write made outside a lock supersedes what a locked section committed for the key.
+async fn forget_committed(window: web_sys::Window, key: String) {
+    if let Some(db) = sync_db(&window).await {
+        if let Some((tx, store)) = sync_store(&db, "readwrite") {
+            let done = settled(&tx, "complete");
+            if invoke(&store, "delete", &[key.as_str().into()]).is_some() {
+                let _ = JsFuture::from(done).await;
+            }
+        }
+        let _ = invoke(&db, "close", &[]);
+    }
 }
 
 fn js_error(code: &str, what: &str, e: JsValue) -> SdkError {
@@ -22,7 +132,7 @@ fn js_error(code: &str, what: &str, e: JsValue) -> SdkError {
 impl BrowserEnv {
     pub fn new() -> Result<BrowserEnv, SdkError> {
         let window = web_sys::window().ok_or_else(|| SdkError::new("no_window", "the SDK runs in a browser window"))?;
-        Ok(BrowserEnv { window })
+        Ok(BrowserEnv { window, locked: RefCell::new(None) })
     }
 
     fn storage(&self, area: Area) -> Option<web_sys::Storage> {
@@ -59,6 +169,21 @@ fn algorithm(alg: &str) -> Option<(Object, Object)> {
     }
 }
 
+impl BrowserEnv {
+    /// Inside a lock: remembered, to be committed before the release. Outside: the key's
+    /// committed entry, if any, is dropped (this write is newer).
+    fn shared_written(&self, key: &str, value: Option<&str>) {
+        let mut locked = self.locked.borrow_mut();
+        match locked.as_mut() {
+            Some(l) => {
+                l.values.insert(key.to_owned(), value.map(str::to_owned));
+                l.dirty.push(key.to_owned());
+            }
+            None => wasm_bindgen_futures::spawn_local(forget_committed(self.window.clone(), key.to_owned())),
+        }
+    }
+}
+
 impl Environment for BrowserEnv {
     fn location(&self) -> String {
         self.window.location().href().unwrap_or_default()
@@ -85,6 +210,11 @@ impl Environment for BrowserEnv {
     }
 
     fn get(&self, area: Area, key: &str) -> Option<String> {
+        if area == Area::Shared {
+            if let Some(value) = self.locked.borrow().as_ref().and_then(|l| l.values.get(key).cloned()) {
+                return value;
+            }
+        }
         self.storage(area)?.get_item(key).ok().flatten()
     }
 
@@ -92,11 +222,17 @@ impl Environment for BrowserEnv {
         if let Some(s) = self.storage(area) {
             let _ = s.set_item(key, value);
         }
+        if area == Area::Shared {
+            self.shared_written(key, Some(value));
+        }
     }
 
     fn remove(&self, area: Area, key: &str) {
         if let Some(s) = self.storage(area) {
             let _ = s.remove_item(key);
+        }
+        if area == Area::Shared {
+            self.shared_written(key, None);
         }
     }
 
@@ -164,7 +300,28 @@ impl Environment for BrowserEnv {
             return task.await;
         }
         let _ = JsFuture::from(acquired).await;
+        // What the previous holders wrote, as committed (never a stale localStorage copy).
+        let db = sync_db(&self.window).await;
+        let committed = match &db {
+            Some(db) => read_committed(db).await,
+            None => None,
+        };
+        *self.locked.borrow_mut() = Some(Locked { values: committed.unwrap_or_default(), dirty: Vec::new() });
         let out = task.await;
+        let locked = self.locked.borrow_mut().take().unwrap_or_default();
+        if let Some(db) = &db {
+            let mut entries: Vec<(String, Option<String>)> = Vec::new();
+            for key in locked.dirty {
+                if !entries.iter().any(|(k, _)| *k == key) {
+                    let value = locked.values.get(&key).cloned().flatten();
+                    entries.push((key, value));
+                }
+            }
+            if !entries.is_empty() {
+                let _ = commit(db, &entries).await;
+            }
+            let _ = invoke(db, "close", &[]);
+        }
         let _ = release.call0(&JsValue::NULL);
         out
     }
