@@ -83,7 +83,8 @@ fn resources() -> Vec<Value> {
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                // If-None-Exist on POST [type] (not inside bundles, which refuse conditional entries).
+                "conditionalCreate": true,
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
                 "interaction": interactions,
