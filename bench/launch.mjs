@@ -28,7 +28,7 @@
 // gzipped sizes (`gzip -9c <file> | wc -c`, the files the pages load).
 import http from "node:http";
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { startDevServer } from "../scripts/dev-server.mjs";
@@ -42,7 +42,15 @@ const APP = "http://127.0.0.1:9080";
 const CLIENT_ID = "bench-launch";
 const SCOPE = "launch openid fhirUser patient/*.rs";
 const PAGES = join(ROOT, "bench", "launch-app");
-const FHIRCLIENT = join(ROOT, "node_modules", "fhirclient", "build", "fhir-client.min.js");
+// fhirclient.js's browser build, taken from its npm tarball alone (`npm pack`): installing the
+// package would pull ~460 optional dependencies (expo, react-native) into the dev lock.
+const FHIRCLIENT_DIR = join(ROOT, ".cache", "fhirclient-2.6.3");
+const FHIRCLIENT = join(FHIRCLIENT_DIR, "package", "build", "fhir-client.min.js");
+if (!existsSync(FHIRCLIENT)) {
+  mkdirSync(FHIRCLIENT_DIR, { recursive: true });
+  const tarball = execFileSync("npm", ["pack", "fhirclient@2.6.3", "--silent", "--pack-destination", FHIRCLIENT_DIR], { encoding: "utf8" }).trim().split("\n").pop();
+  execFileSync("tar", ["-xzf", join(FHIRCLIENT_DIR, tarball), "-C", FHIRCLIENT_DIR, "package/build/fhir-client.min.js", "package/package.json"]);
+}
 const SDK_DIR = join(ROOT, "demo-app", "sdk"); // what the Worker serves at /sdk/
 const SDKS = {
   "smart-edge": { page: "ours" },
