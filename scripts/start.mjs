@@ -56,6 +56,9 @@ const u = server.url;
 console.log(`
 smart-edge is running on ${u}  (state: .state/, Ctrl-C to stop)
 
+  Open the EHR launch portal ${u}/ehr/
+    sign in as dr.smith / smart-edge-demo, search a patient, open Lab Viewer
+
   Home page and SDK check    ${u}/
   FHIR base                  ${u}/fhir
   SMART configuration        ${u}/fhir/.well-known/smart-configuration

@@ -55,3 +55,18 @@ pub async fn user(ctx: &AppContext, username: &str) -> Result<Option<User>, AppE
 pub async fn save_user(ctx: &AppContext, user: &User) -> Result<(), AppError> {
     users::save(&kv(ctx)?, user).await.map_err(AppError::internal)
 }
+
+/// Every registered client (the first 1000 keys of `client:*`; the portal lists them). Each
+/// is read through the per-isolate cache above.
+pub async fn all_clients(ctx: &AppContext) -> Result<Vec<Client>, AppError> {
+    let listed = ctx.env.kv("CONFIG")?.list().prefix(clients::KEY_PREFIX.to_owned()).execute().await.map_err(|e| AppError::internal(format!("{e:?}")))?;
+    let mut found = Vec::new();
+    for key in listed.keys {
+        if let Some(id) = key.name.strip_prefix(clients::KEY_PREFIX) {
+            if let Some(client) = client(ctx, id).await? {
+                found.push(client);
+            }
+        }
+    }
+    Ok(found)
+}

@@ -18,6 +18,8 @@ pub mod keys;
 pub mod launch;
 pub mod memory;
 pub mod pages;
+pub mod portal;
+pub mod portal_page;
 pub mod ports;
 pub mod routes;
 pub mod scope_policy;

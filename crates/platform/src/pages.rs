@@ -47,13 +47,34 @@ button.secondary{background:#fff;color:#0b5cad}\
 .pick:hover,.pick:focus{border-color:#0b5cad;outline:2px solid #0b5cad}\
 .error{background:#fdecea;border:1px solid #e0a39c;color:#7d1d12;padding:.6rem .8rem;border-radius:4px}\
 ul.scopes{list-style:none;padding:0}ul.scopes li{margin:.4rem 0}ul.scopes label{display:inline;font-weight:normal}\
-.muted{color:#57606a;font-size:.9rem}";
+.muted{color:#57606a;font-size:.9rem}\
+body.portal{padding:1rem}body.portal main{max-width:78rem}\
+.portal-head{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1.5rem;border-bottom:1px solid #d8dde3;margin-bottom:1rem}\
+.portal-head h1{margin:0;flex:1}.portal-head p{margin:0}.portal-head button{margin:0}\
+.portal-grid{display:grid;grid-template-columns:minmax(18rem,26rem) 1fr;gap:1.5rem}\
+@media (max-width:50rem){.portal-grid{grid-template-columns:1fr}}\
+.portal h2{font-size:1.1rem}.portal form[role=search]{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}\
+.portal form[role=search] label{flex-basis:100%;margin:0}.portal form[role=search] input{flex:1}.portal form[role=search] button{margin:0}\
+.patient-table{width:100%;border-collapse:collapse;font-size:.95rem}.patient-table th,.patient-table td{text-align:left;padding:.35rem .4rem;border-bottom:1px solid #e4e8ec}\
+.patient-row.selected{background:#e8f1fb}.paging{margin-top:.75rem;display:flex;gap:1rem;flex-wrap:wrap}\
+.banner{display:flex;flex-wrap:wrap;gap:.4rem 1.5rem;align-items:baseline;background:#0b3d6e;color:#fff;padding:.7rem 1rem;border-radius:6px}\
+.banner .muted{color:#c9d6e3}.banner-name{font-size:1.15rem}\
+#app-frame{display:block;width:100%;height:44rem;border:1px solid #c3cad2;border-top:0;background:#fff}\
+select{font-size:1rem;padding:.4rem;max-width:100%}ul.apps{list-style:none;padding:0}\
+.app-row{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem;padding:.5rem 0;border-bottom:1px solid #e4e8ec}\
+.app-row .app-name{flex:1;font-weight:600}.app-row button{margin:0}";
 
 fn layout(title: &str, body: &str) -> String {
+    layout_with_class(title, "", body)
+}
+
+/// The page skeleton; `class` goes on `<body>` (the portal's wider layout).
+pub(crate) fn layout_with_class(title: &str, class: &str, body: &str) -> String {
+    let class = if class.is_empty() { String::new() } else { format!(" class=\"{}\"", escape(class)) };
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/auth/assets/auth.css\"></head>\
-         <body><main>{body}</main></body></html>\n",
+         <body{class}><main>{body}</main></body></html>\n",
         title = escape(title)
     )
 }
@@ -191,10 +212,16 @@ pub struct GrantRow {
     pub granted: String,
 }
 
+/// A sign-in page with a double-submit CSRF token and no pending authorization behind it
+/// (the management page, the EHR portal).
+pub(crate) fn sign_in_form(server_name: &str, intro: &str, error: Option<&str>, action: &str, csrf: &str) -> String {
+    let hidden_fields = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(csrf));
+    sign_in(server_name, intro, error, action, &hidden_fields, "")
+}
+
 /// The sign-in form of the management page (no pending authorization behind it).
 pub fn manage_login_page(csrf: &str, server_name: &str, error: Option<&str>) -> String {
-    let hidden_fields = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(csrf));
-    sign_in(server_name, "<p>See and revoke the applications you gave access to.</p>", error, "/auth/manage/login", &hidden_fields, "")
+    sign_in_form(server_name, "<p>See and revoke the applications you gave access to.</p>", error, "/auth/manage/login", csrf)
 }
 
 /// The applications a user granted access to, each with a revoke button.

@@ -30,6 +30,13 @@ pub enum Route {
     AuthStylesheet,
     /// The EHR-side API that creates launch contexts.
     EhrLaunch,
+    /// `/ehr/`: the EHR launch portal's public address (redirects to [`Route::Portal`]).
+    EhrHome,
+    /// The EHR launch portal (below `/auth`, where the login session cookie is sent).
+    Portal,
+    PortalLogin,
+    /// Creates a launch from the portal (a form POST with the session-bound CSRF token).
+    PortalLaunch,
     AdminSettings,
     AdminClients,
     /// `/admin/clients/{client_id}`.
@@ -87,11 +94,15 @@ impl Route {
                 "/manage/revoke" => Route::ManageRevoke,
                 "/assets/auth.css" => Route::AuthStylesheet,
                 "/ehr/launch" => Route::EhrLaunch,
+                "/portal" => Route::Portal,
+                "/portal/login" => Route::PortalLogin,
+                "/portal/launch" => Route::PortalLaunch,
                 _ => Route::NotFound,
             };
         }
         match path {
             "/health" => Route::Health,
+            "/ehr" | "/ehr/" => Route::EhrHome,
             "/.well-known/openid-configuration" => Route::OpenIdConfiguration,
             "/.well-known/jwks.json" => Route::Jwks,
             "/admin/settings" => Route::AdminSettings,
@@ -130,6 +141,8 @@ impl Route {
             | Route::ManageLogin
             | Route::ManageRevoke
             | Route::EhrLaunch
+            | Route::PortalLogin
+            | Route::PortalLaunch
             | Route::AdminClients
             | Route::AdminUsers
             | Route::AdminFhirBundle => &["POST"],
@@ -209,6 +222,12 @@ mod tests {
             ("/admin/clients/", Route::NotFound),
             ("/admin/clients/a/b", Route::NotFound),
             ("/admin/users/dr.smith", Route::AdminUser),
+            ("/ehr/", Route::EhrHome),
+            ("/ehr", Route::EhrHome),
+            ("/ehr/x", Route::NotFound),
+            ("/auth/portal", Route::Portal),
+            ("/auth/portal/login", Route::PortalLogin),
+            ("/auth/portal/launch", Route::PortalLaunch),
             ("/", Route::NotFound),
         ];
         for (path, route) in cases {
@@ -224,7 +243,7 @@ mod tests {
 
     #[test]
     fn admin_and_dev_routes_are_never_cross_origin() {
-        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign, Route::AdminClient, Route::Login, Route::Consent, Route::EhrLaunch] {
+        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign, Route::AdminClient, Route::Login, Route::Consent, Route::EhrLaunch, Route::Portal, Route::PortalLaunch] {
             assert!(!route.cors_public());
         }
     }

@@ -93,6 +93,15 @@ impl FhirStore for Partitions<'_> {
         Ok(patients)
     }
 
+    async fn patient_page(&self, query: &Search) -> Result<(Vec<Value>, i64), StoreError> {
+        if query.resource_type != "Patient" {
+            return Err(StoreError("patient_page searches Patients only".into()));
+        }
+        let result = Port::search(self, DIRECTORY, query).await?;
+        let total = result.total;
+        Ok((parse_all(result)?, total))
+    }
+
     async fn patient_encounters(&self, patient_id: &str, limit: usize) -> Result<Vec<Value>, StoreError> {
         let pairs = [("patient".to_owned(), patient_id.to_owned()), ("_sort".to_owned(), "-date".to_owned())];
         let mut query = search::parse("Encounter", &pairs, false).map_err(|e| StoreError(e.to_string()))?;

@@ -9,6 +9,7 @@ mod ehr;
 mod fhir;
 mod manage;
 mod oauth;
+mod portal;
 mod token;
 
 use crate::context::AppContext;
@@ -77,6 +78,10 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::ManageLogin => manage::login(req, ctx).await,
         Route::ManageRevoke => manage::revoke(req, ctx).await,
         Route::EhrLaunch => ehr::create_launch(req, ctx).await,
+        Route::EhrHome => portal::home(&req),
+        Route::Portal => portal::page(req, ctx).await,
+        Route::PortalLogin => portal::login(req, ctx).await,
+        Route::PortalLaunch => portal::launch(req, ctx).await,
         Route::AdminSettings => admin::settings(req, ctx).await,
         Route::AdminClients => admin::put_client(req, ctx).await,
         Route::AdminClient => admin::client(req, ctx).await,

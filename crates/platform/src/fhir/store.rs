@@ -24,6 +24,9 @@ pub trait FhirStore {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, StoreError>;
     /// Patients, in name order, at most `limit`.
     async fn list_patients(&self, limit: usize) -> Result<Vec<Value>, StoreError>;
+    /// One page of a Patient search of the directory (`query` from `search::parse`, with its
+    /// `_count` and `_offset`) and the number of matches.
+    async fn patient_page(&self, query: &Search) -> Result<(Vec<Value>, i64), StoreError>;
     /// A patient's encounters, newest first, at most `limit`.
     async fn patient_encounters(&self, patient_id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 }
