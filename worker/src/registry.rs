@@ -37,6 +37,7 @@ pub async fn client(ctx: &AppContext, client_id: &str) -> Result<Option<Client>,
 pub async fn save_client(ctx: &AppContext, client: &Client) -> Result<(), AppError> {
     clients::save(&kv(ctx)?, client).await.map_err(AppError::internal)?;
     CLIENTS.with(|c| c.borrow_mut().insert(client.client_id.clone(), (Some(client.clone()), now_secs())));
+    CLIENT_IDS.with(|c| *c.borrow_mut() = None);
     Ok(())
 }
 
@@ -44,6 +45,7 @@ pub async fn delete_client(ctx: &AppContext, client_id: &str) -> Result<(), AppE
     use platform::ports::KvStore;
     kv(ctx)?.delete(&format!("{}{client_id}", clients::KEY_PREFIX)).await.map_err(AppError::internal)?;
     CLIENTS.with(|c| c.borrow_mut().remove(client_id));
+    CLIENT_IDS.with(|c| *c.borrow_mut() = None);
     Ok(())
 }
 
@@ -56,16 +58,29 @@ pub async fn save_user(ctx: &AppContext, user: &User) -> Result<(), AppError> {
     users::save(&kv(ctx)?, user).await.map_err(AppError::internal)
 }
 
-/// Every registered client (the first 1000 keys of `client:*`; the portal lists them). Each
-/// is read through the per-isolate cache above.
+thread_local! {
+    static CLIENT_IDS: RefCell<Option<(Vec<String>, i64)>> = const { RefCell::new(None) };
+}
+
+/// Every registered client (the first 1000 keys of `client:*`; the portal lists them). The
+/// key list is cached per isolate for [`CACHE_SECS`] (a KV list costs like a write), and each
+/// client is read through the cache above.
 pub async fn all_clients(ctx: &AppContext) -> Result<Vec<Client>, AppError> {
-    let listed = ctx.env.kv("CONFIG")?.list().prefix(clients::KEY_PREFIX.to_owned()).execute().await.map_err(|e| AppError::internal(format!("{e:?}")))?;
+    let now = now_secs();
+    let cached = CLIENT_IDS.with(|c| c.borrow().as_ref().filter(|(_, at)| now - at < CACHE_SECS).map(|(ids, _)| ids.clone()));
+    let ids = match cached {
+        Some(ids) => ids,
+        None => {
+            let listed = ctx.env.kv("CONFIG")?.list().prefix(clients::KEY_PREFIX.to_owned()).execute().await.map_err(|e| AppError::internal(format!("{e:?}")))?;
+            let ids: Vec<String> = listed.keys.iter().filter_map(|k| k.name.strip_prefix(clients::KEY_PREFIX).map(str::to_owned)).collect();
+            CLIENT_IDS.with(|c| *c.borrow_mut() = Some((ids.clone(), now)));
+            ids
+        }
+    };
     let mut found = Vec::new();
-    for key in listed.keys {
-        if let Some(id) = key.name.strip_prefix(clients::KEY_PREFIX) {
-            if let Some(client) = client(ctx, id).await? {
-                found.push(client);
-            }
+    for id in ids {
+        if let Some(client) = client(ctx, &id).await? {
+            found.push(client);
         }
     }
     Ok(found)
