@@ -30,7 +30,7 @@ fn outcome(status: u16, code: IssueType, message: &str) -> Response {
 fn interaction(req: &Request, ctx: &AppContext) -> Result<Interaction, Response> {
     let path = req.path();
     let rest = path.strip_prefix(ctx.urls.fhir_path()).unwrap_or_default();
-    Interaction::parse(&req.method().to_string(), rest).map_err(|e| match e {
+    Interaction::parse(req.method().as_ref(), rest).map_err(|e| match e {
         RestError::UnknownType(_) | RestError::NoSuchPath => outcome(404, IssueType::NotFound, &e.to_string()),
         RestError::BadId(_) => outcome(400, IssueType::Invalid, &e.to_string()),
         RestError::Method(_) => outcome(405, IssueType::NotSupported, &e.to_string()),
