@@ -164,7 +164,9 @@ async function signIn(page, user, { pick, decision = "#approve" } = {}) {
 async function settled(page) {
   await page.waitForFunction(() => {
     const panel = document.getElementById("panel");
-    return !document.getElementById("problem").hidden || (panel.dataset.state && panel.dataset.state !== "loading");
+    const problem = document.getElementById("problem");
+    if (!panel || !problem) return false; // the app's page is not there yet
+    return !problem.hidden || (panel.dataset.state && panel.dataset.state !== "loading");
   }, null, { timeout: 30_000 });
   return page.evaluate(() => (document.getElementById("problem").hidden ? document.getElementById("panel").dataset.state : `problem:${document.getElementById("problem").dataset.code}`));
 }
@@ -180,18 +182,24 @@ async function seriesFromChart(page) {
   return points.sort((a, b) => a[0].localeCompare(b[0]));
 }
 
-/** The banner, the table (one row per LOINC code, with its count) and a chart equal to the API's values. */
-async function checkApp(page, patientId, loinc) {
+/**
+ * The banner, the table (one row per LOINC code, with its count) and a chart equal to the API's
+ * values. `page` may be a frame (the app embedded in the portal); `keyboard` is the page's.
+ * With `banner: false` the EHR draws the banner and the app must not.
+ */
+async function checkApp(page, patientId, loinc, { banner = true, keyboard = page.keyboard } = {}) {
   assert.equal(await settled(page), "ready");
   const record = await fhirRead(`Patient/${patientId}`);
   const official = record.name.find((n) => n.use === "official") ?? record.name[0];
-  assert.equal(await page.getAttribute("#banner", "data-patient-id"), patientId);
-  assert.ok(await page.isVisible("#banner"));
-  const name = await page.textContent("#patient-name");
-  assert.ok(name.includes(official.family) && name.includes(official.given[0]), name);
-  assert.equal((await page.textContent("#patient-gender")).toLowerCase(), record.gender);
-  assert.match(await page.textContent("#patient-age"), /^\d+ y/);
-  assert.notEqual(await page.textContent("#patient-identifier"), "");
+  assert.equal(await page.isVisible("#banner"), banner);
+  if (banner) {
+    assert.equal(await page.getAttribute("#banner", "data-patient-id"), patientId);
+    const name = await page.textContent("#patient-name");
+    assert.ok(name.includes(official.family) && name.includes(official.given[0]), name);
+    assert.equal((await page.textContent("#patient-gender")).toLowerCase(), record.gender);
+    assert.match(await page.textContent("#patient-age"), /^\d+ y/);
+    assert.notEqual(await page.textContent("#patient-identifier"), "");
+  }
 
   // The table: the laboratory Observations the API has for the patient, grouped by LOINC code.
   const labs = await fhirSearch(`Observation?patient=${patientId}&category=laboratory&_count=500`);
@@ -213,7 +221,7 @@ async function checkApp(page, patientId, loinc) {
 
   // A point, reached by keyboard, tells its exact value and date.
   await page.focus("#chart circle.point");
-  await page.keyboard.press("End");
+  await keyboard.press("End");
   const last = await page.evaluate(() => ({ label: document.activeElement.getAttribute("aria-label"), date: document.activeElement.dataset.date, value: document.activeElement.dataset.value }));
   assert.equal(last.date, expected.at(-1)[0]);
   assert.ok(await page.isVisible("#tooltip"));
@@ -370,6 +378,50 @@ test("a patient user (ned) in a standalone launch sees only his own record", asy
     assert.ok(await page.$('#chart[data-code="2345-7"] rect.band-lab'), "the lab's range as the band");
     assert.deepEqual(await seriesFromChart(page), [["2020-01-10T09:00:00Z", 92], ["2020-06-10T09:00:00Z", 131]]);
     assert.equal(await page.textContent("#patient-name"), "Mr. Ned Hintz");
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test("the whole path through the EHR portal: sign in, search, launch lab-viewer embedded, consent, chart = API", async () => {
+  // As config/settings.json does for npm start: the portal's origin may frame the sign-in pages.
+  const settings = { server_name: "smart-edge demo", ehr_origins: [server.url] };
+  const put = await fetch(`${server.url}/admin/settings`, { method: "PUT", headers: adminHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(settings) });
+  assert.equal(put.status, 200);
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  try {
+    const page = await context.newPage();
+    const problems = watch(page);
+    await page.goto(`${server.url}/ehr/`);
+    await page.fill("#username", PRACTITIONER.username);
+    await page.fill("#password", PRACTITIONER.password);
+    await Promise.all([page.waitForURL(/\/auth\/portal$/), page.click("#login-submit")]);
+    // Search by the first letters of the family name: the patient is in the list.
+    const record = await fhirRead(`Patient/${patient}`);
+    const family = (record.name.find((n) => n.use === "official") ?? record.name[0]).family;
+    await page.fill("#patient-search", family.slice(0, 4));
+    await Promise.all([page.waitForURL(/q=/), page.click("#search-submit")]);
+    const listed = await page.$$eval(".patient-row", (rows) => rows.map((r) => r.dataset.patientId));
+    assert.ok(listed.includes(patient), `${family} is found`);
+    assert.ok(!listed.includes(NED), "the search filters");
+    await Promise.all([page.waitForURL(/patient=/), page.click(`.patient-row[data-patient-id="${patient}"] .patient-link`)]);
+    assert.match(await page.textContent("#patient-banner"), new RegExp(family));
+    // Open lab-viewer here: consent inside the frame, then the app, which leaves the banner to the portal.
+    const [frameHandle] = await Promise.all([page.waitForSelector("#app-frame"), page.click('.app-row[data-client-id="lab-viewer"] .open-here')]);
+    const frame = await frameHandle.contentFrame();
+    // Consent, unless the user already gave it to lab-viewer in an earlier test (remembered).
+    const asked = await Promise.race([
+      frame.waitForSelector("#approve").then(() => true),
+      frame.waitForURL((u) => u.href.startsWith(APP_URL())).then(() => false),
+    ]);
+    if (asked) await frame.click("#approve");
+    await frame.waitForURL((u) => u.href.startsWith(APP_URL()));
+    const { expected } = await checkApp(frame, patient, code, { banner: false, keyboard: page.keyboard });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await frame.focus("#chart circle.point");
+    for (let i = 0; i < Math.floor(expected.length / 2); i++) await page.keyboard.press("ArrowRight");
+    await page.screenshot({ path: join(SCREENSHOTS, "portal.png"), fullPage: true });
     assert.deepEqual(problems, []);
   } finally {
     await context.close();

@@ -2,8 +2,8 @@
 // way a browser without JavaScript would: the server's own sign-in, the patient list (search
 // by name, paging), the launch it creates (the EHR launch API's path: bound to the signed-in
 // user, the patient and the encounter, single use), its CSRF token, a patient user's view,
-// and garbage input. Last, a screenshot of the portal with lab-viewer embedded, in Chromium
-// against `wrangler dev` (docs/screenshots/portal.png).
+// and garbage input. The whole path in a browser (portal → lab-viewer embedded → chart) and
+// the portal's screenshot are in tests/demo.test.mjs.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -257,44 +257,4 @@ test("garbage input never answers 5xx", async () => {
     }
   }
   for (const method of ["PUT", "DELETE"]) assert.equal((await agent.raw("/auth/portal", { method })).status, 405);
-});
-
-test("screenshot: the portal with a patient selected and lab-viewer embedded (Chromium, wrangler dev)", { skip: !existsSync(process.env.CHROMIUM_PATH ?? "/usr/bin/chromium") && "no Chromium" }, async () => {
-  const { chromium } = await import("playwright-core");
-  const { startDevServer } = await import("../scripts/dev-server.mjs");
-  const server = await startDevServer({ port: 8793, persistTo: tempDir("smart-edge-portal-"), vars: { ADMIN_TOKEN } });
-  let browser;
-  try {
-    server.fetch = (path, init) => fetch(server.url + path, init);
-    const clients = JSON.parse(readFileSync(join(ROOT, "config", "clients.json"), "utf8")).map((c) => JSON.parse(JSON.stringify(c).replaceAll("http://127.0.0.1:8787", server.url)));
-    await seed(server, { clients });
-    // As config/settings.json does for npm start: the portal's origin may frame the sign-in pages.
-    const settings = { server_name: "smart-edge demo", ehr_origins: [server.url] };
-    assert.equal((await server.fetch("/admin/settings", { method: "PUT", headers: adminHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(settings) })).status, 200);
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"] });
-    const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
-    const problems = [];
-    page.on("console", (msg) => { if (msg.type() === "error" && /Content Security Policy/.test(msg.text())) problems.push(msg.text()); });
-    await page.goto(`${server.url}/ehr/`);
-    await page.fill("#username", PRACTITIONER.username);
-    await page.fill("#password", PRACTITIONER.password);
-    await Promise.all([page.waitForURL(/\/auth\/portal$/), page.click("#login-submit")]);
-    await page.fill("#patient-search", "Hintz");
-    await Promise.all([page.waitForURL(/q=Hintz/), page.click("#search-submit")]);
-    await Promise.all([page.waitForURL(/patient=/), page.click(`.patient-row[data-patient-id="${NED}"] .patient-link`)]);
-    await Promise.all([page.waitForSelector("#app-frame"), page.click('.app-row[data-client-id="lab-viewer"] .open-here')]);
-    const frame = page.frameLocator("#app-frame");
-    // The portal's session is adopted inside the frame: consent (lab-viewer remembers it), then the app.
-    const approve = frame.locator("#approve");
-    await approve.waitFor({ timeout: 15000 });
-    await approve.click();
-    await page.waitForFunction(() => document.querySelector("#app-frame").contentWindow.location.pathname === "/lab-viewer/", null, { timeout: 15000 }).catch(() => {});
-    await page.waitForTimeout(2500);
-    mkdirSync(join(ROOT, "docs", "screenshots"), { recursive: true });
-    await page.screenshot({ path: join(ROOT, "docs", "screenshots", "portal.png"), fullPage: true });
-    assert.deepEqual(problems, [], "no CSP refusal on the way (the frame, the sign-in pages inside it)");
-  } finally {
-    await browser?.close();
-    await server.stop();
-  }
 });
