@@ -102,6 +102,7 @@ describe("the practitioner's patient list", () => {
     const { agent, page } = await signIn();
     assert.ok(rows(page).includes(NED) && rows(page).includes(BUSTER));
     assert.equal(rows(page).length, 20, "one page, not every patient");
+    assert.deepEqual(rows(page).slice(0, 2), [NED, BUSTER], "in family-name order: Hintz, Hoeger, then Kreiger and the Pagetests");
     const ned = page.doc.querySelector(`.patient-row[data-patient-id="${NED}"]`);
     if (ned) assert.match(ned.text, /Ned.*Hintz/);
     const found = await agent.go("/ehr/?q=hint");

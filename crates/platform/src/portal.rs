@@ -108,7 +108,11 @@ pub enum Listing {
 pub fn listing(viewer: &Viewer, query: &PortalQuery) -> Listing {
     match viewer {
         Viewer::Practitioner => {
-            let pairs: Vec<(String, String)> = if query.q.is_empty() { Vec::new() } else { vec![("name".to_owned(), query.q.clone())] };
+            // In family-name order (ties by id), as a person scans a list.
+            let mut pairs: Vec<(String, String)> = vec![("_sort".to_owned(), "family".to_owned())];
+            if !query.q.is_empty() {
+                pairs.push(("name".to_owned(), query.q.clone()));
+            }
             match search::parse("Patient", &pairs, true) {
                 Ok(mut s) => {
                     s.count = PAGE_SIZE;
@@ -257,6 +261,7 @@ mod tests {
         assert_eq!(s.clauses, vec![Clause::Text { name: "name".into(), any_of: vec!["hintz".into()], exact: false }], "Patient?name= prefix semantics");
         let Listing::Directory(all) = listing(&Viewer::Practitioner, &PortalQuery::default()) else { panic!() };
         assert!(all.clauses.is_empty() && all.count == PAGE_SIZE, "one page, never every patient");
+        assert_eq!(all.sort, Some(("family".into(), false)), "in family-name order");
         assert_eq!(listing(&Viewer::Patient("p1".into()), &query), Listing::Only("p1".into()), "a patient user's search finds only themselves");
         assert_eq!(listing(&Viewer::Nobody, &query), Listing::Nothing);
 

@@ -278,9 +278,9 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
             }
             "_sort" => {
                 let (field, desc) = value.strip_prefix('-').map_or((value.as_str(), false), |f| (f, true));
-                let ok = field == "_id" || params::find(resource_type, field).is_some_and(|p| p.kind == Kind::Date);
+                let ok = field == "_id" || params::find(resource_type, field).is_some_and(|p| matches!(p.kind, Kind::Date | Kind::String));
                 if !ok {
-                    return Err(bad("sort by _id or a date parameter"));
+                    return Err(bad("sort by _id, a date or a string parameter"));
                 }
                 search.sort = Some((field.to_owned(), desc));
                 continue;
@@ -429,14 +429,18 @@ pub const MAX_FANOUT: usize = 200;
 /// earliest value of the sort parameter, or the id.
 pub fn sort_key(search: &Search, id: &str, resource: &Value) -> String {
     match &search.sort {
-        Some((field, _)) if field != "_id" => index(resource)
-            .into_iter()
-            .filter(|r| &r.name == field)
-            .filter_map(|r| r.date_lo)
-            .min()
-            .unwrap_or_default(),
+        Some((field, _)) if field != "_id" => {
+            let text = sorts_as_text(search, field);
+            index(resource).into_iter().filter(|r| &r.name == field).filter_map(|r| if text { r.text } else { r.date_lo }).min().unwrap_or_default()
+        }
         _ => id.to_owned(),
     }
+}
+
+/// Whether the sort parameter is a string one (sorted by its lower-cased text; dates by their
+/// earliest instant).
+fn sorts_as_text(search: &Search, field: &str) -> bool {
+    params::find(&search.resource_type, field).is_some_and(|p| p.kind == Kind::String)
 }
 
 /// The order of two results as the SQL of [`to_sql`] sorts them: by the sort key (descending
@@ -605,7 +609,8 @@ pub fn to_sql(search: &Search) -> SqlQuery {
     let filter = conditions.join(" AND ");
     let order = match &search.sort {
         Some((field, desc)) if field != "_id" => format!(
-            "(SELECT MIN(i.date_lo) FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}') {}, r.id",
+            "(SELECT MIN({}) FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = '{}') {}, r.id",
+            if sorts_as_text(search, field) { "i.text" } else { "i.date_lo" },
             field.replace('\'', ""),
             if *desc { "DESC" } else { "ASC" }
         ),
@@ -739,6 +744,12 @@ mod tests {
         assert_eq!(parse("Observation", &pairs(&[("_offset", "10000")]), false).unwrap().offset, MAX_OFFSET);
         assert!(matches!(parse("Observation", &pairs(&[("code:text", "x")]), false), Err(SearchError::BadValue(..))));
         assert!(matches!(parse("Observation", &pairs(&[("_sort", "code")]), false), Err(SearchError::BadValue(..))));
+        let by_family = to_sql(&parse("Patient", &pairs(&[("_sort", "family")]), false).unwrap());
+        assert!(by_family.select.contains("ORDER BY (SELECT MIN(i.text) FROM idx i WHERE i.type = r.type AND i.id = r.id AND i.name = 'family') ASC, r.id"));
+        let a = json!({"resourceType": "Patient", "id": "z", "name": [{"family": "Abbott"}]});
+        let b = json!({"resourceType": "Patient", "id": "a", "name": [{"family": "Zulauf"}]});
+        let q = parse("Patient", &pairs(&[("_sort", "family")]), false).unwrap();
+        assert!(sort_key(&q, "z", &a) < sort_key(&q, "a", &b), "by family name, not by id");
         let many = vec![("code".to_string(), ["a"; MAX_VALUES + 1].join(","))];
         assert_eq!(parse("Observation", &many, false), Err(SearchError::TooComplex));
     }
