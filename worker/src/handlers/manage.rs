@@ -1,7 +1,8 @@
 //! The management page (`management_endpoint`): a signed-in user sees the applications they
 //! gave access to, with scopes and dates, and revokes any of them.
 
-use super::authorize::{current_session, login_source, password_login, set_session_cookie, LoginFailure};
+use super::authorize::current_session;
+use super::signin::{sign_in, SignIn};
 use crate::context::AppContext;
 use crate::durable::account::GrantRef;
 use crate::durable::rpc;
@@ -61,29 +62,9 @@ pub async fn page(req: Request, ctx: &AppContext) -> Result<Response, AppError> 
 
 /// `POST /auth/manage/login`.
 pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    let pairs = match http::form(&mut req).await {
-        Ok(pairs) => pairs,
-        Err(_) => return Ok(http::error_page(400, "Bad request", "The form could not be read.")),
-    };
-    let expected = http::cookie(&req, LOGIN_CSRF_COOKIE);
-    if expected.is_none() || http::field(&pairs, "csrf") != expected.as_deref() {
-        return Ok(http::error_page(403, "This sign-in cannot continue", "The form has expired or was not sent by this page; reload and try again."));
-    }
-    let username = http::field(&pairs, "username").unwrap_or("").trim().to_owned();
-    let password = http::field(&pairs, "password").unwrap_or("").to_owned();
-    if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
-        return login_form(&req, ctx, Some("Enter your username and password."), 400).await;
-    }
-    match password_login(ctx, &username, password, login_source(&req)).await? {
-        Ok((cookie, _, _)) => {
-            let response = http::see_other("/auth/manage");
-            set_session_cookie(ctx, &response, &cookie);
-            Ok(response)
-        }
-        Err(LoginFailure::Locked(retry_after)) => {
-            login_form(&req, ctx, Some(&format!("Too many failed attempts. Try again in {retry_after} seconds.")), 429).await
-        }
-        Err(LoginFailure::Rejected) => login_form(&req, ctx, Some(LoginFailure::MESSAGE), 401).await,
+    match sign_in(&mut req, ctx, LOGIN_CSRF_COOKIE, "/auth/manage").await? {
+        SignIn::Done(response) => Ok(response),
+        SignIn::AskAgain(message, status) => login_form(&req, ctx, Some(&message), status).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod fhir;
 mod manage;
 mod oauth;
 mod portal;
+mod signin;
 mod token;
 
 use crate::context::AppContext;
