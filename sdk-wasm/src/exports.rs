@@ -6,10 +6,9 @@
 use crate::browser::BrowserEnv;
 use crate::engine::authorize::{self, AuthorizeOptions};
 use crate::engine::client::{in_patient_compartment, Client, FhirCall, Paging};
-use crate::engine::env::Environment;
 use crate::engine::error::SdkError;
 use crate::engine::state::Session;
-use crate::engine::{ready, url};
+use crate::engine::ready;
 use wasm_bindgen::prelude::*;
 
 type Answer = Result<String, JsValue>;
@@ -49,20 +48,10 @@ pub async fn sdk_authorize(client_id: String, scope: Option<String>, redirect_ur
 #[wasm_bindgen(js_name = sdkInit)]
 pub async fn sdk_init(client_id: String, scope: Option<String>, redirect_uri: Option<String>, iss: Option<String>, fhir_service_url: Option<String>, launch: Option<String>, no_redirect: bool, target: Option<String>) -> Answer {
     let options = options(client_id, scope, redirect_uri, iss, fhir_service_url, launch, no_redirect, target);
-    let env = env()?;
-    let here = env.location();
-    if url::param(&here, "code").is_some() || url::param(&here, "error").is_some() {
-        return text(&ready::ready(&env).await.map_err(fail)?);
+    match ready::init(&env()?, &options).await.map_err(fail)? {
+        Some(session) => text(&session),
+        None => Ok(String::new()),
     }
-    let server = options.fhir_service_url.clone().or(options.iss.clone()).or_else(|| url::param(&here, "iss"));
-    if let (Some(server), None) = (&server, url::param(&here, "launch")) {
-        if let Some(session) = ready::find(&env, server, &options.client_id) {
-            ready::store(&env, &session);
-            return text(&session);
-        }
-    }
-    authorize::authorize(&env, &options).await.map_err(fail)?;
-    Ok(String::new())
 }
 
 /// `discover(fhirBase)` → the server's endpoints and capabilities.

@@ -4,6 +4,7 @@
 //! session, and take `code` and `state` out of the address bar. On a reload, restore the
 //! session instead.
 
+use super::authorize::{authorize, AuthorizeOptions};
 use super::env::{Area, Environment, HttpRequest, SignatureCheck};
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
@@ -36,6 +37,25 @@ pub async fn ready(env: &impl Environment) -> Result<Session, SdkError> {
         (Some(_), None) => Err(SdkError::new("invalid_state", "the redirect carries a code but no state")),
         _ => restore(env).ok_or_else(|| SdkError::new("no_session", "no authorization to complete and no session to restore: call authorize() first")),
     }
+}
+
+/// `init(options)`: the session when the page is the authorization's redirect or a session
+/// exists for the server and client (and no new EHR launch asks for another); otherwise starts
+/// `authorize` and answers `None` (the browser is on its way).
+pub async fn init(env: &impl Environment, options: &AuthorizeOptions) -> Result<Option<Session>, SdkError> {
+    let here = env.location();
+    if url::param(&here, "code").is_some() || url::param(&here, "error").is_some() {
+        return ready(env).await.map(Some);
+    }
+    let server = options.fhir_service_url.clone().or(options.iss.clone()).or_else(|| url::param(&here, "iss"));
+    if let (Some(server), None) = (&server, url::param(&here, "launch")) {
+        if let Some(session) = find(env, server, &options.client_id) {
+            store(env, &session);
+            return Ok(Some(session));
+        }
+    }
+    authorize(env, options).await?;
+    Ok(None)
 }
 
 /// The session this tab last used, if it is still stored.

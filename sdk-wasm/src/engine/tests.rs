@@ -344,3 +344,18 @@ fn two_sessions_in_one_origin_do_not_clobber_each_other() {
     assert!(super::ready::find(&env, FHIR, "app").is_some());
     assert!(super::ready::find(&env, FHIR, "other-app").is_some());
 }
+
+#[test]
+fn init_authorizes_then_completes_then_restores() {
+    let server = RefCell::new(FakeServer::default());
+    let shared = RefCell::default();
+    let env = MemoryEnv::new(&server, &shared, APP);
+    let opts = AuthorizeOptions { fhir_service_url: Some(FHIR.into()), ..options("launch/patient patient/*.rs") };
+    assert!(block_on(super::ready::init(&env, &opts)).unwrap().is_none(), "no session: off to authorize");
+    env.approve();
+    let first = block_on(super::ready::init(&env, &opts)).unwrap().expect("the redirect completes");
+    env.replace_location(APP);
+    let again = block_on(super::ready::init(&env, &opts)).unwrap().expect("the stored session");
+    assert_eq!(again.access_token, first.access_token);
+    assert_eq!(env.navigated.borrow().len(), 1, "no second authorization");
+}
