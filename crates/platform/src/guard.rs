@@ -37,6 +37,25 @@ pub enum BearerError {
     Store(#[from] StoreError),
 }
 
+impl AccessGrant {
+    /// A grant as a verified token would carry it, for tests of the decisions built on it.
+    #[cfg(test)]
+    pub(crate) fn for_tests(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
+        AccessGrant {
+            sub: "u".into(),
+            client_id: "c".into(),
+            scope: ScopeSet::parse(scope).expect("a valid scope"),
+            patient: patient.map(str::to_owned),
+            encounter: None,
+            fhir_user: fhir_user.map(str::to_owned),
+            grant_id: None,
+            iat: 0,
+            exp: 0,
+            claims: Default::default(),
+        }
+    }
+}
+
 /// Whether a grant is still active (not revoked).
 #[async_trait(?Send)]
 pub trait GrantStatus {

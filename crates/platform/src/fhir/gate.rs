@@ -249,21 +249,9 @@ pub fn admits(filter: Option<&Filter>, resource: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use smart_protocol::scopes::ScopeSet;
 
     fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-        AccessGrant {
-            sub: "u".into(),
-            client_id: "c".into(),
-            scope: ScopeSet::parse(scope).unwrap(),
-            patient: patient.map(str::to_owned),
-            encounter: None,
-            fhir_user: fhir_user.map(str::to_owned),
-            grant_id: None,
-            iat: 0,
-            exp: 0,
-            claims: Default::default(),
-        }
+        AccessGrant::for_tests(scope, patient, fhir_user)
     }
 
     const R: Permissions = Permissions::READ;

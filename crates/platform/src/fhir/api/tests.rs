@@ -7,22 +7,10 @@ use crate::fhir::memory::MemoryPartitions;
 use crate::fhir::store::{partition_for, DIRECTORY};
 use futures::executor::block_on;
 use serde_json::json;
-use smart_protocol::scopes::ScopeSet;
 use std::cell::Cell;
 
 fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-    AccessGrant {
-        sub: "u".into(),
-        client_id: "c".into(),
-        scope: ScopeSet::parse(scope).unwrap(),
-        patient: patient.map(str::to_owned),
-        encounter: None,
-        fhir_user: fhir_user.map(str::to_owned),
-        grant_id: None,
-        iat: 0,
-        exp: 0,
-        claims: Default::default(),
-    }
+    AccessGrant::for_tests(scope, patient, fhir_user)
 }
 
 fn obs(id: &str, patient: &str, category: &str) -> Value {
