@@ -11,6 +11,7 @@
 
 use crate::engine::env::{Area, Environment, HttpRequest, HttpResponse, SignatureCheck, Target};
 use crate::engine::error::SdkError;
+use crate::json::Json;
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -262,13 +263,8 @@ impl Environment for BrowserEnv {
     async fn verify(&self, check: SignatureCheck<'_>) -> Result<bool, SdkError> {
         let Some((import, verify)) = algorithm(check.alg) else { return Ok(false) };
         // Only the key material: a stray `alg` or `key_ops` in the JWK must not fail the import.
-        let mut jwk = serde_json::Map::new();
-        for k in ["kty", "n", "e", "crv", "x", "y"] {
-            if let Some(v) = check.jwk.get(k) {
-                jwk.insert(k.into(), v.clone());
-            }
-        }
-        let jwk: Object = JSON::parse(&serde_json::Value::Object(jwk).to_string()).map_err(|e| js_error("invalid_id_token", "the key", e))?.unchecked_into();
+        let members = ["kty", "n", "e", "crv", "x", "y"].into_iter().filter_map(|k| Some((k.to_owned(), check.jwk.get(k)?.clone())));
+        let jwk: Object = JSON::parse(&Json::Object(members.collect()).to_string()).map_err(|e| js_error("invalid_id_token", "the key", e))?.unchecked_into();
         let subtle = self.subtle()?;
         let usages = Array::of1(&"verify".into());
         let Ok(pending) = subtle.import_key_with_object("jwk", &jwk, &import, false, &usages) else { return Ok(false) };

@@ -9,12 +9,13 @@ use crate::engine::client::{in_patient_compartment, Client, FhirCall, Paging};
 use crate::engine::error::SdkError;
 use crate::engine::state::Session;
 use crate::engine::ready;
+use crate::json;
 use wasm_bindgen::prelude::*;
 
 type Answer = Result<String, JsValue>;
 
 fn fail(e: SdkError) -> JsValue {
-    JsValue::from_str(&serde_json::to_string(&e).unwrap_or_default())
+    JsValue::from_str(&json::to_string(&e).unwrap_or_default())
 }
 
 fn env() -> Result<BrowserEnv, JsValue> {
@@ -22,11 +23,11 @@ fn env() -> Result<BrowserEnv, JsValue> {
 }
 
 fn text(value: &impl serde::Serialize) -> Answer {
-    serde_json::to_string(value).map_err(|e| fail(SdkError::new("internal", e.to_string())))
+    json::to_string(value).map_err(|e| fail(SdkError::new("internal", e.to_string())))
 }
 
 fn session(state: &str) -> Result<Session, JsValue> {
-    serde_json::from_str(state).map_err(|e| fail(SdkError::new("invalid_state", format!("the client state is not one the SDK wrote: {e}"))))
+    json::from_str(state).map_err(|e| fail(SdkError::new("invalid_state", format!("the client state is not one the SDK wrote: {e}"))))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,7 @@
 //! `js/smart-edge.js` wraps them into `authorize`, `ready`, `init`, `Client` and `SmartError`.
 
 pub mod engine;
+pub mod json;
 
 #[cfg(target_arch = "wasm32")]
 mod browser;

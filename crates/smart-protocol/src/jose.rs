@@ -260,14 +260,54 @@ pub struct UnverifiedJws<'a> {
 }
 
 /// The raw header as sent, to check `alg` before it is mapped onto [`JwsAlgorithm`] (so that
-/// `none` and `HS256` are refused by name).
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
+/// `none` and `HS256` are refused by name). Read with whatever JSON reader the caller has (the
+/// browser SDK carries its own small one), then judged by [`CompactParts::header`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawHeader {
+    pub alg: String,
     #[serde(default)]
-    typ: Option<String>,
+    pub typ: Option<String>,
     #[serde(default)]
-    kid: Option<String>,
+    pub kid: Option<String>,
+}
+
+/// A compact JWS cut into its three parts and base64url-decoded; no JSON read yet.
+#[derive(Debug, Clone)]
+pub struct CompactParts<'a> {
+    /// The header's JSON bytes.
+    pub header: Vec<u8>,
+    /// The payload's JSON bytes.
+    pub payload: Vec<u8>,
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+/// Splits a compact JWS (at most 16 KiB) into its decoded parts.
+pub fn split_compact(token: &str) -> Result<CompactParts<'_>, JwsError> {
+    if token.len() > 16 * 1024 {
+        return Err(JwsError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwsError::Malformed);
+    };
+    let decode = |part: &str| B64URL.decode(part).map_err(|_| JwsError::Malformed);
+    Ok(CompactParts { header: decode(h)?, payload: decode(p)?, signing_input: &token[..h.len() + 1 + p.len()], signature: decode(s)? })
+}
+
+impl CompactParts<'_> {
+    /// The header, judged: only the four signature algorithms (so `none` and HMAC never reach a
+    /// verifier); `kid` required unless `require_kid` is false (then a missing one is empty).
+    pub fn header(raw: RawHeader, require_kid: bool) -> Result<JwsHeader, JwsError> {
+        let alg = JwsAlgorithm::parse(&raw.alg).ok_or_else(|| JwsError::BadHeader(format!("alg {} is not accepted", raw.alg)))?;
+        let kid = match raw.kid {
+            Some(kid) => kid,
+            None if !require_kid => String::new(),
+            None => return Err(JwsError::BadHeader("no kid".into())),
+        };
+        Ok(JwsHeader { alg, typ: raw.typ, kid })
+    }
 }
 
 /// Splits and decodes a compact JWS. Refuses `alg` values other than the four signature
@@ -284,26 +324,12 @@ pub fn parse_compact_any_kid(token: &str) -> Result<UnverifiedJws<'_>, JwsError>
 }
 
 fn parse(token: &str, require_kid: bool) -> Result<UnverifiedJws<'_>, JwsError> {
-    if token.len() > 16 * 1024 {
-        return Err(JwsError::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(JwsError::Malformed);
-    };
-    let decode = |part: &str| B64URL.decode(part).map_err(|_| JwsError::Malformed);
-    let raw: RawHeader = serde_json::from_slice(&decode(h)?).map_err(|e| JwsError::BadHeader(e.to_string()))?;
-    let alg = JwsAlgorithm::parse(&raw.alg).ok_or_else(|| JwsError::BadHeader(format!("alg {} is not accepted", raw.alg)))?;
-    let kid = match raw.kid {
-        Some(kid) => kid,
-        None if !require_kid => String::new(),
-        None => return Err(JwsError::BadHeader("no kid".into())),
-    };
-    let payload: serde_json::Value = serde_json::from_slice(&decode(p)?).map_err(|_| JwsError::BadPayload)?;
+    let parts = split_compact(token)?;
+    let raw: RawHeader = serde_json::from_slice(&parts.header).map_err(|e| JwsError::BadHeader(e.to_string()))?;
+    let header = CompactParts::header(raw, require_kid)?;
+    let payload: serde_json::Value = serde_json::from_slice(&parts.payload).map_err(|_| JwsError::BadPayload)?;
     let serde_json::Value::Object(payload) = payload else { return Err(JwsError::BadPayload) };
-    let signature = decode(s)?;
-    let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(UnverifiedJws { header: JwsHeader { alg, typ: raw.typ, kid }, signing_input, payload, signature })
+    Ok(UnverifiedJws { header, signing_input: parts.signing_input, payload, signature: parts.signature })
 }
 
 #[cfg(test)]

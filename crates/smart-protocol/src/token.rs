@@ -4,7 +4,19 @@
 //! reads it. Unknown fields are ignored (a client that needs them keeps the raw response).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+/// A FHIR `Identifier` as a `fhirContext` entry names it: `system` and `value` (and `use`).
+/// Its other elements (`type`, `period`, `assigner`) are not carried: a client that needs them
+/// keeps the raw response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Identifier {
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none", default)]
+    pub use_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<String>,
+}
 
 /// `fhirContext` entries (SMART 2.2 §2.0.9.3): a reference, a canonical or an identifier, with
 /// an optional `type` and `role`.
@@ -15,7 +27,7 @@ pub struct FhirContextItem {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub canonical: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub identifier: Option<Value>,
+    pub identifier: Option<Identifier>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
     pub resource_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -67,13 +79,15 @@ mod tests {
     fn reads_a_smart_token_response_and_ignores_unknown_fields() {
         let body = json!({"access_token": "a", "token_type": "bearer", "expires_in": 3600, "scope": "launch/patient patient/*.rs",
             "patient": "p1", "need_patient_banner": true, "smart_style_url": "https://s/style.json",
-            "fhirContext": [{"reference": "Encounter/e1"}, {"canonical": "http://q|1", "type": "Questionnaire"}], "x-vendor": 1});
+            "fhirContext": [{"reference": "Encounter/e1"}, {"canonical": "http://q|1", "type": "Questionnaire"},
+                {"identifier": {"system": "urn:s", "value": "v", "period": {}}, "type": "Encounter"}], "x-vendor": 1});
         let t: TokenResponse = serde_json::from_value(body).unwrap();
         assert!(t.is_bearer());
         assert_eq!(t.patient.as_deref(), Some("p1"));
         assert_eq!(t.fhir_context[1].resource_type.as_deref(), Some("Questionnaire"));
         let back = serde_json::to_value(&t).unwrap();
         assert_eq!(back["fhirContext"][0]["reference"], "Encounter/e1");
+        assert_eq!(back["fhirContext"][2]["identifier"], json!({"system": "urn:s", "value": "v"}));
         assert!(back.get("refresh_token").is_none());
     }
 }

@@ -7,7 +7,7 @@ use super::error::SdkError;
 use super::state::{pending_key, save, Endpoints, Pending};
 use super::url;
 use serde::Deserialize;
-use serde_json::Value;
+use crate::json::{self, Json};
 use smart_protocol::discovery::SmartConfiguration;
 use smart_protocol::pkce::CodeVerifier;
 
@@ -42,7 +42,7 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
     let well_known = format!("{base}/.well-known/smart-configuration");
     if let Ok(res) = env.fetch(HttpRequest::get(&well_known, "application/json")).await {
         if res.status == 200 {
-            if let Ok(c) = serde_json::from_str::<SmartConfiguration>(&res.body) {
+            if let Ok(c) = json::from_str::<SmartConfiguration>(&res.body) {
                 if let Some(authorize) = c.authorization_endpoint {
                     return Ok(Endpoints { authorize, token: c.token_endpoint, revoke: c.revocation_endpoint, issuer: c.issuer, jwks_uri: c.jwks_uri, capabilities: c.capabilities });
                 }
@@ -55,10 +55,13 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
     if res.status != 200 {
         return Err(SdkError::new("discovery_failed", format!("neither {well_known} nor {metadata} describes the server's OAuth endpoints")));
     }
-    let capability: Value = serde_json::from_str(&res.body).map_err(|_| SdkError::new("discovery_failed", format!("{metadata} is not JSON")))?;
-    let extensions = capability.pointer("/rest/0/security/extension").and_then(Value::as_array).cloned().unwrap_or_default();
-    let uris = extensions.iter().find(|e| e["url"] == OAUTH_URIS).and_then(|e| e["extension"].as_array()).cloned().unwrap_or_default();
-    let uri = |name: &str| uris.iter().find(|e| e["url"] == name).and_then(|e| e["valueUri"].as_str()).map(str::to_owned);
+    let capability = Json::parse(&res.body).map_err(|_| SdkError::new("discovery_failed", format!("{metadata} is not JSON")))?;
+    let list = |v: Option<&Json>| v.and_then(Json::as_array).unwrap_or_default().to_vec();
+    let with_url = |items: &[Json], url: &str| items.iter().find(|e| e.get("url").and_then(Json::as_str) == Some(url)).cloned();
+    let rest = list(capability.get("rest"));
+    let extensions = list(rest.first().and_then(|r| r.get("security")).and_then(|s| s.get("extension")));
+    let uris = list(with_url(&extensions, OAUTH_URIS).as_ref().and_then(|e| e.get("extension")));
+    let uri = |name: &str| with_url(&uris, name).and_then(|e| e.get("valueUri").and_then(Json::as_str).map(str::to_owned));
     match (uri("authorize"), uri("token")) {
         (Some(authorize), Some(token)) => Ok(Endpoints { authorize, token, revoke: uri("revoke"), ..Default::default() }),
         _ => Err(SdkError::new("discovery_failed", format!("{metadata} has no SMART oauth-uris"))),

@@ -7,8 +7,7 @@ use super::error::SdkError;
 use super::ready::{store, token_request};
 use super::state::{load, Session, CURRENT};
 use super::url;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use crate::json::{Json, Raw};
 
 /// Refresh when the access token has less than this many seconds left.
 const REFRESH_MARGIN: i64 = 30;
@@ -156,8 +155,9 @@ impl<'e, E: Environment> Client<'e, E> {
         if paging.flat {
             let mut resources = Vec::new();
             for page in &pages {
-                let parsed: Page<'_> = serde_json::from_str(page).map_err(|e| SdkError::new("invalid_response", format!("{url}: {e}")))?;
-                resources.extend(parsed.entry.into_iter().filter_map(|e| e.resource).map(RawValue::get));
+                let parsed = Json::parse(page).map_err(|e| SdkError::new("invalid_response", format!("{url}: {e}")))?;
+                let entries = parsed.get("entry").and_then(Json::as_array).unwrap_or_default();
+                resources.extend(entries.iter().filter_map(|e| e.get("resource")).map(|r| Raw::of(r).get().to_owned()));
             }
             return Ok(format!("[{}]", resources.join(",")));
         }
@@ -191,33 +191,12 @@ impl<'e, E: Environment> Client<'e, E> {
     }
 }
 
-/// The parts of a Bundle page the client reads; everything else is passed through.
-#[derive(Deserialize)]
-struct Page<'a> {
-    #[serde(borrow, default)]
-    entry: Vec<PageEntry<'a>>,
-    #[serde(default)]
-    link: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct PageEntry<'a> {
-    #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    #[serde(default)]
-    relation: String,
-    #[serde(default)]
-    url: String,
-}
-
 /// The absolute `next` link of a Bundle.
 fn next_link(page: &str) -> Option<String> {
-    let page: Page<'_> = serde_json::from_str(page).ok()?;
-    page.link.into_iter().find(|l| l.relation == "next").map(|l| l.url).filter(|u| url::is_absolute(u))
+    let page = Json::parse(page).ok()?;
+    let links = page.get("link").and_then(Json::as_array)?;
+    let next = links.iter().find(|l| l.get("relation").and_then(Json::as_str) == Some("next"))?;
+    next.get("url").and_then(Json::as_str).filter(|u| url::is_absolute(u)).map(str::to_owned)
 }
 
 /// `patient.request(path)`: a search of the patient's compartment gets `patient={id}`.

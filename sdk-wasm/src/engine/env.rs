@@ -80,7 +80,7 @@ pub struct HttpResponse {
 /// and the signature bytes.
 pub struct SignatureCheck<'a> {
     pub alg: &'a str,
-    pub jwk: &'a serde_json::Value,
+    pub jwk: &'a crate::json::Json,
     pub signed: &'a [u8],
     pub signature: &'a [u8],
 }

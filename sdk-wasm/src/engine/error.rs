@@ -3,7 +3,7 @@
 //! OperationOutcome when it sent one. The JavaScript side turns it into a `SmartError`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use crate::json::{self, Raw};
 use std::fmt;
 
 #[derive(Debug, Clone, Serialize)]
@@ -14,7 +14,7 @@ pub struct SdkError {
     pub status: Option<u16>,
     /// The OperationOutcome, as the server sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Box<RawValue>>,
+    pub outcome: Option<Raw>,
 }
 
 /// What an error body may say: OAuth (RFC 6749 §5.2) or FHIR (an OperationOutcome).
@@ -54,7 +54,7 @@ impl SdkError {
     /// An error answer of a server: an OAuth error body, an OperationOutcome, or just a status.
     pub fn from_response(status: u16, body: &str, what: &str) -> SdkError {
         let fallback = || format!("{what} answered {status}");
-        let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) else {
+        let Ok(parsed) = json::from_str::<ErrorBody>(body) else {
             return SdkError { code: format!("http_{status}"), message: fallback(), status: Some(status), outcome: None };
         };
         if let Some(code) = parsed.error {
@@ -65,7 +65,7 @@ impl SdkError {
             let issue = parsed.issue.into_iter().next();
             let code = issue.as_ref().and_then(|i| i.code.clone()).unwrap_or_else(|| "exception".into());
             let message = issue.and_then(|i| i.diagnostics.or(i.details.and_then(|d| d.text))).unwrap_or_else(fallback);
-            let outcome = RawValue::from_string(body.to_owned()).ok();
+            let outcome = Raw::parse(body).ok();
             return SdkError { code, message, status: Some(status), outcome };
         }
         SdkError { code: format!("http_{status}"), message: fallback(), status: Some(status), outcome: None }

@@ -9,10 +9,8 @@ use super::env::{Area, Environment, HttpRequest, SignatureCheck};
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
-use base64::Engine;
-use serde_json::value::RawValue;
-use serde_json::Value;
-use smart_protocol::jose::parse_compact_any_kid;
+use crate::json::{self, Json, Raw};
+use smart_protocol::jose::{split_compact, CompactParts, RawHeader};
 use smart_protocol::token::TokenResponse;
 
 /// Seconds of clock difference tolerated in `exp` / `iat`.
@@ -115,17 +113,18 @@ pub fn store(env: &impl Environment, session: &Session) {
 }
 
 /// Posts to the token endpoint: the token response, read and as sent.
-pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<(TokenResponse, Box<RawValue>), SdkError> {
+pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<(TokenResponse, Raw), SdkError> {
     let res = env.fetch(request).await?;
     if res.status != 200 {
         return Err(SdkError::from_response(res.status, &res.body, "the token endpoint"));
     }
-    let invalid = |e: serde_json::Error| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}"));
-    let tokens: TokenResponse = serde_json::from_str(&res.body).map_err(invalid)?;
+    let invalid = |e: json::Error| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}"));
+    let body = Json::parse(&res.body).map_err(invalid)?;
+    let tokens: TokenResponse = json::from_json(&body).map_err(invalid)?;
     if !tokens.is_bearer() || tokens.access_token.is_empty() {
         return Err(SdkError::new("invalid_token_response", "the token response has no Bearer access token"));
     }
-    Ok((tokens, RawValue::from_string(res.body).map_err(invalid)?))
+    Ok((tokens, Raw::of(&body)))
 }
 
 fn id_error(message: impl Into<String>) -> SdkError {
@@ -139,15 +138,21 @@ async fn jwks_uri(env: &impl Environment, pending: &Pending, issuer: &str) -> Re
     }
     let config = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let res = env.fetch(HttpRequest::get(&config, "application/json")).await?;
-    let doc: Value = serde_json::from_str(&res.body).unwrap_or(Value::Null);
-    doc["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| id_error(format!("cannot find the key set of {issuer}")))
+    let doc = Json::parse(&res.body).unwrap_or(Json::Null);
+    doc.get("jwks_uri").and_then(Json::as_str).map(str::to_owned).ok_or_else(|| id_error(format!("cannot find the key set of {issuer}")))
 }
 
 /// Verifies an ID token and answers its claims (as sent) and its `fhirUser`.
-pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<(Box<RawValue>, Option<String>), SdkError> {
-    let jws = parse_compact_any_kid(token).map_err(|e| id_error(e.to_string()))?;
-    let claims = &jws.payload;
-    let text = |k: &str| claims.get(k).and_then(Value::as_str);
+pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<(Raw, Option<String>), SdkError> {
+    let jws = split_compact(token).map_err(|e| id_error(e.to_string()))?;
+    let text_of = |bytes: &[u8], what: &str| std::str::from_utf8(bytes).ok().and_then(|t| Json::parse(t).ok()).ok_or_else(|| id_error(format!("the ID token's {what} is not JSON")));
+    let raw: RawHeader = json::from_json(&text_of(&jws.header, "header")?).map_err(|e| id_error(format!("the ID token's header is not valid: {e}")))?;
+    let header = CompactParts::header(raw, false).map_err(|e| id_error(e.to_string()))?;
+    let claims = text_of(&jws.payload, "payload")?;
+    if !matches!(claims, Json::Object(_)) {
+        return Err(id_error("the ID token's payload is not a JSON object"));
+    }
+    let text = |k: &str| claims.get(k).and_then(Json::as_str);
     let issuer = text("iss").ok_or_else(|| id_error("no iss"))?.to_owned();
     if let Some(expected) = &pending.endpoints.issuer {
         if expected.trim_end_matches('/') != issuer.trim_end_matches('/') {
@@ -155,18 +160,18 @@ pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &
         }
     }
     let audience_ok = match claims.get("aud") {
-        Some(Value::String(a)) => *a == pending.client_id,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&pending.client_id)),
+        Some(Json::String(a)) => *a == pending.client_id,
+        Some(Json::Array(list)) => list.iter().any(|a| a.as_str() == Some(&pending.client_id)),
         _ => false,
     };
     if !audience_ok {
         return Err(id_error("the ID token is for another client"));
     }
     let now = env.now();
-    if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp + LEEWAY < now) {
+    if claims.get("exp").and_then(Json::as_i64).is_none_or(|exp| exp + LEEWAY < now) {
         return Err(id_error("the ID token has expired"));
     }
-    if claims.get("iat").and_then(Value::as_i64).is_some_and(|iat| iat > now + LEEWAY) {
+    if claims.get("iat").and_then(Json::as_i64).is_some_and(|iat| iat > now + LEEWAY) {
         return Err(id_error("the ID token was issued in the future"));
     }
     if text("nonce") != Some(pending.nonce.as_str()) {
@@ -175,24 +180,21 @@ pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &
     // The signature, over the key set the issuer publishes.
     let uri = jwks_uri(env, pending, &issuer).await?;
     let res = env.fetch(HttpRequest::get(&uri, "application/json")).await?;
-    let set: Value = serde_json::from_str(&res.body).map_err(|_| id_error(format!("{uri} is not a key set")))?;
-    let alg = jws.header.alg.as_str();
-    let kty = jws.header.alg.key_type();
-    let keys: Vec<&Value> = set["keys"]
-        .as_array()
-        .map(|keys| {
-            keys.iter()
-                .filter(|k| k["kty"] == kty && k.get("use").is_none_or(|u| u == "sig"))
-                .filter(|k| jws.header.kid.is_empty() || k["kid"] == jws.header.kid.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
+    let set = Json::parse(&res.body).map_err(|_| id_error(format!("{uri} is not a key set")))?;
+    let alg = header.alg.as_str();
+    let kty = header.alg.key_type();
+    let member = |k: &Json, name: &str| k.get(name).and_then(Json::as_str).map(str::to_owned);
+    let keys: Vec<&Json> = set
+        .get("keys")
+        .and_then(Json::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter(|k| member(k, "kty").as_deref() == Some(kty) && k.get("use").is_none_or(|u| u.as_str() == Some("sig")))
+        .filter(|k| header.kid.is_empty() || member(k, "kid").as_deref() == Some(header.kid.as_str()))
+        .collect();
     for jwk in keys.into_iter().take(4) {
         if env.verify(SignatureCheck { alg, jwk, signed: jws.signing_input.as_bytes(), signature: &jws.signature }).await? {
-            let payload = jws.signing_input.split('.').nth(1).unwrap_or_default();
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|t| RawValue::from_string(t).ok());
-            let raw = raw.ok_or_else(|| id_error("the ID token's claims are not JSON"))?;
-            return Ok((raw, text("fhirUser").map(str::to_owned)));
+            return Ok((Raw::of(&claims), text("fhirUser").map(str::to_owned)));
         }
     }
     Err(id_error("the ID token's signature does not verify with the issuer's keys"))

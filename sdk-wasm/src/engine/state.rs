@@ -4,7 +4,7 @@
 
 use super::env::{Area, Environment};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use crate::json::{self, Raw};
 
 /// How long a pending authorization may wait for its redirect.
 pub const PENDING_TTL_SECS: i64 = 600;
@@ -51,7 +51,7 @@ pub struct Session {
     pub scope: String,
     pub endpoints: Endpoints,
     /// The token response of the authorization (with its launch context), as sent.
-    pub token_response: Box<RawValue>,
+    pub token_response: Raw,
     /// The current tokens (a refresh replaces them; the launch context stays).
     pub access_token: String,
     #[serde(default)]
@@ -65,7 +65,7 @@ pub struct Session {
     pub encounter: Option<String>,
     /// The verified ID token's claims, as sent.
     #[serde(default)]
-    pub id_token_claims: Option<Box<RawValue>>,
+    pub id_token_claims: Option<Raw>,
     /// `fhirUser` from the verified ID token.
     #[serde(default)]
     pub fhir_user: Option<String>,
@@ -89,11 +89,11 @@ pub fn pending_key(state: &str) -> String {
 pub const CURRENT: &str = "smart-edge:current";
 
 pub fn load<T: for<'de> Deserialize<'de>>(env: &impl Environment, area: Area, key: &str) -> Option<T> {
-    env.get(area, key).and_then(|text| serde_json::from_str(&text).ok())
+    env.get(area, key).and_then(|text| json::from_str(&text).ok())
 }
 
 pub fn save<T: Serialize>(env: &impl Environment, area: Area, key: &str, value: &T) {
-    if let Ok(text) = serde_json::to_string(value) {
+    if let Ok(text) = json::to_string(value) {
         env.set(area, key, &text);
     }
 }
