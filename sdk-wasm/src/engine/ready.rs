@@ -5,7 +5,10 @@
 //! session instead.
 
 use super::authorize::{authorize, AuthorizeOptions};
-use super::env::{Area, Environment, HttpRequest, SignatureCheck};
+use super::env::{Area, Environment, HttpRequest, HttpResponse, SignatureCheck};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
@@ -79,10 +82,19 @@ async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Ses
         &pending.endpoints.token,
         &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &pending.redirect_uri), ("client_id", &pending.client_id), ("code_verifier", &pending.code_verifier)],
     );
-    let (tokens, raw) = token_request(env, request).await?;
+    // The issuer's key set is fetched while the code is exchanged, when discovery named it and
+    // an ID token is due: the JWKS round trip stays off the launch's critical path.
+    let jwks = async {
+        match &pending.endpoints.jwks_uri {
+            Some(uri) if pending.scope.split(' ').any(|s| s == "openid") => Some(env.fetch(HttpRequest::get(uri, "application/json")).await),
+            _ => None,
+        }
+    };
+    let (tokens, prefetched) = join(token_request(env, request), jwks).await;
+    let (tokens, raw) = tokens?;
     let (claims, fhir_user) = match &tokens.id_token {
         Some(id_token) => {
-            let (claims, fhir_user) = verify_id_token(env, &pending, id_token).await?;
+            let (claims, fhir_user) = verify_id_token(env, &pending, id_token, prefetched).await?;
             (Some(claims), fhir_user)
         }
         None => (None, None),
@@ -142,8 +154,35 @@ async fn jwks_uri(env: &impl Environment, pending: &Pending, issuer: &str) -> Re
     doc.get("jwks_uri").and_then(Json::as_str).map(str::to_owned).ok_or_else(|| id_error(format!("cannot find the key set of {issuer}")))
 }
 
-/// Verifies an ID token and answers its claims (as sent) and its `fhirUser`.
-pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str) -> Result<(Raw, Option<String>), SdkError> {
+/// Both futures' outputs, the two running at once (one task: no spawning needed).
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    poll_fn(|cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Verifies an ID token and answers its claims (as sent) and its `fhirUser`. `prefetched` is
+/// the answer of the key set URL discovery named, when it was fetched ahead.
+pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str, prefetched: Option<Result<HttpResponse, SdkError>>) -> Result<(Raw, Option<String>), SdkError> {
     let jws = split_compact(token).map_err(|e| id_error(e.to_string()))?;
     let text_of = |bytes: &[u8], what: &str| std::str::from_utf8(bytes).ok().and_then(|t| Json::parse(t).ok()).ok_or_else(|| id_error(format!("the ID token's {what} is not JSON")));
     let raw: RawHeader = json::from_json(&text_of(&jws.header, "header")?).map_err(|e| id_error(format!("the ID token's header is not valid: {e}")))?;
@@ -179,7 +218,10 @@ pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &
     }
     // The signature, over the key set the issuer publishes.
     let uri = jwks_uri(env, pending, &issuer).await?;
-    let res = env.fetch(HttpRequest::get(&uri, "application/json")).await?;
+    let res = match prefetched {
+        Some(res) if pending.endpoints.jwks_uri.as_deref() == Some(uri.as_str()) => res?,
+        _ => env.fetch(HttpRequest::get(&uri, "application/json")).await?,
+    };
     let set = Json::parse(&res.body).map_err(|_| id_error(format!("{uri} is not a key set")))?;
     let alg = header.alg.as_str();
     let kty = header.alg.key_type();
