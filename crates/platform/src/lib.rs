@@ -11,6 +11,7 @@ pub mod authorize;
 pub mod clients;
 pub mod features;
 pub mod fhir;
+pub mod grant_handle;
 pub mod grants;
 pub mod introspection;
 pub mod guard;
@@ -25,6 +26,7 @@ pub mod routes;
 pub mod scope_policy;
 pub mod settings;
 pub mod token;
+pub mod token_endpoint;
 pub mod tokens;
 pub mod users;
 

@@ -2,7 +2,7 @@
 //! in-memory one in [`crate::memory`].
 
 use async_trait::async_trait;
-use smart_protocol::jose::{Jwk, JwsAlgorithm};
+use smart_protocol::jose::{Jwk, Jwks, JwsAlgorithm};
 
 /// A storage backend failed or held something unreadable. The detail is for the log only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,4 +85,77 @@ pub trait Random {
 #[async_trait(?Send)]
 pub trait Verifier {
     async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError>;
+}
+
+/// The time, in Unix seconds (`Date.now()` in the Worker; a settable clock in tests).
+pub trait Clock {
+    fn now(&self) -> i64;
+}
+
+/// The authorization grants: one strictly ordered record per grant id, changed only by
+/// [`crate::grants::apply`] (a `Grant` Durable Object per id in production). The inner
+/// `Result` is the state machine's refusal; the outer one a storage failure.
+#[async_trait(?Send)]
+pub trait GrantStore {
+    /// Applies `command` to grant `id` atomically (a malformed id answers `NotFound`).
+    async fn apply(
+        &self,
+        id: &str,
+        command: &crate::grants::Command,
+    ) -> Result<Result<crate::grants::Reply, crate::grants::GrantError>, StoreError>;
+    /// A fresh grant id no grant has yet (64 hex digits).
+    fn new_id(&self) -> Result<String, StoreError>;
+}
+
+/// The registered clients (KV, cached per isolate, in production).
+#[async_trait(?Send)]
+pub trait ClientRegistry {
+    async fn client(&self, client_id: &str) -> Result<Option<crate::clients::Client>, StoreError>;
+}
+
+/// A client's keys could not be had (its JWKS URL failed, or it registered none). The text
+/// is part of the `invalid_client` description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeysUnavailable(pub String);
+
+/// A `private_key_jwt` client's public keys: its inline JWKS, or its JWKS URL (fetched and
+/// cached per isolate in production).
+#[async_trait(?Send)]
+pub trait ClientKeys {
+    /// `refetch`: an assertion names a `kid` the keys at hand lack; fetch the URL again if
+    /// the cache allows it (the client may have rotated).
+    async fn keys(&self, client: &crate::clients::Client, refetch: bool) -> Result<Jwks, KeysUnavailable>;
+}
+
+/// The `jti`s of `private_key_jwt` assertions, per client, while their assertions live (an
+/// `AssertionLog` Durable Object per client in production: replay is seen everywhere).
+#[async_trait(?Send)]
+pub trait AssertionLog {
+    /// Records `jti` until `exp`; `false` when it was already used (a replay).
+    async fn record(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, StoreError>;
+}
+
+/// Per-user state the token endpoint touches (an `Account` Durable Object per username in
+/// production): the login sessions `online_access` grants live by, and the list of grants
+/// the management page shows.
+#[async_trait(?Send)]
+pub trait Accounts {
+    /// Whether the user's login session `session_id` still exists.
+    async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError>;
+    /// Adds a grant to the user's list.
+    async fn add_grant(&self, username: &str, entry: &crate::accounts::GrantEntry) -> Result<(), StoreError>;
+}
+
+/// The server's signing keys (from a secret or the key vault, cached per isolate, in
+/// production).
+#[async_trait(?Send)]
+pub trait SigningKeys {
+    async fn key_ring(&self) -> Result<std::rc::Rc<crate::keys::KeyRing>, StoreError>;
+}
+
+/// The server settings an administrator set (KV, cached per isolate, in production).
+#[async_trait(?Send)]
+pub trait Settings {
+    async fn settings(&self) -> Result<crate::settings::ServerSettings, StoreError>;
 }

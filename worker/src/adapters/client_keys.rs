@@ -59,3 +59,13 @@ pub async fn keys(client: &Client, refetch_for_unknown_kid: bool) -> Result<Jwks
     CACHE.with(|c| c.borrow_mut().insert(url.clone(), Cached { jwks: jwks.clone(), fetched_at: now, expires_at }));
     Ok(jwks)
 }
+
+/// [`keys`] as the platform's port.
+pub struct FetchedClientKeys;
+
+#[async_trait::async_trait(?Send)]
+impl platform::ports::ClientKeys for FetchedClientKeys {
+    async fn keys(&self, client: &Client, refetch: bool) -> Result<Jwks, platform::ports::KeysUnavailable> {
+        keys(client, refetch).await.map_err(platform::ports::KeysUnavailable)
+    }
+}

@@ -188,3 +188,8 @@ pub fn new_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A fresh secret: 256 random bits, base64url (CSRF tokens of the pages).
+pub fn random_secret() -> Result<String, crate::http::AppError> {
+    platform::grant_handle::random_secret(&WebCryptoRandom).map_err(crate::http::AppError::internal)
+}

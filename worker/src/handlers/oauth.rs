@@ -1,7 +1,7 @@
 //! Introspection (RFC 7662 + SMART), revocation (RFC 7009) and userinfo (OpenID Connect
 //! Core §5.3), all on top of the grant's Durable Object.
 
-use super::token::split_handle;
+use crate::adapters::auth_server::AuthServer;
 use crate::adapters::webcrypto::WebCryptoVerifier;
 use crate::context::AppContext;
 use crate::grant_status::{self, DoGrantStatus};
@@ -9,11 +9,13 @@ use crate::http::{self, AppError};
 use crate::keyring::{self, now_secs};
 use crate::{registry, settings};
 use platform::clients::Client;
+use platform::grant_handle::GrantHandle;
 use platform::introspection::{self, Endpoint};
 use platform::grants::{Command, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::settings::IntrospectionStyle;
 use platform::token::{self, ClientAuth};
+use platform::token_endpoint::{client_auth, ClientChallenge};
 use platform::tokens::hash_matches;
 use serde_json::{json, Value};
 use smart_protocol::error::bearer_challenge;
@@ -34,8 +36,7 @@ async fn caller(req: &mut Request, ctx: &AppContext, endpoint: Endpoint) -> Resu
     let authorization = req.headers().get("Authorization").ok().flatten();
     let fail = |e: OAuthError, auth: Option<&ClientAuth>| {
         let response = http::oauth_error(&e);
-        let scheme = if auth.is_some_and(ClientAuth::used_basic) { "Basic" } else { "Bearer" };
-        let _ = response.headers().set("WWW-Authenticate", &format!("{scheme} realm=\"smart-edge\""));
+        let _ = response.headers().set("WWW-Authenticate", &ClientChallenge::for_auth(auth).header());
         Err(response)
     };
     let auth = match token::parse_client_auth(&pairs, authorization.as_deref()) {
@@ -49,7 +50,8 @@ async fn caller(req: &mut Request, ctx: &AppContext, endpoint: Endpoint) -> Resu
         Endpoint::Introspect => ctx.urls.introspect(),
         Endpoint::Revoke => ctx.urls.revoke(),
     };
-    let client = match super::token::client_at(ctx, &auth, Some(&url)).await? {
+    let server = AuthServer::new(ctx);
+    let client = match client_auth::authenticate(&server.ports(), &auth, Some(&url)).await.map_err(AppError::internal)? {
         Ok(client) => client,
         Err(e) => return Ok(fail(e, Some(&auth))),
     };
@@ -69,10 +71,10 @@ enum Found {
 }
 
 async fn find(ctx: &AppContext, token: &str, check_expiry: bool) -> Result<Option<Found>, AppError> {
-    if let Some((grant_id, secret)) = split_handle(token) {
-        return Ok(match grant_status::apply(&ctx.env, grant_id, &Command::Status).await? {
-            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash_matches(&hash, secret) => {
-                Some(Found::Refresh { grant_id: grant_id.to_owned(), grant })
+    if let Some(handle) = GrantHandle::parse(token) {
+        return Ok(match grant_status::apply(&ctx.env, handle.grant_id(), &Command::Status).await? {
+            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash_matches(&hash, handle.secret()) => {
+                Some(Found::Refresh { grant_id: handle.grant_id().to_owned(), grant })
             }
             _ => None,
         });

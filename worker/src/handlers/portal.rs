@@ -31,7 +31,7 @@ async fn login_form(req: &Request, ctx: &AppContext, error: Option<&str>, status
     // Double-submit token for the sign-in form (there is no session to bind it to yet).
     let token = match http::cookie(req, LOGIN_CSRF_COOKIE).filter(|c| c.len() == 43) {
         Some(token) => token,
-        None => super::token::random_secret()?,
+        None => crate::adapters::webcrypto::random_secret()?,
     };
     let server_name = settings::load(ctx).await?.server_name;
     let response = http::html(status, portal_page::portal_login_page(&token, &server_name, error), &platform::pages::csp(&[], &[]));

@@ -1,0 +1,38 @@
+//! `grant_type=client_credentials` for SMART Backend Services: `private_key_jwt` only,
+//! `system/` scopes, a short-lived access token and no refresh token. Each token is a grant of
+//! its own, so that it can be revoked (RFC 7009).
+
+use super::client_auth::authenticated;
+use super::issue::new_jti;
+use super::{refusal, Checked, Failure, TokenPorts};
+use crate::grants::Command;
+use crate::token::{self, ClientAuth, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
+use crate::tokens::sign_jwt;
+use serde_json::{json, Value};
+use smart_protocol::jose::JwsAlgorithm;
+use smart_protocol::OAuthErrorCode;
+
+pub(super) async fn client_credentials(ports: &TokenPorts<'_>, auth: &ClientAuth, scope: Option<&str>) -> Checked<Value> {
+    if !matches!(auth, ClientAuth::Assertion { .. }) {
+        return Err(refusal(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion"));
+    }
+    let client = authenticated(ports, auth, None).await?;
+    token::grant_allowed(&client, true)?;
+    let scope = token::backend_scope(&client, scope)?;
+    let ring = ports.keys.key_ring().await?;
+    let now = ports.clock.now();
+    let jti = new_jti(ports)?;
+    let grant_id = ports.grants.new_id()?;
+    let start = Command::StartBackend { client_id: client.client_id.clone(), expires_at: now + BACKEND_TOKEN_LIFETIME_SECS };
+    if let Err(e) = ports.grants.apply(&grant_id, &start).await? {
+        return Err(Failure::Unexpected(format!("new backend grant refused its start: {e}")).into());
+    }
+    let claims = token::backend_access_claims(ports.urls, &client, &scope, &jti, &grant_id, now);
+    let access = sign_jwt(&ring, ports.signer, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &claims, now).await?;
+    Ok(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": BACKEND_TOKEN_LIFETIME_SECS,
+        "scope": scope.to_string(),
+    }))
+}

@@ -1,0 +1,55 @@
+//! Client authentication at the token, introspection and revocation endpoints (RFC 6749
+//! §2.3; `private_key_jwt`, RFC 7523 §2.2 and §3). Every refusal is `invalid_client`.
+
+use super::{refusal, Checked, Failure, Stop, TokenPorts};
+use crate::assertions;
+use crate::clients::Client;
+use crate::token::{self, ClientAuth};
+use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// Loads and authenticates the client `auth` names; a `private_key_jwt` assertion may name
+/// the token URL or `endpoint` (the introspection or revocation URL) as its audience.
+pub async fn authenticate(ports: &TokenPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Result<Result<Client, OAuthError>, Failure> {
+    match authenticated(ports, auth, endpoint).await {
+        Ok(client) => Ok(Ok(client)),
+        Err(Stop::Refuse(e)) => Ok(Err(e)),
+        Err(Stop::Fail(failure)) => Err(failure),
+    }
+}
+
+pub(super) async fn authenticated(ports: &TokenPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Checked<Client> {
+    let client_id = named_client(auth)?;
+    let client = ports.clients.client(&client_id).await?;
+    token::authenticate(client.as_ref(), auth)?;
+    let Some(client) = client else { return Err(refusal(OAuthErrorCode::InvalidClient, "unknown client")) };
+    if let ClientAuth::Assertion { assertion, .. } = auth {
+        check_assertion(ports, &client, assertion, endpoint).await?;
+    }
+    Ok(client)
+}
+
+/// The client id the request names; RFC 7523 §3: an assertion's `iss` when `client_id` is
+/// absent.
+fn named_client(auth: &ClientAuth) -> Result<String, OAuthError> {
+    match auth {
+        ClientAuth::Assertion { client_id: None, assertion } => assertions::claimed_client(assertion),
+        _ => auth.client_id().map(str::to_owned).ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidClient, "client_id is required")),
+    }
+}
+
+/// `private_key_jwt`: the client's registered keys (fetched again for an unknown `kid`), the
+/// signature and claims, and a `jti` not seen before.
+async fn check_assertion(ports: &TokenPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<()> {
+    let unreadable = |e: crate::ports::KeysUnavailable| refusal(OAuthErrorCode::InvalidClient, &format!("the client's keys could not be read: {e}"));
+    let mut keys = ports.client_keys.keys(client, false).await.map_err(unreadable)?;
+    if !assertions::has_key(assertion, &keys) {
+        keys = ports.client_keys.keys(client, true).await.map_err(unreadable)?;
+    }
+    let token_url = ports.urls.token();
+    let audiences: Vec<&str> = std::iter::once(token_url.as_str()).chain(endpoint).collect();
+    let accepted = assertions::verify(assertion, &client.client_id, &keys, &audiences, ports.verifier, ports.clock.now()).await??;
+    if !ports.assertions.record(&client.client_id, &accepted.jti, accepted.exp).await? {
+        return Err(refusal(OAuthErrorCode::InvalidClient, "this client_assertion (jti) was already used"));
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! In-memory adapters of the token endpoint's ports, with the same contracts as the Worker's
+//! (Durable Objects, KV, the JWKS cache), over one settable [`TestClock`]. Native flow tests
+//! run the whole endpoint over them: [`MemoryAuthServer`] wires them up.
+
+use super::TokenPorts;
+use crate::accounts::{AccountState, GrantEntry, SessionRecord, SESSION_LIFETIME_SECS};
+use crate::assertions::JtiLog;
+use crate::clients::Client;
+use crate::grant_handle::is_grant_id;
+use crate::grants::{self, Command, GrantError, GrantRecord, Reply};
+use crate::guard::GrantStatus;
+use crate::keys::KeyRing;
+use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, SeededRandom};
+use crate::ports::{
+    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, Settings, SigningKeys, StoreError,
+};
+use crate::settings::ServerSettings;
+use async_trait::async_trait;
+use smart_protocol::jose::Jwks;
+use smart_protocol::ServerUrls;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A clock the test sets and moves.
+#[derive(Debug, Default)]
+pub struct TestClock(Cell<i64>);
+
+impl TestClock {
+    pub fn at(now: i64) -> Rc<TestClock> {
+        Rc::new(TestClock(Cell::new(now)))
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.0.set(self.0.get() + secs);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.get()
+    }
+}
+
+/// One record per grant id, changed by [`grants::apply`] as the `Grant` Durable Object does.
+/// The object's alarm is played when a record is next touched: the grace copy of a refresh
+/// token is dropped after its window, and a record is gone once nothing in it can matter
+/// (never in the second it last changed: the alarm is at least a second away).
+pub struct MemoryGrants {
+    clock: Rc<TestClock>,
+    records: RefCell<HashMap<String, (GrantRecord, i64)>>,
+    issued: Cell<u64>,
+}
+
+impl MemoryGrants {
+    pub fn new(clock: Rc<TestClock>) -> MemoryGrants {
+        MemoryGrants { clock, records: RefCell::default(), issued: Cell::new(0) }
+    }
+
+    /// The stored record (after the alarms due by now), for tests.
+    pub fn record(&self, id: &str) -> Option<GrantRecord> {
+        self.load(id)
+    }
+
+    fn load(&self, id: &str) -> Option<GrantRecord> {
+        let now = self.clock.now();
+        let mut records = self.records.borrow_mut();
+        let (record, changed_at) = records.get_mut(id)?;
+        if now >= record.deletable_at() && now > *changed_at {
+            records.remove(id);
+            return None;
+        }
+        record.cleanup(now);
+        Some(record.clone())
+    }
+}
+
+#[async_trait(?Send)]
+impl GrantStore for MemoryGrants {
+    async fn apply(&self, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, StoreError> {
+        if !is_grant_id(id) {
+            return Ok(Err(GrantError::NotFound));
+        }
+        let now = self.clock.now();
+        Ok(grants::apply(self.load(id), command.clone(), now).map(|(record, reply)| {
+            self.records.borrow_mut().insert(id.to_owned(), (record, now));
+            reply
+        }))
+    }
+
+    fn new_id(&self) -> Result<String, StoreError> {
+        self.issued.set(self.issued.get() + 1);
+        Ok(format!("{:064x}", 0xb000_0000_u64 + self.issued.get()))
+    }
+}
+
+#[async_trait(?Send)]
+impl GrantStatus for MemoryGrants {
+    async fn is_active(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let reply = self.apply(grant_id, &Command::Status).await?;
+        Ok(matches!(reply, Ok(Reply::Active { .. } | Reply::BackendActive { .. })))
+    }
+}
+
+/// The client registry.
+#[derive(Default)]
+pub struct MemoryClients(RefCell<HashMap<String, Client>>);
+
+impl MemoryClients {
+    pub fn add(&self, client: Client) {
+        self.0.borrow_mut().insert(client.client_id.clone(), client);
+    }
+
+    pub fn remove(&self, client_id: &str) {
+        self.0.borrow_mut().remove(client_id);
+    }
+}
+
+#[async_trait(?Send)]
+impl ClientRegistry for MemoryClients {
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self.0.borrow().get(client_id).cloned())
+    }
+}
+
+/// Client keys: an inline JWKS as registered; a JWKS URL answered from what the test
+/// published there, cached until a refetch is asked for (as the Worker's cache does for an
+/// unknown `kid`).
+#[derive(Default)]
+pub struct MemoryClientKeys {
+    published: RefCell<HashMap<String, Jwks>>,
+    cached: RefCell<HashMap<String, Jwks>>,
+    fetches: Cell<usize>,
+}
+
+impl MemoryClientKeys {
+    /// What `url` serves from now on.
+    pub fn publish(&self, url: &str, jwks: Jwks) {
+        self.published.borrow_mut().insert(url.to_owned(), jwks);
+    }
+
+    /// How many times a JWKS URL was fetched.
+    pub fn fetches(&self) -> usize {
+        self.fetches.get()
+    }
+}
+
+#[async_trait(?Send)]
+impl ClientKeys for MemoryClientKeys {
+    async fn keys(&self, client: &Client, refetch: bool) -> Result<Jwks, KeysUnavailable> {
+        if let Some(jwks) = &client.jwks {
+            return Ok(jwks.clone());
+        }
+        let Some(url) = &client.jwks_uri else { return Err(KeysUnavailable("the client registered no keys".into())) };
+        if let Some(jwks) = self.cached.borrow().get(url).filter(|_| !refetch) {
+            return Ok(jwks.clone());
+        }
+        self.fetches.set(self.fetches.get() + 1);
+        let jwks = self.published.borrow().get(url).cloned().ok_or_else(|| KeysUnavailable(format!("{url} answered 404")))?;
+        self.cached.borrow_mut().insert(url.clone(), jwks.clone());
+        Ok(jwks)
+    }
+}
+
+/// The `jti` log of each client.
+pub struct MemoryAssertionLog {
+    clock: Rc<TestClock>,
+    logs: RefCell<HashMap<String, JtiLog>>,
+}
+
+impl MemoryAssertionLog {
+    pub fn new(clock: Rc<TestClock>) -> MemoryAssertionLog {
+        MemoryAssertionLog { clock, logs: RefCell::default() }
+    }
+}
+
+#[async_trait(?Send)]
+impl AssertionLog for MemoryAssertionLog {
+    async fn record(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, StoreError> {
+        Ok(self.logs.borrow_mut().entry(client_id.to_owned()).or_default().record(jti, exp, self.clock.now()))
+    }
+}
+
+/// Each user's account state.
+pub struct MemoryAccounts {
+    clock: Rc<TestClock>,
+    accounts: RefCell<HashMap<String, AccountState>>,
+}
+
+impl MemoryAccounts {
+    pub fn new(clock: Rc<TestClock>) -> MemoryAccounts {
+        MemoryAccounts { clock, accounts: RefCell::default() }
+    }
+
+    /// A login session `id` for `username`, from now (the sign-in flow's result).
+    pub fn open_session(&self, username: &str, id: &str) {
+        let now = self.clock.now();
+        let session = SessionRecord { id: id.into(), secret_hash: String::new(), auth_time: now, expires_at: now + SESSION_LIFETIME_SECS };
+        self.accounts.borrow_mut().entry(username.to_owned()).or_default().sessions.push(session);
+    }
+
+    /// Logout.
+    pub fn end_session(&self, username: &str, id: &str) {
+        self.accounts.borrow_mut().entry(username.to_owned()).or_default().end_session(id);
+    }
+
+    /// The grants the management page lists.
+    pub fn grants(&self, username: &str) -> Vec<GrantEntry> {
+        self.accounts.borrow().get(username).map(|a| a.grants.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait(?Send)]
+impl Accounts for MemoryAccounts {
+    async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError> {
+        Ok(self.accounts.borrow().get(username).is_some_and(|a| a.session_alive(session_id, self.clock.now())))
+    }
+
+    async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
+        self.accounts.borrow_mut().entry(username.to_owned()).or_default().add_grant(entry.clone());
+        Ok(())
+    }
+}
+
+/// A fixed key ring.
+pub struct MemorySigningKeys(pub Rc<KeyRing>);
+
+#[async_trait(?Send)]
+impl SigningKeys for MemorySigningKeys {
+    async fn key_ring(&self) -> Result<Rc<KeyRing>, StoreError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Settings an administrator could change.
+#[derive(Default)]
+pub struct MemorySettings(pub RefCell<ServerSettings>);
+
+#[async_trait(?Send)]
+impl Settings for MemorySettings {
+    async fn settings(&self) -> Result<ServerSettings, StoreError> {
+        Ok(self.0.borrow().clone())
+    }
+}
+
+/// A whole authorization server in memory: every adapter over one clock, keys made by
+/// [`FakeKeyGenerator`] and signed by [`FakeSigner`] (verified by [`FakeVerifier`]).
+pub struct MemoryAuthServer {
+    pub urls: ServerUrls,
+    pub clock: Rc<TestClock>,
+    pub grants: MemoryGrants,
+    pub clients: MemoryClients,
+    pub client_keys: MemoryClientKeys,
+    pub assertions: MemoryAssertionLog,
+    pub accounts: MemoryAccounts,
+    pub keys: MemorySigningKeys,
+    pub settings: MemorySettings,
+    pub random: SeededRandom,
+}
+
+impl MemoryAuthServer {
+    /// A server at `base` (e.g. `https://ehr.example`, FHIR under `/fhir`) whose clock reads
+    /// `now`.
+    pub fn new(base: &str, now: i64) -> MemoryAuthServer {
+        let clock = TestClock::at(now);
+        let ring = futures::executor::block_on(crate::keys::ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), now))
+            .expect("fake keys make a key ring");
+        MemoryAuthServer {
+            urls: ServerUrls::new(base, "/fhir").expect("a valid base URL"),
+            grants: MemoryGrants::new(clock.clone()),
+            clients: MemoryClients::default(),
+            client_keys: MemoryClientKeys::default(),
+            assertions: MemoryAssertionLog::new(clock.clone()),
+            accounts: MemoryAccounts::new(clock.clone()),
+            keys: MemorySigningKeys(Rc::new(ring)),
+            settings: MemorySettings::default(),
+            random: SeededRandom::default(),
+            clock,
+        }
+    }
+
+    pub fn ports(&self) -> TokenPorts<'_> {
+        TokenPorts {
+            urls: &self.urls,
+            grants: &self.grants,
+            clients: &self.clients,
+            client_keys: &self.client_keys,
+            assertions: &self.assertions,
+            accounts: &self.accounts,
+            keys: &self.keys,
+            settings: &self.settings,
+            signer: &FakeSigner,
+            verifier: &FakeVerifier,
+            random: &self.random,
+            clock: self.clock.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The token endpoint's flows end to end, natively: `platform::token_endpoint` over the
+//! in-memory adapters with a test clock. The authorization half of each flow drives the
+//! grant state machine the way the sign-in pages do (start → login → consent → code).
+//! Each refusal is asserted by its exact OAuth `error` (RFC 6749 §5.2) and description.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures::executor::block_on;
+use platform::authorize::{AuthorizationRequest, Prompt};
+use platform::clients::{ClientRegistration, ConsentPolicy};
+use platform::grant_handle::GrantHandle;
+use platform::grants::{self, AuthenticatedUser, Command, Interaction, Reply};
+use platform::guard::{self, AccessGrant, BearerError};
+use platform::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
+use platform::ports::{GrantStore, KeyGenerator, Signer};
+use platform::token_endpoint::memory::MemoryAuthServer;
+use platform::token_endpoint::{token, ClientChallenge, FormProblem, TokenAnswer, TokenCall};
+use platform::token::JWT_BEARER;
+use platform::tokens::opaque_hash;
+use serde_json::{json, Value};
+use smart_protocol::jose::{self, Jwk, JwsAlgorithm, JwsHeader, Jwks};
+use smart_protocol::pkce::CodeVerifier;
+use smart_protocol::token::TokenResponse;
+
+const BASE: &str = "https://ehr.example";
+const TOKEN_URL: &str = "https://ehr.example/auth/token";
+const REDIRECT: &str = "https://app.example/cb";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const START: i64 = 1_800_000_000;
+
+fn server() -> MemoryAuthServer {
+    let server = MemoryAuthServer::new(BASE, START);
+    let register = |json: Value| server.clients.add(ClientRegistration::parse(&json.to_string()).unwrap().into_client().unwrap());
+    let scope = "openid fhirUser profile offline_access online_access launch/patient patient/*.rs";
+    register(json!({"client_id": "app", "client_name": "App", "client_type": "public", "redirect_uris": [REDIRECT], "scope": scope}));
+    register(json!({"client_id": "web", "client_name": "Web", "client_type": "confidential-symmetric", "redirect_uris": [REDIRECT],
+        "scope": scope, "client_secrets": ["s".repeat(40)]}));
+    register(json!({"client_id": "svc", "client_name": "Service", "client_type": "backend", "scope": "system/Patient.rs system/Observation.rs",
+        "jwks_uri": "https://svc.example/jwks"}));
+    server
+}
+
+fn form(pairs: &[(&str, &str)]) -> TokenCall {
+    TokenCall { form: Ok(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), authorization: None }
+}
+
+fn basic(call: TokenCall, id: &str, secret: &str) -> TokenCall {
+    TokenCall { authorization: Some(format!("Basic {}", B64.encode(format!("{id}:{secret}")))), ..call }
+}
+
+fn answer(server: &MemoryAuthServer, call: &TokenCall) -> TokenAnswer {
+    block_on(token(&server.ports(), call)).unwrap()
+}
+
+/// The token response, or a panic with the refusal.
+fn tokens(server: &MemoryAuthServer, call: &TokenCall) -> (TokenResponse, Value) {
+    match answer(server, call) {
+        TokenAnswer::Tokens(body) => (serde_json::from_value(body.clone()).unwrap(), body),
+        refused => panic!("{refused:?}"),
+    }
+}
+
+/// The refusal's `error`, `error_description` and challenge, or a panic with the tokens.
+fn refused(server: &MemoryAuthServer, call: &TokenCall) -> (String, String, Option<ClientChallenge>) {
+    match answer(server, call) {
+        TokenAnswer::Refused { error, challenge } => (error.error.as_str().to_owned(), error.error_description.unwrap_or_default(), challenge),
+        tokens => panic!("{tokens:?}"),
+    }
+}
+
+fn alice() -> AuthenticatedUser {
+    AuthenticatedUser {
+        username: "alice".into(),
+        display_name: "Alice Doe".into(),
+        fhir_user: "Practitioner/pr-1".into(),
+        auth_time: START - 5,
+        session_id: "session-1".into(),
+    }
+}
+
+/// What the sign-in pages do for `client_id`: start the interaction, log alice in, pick the
+/// patient when asked, consent, issue the code. Returns the code the redirect carries.
+fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> String {
+    let grants = &server.grants;
+    let id = grants.new_id().unwrap();
+    let apply = |command: Command| block_on(grants.apply(&id, &command)).unwrap().unwrap();
+    let interaction = Interaction {
+        request: AuthorizationRequest {
+            client_id: client_id.into(),
+            redirect_uri: REDIRECT.into(),
+            scope: scope.into(),
+            state: "st".into(),
+            code_challenge: CodeVerifier::parse(VERIFIER).unwrap().s256_challenge(),
+            launch: None,
+            nonce: Some("n-1".into()),
+            prompt: Prompt::default(),
+        },
+        client_name: client_id.into(),
+        consent_policy: ConsentPolicy::Ask,
+        allowed_scope: "openid fhirUser profile offline_access online_access launch/patient patient/*.rs".into(),
+        launch: None,
+        launch_user: None,
+        browser_hash: "b".into(),
+        public_client: client_id == "app",
+        csrf: "t".into(),
+        created_at: server.clock_now(),
+        user: None,
+        patient: None,
+        encounter: None,
+        encounter_chosen: false,
+        granted_scope: None,
+    };
+    apply(Command::Start { interaction: Box::new(interaction) });
+    let b = || "b".to_owned();
+    let t = || "t".to_owned();
+    let Reply::Interaction { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
+    if step == grants::Step::PickPatient {
+        apply(Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-1".into() });
+    }
+    apply(Command::Consent { browser_hash: b(), csrf: t(), approved: scope.into() });
+    let secret = format!("code-secret-{id}");
+    let Reply::CodeIssued { .. } = apply(Command::IssueCode { browser_hash: b(), code_hash: opaque_hash(&secret) }) else { panic!() };
+    GrantHandle::new(id, secret).encode()
+}
+
+trait Now {
+    fn clock_now(&self) -> i64;
+}
+
+impl Now for MemoryAuthServer {
+    fn clock_now(&self) -> i64 {
+        platform::ports::Clock::now(self.clock.as_ref())
+    }
+}
+
+fn exchange(code: &str, verifier: &str) -> TokenCall {
+    form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier), ("client_id", "app")])
+}
+
+fn refresh(token: &str) -> TokenCall {
+    form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+}
+
+/// What the resource server makes of an access token now (signature, expiry, revocation).
+fn bearer(server: &MemoryAuthServer, access_token: &str) -> Result<AccessGrant, BearerError> {
+    let ring = server.keys.0.clone();
+    block_on(guard::authenticate(Some(&format!("Bearer {access_token}")), &ring, &FakeVerifier, &server.grants, &server.urls, server.clock_now()))
+}
+
+fn claims(token: &str) -> serde_json::Map<String, Value> {
+    jose::parse_compact(token).unwrap().payload
+}
+
+#[test]
+fn authorization_code_with_pkce_end_to_end() {
+    let server = server();
+    let code = authorize(&server, "app", "openid fhirUser profile offline_access launch/patient patient/*.rs");
+    let grant_id = GrantHandle::parse(&code).unwrap().grant_id().to_owned();
+
+    // A wrong verifier is refused and consumes nothing.
+    let wrong = "x".repeat(43);
+    assert_eq!(refused(&server, &exchange(&code, &wrong)), ("invalid_grant".into(), "code_verifier does not match the code_challenge".into(), None));
+    let mut other_redirect = exchange(&code, VERIFIER);
+    other_redirect.form.as_mut().unwrap()[2].1 = "https://app.example/other".into();
+    assert_eq!(refused(&server, &other_redirect).1, "redirect_uri does not match the authorization request");
+    let bogus = GrantHandle::new(grant_id.clone(), "not-the-secret").encode();
+    assert_eq!(refused(&server, &exchange(&bogus, VERIFIER)).1, "the code is not valid");
+    assert_eq!(refused(&server, &exchange("not-a-handle", VERIFIER)).1, "the code is not valid");
+
+    let (response, body) = tokens(&server, &exchange(&code, VERIFIER));
+    assert!(response.is_bearer());
+    assert_eq!(response.expires_in, Some(3600));
+    assert_eq!(response.scope.as_deref(), Some("openid fhirUser profile offline_access launch/patient patient/*.rs"));
+    assert_eq!(response.patient.as_deref(), Some("p-1"));
+    assert_eq!(body["need_patient_banner"], true, "a standalone launch: no EHR shows the patient");
+    let refresh_token = GrantHandle::parse(response.refresh_token.as_deref().unwrap()).unwrap();
+    assert_eq!(refresh_token.grant_id(), grant_id);
+    let access = claims(&response.access_token);
+    assert_eq!((access["sub"].clone(), access["client_id"].clone(), access["gid"].clone()), (json!("alice"), json!("app"), json!(grant_id)));
+    assert_eq!((access["aud"].clone(), access["patient"].clone()), (json!("https://ehr.example/fhir"), json!("p-1")));
+    assert_eq!(access["exp"].as_i64(), Some(START + 3600));
+    let id_token = claims(response.id_token.as_deref().unwrap());
+    assert_eq!((id_token["aud"].clone(), id_token["nonce"].clone()), (json!("app"), json!("n-1")));
+    assert_eq!((id_token["fhirUser"].clone(), id_token["name"].clone()), (json!("https://ehr.example/fhir/Practitioner/pr-1"), json!("Alice Doe")));
+    assert_eq!(bearer(&server, &response.access_token).unwrap().patient.as_deref(), Some("p-1"));
+    // The management page lists the grant.
+    let listed = server.accounts.grants("alice");
+    assert_eq!((listed.len(), listed[0].grant_id.as_str(), listed[0].client_name.as_str()), (1, grant_id.as_str(), "App"));
+
+    // The code again: a replay. The tokens it gave die with the grant.
+    assert_eq!(
+        refused(&server, &exchange(&code, VERIFIER)),
+        ("invalid_grant".into(), "the code was already used; the tokens it gave are revoked".into(), None)
+    );
+    assert!(matches!(bearer(&server, &response.access_token), Err(BearerError::Invalid(m)) if m == "the access token has been revoked"));
+    assert_eq!(refused(&server, &refresh(&refresh_token.encode())), ("invalid_grant".into(), "the grant has been revoked".into(), None));
+    // Once the object has cleaned up, what is left answers the same error.
+    server.clock.advance(1);
+    assert_eq!(refused(&server, &refresh(&refresh_token.encode())).0, "invalid_grant");
+    assert!(server.grants.record(&grant_id).is_none());
+}
+
+#[test]
+fn a_code_is_for_its_client_for_a_minute_and_only_with_pkce() {
+    let server = server();
+    let code = authorize(&server, "app", "openid patient/*.rs");
+    // No client_id: the public client is not named.
+    let anonymous = form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]);
+    assert_eq!(refused(&server, &anonymous), ("invalid_client".into(), "client_id is required".into(), Some(ClientChallenge::Bearer)));
+    let mut unknown = exchange(&code, VERIFIER);
+    unknown.form.as_mut().unwrap()[4].1 = "nobody".into();
+    assert_eq!(refused(&server, &unknown), ("invalid_client".into(), "unknown client".into(), Some(ClientChallenge::Bearer)));
+    // The confidential client with a wrong secret, then with its own: not its code.
+    let web = |secret: &str| basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", secret);
+    assert_eq!(refused(&server, &web("wrong")), ("invalid_client".into(), "client authentication failed".into(), Some(ClientChallenge::Basic)));
+    assert_eq!(refused(&server, &web(&"s".repeat(40))), ("invalid_grant".into(), "the code was issued to another client".into(), None));
+    // The client is checked before the code and the verifier.
+    let short = form(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", "short")]);
+    assert_eq!(refused(&server, &short).1, "client_id is required");
+    assert_eq!(refused(&server, &exchange(&code, "short")).0, "invalid_grant");
+    // No refresh token without offline_access / online_access; no ID token without openid.
+    let (response, _) = tokens(&server, &exchange(&code, VERIFIER));
+    assert!(response.refresh_token.is_none() && response.id_token.is_some());
+
+    let late = authorize(&server, "app", "patient/*.rs");
+    server.clock.advance(grants::CODE_LIFETIME_SECS - 1);
+    let (error, description, _) = refused(&server, &exchange(&late, VERIFIER.replace('d', "e").as_str()));
+    assert_eq!((error.as_str(), description.as_str()), ("invalid_grant", "code_verifier does not match the code_challenge"));
+    server.clock.advance(1);
+    // Expired: the object's alarm removes the record at that moment, so the description is
+    // the state machine's ("the code has expired") or the missing record's.
+    assert_eq!(refused(&server, &exchange(&late, VERIFIER)).0, "invalid_grant");
+}
+
+#[test]
+fn refresh_rotates_tolerates_a_second_tab_in_the_grace_window_and_revokes_on_reuse() {
+    let server = server();
+    let code = authorize(&server, "app", "openid offline_access patient/*.rs");
+    let (first, _) = tokens(&server, &exchange(&code, VERIFIER));
+    let r1 = first.refresh_token.clone().unwrap();
+
+    server.clock.advance(100);
+    let (second, _) = tokens(&server, &refresh(&r1));
+    let r2 = second.refresh_token.clone().unwrap();
+    assert_ne!(r1, r2, "rotated");
+    assert_eq!(GrantHandle::parse(&r2).unwrap().grant_id(), GrantHandle::parse(&r1).unwrap().grant_id());
+    assert!(claims(second.id_token.as_deref().unwrap()).get("nonce").is_none(), "no nonce on refresh");
+    assert_eq!(claims(&second.access_token)["iat"].as_i64(), Some(START + 100));
+
+    // A second tab with r1 inside the grace window gets the same r2.
+    server.clock.advance(grants::REFRESH_GRACE_SECS - 1);
+    assert_eq!(tokens(&server, &refresh(&r1)).0.refresh_token.as_deref(), Some(r2.as_str()));
+    // A wider scope is invalid_scope and rotates nothing.
+    let wide = form(&[("grant_type", "refresh_token"), ("refresh_token", &r2), ("scope", "patient/*.cruds")]);
+    assert_eq!(refused(&server, &wide), ("invalid_scope".into(), "scope may only narrow the original grant".into(), None));
+
+    // r1 again after the window: someone else holds a copy. The grant is revoked.
+    server.clock.advance(1);
+    assert_eq!(
+        refused(&server, &refresh(&r1)),
+        ("invalid_grant".into(), "the refresh token was already used or has expired; the grant is revoked".into(), None)
+    );
+    assert_eq!(refused(&server, &refresh(&r2)), ("invalid_grant".into(), "the grant has been revoked".into(), None));
+    assert!(bearer(&server, &second.access_token).is_err(), "revocation reaches the resource server");
+    assert_eq!(refused(&server, &refresh("garbage")), ("invalid_grant".into(), "the refresh token is not valid".into(), None));
+}
+
+#[test]
+fn a_refresh_may_narrow_the_scope_for_one_token() {
+    let server = server();
+    let code = authorize(&server, "app", "openid offline_access patient/*.rs");
+    let r1 = tokens(&server, &exchange(&code, VERIFIER)).0.refresh_token.unwrap();
+    let narrow = form(&[("grant_type", "refresh_token"), ("refresh_token", &r1), ("scope", "patient/Observation.rs")]);
+    let (narrowed, _) = tokens(&server, &narrow);
+    assert_eq!(narrowed.scope.as_deref(), Some("patient/Observation.rs"));
+    assert!(narrowed.id_token.is_none(), "no openid, no ID token");
+    let (again, _) = tokens(&server, &refresh(&narrowed.refresh_token.unwrap()));
+    assert_eq!(again.scope.as_deref(), Some("openid offline_access patient/*.rs"), "the grant keeps its scopes");
+}
+
+#[test]
+fn the_grace_window_follows_the_setting_and_a_confidential_grant_never_refreshes_anonymously() {
+    let server = server();
+    server.settings.0.borrow_mut().refresh_grace_secs = 120;
+    let code = authorize(&server, "web", "openid offline_access patient/*.rs");
+    let secret = "s".repeat(40);
+    let exchange = basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &secret);
+    let r1 = tokens(&server, &exchange).0.refresh_token.unwrap();
+    assert_eq!(refused(&server, &refresh(&r1)), ("invalid_client".into(), "this client must authenticate".into(), Some(ClientChallenge::Bearer)));
+    assert_eq!(refused(&server, &basic(refresh(&r1), "web", "wrong")).2, Some(ClientChallenge::Basic));
+    let app = form(&[("grant_type", "refresh_token"), ("refresh_token", &r1), ("client_id", "app")]);
+    assert_eq!(refused(&server, &app), ("invalid_grant".into(), "the refresh token was issued to another client".into(), None));
+    let r2 = tokens(&server, &basic(refresh(&r1), "web", &secret)).0.refresh_token.unwrap();
+    server.clock.advance(60);
+    assert_eq!(tokens(&server, &basic(refresh(&r1), "web", &secret)).0.refresh_token, Some(r2), "a second tab after 60 s of 120");
+}
+
+#[test]
+fn online_access_ends_with_the_users_session() {
+    let server = server();
+    server.accounts.open_session("alice", "session-1");
+    let code = authorize(&server, "app", "openid online_access patient/*.rs");
+    let (first, _) = tokens(&server, &exchange(&code, VERIFIER));
+    let (second, _) = tokens(&server, &refresh(first.refresh_token.as_deref().unwrap()));
+    server.accounts.end_session("alice", "session-1");
+    assert_eq!(
+        refused(&server, &refresh(second.refresh_token.as_deref().unwrap())),
+        ("invalid_grant".into(), "the user's session has ended (online_access)".into(), None)
+    );
+    assert!(bearer(&server, &second.access_token).is_err(), "the grant is revoked with the session");
+
+    // offline_access outlives the session.
+    let code = authorize(&server, "app", "openid online_access offline_access patient/*.rs");
+    let (offline, _) = tokens(&server, &exchange(&code, VERIFIER));
+    assert!(matches!(answer(&server, &refresh(offline.refresh_token.as_deref().unwrap())), TokenAnswer::Tokens(_)));
+}
+
+#[test]
+fn a_grant_whose_client_was_deleted_refreshes_no_more() {
+    let server = server();
+    let code = authorize(&server, "app", "offline_access patient/*.rs");
+    let r1 = tokens(&server, &exchange(&code, VERIFIER)).0.refresh_token.unwrap();
+    server.clients.remove("app");
+    assert_eq!(refused(&server, &refresh(&r1)), ("invalid_grant".into(), "the client of this grant no longer exists".into(), None));
+}
+
+fn service_key(kid: &str) -> Jwk {
+    let generator = FakeKeyGenerator::default();
+    // Distinct key material per kid.
+    for _ in 0..kid.len() {
+        block_on(generator.generate(JwsAlgorithm::ES384)).unwrap();
+    }
+    let mut key = block_on(generator.generate(JwsAlgorithm::ES384)).unwrap();
+    key.kid = Some(kid.into());
+    key
+}
+
+fn assertion(key: &Jwk, claims: Value) -> String {
+    let header = JwsHeader { alg: JwsAlgorithm::ES384, typ: Some("JWT".into()), kid: key.kid.clone().unwrap() };
+    let input = jose::signing_input(&header, &claims).unwrap();
+    jose::compact(&input, &block_on(FakeSigner.sign(key, input.as_bytes())).unwrap())
+}
+
+fn backend_call(assertion: &str, scope: Option<&str>) -> TokenCall {
+    let mut pairs = vec![("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", assertion)];
+    if let Some(scope) = scope {
+        pairs.push(("scope", scope));
+    }
+    form(&pairs)
+}
+
+#[test]
+fn backend_services_with_a_jti_used_once() {
+    let server = server();
+    let k1 = service_key("k1");
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k1.to_public()] });
+    let now = START;
+    let signed = |key: &Jwk, jti: &str| assertion(key, json!({"iss": "svc", "sub": "svc", "aud": TOKEN_URL, "exp": now + 240, "jti": jti}));
+
+    let first = signed(&k1, "j-1");
+    let (response, body) = tokens(&server, &backend_call(&first, Some("system/Observation.rs")));
+    assert_eq!((response.expires_in, response.scope.as_deref()), (Some(300), Some("system/Observation.rs")));
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
+    let access = bearer(&server, &response.access_token).unwrap();
+    assert_eq!((access.sub.as_str(), access.client_id.as_str()), ("svc", "svc"));
+
+    // The same assertion again: a replay.
+    assert_eq!(
+        refused(&server, &backend_call(&first, None)),
+        ("invalid_client".into(), "this client_assertion (jti) was already used".into(), Some(ClientChallenge::Bearer))
+    );
+    // Everything it may hold when it asks for nothing; never what it may not.
+    assert_eq!(tokens(&server, &backend_call(&signed(&k1, "j-2"), None)).0.scope.as_deref(), Some("system/Patient.rs system/Observation.rs"));
+    assert_eq!(refused(&server, &backend_call(&signed(&k1, "j-3"), Some("system/Condition.rs"))).0, "invalid_scope");
+    // Claims are checked: another audience.
+    let elsewhere = assertion(&k1, json!({"iss": "svc", "sub": "svc", "aud": "https://other.example/token", "exp": now + 240, "jti": "j-4"}));
+    assert_eq!(refused(&server, &backend_call(&elsewhere, None)).1, "client_assertion aud must be the token endpoint URL");
+
+    // The service rotates to k2: its kid is unknown to the cached set, so the JWKS is fetched again.
+    let fetches = server.client_keys.fetches();
+    let k2 = service_key("k2-rotated");
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k2.to_public()] });
+    assert!(matches!(answer(&server, &backend_call(&signed(&k2, "j-5"), None)), TokenAnswer::Tokens(_)));
+    assert_eq!(server.client_keys.fetches(), fetches + 1);
+
+    // Revoking the backend token's grant ends it at the resource server.
+    let grant_id = access.grant_id.clone().unwrap();
+    assert_eq!(block_on(server.grants.apply(&grant_id, &Command::Revoke { reason: "revoked by the client".into() })).unwrap(), Ok(Reply::Revoked));
+    assert!(matches!(bearer(&server, &response.access_token), Err(BearerError::Invalid(m)) if m == "the access token has been revoked"));
+}
+
+#[test]
+fn client_credentials_is_for_backend_services_with_an_assertion_only() {
+    let server = server();
+    let secret = "s".repeat(40);
+    let with_secret = basic(form(&[("grant_type", "client_credentials")]), "web", &secret);
+    assert_eq!(
+        refused(&server, &with_secret),
+        ("invalid_client".into(), "client_credentials needs a private_key_jwt client assertion".into(), Some(ClientChallenge::Basic))
+    );
+    let unregistered = assertion(&service_key("k1"), json!({"iss": "svc", "sub": "svc", "aud": TOKEN_URL, "exp": START + 60, "jti": "j"}));
+    let (error, description, _) = refused(&server, &backend_call(&unregistered, None));
+    assert_eq!((error.as_str(), description.as_str()), ("invalid_client", "the client's keys could not be read: https://svc.example/jwks answered 404"));
+    // A backend service may not use the other grant types.
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![service_key("k1").to_public()] });
+    let code = authorize(&server, "app", "patient/*.rs");
+    let mut as_code = backend_call(&unregistered, None);
+    as_code.form.as_mut().unwrap().splice(0..1, [("grant_type".into(), "authorization_code".into()), ("code".into(), code), ("code_verifier".into(), VERIFIER.into())]);
+    assert_eq!(refused(&server, &as_code), ("unauthorized_client".into(), "this client may not use this grant_type".into(), None));
+}
+
+#[test]
+fn requests_that_are_not_token_requests() {
+    let server = server();
+    let not_a_form = TokenCall { form: Err(FormProblem::NotAForm), authorization: None };
+    assert_eq!(refused(&server, &not_a_form), ("invalid_request".into(), "the body must be application/x-www-form-urlencoded".into(), None));
+    let unreadable = TokenCall { form: Err(FormProblem::Unreadable), authorization: None };
+    assert_eq!(refused(&server, &unreadable).1, "the body is too large or unreadable");
+    assert_eq!(refused(&server, &form(&[("grant_type", "password")])).0, "unsupported_grant_type");
+    assert_eq!(refused(&server, &form(&[("grant_type", "refresh_token"), ("grant_type", "refresh_token")])).1, "grant_type is given more than once");
+    // Malformed Basic credentials: invalid_client, and (the scheme unknown) a Bearer challenge.
+    let malformed = TokenCall { authorization: Some("Basic !!!".into()), ..form(&[("grant_type", "client_credentials")]) };
+    assert_eq!(refused(&server, &malformed), ("invalid_client".into(), "the Basic credentials are malformed".into(), Some(ClientChallenge::Bearer)));
+}

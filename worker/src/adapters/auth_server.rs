@@ -1,0 +1,156 @@
+//! The token endpoint's ports over the Worker's storage: the `Grant`, `Account` and
+//! `AssertionLog` Durable Objects, the client registry and settings in KV (cached per
+//! isolate), the client JWKS cache, the isolate's key ring, WebCrypto and `Date.now()`.
+
+use super::client_keys::FetchedClientKeys;
+use super::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
+use crate::context::AppContext;
+use crate::durable::account::SessionRequest;
+use crate::durable::assertion_log::RecordRequest;
+use crate::durable::rpc;
+use crate::grant_status;
+use crate::http::AppError;
+use crate::keyring::{self, now_secs};
+use crate::{registry, settings};
+use async_trait::async_trait;
+use platform::accounts::GrantEntry;
+use platform::clients::Client;
+use platform::grants::{Command, GrantError, Reply};
+use platform::keys::KeyRing;
+use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, Settings, SigningKeys, StoreError};
+use platform::settings::ServerSettings;
+use platform::token_endpoint::TokenPorts;
+use std::rc::Rc;
+
+fn store_error(e: AppError) -> StoreError {
+    StoreError(format!("{e:?}"))
+}
+
+/// The `Grant` Durable Objects (through `grant_status`, which keeps the isolate's cache of
+/// active grants honest on revocation).
+pub struct DoGrants<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl GrantStore for DoGrants<'_> {
+    async fn apply(&self, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, StoreError> {
+        grant_status::apply(&self.0.env, id, command).await.map_err(store_error)
+    }
+
+    fn new_id(&self) -> Result<String, StoreError> {
+        let namespace = self.0.env.durable_object("GRANTS").map_err(|e| StoreError(e.to_string()))?;
+        Ok(namespace.unique_id().map_err(|e| StoreError(e.to_string()))?.to_string())
+    }
+}
+
+/// Clients from KV, cached per isolate (`registry`).
+pub struct KvClients<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl ClientRegistry for KvClients<'_> {
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        registry::client(self.0, client_id).await.map_err(store_error)
+    }
+}
+
+/// One `AssertionLog` object per client.
+pub struct DoAssertionLog<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl AssertionLog for DoAssertionLog<'_> {
+    async fn record(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, StoreError> {
+        let stub = rpc::by_name(&self.0.env, "ASSERTIONS", client_id).map_err(store_error)?;
+        let request = RecordRequest { jti: jti.to_owned(), exp };
+        let fresh: Result<bool, serde_json::Value> = rpc::call(&stub, "/record", &request).await.map_err(store_error)?;
+        Ok(fresh.unwrap_or(false))
+    }
+}
+
+/// One `Account` object per username.
+pub struct DoAccounts<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl Accounts for DoAccounts<'_> {
+    async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError> {
+        let stub = rpc::by_name(&self.0.env, "ACCOUNTS", username).map_err(store_error)?;
+        let request = SessionRequest { id: session_id.to_owned(), secret: String::new() };
+        let alive: Result<bool, serde_json::Value> = rpc::call(&stub, "/session/alive", &request).await.map_err(store_error)?;
+        Ok(alive.unwrap_or(false))
+    }
+
+    async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
+        let stub = rpc::by_name(&self.0.env, "ACCOUNTS", username).map_err(store_error)?;
+        let _: Result<bool, serde_json::Value> = rpc::call(&stub, "/grants/add", entry).await.map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// The isolate's key ring (`keyring`).
+pub struct IsolateKeyRing<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl SigningKeys for IsolateKeyRing<'_> {
+    async fn key_ring(&self) -> Result<Rc<KeyRing>, StoreError> {
+        keyring::load(self.0).await.map_err(store_error)
+    }
+}
+
+/// The isolate's copy of the settings (`settings`).
+pub struct IsolateSettings<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl Settings for IsolateSettings<'_> {
+    async fn settings(&self) -> Result<ServerSettings, StoreError> {
+        settings::load(self.0).await.map_err(store_error)
+    }
+}
+
+/// `Date.now()`, in seconds.
+pub struct WorkerClock;
+
+impl Clock for WorkerClock {
+    fn now(&self) -> i64 {
+        now_secs()
+    }
+}
+
+/// Every adapter the token endpoint needs, for one request.
+pub struct AuthServer<'a> {
+    ctx: &'a AppContext,
+    grants: DoGrants<'a>,
+    clients: KvClients<'a>,
+    assertions: DoAssertionLog<'a>,
+    accounts: DoAccounts<'a>,
+    keys: IsolateKeyRing<'a>,
+    settings: IsolateSettings<'a>,
+}
+
+impl<'a> AuthServer<'a> {
+    pub fn new(ctx: &'a AppContext) -> AuthServer<'a> {
+        AuthServer {
+            ctx,
+            grants: DoGrants(ctx),
+            clients: KvClients(ctx),
+            assertions: DoAssertionLog(ctx),
+            accounts: DoAccounts(ctx),
+            keys: IsolateKeyRing(ctx),
+            settings: IsolateSettings(ctx),
+        }
+    }
+
+    pub fn ports(&self) -> TokenPorts<'_> {
+        TokenPorts {
+            urls: &self.ctx.urls,
+            grants: &self.grants,
+            clients: &self.clients,
+            client_keys: &FetchedClientKeys,
+            assertions: &self.assertions,
+            accounts: &self.accounts,
+            keys: &self.keys,
+            settings: &self.settings,
+            signer: &WebCryptoSigner,
+            verifier: &WebCryptoVerifier,
+            random: &WebCryptoRandom,
+            clock: &WorkerClock,
+        }
+    }
+}
