@@ -140,8 +140,6 @@ export declare function authorize(options: AuthorizeOptions): Promise<string>;
 export declare function ready(): Promise<Client>;
 export declare function init(options: AuthorizeOptions): Promise<Client>;
 export declare function discover(fhirBase: string): Promise<Endpoints>;
-export declare function createPkce(): { codeVerifier: string; codeChallenge: string; codeChallengeMethod: "S256" };
-export declare function pkceChallenge(verifier: string): string;
 export declare const oauth2: { authorize: typeof authorize; ready: typeof ready; init: typeof init };
 declare const SMART: { oauth2: typeof oauth2; authorize: typeof authorize; ready: typeof ready; init: typeof init; discover: typeof discover; Client: typeof Client; SmartError: typeof SmartError };
 export default SMART;

@@ -2,11 +2,9 @@
 // WebAssembly. This module is the public API (fhirclient.js's habits: authorize / ready / init,
 // a Client with patient, user, encounter and request); the protocol work happens in the wasm,
 // which keeps no state of its own: the Client holds its serialisable `state`.
-import initWasm, { createPkce, pkceChallenge, sdkAuthorize, sdkDiscover, sdkInit, sdkLogout, sdkReady, sdkRefresh, sdkRequest } from "./smart_edge_sdk.js";
+import initWasm, { sdkAuthorize, sdkDiscover, sdkInit, sdkLogout, sdkReady, sdkRefresh, sdkRequest } from "./smart_edge_sdk.js";
 
 await initWasm();
-
-export { createPkce, pkceChallenge };
 
 /** Every failure: `code` is the OAuth error, the FHIR issue code, or one of the SDK's own. */
 export class SmartError extends Error {

@@ -260,6 +260,12 @@ impl Environment for BrowserEnv {
         }
     }
 
+    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, SdkError> {
+        let pending = self.subtle()?.digest_with_str_and_u8_array("SHA-256", data).map_err(|e| js_error("no_crypto", "crypto.subtle.digest", e))?;
+        let digest = JsFuture::from(pending).await.map_err(|e| js_error("no_crypto", "crypto.subtle.digest", e))?;
+        Ok(js_sys::Uint8Array::new(&digest).to_vec())
+    }
+
     async fn verify(&self, check: SignatureCheck<'_>) -> Result<bool, SdkError> {
         let Some((import, verify)) = algorithm(check.alg) else { return Ok(false) };
         // Only the key material: a stray `alg` or `key_ops` in the JWK must not fail the import.

@@ -41,8 +41,14 @@ impl CodeVerifier {
 
     /// `BASE64URL(SHA256(ASCII(code_verifier)))`.
     pub fn s256_challenge(&self) -> String {
-        B64URL.encode(Sha256::digest(self.0.as_bytes()))
+        s256_challenge_of_digest(&Sha256::digest(self.0.as_bytes()))
     }
+}
+
+/// The S256 challenge from `SHA256(ASCII(code_verifier))` computed elsewhere (the browser SDK
+/// hashes with WebCrypto rather than carry SHA-256 in its wasm).
+pub fn s256_challenge_of_digest(digest: &[u8]) -> String {
+    B64URL.encode(digest)
 }
 
 impl fmt::Debug for CodeVerifier {

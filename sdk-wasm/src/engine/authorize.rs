@@ -9,7 +9,7 @@ use super::url;
 use serde::Deserialize;
 use crate::json::{self, Json};
 use smart_protocol::discovery::SmartConfiguration;
-use smart_protocol::pkce::CodeVerifier;
+use smart_protocol::pkce::{s256_challenge_of_digest, CodeVerifier};
 
 /// `authorize()`'s options, with fhirclient.js's names.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,6 +119,7 @@ pub async fn authorize(env: &impl Environment, options: &AuthorizeOptions) -> Re
         env.random(&mut b);
         b
     });
+    let challenge = s256_challenge_of_digest(&env.sha256(verifier.secret().as_bytes()).await?);
     let state = random_token(env, 24);
     let nonce = random_token(env, 24);
     let redirect = redirect_uri(env, options.redirect_uri.as_deref());
@@ -129,7 +130,7 @@ pub async fn authorize(env: &impl Environment, options: &AuthorizeOptions) -> Re
         ("redirect_uri".into(), redirect.clone()),
         ("aud".into(), server.clone()),
         ("state".into(), state.clone()),
-        ("code_challenge".into(), verifier.s256_challenge()),
+        ("code_challenge".into(), challenge),
         ("code_challenge_method".into(), "S256".into()),
     ];
     if scope.split(' ').any(|s| s == "openid") {

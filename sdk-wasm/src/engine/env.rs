@@ -99,6 +99,8 @@ pub trait Environment {
     async fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, SdkError>;
     fn random(&self, bytes: &mut [u8]);
     async fn verify(&self, check: SignatureCheck<'_>) -> Result<bool, SdkError>;
+    /// SHA-256 of `data`.
+    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, SdkError>;
     /// Seconds since the epoch.
     fn now(&self) -> i64;
     /// Runs `task` while holding the lock `name`, shared by every tab of the origin.

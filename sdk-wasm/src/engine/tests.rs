@@ -205,6 +205,9 @@ impl Environment for MemoryEnv<'_> {
             *b = self.random.get();
         }
     }
+    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, SdkError> {
+        Ok(Sha256::digest(data).to_vec())
+    }
     async fn verify(&self, check: SignatureCheck<'_>) -> Result<bool, SdkError> {
         let key = check.jwk.get("n").and_then(crate::json::Json::as_str).unwrap_or_default();
         Ok(check.alg == "RS256" && fake_sign(check.signed, key) == check.signature)
