@@ -159,3 +159,9 @@ pub trait SigningKeys {
 pub trait Settings {
     async fn settings(&self) -> Result<crate::settings::ServerSettings, StoreError>;
 }
+
+/// The users who sign in (KV in production; read at login and for userinfo, not cached).
+#[async_trait(?Send)]
+pub trait Users {
+    async fn user(&self, username: &str) -> Result<Option<crate::users::User>, StoreError>;
+}

@@ -7,7 +7,9 @@ use crate::grants::AuthorizationGrant;
 use crate::scope_policy::{self, Holder};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use crate::grant_handle::Redacted;
 use serde_json::{json, Map, Value};
+use std::fmt;
 use smart_protocol::scopes::{Scope, ScopeSet};
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 
@@ -17,7 +19,7 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// Lifetime of ID tokens.
 pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum GrantRequest {
     AuthorizationCode { code: String, redirect_uri: Option<String>, code_verifier: String },
     RefreshToken { refresh_token: String, scope: Option<String> },
@@ -25,7 +27,7 @@ pub enum GrantRequest {
 }
 
 /// How the client presented itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ClientAuth {
     /// A public client, naming itself with `client_id` (or not at all, on refresh).
     None { client_id: Option<String> },
@@ -48,6 +50,34 @@ impl ClientAuth {
 
     pub fn used_basic(&self) -> bool {
         matches!(self, ClientAuth::Basic { .. })
+    }
+}
+
+/// Codes, verifiers and refresh tokens print as `[redacted]`.
+impl fmt::Debug for GrantRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantRequest::AuthorizationCode { redirect_uri, .. } => f
+                .debug_struct("AuthorizationCode")
+                .field("code", &Redacted)
+                .field("redirect_uri", redirect_uri)
+                .field("code_verifier", &Redacted)
+                .finish(),
+            GrantRequest::RefreshToken { scope, .. } => f.debug_struct("RefreshToken").field("refresh_token", &Redacted).field("scope", scope).finish(),
+            GrantRequest::ClientCredentials { scope } => f.debug_struct("ClientCredentials").field("scope", scope).finish(),
+        }
+    }
+}
+
+/// Secrets and assertions print as `[redacted]`.
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::None { client_id } => f.debug_struct("None").field("client_id", client_id).finish(),
+            ClientAuth::Basic { client_id, .. } => f.debug_struct("Basic").field("client_id", client_id).field("secret", &Redacted).finish(),
+            ClientAuth::Post { client_id, .. } => f.debug_struct("Post").field("client_id", client_id).field("secret", &Redacted).finish(),
+            ClientAuth::Assertion { client_id, .. } => f.debug_struct("Assertion").field("client_id", client_id).field("assertion", &Redacted).finish(),
+        }
     }
 }
 
@@ -356,6 +386,22 @@ mod tests {
         assert_eq!(both.error, OAuthErrorCode::InvalidRequest);
         let jwt = parse_client_auth(&pairs(&[("client_assertion_type", JWT_BEARER), ("client_assertion", "x.y.z")]), None).unwrap();
         assert!(matches!(jwt, ClientAuth::Assertion { client_id: None, .. }));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets_codes_or_assertions() {
+        let request = parse(
+            &pairs(&[("grant_type", "authorization_code"), ("code", "c0de"), ("code_verifier", "v3rifier"), ("client_id", "a"), ("client_secret", "s3cret")]),
+            None,
+        )
+        .unwrap();
+        let assertion = ClientAuth::Assertion { client_id: None, assertion: "h.p.s1gnature".into() };
+        let refresh = GrantRequest::RefreshToken { refresh_token: "r3fresh".into(), scope: None };
+        let text = format!("{request:?} {assertion:?} {refresh:?}");
+        for secret in ["c0de", "v3rifier", "s3cret", "s1gnature", "r3fresh"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("[redacted]") && text.contains("client_id: \"a\""), "{text}");
     }
 
     #[test]

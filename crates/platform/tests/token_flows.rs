@@ -1,155 +1,20 @@
-//! The token endpoint's flows end to end, natively: `platform::token_endpoint` over the
+//! The token endpoint's flows end to end, natively: `platform::oauth` over the
 //! in-memory adapters with a test clock. The authorization half of each flow drives the
 //! grant state machine the way the sign-in pages do (start → login → consent → code).
 //! Each refusal is asserted by its exact OAuth `error` (RFC 6749 §5.2) and description.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+#[path = "flows/support.rs"]
+mod support;
+
 use futures::executor::block_on;
-use platform::authorize::{AuthorizationRequest, Prompt};
-use platform::clients::{ClientRegistration, ConsentPolicy};
 use platform::grant_handle::GrantHandle;
-use platform::grants::{self, AuthenticatedUser, Command, Interaction, Reply};
-use platform::guard::{self, AccessGrant, BearerError};
-use platform::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
-use platform::ports::{GrantStore, KeyGenerator, Signer};
-use platform::token_endpoint::memory::MemoryAuthServer;
-use platform::token_endpoint::{token, ClientChallenge, FormProblem, TokenAnswer, TokenCall};
-use platform::token::JWT_BEARER;
-use platform::tokens::opaque_hash;
-use serde_json::{json, Value};
-use smart_protocol::jose::{self, Jwk, JwsAlgorithm, JwsHeader, Jwks};
-use smart_protocol::pkce::CodeVerifier;
-use smart_protocol::token::TokenResponse;
-
-const BASE: &str = "https://ehr.example";
-const TOKEN_URL: &str = "https://ehr.example/auth/token";
-const REDIRECT: &str = "https://app.example/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const START: i64 = 1_800_000_000;
-
-fn server() -> MemoryAuthServer {
-    let server = MemoryAuthServer::new(BASE, START);
-    let register = |json: Value| server.clients.add(ClientRegistration::parse(&json.to_string()).unwrap().into_client().unwrap());
-    let scope = "openid fhirUser profile offline_access online_access launch/patient patient/*.rs";
-    register(json!({"client_id": "app", "client_name": "App", "client_type": "public", "redirect_uris": [REDIRECT], "scope": scope}));
-    register(json!({"client_id": "web", "client_name": "Web", "client_type": "confidential-symmetric", "redirect_uris": [REDIRECT],
-        "scope": scope, "client_secrets": ["s".repeat(40)]}));
-    register(json!({"client_id": "svc", "client_name": "Service", "client_type": "backend", "scope": "system/Patient.rs system/Observation.rs",
-        "jwks_uri": "https://svc.example/jwks"}));
-    server
-}
-
-fn form(pairs: &[(&str, &str)]) -> TokenCall {
-    TokenCall { form: Ok(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), authorization: None }
-}
-
-fn basic(call: TokenCall, id: &str, secret: &str) -> TokenCall {
-    TokenCall { authorization: Some(format!("Basic {}", B64.encode(format!("{id}:{secret}")))), ..call }
-}
-
-fn answer(server: &MemoryAuthServer, call: &TokenCall) -> TokenAnswer {
-    block_on(token(&server.ports(), call)).unwrap()
-}
-
-/// The token response, or a panic with the refusal.
-fn tokens(server: &MemoryAuthServer, call: &TokenCall) -> (TokenResponse, Value) {
-    match answer(server, call) {
-        TokenAnswer::Tokens(body) => (serde_json::from_value(body.clone()).unwrap(), body),
-        refused => panic!("{refused:?}"),
-    }
-}
-
-/// The refusal's `error`, `error_description` and challenge, or a panic with the tokens.
-fn refused(server: &MemoryAuthServer, call: &TokenCall) -> (String, String, Option<ClientChallenge>) {
-    match answer(server, call) {
-        TokenAnswer::Refused { error, challenge } => (error.error.as_str().to_owned(), error.error_description.unwrap_or_default(), challenge),
-        tokens => panic!("{tokens:?}"),
-    }
-}
-
-fn alice() -> AuthenticatedUser {
-    AuthenticatedUser {
-        username: "alice".into(),
-        display_name: "Alice Doe".into(),
-        fhir_user: "Practitioner/pr-1".into(),
-        auth_time: START - 5,
-        session_id: "session-1".into(),
-    }
-}
-
-/// What the sign-in pages do for `client_id`: start the interaction, log alice in, pick the
-/// patient when asked, consent, issue the code. Returns the code the redirect carries.
-fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> String {
-    let grants = &server.grants;
-    let id = grants.new_id().unwrap();
-    let apply = |command: Command| block_on(grants.apply(&id, &command)).unwrap().unwrap();
-    let interaction = Interaction {
-        request: AuthorizationRequest {
-            client_id: client_id.into(),
-            redirect_uri: REDIRECT.into(),
-            scope: scope.into(),
-            state: "st".into(),
-            code_challenge: CodeVerifier::parse(VERIFIER).unwrap().s256_challenge(),
-            launch: None,
-            nonce: Some("n-1".into()),
-            prompt: Prompt::default(),
-        },
-        client_name: client_id.into(),
-        consent_policy: ConsentPolicy::Ask,
-        allowed_scope: "openid fhirUser profile offline_access online_access launch/patient patient/*.rs".into(),
-        launch: None,
-        launch_user: None,
-        browser_hash: "b".into(),
-        public_client: client_id == "app",
-        csrf: "t".into(),
-        created_at: server.clock_now(),
-        user: None,
-        patient: None,
-        encounter: None,
-        encounter_chosen: false,
-        granted_scope: None,
-    };
-    apply(Command::Start { interaction: Box::new(interaction) });
-    let b = || "b".to_owned();
-    let t = || "t".to_owned();
-    let Reply::Interaction { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
-    if step == grants::Step::PickPatient {
-        apply(Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-1".into() });
-    }
-    apply(Command::Consent { browser_hash: b(), csrf: t(), approved: scope.into() });
-    let secret = format!("code-secret-{id}");
-    let Reply::CodeIssued { .. } = apply(Command::IssueCode { browser_hash: b(), code_hash: opaque_hash(&secret) }) else { panic!() };
-    GrantHandle::new(id, secret).encode()
-}
-
-trait Now {
-    fn clock_now(&self) -> i64;
-}
-
-impl Now for MemoryAuthServer {
-    fn clock_now(&self) -> i64 {
-        platform::ports::Clock::now(self.clock.as_ref())
-    }
-}
-
-fn exchange(code: &str, verifier: &str) -> TokenCall {
-    form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", verifier), ("client_id", "app")])
-}
-
-fn refresh(token: &str) -> TokenCall {
-    form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
-}
-
-/// What the resource server makes of an access token now (signature, expiry, revocation).
-fn bearer(server: &MemoryAuthServer, access_token: &str) -> Result<AccessGrant, BearerError> {
-    let ring = server.keys.0.clone();
-    block_on(guard::authenticate(Some(&format!("Bearer {access_token}")), &ring, &FakeVerifier, &server.grants, &server.urls, server.clock_now()))
-}
-
-fn claims(token: &str) -> serde_json::Map<String, Value> {
-    jose::parse_compact(token).unwrap().payload
-}
+use platform::grants::{self, Command, Reply};
+use platform::guard::BearerError;
+use platform::oauth::{ClientChallenge, FormPost, FormProblem, TokenAnswer};
+use platform::ports::GrantStore;
+use serde_json::json;
+use smart_protocol::jose::{Jwk, Jwks};
+use support::*;
 
 #[test]
 fn authorization_code_with_pkce_end_to_end() {
@@ -324,31 +189,6 @@ fn a_grant_whose_client_was_deleted_refreshes_no_more() {
     assert_eq!(refused(&server, &refresh(&r1)), ("invalid_grant".into(), "the client of this grant no longer exists".into(), None));
 }
 
-fn service_key(kid: &str) -> Jwk {
-    let generator = FakeKeyGenerator::default();
-    // Distinct key material per kid.
-    for _ in 0..kid.len() {
-        block_on(generator.generate(JwsAlgorithm::ES384)).unwrap();
-    }
-    let mut key = block_on(generator.generate(JwsAlgorithm::ES384)).unwrap();
-    key.kid = Some(kid.into());
-    key
-}
-
-fn assertion(key: &Jwk, claims: Value) -> String {
-    let header = JwsHeader { alg: JwsAlgorithm::ES384, typ: Some("JWT".into()), kid: key.kid.clone().unwrap() };
-    let input = jose::signing_input(&header, &claims).unwrap();
-    jose::compact(&input, &block_on(FakeSigner.sign(key, input.as_bytes())).unwrap())
-}
-
-fn backend_call(assertion: &str, scope: Option<&str>) -> TokenCall {
-    let mut pairs = vec![("grant_type", "client_credentials"), ("client_assertion_type", JWT_BEARER), ("client_assertion", assertion)];
-    if let Some(scope) = scope {
-        pairs.push(("scope", scope));
-    }
-    form(&pairs)
-}
-
 #[test]
 fn backend_services_with_a_jti_used_once() {
     let server = server();
@@ -412,13 +252,13 @@ fn client_credentials_is_for_backend_services_with_an_assertion_only() {
 #[test]
 fn requests_that_are_not_token_requests() {
     let server = server();
-    let not_a_form = TokenCall { form: Err(FormProblem::NotAForm), authorization: None };
+    let not_a_form = FormPost { form: Err(FormProblem::NotAForm), authorization: None };
     assert_eq!(refused(&server, &not_a_form), ("invalid_request".into(), "the body must be application/x-www-form-urlencoded".into(), None));
-    let unreadable = TokenCall { form: Err(FormProblem::Unreadable), authorization: None };
+    let unreadable = FormPost { form: Err(FormProblem::Unreadable), authorization: None };
     assert_eq!(refused(&server, &unreadable).1, "the body is too large or unreadable");
     assert_eq!(refused(&server, &form(&[("grant_type", "password")])).0, "unsupported_grant_type");
     assert_eq!(refused(&server, &form(&[("grant_type", "refresh_token"), ("grant_type", "refresh_token")])).1, "grant_type is given more than once");
     // Malformed Basic credentials: invalid_client, and (the scheme unknown) a Bearer challenge.
-    let malformed = TokenCall { authorization: Some("Basic !!!".into()), ..form(&[("grant_type", "client_credentials")]) };
+    let malformed = FormPost { authorization: Some("Basic !!!".into()), ..form(&[("grant_type", "client_credentials")]) };
     assert_eq!(refused(&server, &malformed), ("invalid_client".into(), "the Basic credentials are malformed".into(), Some(ClientChallenge::Bearer)));
 }

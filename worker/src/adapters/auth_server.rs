@@ -1,4 +1,4 @@
-//! The token endpoint's ports over the Worker's storage: the `Grant`, `Account` and
+//! The OAuth endpoints' ports over the Worker's storage: the `Grant`, `Account` and
 //! `AssertionLog` Durable Objects, the client registry and settings in KV (cached per
 //! isolate), the client JWKS cache, the isolate's key ring, WebCrypto and `Date.now()`.
 
@@ -8,7 +8,7 @@ use crate::context::AppContext;
 use crate::durable::account::SessionRequest;
 use crate::durable::assertion_log::RecordRequest;
 use crate::durable::rpc;
-use crate::grant_status;
+use crate::grant_status::{self, DoGrantStatus};
 use crate::http::AppError;
 use crate::keyring::{self, now_secs};
 use crate::{registry, settings};
@@ -17,9 +17,10 @@ use platform::accounts::GrantEntry;
 use platform::clients::Client;
 use platform::grants::{Command, GrantError, Reply};
 use platform::keys::KeyRing;
-use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, Settings, SigningKeys, StoreError};
+use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, Settings, SigningKeys, StoreError, Users};
+use platform::users::User;
 use platform::settings::ServerSettings;
-use platform::token_endpoint::TokenPorts;
+use platform::oauth::OAuthPorts;
 use std::rc::Rc;
 
 fn store_error(e: AppError) -> StoreError {
@@ -39,6 +40,16 @@ impl GrantStore for DoGrants<'_> {
     fn new_id(&self) -> Result<String, StoreError> {
         let namespace = self.0.env.durable_object("GRANTS").map_err(|e| StoreError(e.to_string()))?;
         Ok(namespace.unique_id().map_err(|e| StoreError(e.to_string()))?.to_string())
+    }
+}
+
+/// Users from KV (`registry`, not cached).
+pub struct KvUsers<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl Users for KvUsers<'_> {
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        registry::user(self.0, username).await.map_err(store_error)
     }
 }
 
@@ -113,10 +124,12 @@ impl Clock for WorkerClock {
     }
 }
 
-/// Every adapter the token endpoint needs, for one request.
+/// Every adapter the OAuth endpoints need, for one request.
 pub struct AuthServer<'a> {
     ctx: &'a AppContext,
     grants: DoGrants<'a>,
+    grant_status: DoGrantStatus<'a>,
+    users: KvUsers<'a>,
     clients: KvClients<'a>,
     assertions: DoAssertionLog<'a>,
     accounts: DoAccounts<'a>,
@@ -129,6 +142,8 @@ impl<'a> AuthServer<'a> {
         AuthServer {
             ctx,
             grants: DoGrants(ctx),
+            grant_status: DoGrantStatus(&ctx.env),
+            users: KvUsers(ctx),
             clients: KvClients(ctx),
             assertions: DoAssertionLog(ctx),
             accounts: DoAccounts(ctx),
@@ -137,10 +152,12 @@ impl<'a> AuthServer<'a> {
         }
     }
 
-    pub fn ports(&self) -> TokenPorts<'_> {
-        TokenPorts {
+    pub fn ports(&self) -> OAuthPorts<'_> {
+        OAuthPorts {
             urls: &self.ctx.urls,
             grants: &self.grants,
+            grant_status: &self.grant_status,
+            users: &self.users,
             clients: &self.clients,
             client_keys: &FetchedClientKeys,
             assertions: &self.assertions,

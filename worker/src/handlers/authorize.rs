@@ -17,6 +17,7 @@ use base64::Engine;
 use platform::accounts::{LoginOutcome, LoginSource, SessionHandle, SESSION_LIFETIME_SECS};
 use platform::authorize::{self, Checked, RedirectError};
 use platform::fhir::store::{self as fhir_store, FhirStore};
+use platform::grant_handle::GrantHandle;
 use platform::grants::{self, Action, AuthenticatedUser, Command, GrantError, Interaction, Reply, Step};
 use platform::launch;
 use platform::pages::{self, Choice};
@@ -218,12 +219,11 @@ pub async fn interaction(req: Request, ctx: &AppContext) -> Result<Response, App
             }
             Action::AutoConsent => Command::AutoConsent { browser_hash: browser_hash.clone() },
             Action::IssueCode => {
-                let secret = random_token()?;
-                let command = Command::IssueCode { browser_hash: browser_hash.clone(), code_hash: opaque_hash(&secret) };
+                let code = GrantHandle::new(id.as_str(), random_token()?);
+                let command = Command::IssueCode { browser_hash: browser_hash.clone(), code_hash: code.secret_hash() };
                 return match apply(ctx, &id, &command).await? {
                     Ok(Reply::CodeIssued { redirect_uri, state }) => {
-                        let code = format!("{id}.{secret}");
-                        Ok(http::see_other(&authorize::code_redirect(&redirect_uri, &code, &state, ctx.urls.issuer())))
+                        Ok(http::see_other(&authorize::code_redirect(&redirect_uri, &code.encode(), &state, ctx.urls.issuer())))
                     }
                     Ok(_) => Err(AppError::internal("IssueCode answered something else")),
                     Err(e) => Ok(grant_error_page(&e)),

@@ -4,7 +4,7 @@
 
 use super::client_auth::authenticated;
 use super::issue::new_jti;
-use super::{refusal, Checked, Failure, TokenPorts};
+use super::{refusal, Checked, Failure, OAuthPorts};
 use crate::grants::Command;
 use crate::token::{self, ClientAuth, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
 use crate::tokens::sign_jwt;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;
 
-pub(super) async fn client_credentials(ports: &TokenPorts<'_>, auth: &ClientAuth, scope: Option<&str>) -> Checked<Value> {
+pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth, scope: Option<&str>) -> Checked<Value> {
     if !matches!(auth, ClientAuth::Assertion { .. }) {
         return Err(refusal(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion"));
     }

@@ -1,7 +1,7 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749
 //! §2.3; `private_key_jwt`, RFC 7523 §2.2 and §3). Every refusal is `invalid_client`.
 
-use super::{refusal, Checked, Failure, Stop, TokenPorts};
+use super::{refusal, Checked, Failure, Stop, OAuthPorts};
 use crate::assertions;
 use crate::clients::Client;
 use crate::token::{self, ClientAuth};
@@ -9,7 +9,7 @@ use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// Loads and authenticates the client `auth` names; a `private_key_jwt` assertion may name
 /// the token URL or `endpoint` (the introspection or revocation URL) as its audience.
-pub async fn authenticate(ports: &TokenPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Result<Result<Client, OAuthError>, Failure> {
+pub async fn authenticate(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Result<Result<Client, OAuthError>, Failure> {
     match authenticated(ports, auth, endpoint).await {
         Ok(client) => Ok(Ok(client)),
         Err(Stop::Refuse(e)) => Ok(Err(e)),
@@ -17,7 +17,7 @@ pub async fn authenticate(ports: &TokenPorts<'_>, auth: &ClientAuth, endpoint: O
     }
 }
 
-pub(super) async fn authenticated(ports: &TokenPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Checked<Client> {
+pub(super) async fn authenticated(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Checked<Client> {
     let client_id = named_client(auth)?;
     let client = ports.clients.client(&client_id).await?;
     token::authenticate(client.as_ref(), auth)?;
@@ -39,7 +39,7 @@ fn named_client(auth: &ClientAuth) -> Result<String, OAuthError> {
 
 /// `private_key_jwt`: the client's registered keys (fetched again for an unknown `kid`), the
 /// signature and claims, and a `jti` not seen before.
-async fn check_assertion(ports: &TokenPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<()> {
+async fn check_assertion(ports: &OAuthPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<()> {
     let unreadable = |e: crate::ports::KeysUnavailable| refusal(OAuthErrorCode::InvalidClient, &format!("the client's keys could not be read: {e}"));
     let mut keys = ports.client_keys.keys(client, false).await.map_err(unreadable)?;
     if !assertions::has_key(assertion, &keys) {

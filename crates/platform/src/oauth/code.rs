@@ -2,7 +2,7 @@
 
 use super::client_auth::authenticated;
 use super::issue::{issue, Tokens};
-use super::{grant_refusal, refusal, Checked, Failure, TokenPorts};
+use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
 use crate::accounts::GrantEntry;
 use crate::grant_handle::{random_secret, GrantHandle};
 use crate::grants::{Command, Reply};
@@ -12,7 +12,7 @@ use smart_protocol::scopes::ScopeSet;
 use smart_protocol::OAuthErrorCode;
 
 pub(super) async fn authorization_code(
-    ports: &TokenPorts<'_>,
+    ports: &OAuthPorts<'_>,
     auth: &ClientAuth,
     code: &str,
     redirect_uri: Option<String>,

@@ -1,3 +1,11 @@
+//! Introspection (RFC 7662 + SMART) and revocation (RFC 7009): who may call, and what a
+//! presented token is. Both read the grant's own object, never a cache.
+//!
+//! The calling client is checked in order: a form → single, short parameters → its
+//! credentials are readable → it authenticates at all → it authenticates (a secret or
+//! `private_key_jwt`, whose assertion may name this endpoint) → it may use the endpoint → a
+//! `token` is given. Every refusal of the client's credentials carries a challenge.
+//!
 //! Who may introspect or revoke a token (RFC 7662 §2.1 and §4, RFC 7009 §2.1).
 //!
 //! Introspection tells a token's scopes, user and patient, so it is not for any client that
@@ -8,8 +16,181 @@
 //! other clients' tokens. Revocation accepts public clients (they name themselves), and a
 //! token is revoked only for the client it was issued to.
 
+use super::{client_auth, ClientChallenge, Failure, FormPost, OAuthPorts};
 use crate::clients::{Client, ClientType};
+use crate::grant_handle::GrantHandle;
+use crate::grants::{AuthorizationGrant, Command, Reply};
+use crate::guard::{self, AccessGrant};
+use crate::settings::IntrospectionStyle;
+use crate::token::{self, ClientAuth};
+use crate::tokens::hash_matches;
+use serde_json::{json, Value};
 use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// What to answer, for the edge to encode (always `no-store`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A JSON body with this status.
+    Json { status: u16, body: Value },
+    /// 200 with an empty body (revocation, RFC 7009 §2.2).
+    Done,
+    /// The OAuth error, with the `WWW-Authenticate` challenge when it is about the client's
+    /// credentials.
+    Refused { error: OAuthError, challenge: Option<ClientChallenge> },
+}
+
+/// `POST /auth/introspect`: the token's description if it is active and the caller may
+/// learn about it; otherwise `active: false` (or, in the Smile CDR style, a 404 with every
+/// field empty), exactly as for an unknown token.
+pub async fn introspect(ports: &OAuthPorts<'_>, post: &FormPost) -> Result<Answer, Failure> {
+    let (caller, presented) = match caller(ports, post, Endpoint::Introspect).await? {
+        Ok(found) => found,
+        Err(refusal) => return Ok(refusal),
+    };
+    let found = find(ports, &presented, true).await?.filter(|found| may_introspect(&caller, found.client_id()));
+    Ok(match found {
+        Some(found) => Answer::Json { status: 200, body: describe(ports, found) },
+        None if ports.settings.settings().await?.introspection_style == IntrospectionStyle::SmileCdr => Answer::Json {
+            status: 404,
+            body: json!({"active": false, "scope": "", "client_id": "", "username": "", "token_type": "", "exp": null, "iat": null, "sub": "", "aud": "", "iss": "", "jti": ""}),
+        },
+        None => Answer::Json { status: 200, body: json!({ "active": false }) },
+    })
+}
+
+/// `POST /auth/revoke`: ends the grant of an access or refresh token issued to the caller.
+/// 200 whatever the token (RFC 7009 §2.2).
+pub async fn revoke(ports: &OAuthPorts<'_>, post: &FormPost) -> Result<Answer, Failure> {
+    let (caller, presented) = match caller(ports, post, Endpoint::Revoke).await? {
+        Ok(found) => found,
+        Err(refusal) => return Ok(refusal),
+    };
+    let target = match find(ports, &presented, false).await? {
+        Some(Found::Refresh { grant_id, grant }) => Some((grant_id, grant.client_id)),
+        Some(Found::Access(grant)) => grant.grant_id.clone().map(|id| (id, grant.client_id.clone())),
+        None => None,
+    };
+    if let Some((grant_id, client_id)) = target {
+        // Only the client the token was issued to may revoke it (RFC 7009 §2.1).
+        if may_revoke(&caller, &client_id) {
+            let _ = ports.grants.apply(&grant_id, &Command::Revoke { reason: "revoked by the client".into() }).await?;
+        }
+    }
+    Ok(Answer::Done)
+}
+
+/// The calling client, authenticated, and the `token` it presents.
+async fn caller(ports: &OAuthPorts<'_>, post: &FormPost, endpoint: Endpoint) -> Result<Result<(Client, String), Answer>, Failure> {
+    let refuse = |error: OAuthError, challenge: Option<ClientChallenge>| Ok(Err(Answer::Refused { error, challenge }));
+    let Ok(pairs) = &post.form else {
+        return refuse(OAuthError::new(OAuthErrorCode::InvalidRequest, "the body must be an application/x-www-form-urlencoded form"), None);
+    };
+    if let Err(e) = token::check_pairs(pairs) {
+        return refuse(e, None);
+    }
+    let auth = match token::parse_client_auth(pairs, post.authorization.as_deref()) {
+        Ok(auth) => auth,
+        Err(e) => return refuse(e, Some(ClientChallenge::for_auth(None))),
+    };
+    let challenge = Some(ClientChallenge::for_auth(Some(&auth)));
+    if matches!(auth, ClientAuth::None { client_id: None }) {
+        return refuse(OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication is required"), challenge);
+    }
+    let url = match endpoint {
+        Endpoint::Introspect => ports.urls.introspect(),
+        Endpoint::Revoke => ports.urls.revoke(),
+    };
+    let client = match client_auth::authenticate(ports, &auth, Some(&url)).await? {
+        Ok(client) => client,
+        Err(e) => return refuse(e, challenge),
+    };
+    if let Err(e) = may_call(&client, endpoint) {
+        return refuse(e, challenge);
+    }
+    match pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v).filter(|v| !v.is_empty()) {
+        Some(presented) => Ok(Ok((client, presented.clone()))),
+        None => refuse(OAuthError::new(OAuthErrorCode::InvalidRequest, "token is required"), None),
+    }
+}
+
+/// What a presented token is, if it is one of ours and still alive.
+enum Found {
+    Access(Box<AccessGrant>),
+    Refresh { grant_id: String, grant: Box<AuthorizationGrant> },
+}
+
+impl Found {
+    fn client_id(&self) -> &str {
+        match self {
+            Found::Access(grant) => &grant.client_id,
+            Found::Refresh { grant, .. } => &grant.client_id,
+        }
+    }
+}
+
+/// A refresh token (its grant's current one), or an access token this server signed.
+/// Revocation (`check_expiry` false) accepts an expired access token too: revoking it still
+/// ends its grant. Introspection asks the grant itself whether it is active.
+async fn find(ports: &OAuthPorts<'_>, presented: &str, check_expiry: bool) -> Result<Option<Found>, Failure> {
+    if let Some(handle) = GrantHandle::parse(presented) {
+        return Ok(match ports.grants.apply(handle.grant_id(), &Command::Status).await? {
+            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash_matches(&hash, handle.secret()) => {
+                Some(Found::Refresh { grant_id: handle.grant_id().to_owned(), grant })
+            }
+            _ => None,
+        });
+    }
+    let ring = ports.keys.key_ring().await?;
+    let now = if check_expiry { ports.clock.now() } else { 0 };
+    let Ok(grant) = guard::verify_access_token(presented, &ring, ports.verifier, ports.urls, now).await else { return Ok(None) };
+    if let (true, Some(id)) = (check_expiry, &grant.grant_id) {
+        if !matches!(ports.grants.apply(id, &Command::Status).await?, Ok(Reply::Active { .. } | Reply::BackendActive { .. })) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Found::Access(Box::new(grant))))
+}
+
+/// The introspection response of an active token (RFC 7662 §2.2, with SMART's context).
+fn describe(ports: &OAuthPorts<'_>, found: Found) -> Value {
+    match found {
+        Found::Access(grant) => {
+            let mut body = json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": grant.scope.to_string(),
+                "client_id": grant.client_id,
+                "sub": grant.sub,
+                "iss": ports.urls.issuer(),
+                "aud": ports.urls.fhir_base(),
+                "exp": grant.exp,
+                "iat": grant.iat,
+            });
+            for name in ["fhirUser", "patient", "encounter", "jti"] {
+                if let Some(value) = grant.claims.get(name) {
+                    body[name] = value.clone();
+                }
+            }
+            body
+        }
+        Found::Refresh { grant, .. } => {
+            let mut body = json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": grant.scope,
+                "client_id": grant.client_id,
+                "sub": grant.user.username,
+                "iss": ports.urls.issuer(),
+                "fhirUser": grant.user.fhir_user,
+            });
+            if let (Value::Object(context), Some(map)) = (serde_json::to_value(&grant.context).unwrap_or_default(), body.as_object_mut()) {
+                map.extend(context);
+            }
+            body
+        }
+    }
+}
+
 
 /// The two endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Signing what a flow decided: the access token (RFC 9068, ES256), the ID token (OpenID
 //! Connect Core §2, RS256) and the response around them (see [`crate::token::Issue`]).
 
-use super::{Failure, TokenPorts};
+use super::{Failure, OAuthPorts};
 use crate::clients::Client;
 use crate::grant_handle::{random_secret, GrantHandle};
 use crate::grants::AuthorizationGrant;
@@ -12,7 +12,7 @@ use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::scopes::ScopeSet;
 
 /// A fresh `jti` (22 base64url characters, 132 bits).
-pub(super) fn new_jti(ports: &TokenPorts<'_>) -> Result<String, Failure> {
+pub(super) fn new_jti(ports: &OAuthPorts<'_>) -> Result<String, Failure> {
     Ok(random_secret(ports.random)?[..22].to_owned())
 }
 
@@ -29,7 +29,7 @@ pub(super) struct Tokens<'g> {
 }
 
 /// Signs the tokens and builds the response.
-pub(super) async fn issue(ports: &TokenPorts<'_>, tokens: Tokens<'_>) -> Result<Value, Failure> {
+pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<Value, Failure> {
     let ring = ports.keys.key_ring().await?;
     let now = ports.clock.now();
     let jti = new_jti(ports)?;

@@ -2,7 +2,7 @@
 //! (Durable Objects, KV, the JWKS cache), over one settable [`TestClock`]. Native flow tests
 //! run the whole endpoint over them: [`MemoryAuthServer`] wires them up.
 
-use super::TokenPorts;
+use super::OAuthPorts;
 use crate::accounts::{AccountState, GrantEntry, SessionRecord, SESSION_LIFETIME_SECS};
 use crate::assertions::JtiLog;
 use crate::clients::Client;
@@ -12,9 +12,10 @@ use crate::guard::GrantStatus;
 use crate::keys::KeyRing;
 use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, SeededRandom};
 use crate::ports::{
-    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, Settings, SigningKeys, StoreError,
+    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, Settings, SigningKeys, StoreError, Users,
 };
 use crate::settings::ServerSettings;
+use crate::users::User;
 use async_trait::async_trait;
 use smart_protocol::jose::Jwks;
 use smart_protocol::ServerUrls;
@@ -222,6 +223,23 @@ impl Accounts for MemoryAccounts {
     }
 }
 
+/// The users who sign in.
+#[derive(Default)]
+pub struct MemoryUsers(RefCell<HashMap<String, User>>);
+
+impl MemoryUsers {
+    pub fn add(&self, user: User) {
+        self.0.borrow_mut().insert(user.username.clone(), user);
+    }
+}
+
+#[async_trait(?Send)]
+impl Users for MemoryUsers {
+    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.0.borrow().get(username).cloned())
+    }
+}
+
 /// A fixed key ring.
 pub struct MemorySigningKeys(pub Rc<KeyRing>);
 
@@ -253,6 +271,7 @@ pub struct MemoryAuthServer {
     pub client_keys: MemoryClientKeys,
     pub assertions: MemoryAssertionLog,
     pub accounts: MemoryAccounts,
+    pub users: MemoryUsers,
     pub keys: MemorySigningKeys,
     pub settings: MemorySettings,
     pub random: SeededRandom,
@@ -272,6 +291,7 @@ impl MemoryAuthServer {
             client_keys: MemoryClientKeys::default(),
             assertions: MemoryAssertionLog::new(clock.clone()),
             accounts: MemoryAccounts::new(clock.clone()),
+            users: MemoryUsers::default(),
             keys: MemorySigningKeys(Rc::new(ring)),
             settings: MemorySettings::default(),
             random: SeededRandom::default(),
@@ -279,10 +299,12 @@ impl MemoryAuthServer {
         }
     }
 
-    pub fn ports(&self) -> TokenPorts<'_> {
-        TokenPorts {
+    pub fn ports(&self) -> OAuthPorts<'_> {
+        OAuthPorts {
             urls: &self.urls,
             grants: &self.grants,
+            grant_status: &self.grants,
+            users: &self.users,
             clients: &self.clients,
             client_keys: &self.client_keys,
             assertions: &self.assertions,

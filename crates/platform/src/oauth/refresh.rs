@@ -3,7 +3,7 @@
 
 use super::client_auth::authenticated;
 use super::issue::{issue, Tokens};
-use super::{grant_refusal, refusal, Checked, Failure, TokenPorts};
+use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
 use crate::clients::Client;
 use crate::grant_handle::{random_secret, GrantHandle};
 use crate::grants::{self, AuthorizationGrant, Command, Reply};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::OAuthErrorCode;
 
-pub(super) async fn refresh(ports: &TokenPorts<'_>, auth: &ClientAuth, refresh_token: &str, scope: Option<&str>) -> Checked<Value> {
+pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_token: &str, scope: Option<&str>) -> Checked<Value> {
     let named = named_client(ports, auth).await?;
     let presented = GrantHandle::parse(refresh_token).ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the refresh token is not valid"))?;
     // The grant object checks the token (current, or the previous one within the grace
@@ -40,7 +40,7 @@ pub(super) async fn refresh(ports: &TokenPorts<'_>, auth: &ClientAuth, refresh_t
 }
 
 /// The client, authenticated, unless it is a public client that does not name itself.
-async fn named_client(ports: &TokenPorts<'_>, auth: &ClientAuth) -> Checked<Option<Client>> {
+async fn named_client(ports: &OAuthPorts<'_>, auth: &ClientAuth) -> Checked<Option<Client>> {
     match auth {
         ClientAuth::None { client_id: None } => Ok(None),
         _ => Ok(Some(authenticated(ports, auth, None).await?)),
@@ -48,7 +48,7 @@ async fn named_client(ports: &TokenPorts<'_>, auth: &ClientAuth) -> Checked<Opti
 }
 
 /// The client the grant was issued to (an anonymous refresh names none), if it still exists.
-async fn grant_client(ports: &TokenPorts<'_>, named: Option<Client>, grant: &AuthorizationGrant) -> Checked<Client> {
+async fn grant_client(ports: &OAuthPorts<'_>, named: Option<Client>, grant: &AuthorizationGrant) -> Checked<Client> {
     match named {
         Some(client) => Ok(client),
         None => ports.clients.client(&grant.client_id).await?.ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the client of this grant no longer exists")),
@@ -57,7 +57,7 @@ async fn grant_client(ports: &TokenPorts<'_>, named: Option<Client>, grant: &Aut
 
 /// `online_access` (without `offline_access`): the grant lives only as long as the user's
 /// login session; once it has ended, the grant is revoked.
-async fn session_still_open(ports: &TokenPorts<'_>, grant_id: &str, grant: &AuthorizationGrant) -> Checked<()> {
+async fn session_still_open(ports: &OAuthPorts<'_>, grant_id: &str, grant: &AuthorizationGrant) -> Checked<()> {
     if !grants::bound_to_session(&grant.scope) || ports.accounts.session_alive(&grant.user.username, &grant.user.session_id).await? {
         return Ok(());
     }

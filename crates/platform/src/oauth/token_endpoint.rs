@@ -1,0 +1,86 @@
+//! `POST /auth/token` (RFC 6749 §3.2): the request is read, the grant type's flow runs
+//! (`code.rs`, `refresh.rs`, `backend.rs`), and its refusal is worded for the client.
+
+use super::{refusal, ClientChallenge, Failure, FormPost, FormProblem, OAuthPorts, Stop};
+use crate::grants::GrantError;
+use crate::token::{self, ClientAuth, GrantRequest};
+use serde_json::Value;
+use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// What to answer, for the edge to encode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenAnswer {
+    /// 200, `no-store`: the token response (RFC 6749 §5.1 + SMART launch context).
+    Tokens(Value),
+    /// The OAuth error (its status follows from the code), with the `WWW-Authenticate`
+    /// challenge when it is due.
+    Refused { error: OAuthError, challenge: Option<ClientChallenge> },
+}
+
+impl TokenAnswer {
+    /// A refusal; `invalid_client` carries the challenge of the scheme the client tried.
+    fn refuse(error: OAuthError, auth: Option<&ClientAuth>) -> TokenAnswer {
+        let challenge = (error.error == OAuthErrorCode::InvalidClient).then(|| ClientChallenge::for_auth(auth));
+        TokenAnswer::Refused { error, challenge }
+    }
+}
+
+/// The grant object's refusal, as the token endpoint words it (RFC 6749 §5.2).
+pub(super) fn grant_refusal(e: GrantError) -> Stop {
+    match e {
+        GrantError::ClientMustAuthenticate => refusal(OAuthErrorCode::InvalidClient, "this client must authenticate"),
+        GrantError::InvalidGrant { reason } => refusal(OAuthErrorCode::InvalidGrant, &reason),
+        GrantError::InvalidScope { reason } => refusal(OAuthErrorCode::InvalidScope, &reason),
+        _ => refusal(OAuthErrorCode::InvalidGrant, "the code or refresh token is not valid"),
+    }
+}
+
+/// Answers one token request.
+pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswer, Failure> {
+    let request = match parse(call) {
+        Ok(request) => request,
+        Err(e) => return Ok(TokenAnswer::refuse(e, None)),
+    };
+    let auth = &request.auth;
+    let outcome = match request.grant {
+        GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            super::code::authorization_code(ports, auth, &code, redirect_uri, code_verifier).await
+        }
+        GrantRequest::RefreshToken { refresh_token, scope } => super::refresh::refresh(ports, auth, &refresh_token, scope.as_deref()).await,
+        GrantRequest::ClientCredentials { scope } => super::backend::client_credentials(ports, auth, scope.as_deref()).await,
+    };
+    match outcome {
+        Ok(body) => Ok(TokenAnswer::Tokens(body)),
+        Err(Stop::Refuse(e)) => Ok(TokenAnswer::refuse(e, Some(auth))),
+        Err(Stop::Fail(failure)) => Err(failure),
+    }
+}
+
+/// The form is one, its parameters are single and short, the grant type is known and its
+/// parameters present, and the client's credentials are read (see [`crate::token::parse`]).
+fn parse(call: &FormPost) -> Result<token::TokenRequest, OAuthError> {
+    let pairs = call.form.as_ref().map_err(|problem| match problem {
+        FormProblem::NotAForm => OAuthError::new(OAuthErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"),
+        FormProblem::Unreadable => OAuthError::new(OAuthErrorCode::InvalidRequest, "the body is too large or unreadable"),
+    })?;
+    token::parse(pairs, call.authorization.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_invalid_client_carries_a_challenge_in_the_scheme_tried() {
+        let basic = ClientAuth::Basic { client_id: "a".into(), secret: "s".into() };
+        let invalid_client = || OAuthError::new(OAuthErrorCode::InvalidClient, "x");
+        let challenge = |answer: TokenAnswer| match answer {
+            TokenAnswer::Refused { challenge, .. } => challenge,
+            TokenAnswer::Tokens(_) => panic!(),
+        };
+        assert_eq!(challenge(TokenAnswer::refuse(invalid_client(), Some(&basic))), Some(ClientChallenge::Basic));
+        assert_eq!(challenge(TokenAnswer::refuse(invalid_client(), None)), Some(ClientChallenge::Bearer));
+        assert_eq!(challenge(TokenAnswer::refuse(OAuthError::new(OAuthErrorCode::InvalidGrant, "x"), Some(&basic))), None);
+        assert_eq!(ClientChallenge::Basic.header(), "Basic realm=\"smart-edge\"");
+    }
+}

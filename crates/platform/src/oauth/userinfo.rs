@@ -1,0 +1,45 @@
+//! The UserInfo endpoint (OpenID Connect Core §5.3): the signed-in user's claims for an access
+//! token with `openid` — `sub` always, `fhirUser` with the `fhirUser` scope, `name` with
+//! `profile`. Checks in order: the bearer token (RFC 6750) → `openid` was granted → claims.
+
+use super::{Failure, OAuthPorts};
+use crate::guard::{self, BearerError};
+use serde_json::{json, Value};
+use smart_protocol::scopes::Scope;
+use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// What to answer, for the edge to encode.
+#[derive(Debug)]
+pub enum UserinfoAnswer {
+    /// 200, `no-store`.
+    Claims(Value),
+    /// The bearer token is missing or not valid (RFC 6750 §3: 401 and its challenge).
+    Unauthenticated(BearerError),
+    /// A valid token without `openid`: `insufficient_scope` (403) with its challenge.
+    InsufficientScope(OAuthError),
+}
+
+/// `GET|POST /auth/userinfo` with the request's `Authorization` header.
+pub async fn userinfo(ports: &OAuthPorts<'_>, authorization: Option<&str>) -> Result<UserinfoAnswer, Failure> {
+    let ring = ports.keys.key_ring().await?;
+    let grant = match guard::authenticate(authorization, &ring, ports.verifier, ports.grant_status, ports.urls, ports.clock.now()).await {
+        Ok(grant) => grant,
+        Err(BearerError::Store(e)) => return Err(e.into()),
+        Err(e) => return Ok(UserinfoAnswer::Unauthenticated(e)),
+    };
+    if !grant.scope.contains(&Scope::OpenId) {
+        return Ok(UserinfoAnswer::InsufficientScope(OAuthError::new(OAuthErrorCode::InsufficientScope, "userinfo needs the openid scope")));
+    }
+    let mut claims = json!({ "sub": grant.sub });
+    if grant.scope.contains(&Scope::FhirUser) {
+        if let Some(fhir_user) = &grant.fhir_user {
+            claims["fhirUser"] = json!(format!("{}/{fhir_user}", ports.urls.fhir_base()));
+        }
+    }
+    if grant.scope.contains(&Scope::Profile) {
+        if let Some(user) = ports.users.user(&grant.sub).await? {
+            claims["name"] = json!(user.display_name);
+        }
+    }
+    Ok(UserinfoAnswer::Claims(claims))
+}
