@@ -177,7 +177,7 @@ pub enum LoginOutcome {
 }
 
 fn hash(secret: &str) -> String {
-    crate::tokens::opaque_hash(secret)
+    crate::secret::opaque_hash(secret)
 }
 
 fn random_token(random: &dyn Random) -> Result<String, CryptoError> {
@@ -318,7 +318,7 @@ impl AccountState {
 
     /// A per-session anti-CSRF token for the management page's forms.
     pub fn csrf_for(handle: &SessionHandle) -> String {
-        crate::tokens::opaque_hash(&format!("manage:{}:{}", handle.id, handle.secret))
+        crate::secret::opaque_hash(&format!("manage:{}:{}", handle.id, handle.secret))
     }
 
     pub fn remember_consent(&mut self, client_id: &str, scope: &str, now: i64) {

@@ -1,14 +1,12 @@
 //! `{grant id}.{secret}`: the one shape of every opaque value that leads to a grant's Durable
 //! Object — the authorization code and the refresh token. The grant id (64 hex digits, the
 //! object's id) says *where* the grant lives; the secret proves the holder may act on it (the
-//! object keeps only its hash, see [`crate::tokens::opaque_hash`]). Knowing the id alone
+//! object keeps only its hash, see [`crate::secret::opaque_hash`]). Knowing the id alone
 //! proves nothing.
 //!
 //! One parser and one formatter, so that no caller splits or joins the string by hand.
 
-use crate::ports::{CryptoError, Random};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
+use crate::secret::Redacted;
 use std::fmt;
 
 /// An authorization code or refresh token as the client holds it.
@@ -45,7 +43,7 @@ impl GrantHandle {
 
     /// The hash the grant object compares with what it stored.
     pub fn secret_hash(&self) -> String {
-        crate::tokens::opaque_hash(&self.secret)
+        crate::secret::opaque_hash(&self.secret)
     }
 
     /// The string the client receives and presents back.
@@ -58,22 +56,6 @@ impl fmt::Debug for GrantHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrantHandle").field("grant_id", &self.grant_id).field("secret", &Redacted).finish()
     }
-}
-
-/// Prints `[redacted]` in place of a secret in `Debug` output.
-pub struct Redacted;
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// 32 random bytes, base64url (43 characters): codes, refresh tokens, session secrets, `jti`s.
-pub fn random_secret(random: &dyn Random) -> Result<String, CryptoError> {
-    let mut bytes = [0u8; 32];
-    random.fill(&mut bytes)?;
-    Ok(B64URL.encode(bytes))
 }
 
 #[cfg(test)]
@@ -98,13 +80,5 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let text = format!("{:?}", GrantHandle::new(ID, "s3cret"));
         assert!(text.contains(ID) && text.contains("[redacted]") && !text.contains("s3cret"), "{text}");
-    }
-
-    #[test]
-    fn random_secrets_are_43_characters_of_base64url() {
-        let random = crate::memory::SeededRandom::default();
-        let (a, b) = (random_secret(&random).unwrap(), random_secret(&random).unwrap());
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, b);
     }
 }

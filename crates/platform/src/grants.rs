@@ -505,7 +505,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 return Err(invalid_grant("code_verifier does not match the code_challenge"));
             }
             let refresh = wants_refresh(&grant.scope).then(|| RefreshState {
-                current_hash: crate::tokens::opaque_hash(&refresh_secret),
+                current_hash: crate::secret::opaque_hash(&refresh_secret),
                 previous_hash: None,
                 rotated_at: now,
                 grace_secret: None,
@@ -513,7 +513,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 grace_until: now,
             });
             // A grant stored before a scope rule existed issues only what may be held now.
-            let scope = crate::token::refresh_scope(&grant.scope, None).map(|s| s.to_string()).unwrap_or_default();
+            let scope = crate::scope_policy::refresh_scope(&grant.scope, None).map(|s| s.to_string()).unwrap_or_default();
             let reply = Reply::Tokens { grant: Box::new(grant.clone()), scope, refresh_token: refresh.as_ref().map(|_| refresh_secret) };
             Ok((GrantRecord::Active { grant, issued_at: now, refresh, code_hash: Some(code_hash) }, reply))
         }
@@ -551,14 +551,14 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 _ => return Ok((closed("refresh token reused"), Reply::Revoked)),
             };
             // Before anything rotates: a bad scope must not burn the chain.
-            let scope = crate::token::refresh_scope(&grant.scope, scope.as_deref())
+            let scope = crate::scope_policy::refresh_scope(&grant.scope, scope.as_deref())
                 .map_err(|e| GrantError::InvalidScope { reason: e.error_description.unwrap_or_default() })?
                 .to_string();
             let refresh_token = match reissue {
                 Some(current) => current,
                 None => {
                     chain.previous_hash = Some(chain.current_hash.clone());
-                    chain.current_hash = crate::tokens::opaque_hash(&next_secret);
+                    chain.current_hash = crate::secret::opaque_hash(&next_secret);
                     chain.rotated_at = now;
                     chain.grace_until = now + grace_secs.max(0);
                     chain.grace_secret = Some(next_secret.clone());
@@ -813,7 +813,7 @@ mod tests {
         let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction(scope, None)) }, 0).unwrap();
         let (record, _) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
         let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
-        let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: crate::tokens::opaque_hash("code-secret") });
+        let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: crate::secret::opaque_hash("code-secret") });
         record
     }
 
@@ -829,7 +829,7 @@ mod tests {
 
     fn exchange(verifier: &str, redirect: &str) -> Command {
         Command::Exchange {
-            code_hash: crate::tokens::opaque_hash("code-secret"),
+            code_hash: crate::secret::opaque_hash("code-secret"),
             client_id: "app".into(),
             redirect_uri: Some(redirect.into()),
             code_verifier: verifier.into(),
@@ -875,7 +875,7 @@ mod tests {
     fn refresh_rotates_tolerates_a_concurrent_tab_and_revokes_on_late_reuse() {
         let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         let refresh = |record: &GrantRecord, presented: &str, next: &str, now| {
-            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, now)
+            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::secret::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, now)
         };
         let (r2, reply) = refresh(&active, "r1", "r2", 100).unwrap();
         assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
@@ -892,7 +892,7 @@ mod tests {
         assert!(matches!(refresh(&closed, "r2", "r5", 200), Err(GrantError::InvalidGrant { .. })));
         // Unknown tokens and other clients are invalid_grant without revoking.
         assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
-        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::tokens::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, 101);
+        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::secret::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, 101);
         assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
         // A confidential client's grant never refreshes anonymously.
         let mut confidential = r2.clone();
@@ -922,7 +922,7 @@ mod tests {
 
     fn refresh_cmd(presented: &str, next: &str, grace_secs: i64, scope: Option<&str>) -> Command {
         Command::Refresh {
-            presented_hash: crate::tokens::opaque_hash(presented),
+            presented_hash: crate::secret::opaque_hash(presented),
             client_id: None,
             next_secret: next.into(),
             grace_secs,
@@ -936,7 +936,7 @@ mod tests {
         // `{grant id}.anything` as a code: refused, the grant stays active.
         let mut bogus = exchange(VERIFIER, "https://app.example/cb");
         if let Command::Exchange { code_hash, .. } = &mut bogus {
-            *code_hash = crate::tokens::opaque_hash("anything");
+            *code_hash = crate::secret::opaque_hash("anything");
         }
         assert!(matches!(apply(Some(active.clone()), bogus, 11), Err(GrantError::InvalidGrant { .. })));
         // ... and as a refresh token, even once the chain has expired.

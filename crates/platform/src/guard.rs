@@ -4,8 +4,8 @@
 
 use crate::keys::KeyRing;
 use crate::ports::{StoreError, Verifier};
-use crate::token::ACCESS_TOKEN_TYP;
-use crate::tokens::{verify_own_jwt, TokenError};
+use crate::oauth::issue::ACCESS_TOKEN_TYP;
+use crate::jwt::{verify_own_jwt, TokenError};
 use async_trait::async_trait;
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use crate::keys::ensure_keys;
     use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore};
-    use crate::tokens::sign_jwt;
+    use crate::jwt::sign_jwt;
     use futures::executor::block_on;
     use smart_protocol::jose::JwsAlgorithm;
 

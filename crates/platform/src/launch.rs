@@ -14,7 +14,7 @@
 use crate::clients::Client;
 use crate::keys::{KeyError, KeyRing};
 use crate::ports::{Random, Signer, Verifier};
-use crate::tokens::{sign_jwt, verify_own_jwt, TokenError};
+use crate::jwt::{sign_jwt, verify_own_jwt, TokenError};
 use crate::users::is_fhir_id;
 use serde::{Deserialize, Serialize};
 use smart_protocol::jose::JwsAlgorithm;

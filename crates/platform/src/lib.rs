@@ -14,6 +14,7 @@ pub mod fhir;
 pub mod grant_handle;
 pub mod grants;
 pub mod guard;
+pub mod jwt;
 pub mod keys;
 pub mod launch;
 pub mod memory;
@@ -24,9 +25,8 @@ pub mod portal_page;
 pub mod ports;
 pub mod routes;
 pub mod scope_policy;
+pub mod secret;
 pub mod settings;
-pub mod token;
-pub mod tokens;
 pub mod users;
 
 pub use ports::{CryptoError, StoreError};

@@ -12,6 +12,7 @@
 //!   user authorizes never holds one: registering it is refused, and an old registration or
 //!   grant that has one loses it.
 
+use crate::clients::Client;
 use crate::fhir::access::enforceable;
 use smart_protocol::scopes::{ResourceScope, Scope, ScopeContext, ScopeSet};
 use smart_protocol::{OAuthError, OAuthErrorCode};
@@ -85,6 +86,35 @@ pub fn check_registration(scopes: &ScopeSet, holder: Holder) -> Result<(), Strin
     scopes.iter().find_map(|s| refusal(s, holder)).map_or(Ok(()), Err)
 }
 
+/// The scopes of a refreshed token: the grant's, or a subset the client asks for
+/// (RFC 6749 §6), never one the server cannot enforce .
+pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
+    let granted = holdable_only(&ScopeSet::parse(granted).unwrap_or_default(), Holder::Interactive);
+    let Some(requested) = requested else { return Ok(granted) };
+    let requested = ScopeSet::parse(requested).map_err(|e| OAuthError::new(OAuthErrorCode::InvalidScope, e.to_string()))?;
+    check_requested(&requested, Holder::Interactive)?;
+    if !granted.covers_all(&requested) {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidScope, "scope may only narrow the original grant"));
+    }
+    Ok(requested)
+}
+
+/// The scopes of a `client_credentials` token: what the client asks for (everything it may
+/// hold when it asks for nothing) narrowed by its registration; `system/` scopes only.
+pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
+    let allowed = client.allowed_scopes();
+    let requested = match requested {
+        Some(r) => ScopeSet::parse(r).map_err(|e| OAuthError::new(OAuthErrorCode::InvalidScope, e.to_string()))?,
+        None => allowed.clone(),
+    };
+    check_requested(&requested, Holder::Backend)?;
+    let granted = grantable(&requested, &allowed, Holder::Backend);
+    if granted.is_empty() {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this client"));
+    }
+    Ok(granted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +157,35 @@ mod tests {
         assert_eq!(check_requested(&set("patient/*.rs"), Holder::Backend).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(check_requested(&set("openid"), Holder::Backend).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(holdable_only(&set("openid system/*.rs patient/*.rs"), Holder::Interactive).to_string(), "openid patient/*.rs");
+    }
+
+    #[test]
+    fn backend_scopes_are_system_scopes_narrowed_by_the_registration() {
+        let client = crate::clients::ClientRegistration::parse(
+            r#"{"client_id":"b","client_name":"B","client_type":"backend","scope":"system/Patient.rs system/Observation.rs","jwks_uri":"https://b.example/jwks"}"#,
+        )
+        .unwrap()
+        .into_client()
+        .unwrap();
+        assert_eq!(backend_scope(&client, None).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
+        assert_eq!(backend_scope(&client, Some("system/*.rs")).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
+        assert_eq!(backend_scope(&client, Some("system/Observation.r")).unwrap().to_string(), "system/Observation.r");
+        assert_eq!(backend_scope(&client, Some("system/Condition.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("openid")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory")).unwrap().to_string(), "system/Observation.rs?category=laboratory");
+    }
+
+    #[test]
+    fn refresh_scope_may_only_narrow() {
+        assert_eq!(refresh_scope("openid patient/*.rs", None).unwrap().to_string(), "openid patient/*.rs");
+        assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/Observation.rs")).unwrap().to_string(), "patient/Observation.rs");
+        assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/*.cruds")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(refresh_scope("openid", Some("bad\\\\scope")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        let lab = "openid patient/Observation.rs?category=laboratory";
+        assert_eq!(refresh_scope(lab, Some("patient/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        // A grant stored before the rule keeps only what can be enforced.
+        assert_eq!(refresh_scope("openid patient/Observation.rs?foo=bar system/*.rs", None).unwrap().to_string(), "openid");
     }
 }

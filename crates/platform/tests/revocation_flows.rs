@@ -140,7 +140,7 @@ fn a_backend_service_revokes_its_token_with_an_assertion_for_the_revocation_url(
     let TokenAnswer::Tokens(body) = answer(&server, &backend_call(&signed(TOKEN_URL, "j-1"), None)) else { panic!() };
     let access = body["access_token"].as_str().unwrap().to_owned();
     let with_assertion = |assertion: &str| {
-        form(&[("token", &access), ("client_assertion_type", platform::token::JWT_BEARER), ("client_assertion", assertion)])
+        form(&[("token", &access), ("client_assertion_type", platform::oauth::request::JWT_BEARER), ("client_assertion", assertion)])
     };
     // Introspecting its own token, with an assertion for the introspection URL.
     let described = json_body(introspect(&server, &with_assertion(&signed("https://ehr.example/auth/introspect", "j-2"))));

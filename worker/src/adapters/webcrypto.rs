@@ -191,5 +191,5 @@ pub fn new_id() -> String {
 
 /// A fresh secret: 256 random bits, base64url (CSRF tokens of the pages).
 pub fn random_secret() -> Result<String, crate::http::AppError> {
-    platform::grant_handle::random_secret(&WebCryptoRandom).map_err(crate::http::AppError::internal)
+    platform::secret::random_secret(&WebCryptoRandom).map_err(crate::http::AppError::internal)
 }

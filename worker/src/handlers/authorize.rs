@@ -22,7 +22,7 @@ use platform::grants::{self, Action, AuthenticatedUser, Command, GrantError, Int
 use platform::launch;
 use platform::pages::{self, Choice};
 use platform::ports::Random;
-use platform::tokens::opaque_hash;
+use platform::secret::opaque_hash;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 use url::Url;

@@ -7,7 +7,7 @@ use crate::keyring;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoSigner};
 use platform::ports::PasswordHasher;
 use platform::users::PBKDF2_ITERATIONS;
-use platform::tokens::sign_jwt;
+use platform::jwt::sign_jwt;
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;
 use worker::{Request, Response};

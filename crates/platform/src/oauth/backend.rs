@@ -6,8 +6,10 @@ use super::client_auth::authenticated;
 use super::issue::new_jti;
 use super::{refusal, Checked, Failure, OAuthPorts};
 use crate::grants::Command;
-use crate::token::{self, ClientAuth, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
-use crate::tokens::sign_jwt;
+use super::issue::{backend_access_claims, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
+use super::request::{self, ClientAuth};
+use crate::scope_policy;
+use crate::jwt::sign_jwt;
 use serde_json::{json, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;
@@ -17,8 +19,8 @@ pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth
         return Err(refusal(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion"));
     }
     let client = authenticated(ports, auth, None).await?;
-    token::grant_allowed(&client, true)?;
-    let scope = token::backend_scope(&client, scope)?;
+    request::grant_allowed(&client, true)?;
+    let scope = scope_policy::backend_scope(&client, scope)?;
     let ring = ports.keys.key_ring().await?;
     let now = ports.clock.now();
     let jti = new_jti(ports)?;
@@ -27,7 +29,7 @@ pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth
     if let Err(e) = ports.grants.apply(&grant_id, &start).await? {
         return Err(Failure::Unexpected(format!("new backend grant refused its start: {e}")).into());
     }
-    let claims = token::backend_access_claims(ports.urls, &client, &scope, &jti, &grant_id, now);
+    let claims = backend_access_claims(ports.urls, &client, &scope, &jti, &grant_id, now);
     let access = sign_jwt(&ring, ports.signer, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &claims, now).await?;
     Ok(json!({
         "access_token": access,

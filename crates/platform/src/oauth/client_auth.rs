@@ -4,7 +4,7 @@
 use super::{refusal, Checked, Failure, Stop, OAuthPorts};
 use crate::assertions;
 use crate::clients::Client;
-use crate::token::{self, ClientAuth};
+use super::request::{self, ClientAuth};
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// Loads and authenticates the client `auth` names; a `private_key_jwt` assertion may name
@@ -20,7 +20,7 @@ pub async fn authenticate(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: O
 pub(super) async fn authenticated(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Checked<Client> {
     let client_id = named_client(auth)?;
     let client = ports.clients.client(&client_id).await?;
-    token::authenticate(client.as_ref(), auth)?;
+    request::authenticate(client.as_ref(), auth)?;
     let Some(client) = client else { return Err(refusal(OAuthErrorCode::InvalidClient, "unknown client")) };
     if let ClientAuth::Assertion { assertion, .. } = auth {
         check_assertion(ports, &client, assertion, endpoint).await?;

@@ -4,9 +4,10 @@ use super::client_auth::authenticated;
 use super::issue::{issue, Tokens};
 use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
 use crate::accounts::GrantEntry;
-use crate::grant_handle::{random_secret, GrantHandle};
+use crate::grant_handle::GrantHandle;
+use crate::secret::random_secret;
 use crate::grants::{Command, Reply};
-use crate::token::{self, ClientAuth};
+use super::request::{self, ClientAuth};
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::OAuthErrorCode;
@@ -19,7 +20,7 @@ pub(super) async fn authorization_code(
     code_verifier: String,
 ) -> Checked<Value> {
     let client = authenticated(ports, auth, None).await?;
-    token::grant_allowed(&client, false)?;
+    request::grant_allowed(&client, false)?;
     let code = GrantHandle::parse(code).ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the code is not valid"))?;
     // The grant object checks the code, its expiry, the client, redirect_uri and the
     // verifier; a second exchange of the same code revokes what the first one gave.

@@ -22,8 +22,8 @@ use crate::grant_handle::GrantHandle;
 use crate::grants::{AuthorizationGrant, Command, Reply};
 use crate::guard::{self, AccessGrant};
 use crate::settings::IntrospectionStyle;
-use crate::token::{self, ClientAuth};
-use crate::tokens::hash_matches;
+use super::request::{self, ClientAuth};
+use crate::secret::hash_matches;
 use serde_json::{json, Value};
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
@@ -85,10 +85,10 @@ async fn caller(ports: &OAuthPorts<'_>, post: &FormPost, endpoint: Endpoint) -> 
     let Ok(pairs) = &post.form else {
         return refuse(OAuthError::new(OAuthErrorCode::InvalidRequest, "the body must be an application/x-www-form-urlencoded form"), None);
     };
-    if let Err(e) = token::check_pairs(pairs) {
+    if let Err(e) = request::check_pairs(pairs) {
         return refuse(e, None);
     }
-    let auth = match token::parse_client_auth(pairs, post.authorization.as_deref()) {
+    let auth = match request::parse_client_auth(pairs, post.authorization.as_deref()) {
         Ok(auth) => auth,
         Err(e) => return refuse(e, Some(ClientChallenge::for_auth(None))),
     };

@@ -1,15 +1,25 @@
-//! Signing what a flow decided: the access token (RFC 9068, ES256), the ID token (OpenID
-//! Connect Core §2, RS256) and the response around them (see [`crate::token::Issue`]).
+//! What the tokens hold and signing them: the access token (RFC 9068, ES256, with the SMART
+//! launch context and the grant id revocation checks), the ID token (OpenID Connect Core §2,
+//! RS256), a backend service's access token, and the token response around them.
 
 use super::{Failure, OAuthPorts};
 use crate::clients::Client;
-use crate::grant_handle::{random_secret, GrantHandle};
+use crate::grant_handle::GrantHandle;
+use crate::secret::random_secret;
 use crate::grants::AuthorizationGrant;
-use crate::token::{Issue, ACCESS_TOKEN_TYP};
-use crate::tokens::sign_jwt;
-use serde_json::Value;
+use crate::jwt::sign_jwt;
+use serde_json::{json, Map, Value};
 use smart_protocol::jose::JwsAlgorithm;
-use smart_protocol::scopes::ScopeSet;
+use smart_protocol::scopes::{Scope, ScopeSet};
+use smart_protocol::ServerUrls;
+
+/// `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// Lifetime of ID tokens.
+pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
+
+/// Lifetime of a backend services access token (SMART: "should be short-lived").
+pub const BACKEND_TOKEN_LIFETIME_SECS: i64 = 300;
 
 /// A fresh `jti` (22 base64url characters, 132 bits).
 pub(super) fn new_jti(ports: &OAuthPorts<'_>) -> Result<String, Failure> {
@@ -41,4 +51,113 @@ pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<
     };
     let refresh_token = tokens.refresh_token.map(GrantHandle::encode);
     Ok(issue.response(&access, id_token.as_deref(), refresh_token.as_deref()))
+}
+
+/// The access token of a backend service: no user, no launch context; `grant_id` is the
+/// grant revocation ends.
+pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, grant_id: &str, now: i64) -> Value {
+    json!({
+        "iss": urls.issuer(),
+        "sub": client.client_id,
+        "aud": urls.fhir_base(),
+        "client_id": client.client_id,
+        "scope": scope.to_string(),
+        "iat": now,
+        "exp": now + BACKEND_TOKEN_LIFETIME_SECS,
+        "jti": jti,
+        "gid": grant_id,
+    })
+}
+
+/// Everything that goes into one token response.
+pub struct Issue<'a> {
+    pub urls: &'a ServerUrls,
+    pub client: &'a Client,
+    pub grant: &'a AuthorizationGrant,
+    pub grant_id: &'a str,
+    pub scope: &'a ScopeSet,
+    pub jti: &'a str,
+    pub now: i64,
+}
+
+impl Issue<'_> {
+    pub fn expires_in(&self) -> i64 {
+        i64::from(self.client.access_token_lifetime)
+    }
+
+    fn fhir_user_url(&self) -> String {
+        format!("{}/{}", self.urls.fhir_base(), self.grant.user.fhir_user)
+    }
+
+    /// RFC 9068 access token claims, with the SMART context the resource server needs and the
+    /// grant id it checks revocation against.
+    pub fn access_token_claims(&self) -> Value {
+        let mut claims = json!({
+            "iss": self.urls.issuer(),
+            "sub": self.grant.user.username,
+            "aud": self.urls.fhir_base(),
+            "client_id": self.client.client_id,
+            "scope": self.scope.to_string(),
+            "iat": self.now,
+            "exp": self.now + self.expires_in(),
+            "jti": self.jti,
+            "auth_time": self.grant.user.auth_time,
+            "gid": self.grant_id,
+            "fhirUser": self.grant.user.fhir_user,
+        });
+        let map = claims.as_object_mut().expect("an object");
+        if let Some(patient) = &self.grant.context.patient {
+            map.insert("patient".into(), json!(patient));
+        }
+        if let Some(encounter) = &self.grant.context.encounter {
+            map.insert("encounter".into(), json!(encounter));
+        }
+        claims
+    }
+
+    /// The ID token's claims when `openid` was granted (OpenID Connect Core §2, §5.1; SMART
+    /// `fhirUser`).
+    pub fn id_token_claims(&self, with_nonce: bool) -> Option<Value> {
+        if !self.scope.contains(&Scope::OpenId) {
+            return None;
+        }
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.urls.issuer()));
+        claims.insert("sub".into(), json!(self.grant.user.username));
+        claims.insert("aud".into(), json!(self.client.client_id));
+        claims.insert("iat".into(), json!(self.now));
+        claims.insert("exp".into(), json!(self.now + ID_TOKEN_LIFETIME_SECS));
+        claims.insert("auth_time".into(), json!(self.grant.user.auth_time));
+        if let (true, Some(nonce)) = (with_nonce, &self.grant.nonce) {
+            claims.insert("nonce".into(), json!(nonce));
+        }
+        if self.scope.contains(&Scope::FhirUser) {
+            claims.insert("fhirUser".into(), json!(self.fhir_user_url()));
+        }
+        if self.scope.contains(&Scope::Profile) {
+            claims.insert("name".into(), json!(self.grant.user.display_name));
+        }
+        Some(Value::Object(claims))
+    }
+
+    /// The JSON body of the token response (RFC 6749 §5.1 + SMART launch context).
+    pub fn response(&self, access_token: &str, id_token: Option<&str>, refresh_token: Option<&str>) -> Value {
+        let mut body = json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in(),
+            "scope": self.scope.to_string(),
+        });
+        let map = body.as_object_mut().expect("an object");
+        if let Some(id_token) = id_token {
+            map.insert("id_token".into(), json!(id_token));
+        }
+        if let Some(refresh_token) = refresh_token {
+            map.insert("refresh_token".into(), json!(refresh_token));
+        }
+        if let Ok(Value::Object(context)) = serde_json::to_value(&self.grant.context) {
+            map.extend(context);
+        }
+        body
+    }
 }

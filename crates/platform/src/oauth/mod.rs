@@ -25,9 +25,10 @@ mod backend;
 pub mod client_auth;
 mod code;
 pub mod introspection;
-mod issue;
+pub mod issue;
 pub mod memory;
 mod refresh;
+pub mod request;
 mod token_endpoint;
 pub mod userinfo;
 
@@ -40,7 +41,7 @@ use crate::ports::{
     AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, CryptoError, GrantStore, Random, Settings, Signer, SigningKeys,
     StoreError, Users, Verifier,
 };
-use crate::token::ClientAuth;
+use request::ClientAuth;
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 use std::fmt;
 
@@ -85,7 +86,7 @@ impl fmt::Debug for FormPost {
     /// Parameter names only: the values are codes, tokens, secrets and assertions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Result<Vec<&str>, _> = self.form.as_ref().map(|pairs| pairs.iter().map(|(k, _)| k.as_str()).collect());
-        f.debug_struct("FormPost").field("form", &names).field("authorization", &self.authorization.as_ref().map(|_| crate::grant_handle::Redacted)).finish()
+        f.debug_struct("FormPost").field("form", &names).field("authorization", &self.authorization.as_ref().map(|_| crate::secret::Redacted)).finish()
     }
 }
 

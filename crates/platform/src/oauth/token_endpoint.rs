@@ -3,7 +3,7 @@
 
 use super::{refusal, ClientChallenge, Failure, FormPost, FormProblem, OAuthPorts, Stop};
 use crate::grants::GrantError;
-use crate::token::{self, ClientAuth, GrantRequest};
+use super::request::{self, ClientAuth, GrantRequest};
 use serde_json::Value;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
@@ -57,13 +57,13 @@ pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswe
 }
 
 /// The form is one, its parameters are single and short, the grant type is known and its
-/// parameters present, and the client's credentials are read (see [`crate::token::parse`]).
-fn parse(call: &FormPost) -> Result<token::TokenRequest, OAuthError> {
+/// parameters present, and the client's credentials are read (see [`crate::request::parse`]).
+fn parse(call: &FormPost) -> Result<request::TokenRequest, OAuthError> {
     let pairs = call.form.as_ref().map_err(|problem| match problem {
         FormProblem::NotAForm => OAuthError::new(OAuthErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded"),
         FormProblem::Unreadable => OAuthError::new(OAuthErrorCode::InvalidRequest, "the body is too large or unreadable"),
     })?;
-    token::parse(pairs, call.authorization.as_deref())
+    request::parse(pairs, call.authorization.as_deref())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Signing JWTs with the key ring: the header names the active key's `kid`, the signature
-//! comes from the [`Signer`] port (WebCrypto in the Worker).
+//! The server's own JWTs (RFC 7515 compact form): signed with the key ring — the header names
+//! the active key's `kid`, the signature comes from the [`Signer`] port (WebCrypto in the
+//! Worker) — and verified the same way.
 
 use crate::keys::{KeyError, KeyRing};
 use crate::ports::{CryptoError, Signer, Verifier};
@@ -56,20 +57,6 @@ pub async fn verify_own_jwt(
         Some(exp) if exp > now => Ok(jws.payload),
         _ => Err(TokenError::Expired),
     }
-}
-
-/// SHA-256 (base64url) of an opaque secret: codes, session and browser handles are stored and
-/// compared only as this hash.
-pub fn opaque_hash(secret: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(secret.as_bytes()))
-}
-
-/// Constant-time check of a presented secret against its stored [`opaque_hash`].
-pub fn hash_matches(stored_hash: &str, presented_secret: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    bool::from(stored_hash.as_bytes().ct_eq(opaque_hash(presented_secret).as_bytes()))
 }
 
 /// Signs `claims` as a compact JWS with the key that is active for `alg` at `now`.

@@ -1,23 +1,17 @@
-//! The token endpoint's rules (RFC 6749 §3.2, §4.1.3, §6; RFC 7636 §4.5; SMART App Launch 2.2
-//! §2.0.8–2.0.9): parsing the request, authenticating the client, and the contents of the
-//! access token (RFC 9068), the ID token (OpenID Connect Core §2) and the response.
+//! What a client sends to the token endpoint (RFC 6749 §3.2, §4.1.3, §6; RFC 7523 §2.2; SMART
+//! App Launch 2.2 §2.0.8–2.0.9), read once: the grant type and its parameters, and the
+//! client's credentials — HTTP Basic, a secret in the form, or a signed assertion — with the
+//! rules that match them to the registration. Secrets print as `[redacted]` in `Debug`.
 
 use crate::clients::{Client, ClientType};
-use crate::grants::AuthorizationGrant;
-use crate::scope_policy::{self, Holder};
+use crate::secret::Redacted;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use crate::grant_handle::Redacted;
-use serde_json::{json, Map, Value};
+use smart_protocol::{OAuthError, OAuthErrorCode};
 use std::fmt;
-use smart_protocol::scopes::{Scope, ScopeSet};
-use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 
+/// `client_assertion_type` of a `private_key_jwt` assertion (RFC 7523 §2.2).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// `typ` of access tokens (RFC 9068 §2.1).
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
-/// Lifetime of ID tokens.
-pub const ID_TOKEN_LIFETIME_SECS: i64 = 3600;
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum GrantRequest {
@@ -209,147 +203,6 @@ pub fn grant_allowed(client: &Client, client_credentials: bool) -> Result<(), OA
     Ok(())
 }
 
-/// The scopes of a refreshed token: the grant's, or a subset the client asks for
-/// (RFC 6749 §6), never one the server cannot enforce (see [`scope_policy`]).
-pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
-    let granted = scope_policy::holdable_only(&ScopeSet::parse(granted).unwrap_or_default(), Holder::Interactive);
-    let Some(requested) = requested else { return Ok(granted) };
-    let requested = ScopeSet::parse(requested).map_err(|e| err(OAuthErrorCode::InvalidScope, &e.to_string()))?;
-    scope_policy::check_requested(&requested, Holder::Interactive)?;
-    if !granted.covers_all(&requested) {
-        return Err(err(OAuthErrorCode::InvalidScope, "scope may only narrow the original grant"));
-    }
-    Ok(requested)
-}
-
-/// Lifetime of a backend services access token (SMART: "should be short-lived").
-pub const BACKEND_TOKEN_LIFETIME_SECS: i64 = 300;
-
-/// The scopes of a `client_credentials` token: what the client asks for (everything it may
-/// hold when it asks for nothing) narrowed by its registration; `system/` scopes only.
-pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
-    let allowed = client.allowed_scopes();
-    let requested = match requested {
-        Some(r) => ScopeSet::parse(r).map_err(|e| err(OAuthErrorCode::InvalidScope, &e.to_string()))?,
-        None => allowed.clone(),
-    };
-    scope_policy::check_requested(&requested, Holder::Backend)?;
-    let granted = scope_policy::grantable(&requested, &allowed, Holder::Backend);
-    if granted.is_empty() {
-        return Err(err(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this client"));
-    }
-    Ok(granted)
-}
-
-/// The access token of a backend service: no user, no launch context; `grant_id` is the
-/// grant revocation ends.
-pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, grant_id: &str, now: i64) -> Value {
-    json!({
-        "iss": urls.issuer(),
-        "sub": client.client_id,
-        "aud": urls.fhir_base(),
-        "client_id": client.client_id,
-        "scope": scope.to_string(),
-        "iat": now,
-        "exp": now + BACKEND_TOKEN_LIFETIME_SECS,
-        "jti": jti,
-        "gid": grant_id,
-    })
-}
-
-/// Everything that goes into one token response.
-pub struct Issue<'a> {
-    pub urls: &'a ServerUrls,
-    pub client: &'a Client,
-    pub grant: &'a AuthorizationGrant,
-    pub grant_id: &'a str,
-    pub scope: &'a ScopeSet,
-    pub jti: &'a str,
-    pub now: i64,
-}
-
-impl Issue<'_> {
-    pub fn expires_in(&self) -> i64 {
-        i64::from(self.client.access_token_lifetime)
-    }
-
-    fn fhir_user_url(&self) -> String {
-        format!("{}/{}", self.urls.fhir_base(), self.grant.user.fhir_user)
-    }
-
-    /// RFC 9068 access token claims, with the SMART context the resource server needs and the
-    /// grant id it checks revocation against.
-    pub fn access_token_claims(&self) -> Value {
-        let mut claims = json!({
-            "iss": self.urls.issuer(),
-            "sub": self.grant.user.username,
-            "aud": self.urls.fhir_base(),
-            "client_id": self.client.client_id,
-            "scope": self.scope.to_string(),
-            "iat": self.now,
-            "exp": self.now + self.expires_in(),
-            "jti": self.jti,
-            "auth_time": self.grant.user.auth_time,
-            "gid": self.grant_id,
-            "fhirUser": self.grant.user.fhir_user,
-        });
-        let map = claims.as_object_mut().expect("an object");
-        if let Some(patient) = &self.grant.context.patient {
-            map.insert("patient".into(), json!(patient));
-        }
-        if let Some(encounter) = &self.grant.context.encounter {
-            map.insert("encounter".into(), json!(encounter));
-        }
-        claims
-    }
-
-    /// The ID token's claims when `openid` was granted (OpenID Connect Core §2, §5.1; SMART
-    /// `fhirUser`).
-    pub fn id_token_claims(&self, with_nonce: bool) -> Option<Value> {
-        if !self.scope.contains(&Scope::OpenId) {
-            return None;
-        }
-        let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.urls.issuer()));
-        claims.insert("sub".into(), json!(self.grant.user.username));
-        claims.insert("aud".into(), json!(self.client.client_id));
-        claims.insert("iat".into(), json!(self.now));
-        claims.insert("exp".into(), json!(self.now + ID_TOKEN_LIFETIME_SECS));
-        claims.insert("auth_time".into(), json!(self.grant.user.auth_time));
-        if let (true, Some(nonce)) = (with_nonce, &self.grant.nonce) {
-            claims.insert("nonce".into(), json!(nonce));
-        }
-        if self.scope.contains(&Scope::FhirUser) {
-            claims.insert("fhirUser".into(), json!(self.fhir_user_url()));
-        }
-        if self.scope.contains(&Scope::Profile) {
-            claims.insert("name".into(), json!(self.grant.user.display_name));
-        }
-        Some(Value::Object(claims))
-    }
-
-    /// The JSON body of the token response (RFC 6749 §5.1 + SMART launch context).
-    pub fn response(&self, access_token: &str, id_token: Option<&str>, refresh_token: Option<&str>) -> Value {
-        let mut body = json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in(),
-            "scope": self.scope.to_string(),
-        });
-        let map = body.as_object_mut().expect("an object");
-        if let Some(id_token) = id_token {
-            map.insert("id_token".into(), json!(id_token));
-        }
-        if let Some(refresh_token) = refresh_token {
-            map.insert("refresh_token".into(), json!(refresh_token));
-        }
-        if let Ok(Value::Object(context)) = serde_json::to_value(&self.grant.context) {
-            map.extend(context);
-        }
-        body
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,35 +255,5 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains("[redacted]") && text.contains("client_id: \"a\""), "{text}");
-    }
-
-    #[test]
-    fn backend_scopes_are_system_scopes_narrowed_by_the_registration() {
-        let client = crate::clients::ClientRegistration::parse(
-            r#"{"client_id":"b","client_name":"B","client_type":"backend","scope":"system/Patient.rs system/Observation.rs","jwks_uri":"https://b.example/jwks"}"#,
-        )
-        .unwrap()
-        .into_client()
-        .unwrap();
-        assert_eq!(backend_scope(&client, None).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
-        assert_eq!(backend_scope(&client, Some("system/*.rs")).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
-        assert_eq!(backend_scope(&client, Some("system/Observation.r")).unwrap().to_string(), "system/Observation.r");
-        assert_eq!(backend_scope(&client, Some("system/Condition.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(backend_scope(&client, Some("openid")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory")).unwrap().to_string(), "system/Observation.rs?category=laboratory");
-    }
-
-    #[test]
-    fn refresh_scope_may_only_narrow() {
-        assert_eq!(refresh_scope("openid patient/*.rs", None).unwrap().to_string(), "openid patient/*.rs");
-        assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/Observation.rs")).unwrap().to_string(), "patient/Observation.rs");
-        assert_eq!(refresh_scope("openid patient/*.rs", Some("patient/*.cruds")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(refresh_scope("openid", Some("bad\\\\scope")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        let lab = "openid patient/Observation.rs?category=laboratory";
-        assert_eq!(refresh_scope(lab, Some("patient/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        // A grant stored before the rule keeps only what can be enforced.
-        assert_eq!(refresh_scope("openid patient/Observation.rs?foo=bar system/*.rs", None).unwrap().to_string(), "openid");
     }
 }
