@@ -7,27 +7,28 @@ use crate::browser::BrowserEnv;
 use crate::engine::authorize::{self, AuthorizeOptions};
 use crate::engine::client::{in_patient_compartment, Client, FhirCall, Paging};
 use crate::engine::error::SdkError;
-use crate::engine::state::Session;
+use crate::engine::state::{Session, Stored};
 use crate::engine::ready;
-use crate::json;
+use crate::json::Json;
 use wasm_bindgen::prelude::*;
 
 type Answer = Result<String, JsValue>;
 
 fn fail(e: SdkError) -> JsValue {
-    JsValue::from_str(&json::to_string(&e).unwrap_or_default())
+    JsValue::from_str(&e.to_json().to_string())
 }
 
 fn env() -> Result<BrowserEnv, JsValue> {
     BrowserEnv::new().map_err(fail)
 }
 
-fn text(value: &impl serde::Serialize) -> Answer {
-    json::to_string(value).map_err(|e| fail(SdkError::new("internal", e.to_string())))
+fn text(value: &impl Stored) -> Answer {
+    Ok(value.to_json().to_string())
 }
 
 fn session(state: &str) -> Result<Session, JsValue> {
-    json::from_str(state).map_err(|e| fail(SdkError::new("invalid_state", format!("the client state is not one the SDK wrote: {e}"))))
+    let parsed = Json::parse(state).ok();
+    parsed.as_ref().and_then(Session::from_json).ok_or_else(|| fail(SdkError::new("invalid_state", "the client state is not one the SDK wrote")))
 }
 
 #[allow(clippy::too_many_arguments)]

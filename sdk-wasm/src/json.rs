@@ -1,15 +1,14 @@
-//! The SDK's JSON: a parser to a small tree, a writer, and a serde data format over both, so
-//! the wire types (`smart_protocol`'s token response and discovery document, the stored
-//! session) keep their serde derives while the wasm carries one small parser instead of
-//! serde_json's (about 60 KB of code there, with float formatting for its error messages).
+//! The SDK's JSON: a parser to a small tree and a writer, instead of serde_json and serde's
+//! generated visitors (together more than half of the wasm's code). The wire types are read
+//! from the tree through `smart_protocol::fields` (the same types the server writes with
+//! serde); what the SDK stores is built as a tree.
 //!
 //! RFC 8259 strictly: no trailing commas, comments or control characters in strings; escapes
 //! and surrogate pairs decoded; nesting limited to [`MAX_DEPTH`]; text after the value refused.
 //! Numbers keep the text they were sent with, so a value read and written again is unchanged.
-//! The tests compare every answer with serde_json's.
+//! The tests compare the parser's answers with serde_json's.
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{self, Serialize};
+use smart_protocol::fields::Object;
 use std::fmt;
 
 /// Deeper nesting is refused (serde_json's limit too), so hostile input cannot exhaust the stack.
@@ -32,12 +31,6 @@ pub enum Json {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(String);
 
-impl Error {
-    fn new(message: impl Into<String>) -> Error {
-        Error(message.into())
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -45,40 +38,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl de::Error for Error {
-    fn custom<T: fmt::Display>(msg: T) -> Error {
-        Error(msg.to_string())
-    }
-    // The default messages format the unexpected value (floats included); these do not.
-    fn invalid_type(_: de::Unexpected<'_>, expected: &dyn de::Expected) -> Error {
-        Error(format!("invalid type: expected {expected}"))
-    }
-    fn invalid_value(_: de::Unexpected<'_>, expected: &dyn de::Expected) -> Error {
-        Error(format!("invalid value: expected {expected}"))
-    }
-    fn invalid_length(len: usize, expected: &dyn de::Expected) -> Error {
-        Error(format!("invalid length {len}: expected {expected}"))
-    }
-    fn unknown_variant(variant: &str, _: &'static [&'static str]) -> Error {
-        Error(format!("unknown variant `{variant}`"))
-    }
-    fn unknown_field(field: &str, _: &'static [&'static str]) -> Error {
-        Error(format!("unknown field `{field}`"))
-    }
-    fn missing_field(field: &'static str) -> Error {
-        Error(format!("missing field `{field}`"))
-    }
-    fn duplicate_field(field: &'static str) -> Error {
-        Error(format!("duplicate field `{field}`"))
-    }
-}
-
-impl ser::Error for Error {
-    fn custom<T: fmt::Display>(msg: T) -> Error {
-        Error(msg.to_string())
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -374,405 +333,81 @@ fn write_str(out: &mut String, s: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Typed reading: a serde deserializer over the tree
+// Reading the wire types (`smart_protocol::fields`) and building values
 
-/// Parses `text` into `T`.
-pub fn from_str<T: de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    from_json(&Json::parse(text)?)
-}
-
-/// Reads `T` from a parsed value.
-pub fn from_json<'de, T: de::Deserialize<'de>>(json: &'de Json) -> Result<T, Error> {
-    T::deserialize(json)
-}
-
-/// The newtype name by which [`Raw`] asks this format for the JSON text itself.
-const RAW: &str = "$smart-edge::json::Raw";
-
-/// A JSON value kept as its text (the server's token response, the ID token's claims, an
-/// OperationOutcome): read and written by this format as the JSON it is, not as a string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raw(String);
-
-impl Raw {
-    pub fn get(&self) -> &str {
-        &self.0
+impl Object for Json {
+    fn text(&self, key: &str) -> Option<&str> {
+        self.get(key)?.as_str()
     }
-
-    /// The text of `json`.
-    pub fn of(json: &Json) -> Raw {
-        let mut out = String::new();
-        json.write(&mut out);
-        Raw(out)
+    fn integer(&self, key: &str) -> Option<i64> {
+        self.get(key)?.as_i64()
     }
-
-    /// Checks that `text` is JSON.
-    pub fn parse(text: &str) -> Result<Raw, Error> {
-        Json::parse(text).map(|json| Raw::of(&json))
-    }
-}
-
-impl Serialize for Raw {
-    fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_struct(RAW, &self.0)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Raw {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Raw, D::Error> {
-        struct RawVisitor;
-        impl Visitor<'_> for RawVisitor {
-            type Value = Raw;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Raw, E> {
-                Ok(Raw(text.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, text: String) -> Result<Raw, E> {
-                Ok(Raw(text))
-            }
-        }
-        deserializer.deserialize_newtype_struct(RAW, RawVisitor)
-    }
-}
-
-fn number<T: std::str::FromStr>(json: &Json, what: &dyn de::Expected) -> Result<T, Error> {
-    match json {
-        Json::Number(n) => n.parse().map_err(|_| Error(format!("number out of range: expected {what}"))),
-        _ => Err(Error(format!("invalid type: expected {what}"))),
-    }
-}
-
-macro_rules! integers {
-    ($($method:ident $visit:ident $t:ty),*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            let n = number::<$t>(self, &visitor)?;
-            visitor.$visit(n)
-        }
-    )*};
-}
-
-impl<'de> de::Deserializer<'de> for &'de Json {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::Null => visitor.visit_unit(),
-            Json::Bool(b) => visitor.visit_bool(*b),
-            Json::Number(n) => {
-                if let Ok(u) = n.parse::<u64>() {
-                    visitor.visit_u64(u)
-                } else if let Ok(i) = n.parse::<i64>() {
-                    visitor.visit_i64(i)
-                } else {
-                    visitor.visit_f64(n.parse().map_err(|_| Error::new("bad number"))?)
-                }
-            }
-            Json::String(s) => visitor.visit_borrowed_str(s),
-            Json::Array(items) => visitor.visit_seq(Items(items.iter())),
-            Json::Object(members) => visitor.visit_map(Members { members: members.iter(), value: None }),
+    fn boolean(&self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            Json::Bool(b) => Some(*b),
+            _ => None,
         }
     }
-
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::Bool(b) => visitor.visit_bool(*b),
-            _ => Err(de::Error::invalid_type(de::Unexpected::Other("JSON"), &visitor)),
-        }
+    fn object(&self, key: &str) -> Option<&dyn Object> {
+        self.get(key).filter(|v| matches!(v, Json::Object(_))).map(|v| v as &dyn Object)
     }
-
-    integers!(deserialize_i8 visit_i8 i8, deserialize_i16 visit_i16 i16, deserialize_i32 visit_i32 i32, deserialize_i64 visit_i64 i64,
-              deserialize_u8 visit_u8 u8, deserialize_u16 visit_u16 u16, deserialize_u32 visit_u32 u32, deserialize_u64 visit_u64 u64,
-              deserialize_f32 visit_f32 f32, deserialize_f64 visit_f64 f64);
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::String(s) => visitor.visit_borrowed_str(s),
-            _ => Err(de::Error::invalid_type(de::Unexpected::Other("JSON"), &visitor)),
-        }
+    fn texts(&self, key: &str) -> Vec<String> {
+        self.list(key).iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
     }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
-        if name == RAW {
-            let mut text = String::new();
-            self.write(&mut text);
-            return visitor.visit_string(text);
-        }
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::Array(items) => visitor.visit_seq(Items(items.iter())),
-            _ => Err(de::Error::invalid_type(de::Unexpected::Other("JSON"), &visitor)),
-        }
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self {
-            Json::Object(members) => visitor.visit_map(Members { members: members.iter(), value: None }),
-            _ => Err(de::Error::invalid_type(de::Unexpected::Other("JSON"), &visitor)),
-        }
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(self, _: &'static str, _: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_map(visitor)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(self, _: &'static str, _: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
-        // Unit variants, written as strings: all the SDK's types use.
-        match self {
-            Json::String(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            _ => Err(de::Error::invalid_type(de::Unexpected::Other("JSON"), &visitor)),
-        }
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_unit()
-    }
-
-    serde::forward_to_deserialize_any! { char bytes byte_buf unit unit_struct tuple tuple_struct }
-}
-
-struct Items<'de>(std::slice::Iter<'de, Json>);
-
-impl<'de> SeqAccess<'de> for Items<'de> {
-    type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
-        self.0.next().map(|item| seed.deserialize(item)).transpose()
+    fn objects(&self, key: &str) -> Vec<&dyn Object> {
+        self.list(key).iter().filter(|v| matches!(v, Json::Object(_))).map(|v| v as &dyn Object).collect()
     }
 }
 
-struct Members<'de> {
-    members: std::slice::Iter<'de, (String, Json)>,
-    value: Option<&'de Json>,
-}
-
-impl<'de> MapAccess<'de> for Members<'de> {
-    type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
-        let Some((key, value)) = self.members.next() else { return Ok(None) };
-        self.value = Some(value);
-        seed.deserialize(de::value::BorrowedStrDeserializer::new(key)).map(Some)
+impl Json {
+    /// The items of an array member; empty when absent or not an array.
+    pub fn list(&self, key: &str) -> &[Json] {
+        self.get(key).and_then(Json::as_array).unwrap_or_default()
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        seed.deserialize(self.value.take().unwrap_or(&Json::Null))
+
+    /// A string member, owned.
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.get(key)?.as_str().map(str::to_owned)
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Typed writing: a serde serializer to compact JSON text
-
-/// The compact JSON text of `value`.
-pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    let mut writer = Writer { out: String::new(), raw: false };
-    value.serialize(&mut writer)?;
-    Ok(writer.out)
-}
-
-struct Writer {
-    out: String,
-    /// The next string is a [`Raw`] value's JSON text, written as is.
-    raw: bool,
-}
-
-/// A sequence or a map on its way out: whether a comma is due.
-pub struct Compound<'w> {
-    writer: &'w mut Writer,
-    first: bool,
-}
-
-impl Compound<'_> {
-    fn comma(&mut self) {
-        if !std::mem::take(&mut self.first) {
-            self.writer.out.push(',');
-        }
+impl From<&str> for Json {
+    fn from(s: &str) -> Json {
+        Json::String(s.to_owned())
     }
 }
 
-fn unsupported(what: &str) -> Error {
-    Error(format!("{what} cannot be written as JSON by the SDK"))
-}
-
-macro_rules! write_integers {
-    ($($method:ident $t:ty),*) => {$(
-        fn $method(self, v: $t) -> Result<(), Error> {
-            self.out.push_str(&v.to_string());
-            Ok(())
-        }
-    )*};
-}
-
-impl<'w> ser::Serializer for &'w mut Writer {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Compound<'w>;
-    type SerializeTuple = Compound<'w>;
-    type SerializeTupleStruct = Compound<'w>;
-    type SerializeTupleVariant = ser::Impossible<(), Error>;
-    type SerializeMap = Compound<'w>;
-    type SerializeStruct = Compound<'w>;
-    type SerializeStructVariant = ser::Impossible<(), Error>;
-
-    fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.out.push_str(if v { "true" } else { "false" });
-        Ok(())
-    }
-
-    write_integers!(serialize_i8 i8, serialize_i16 i16, serialize_i32 i32, serialize_i64 i64, serialize_u8 u8, serialize_u16 u16, serialize_u32 u32, serialize_u64 u64);
-
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(unsupported("a float"))
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(unsupported("a float"))
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.serialize_str(v.encode_utf8(&mut [0; 4]))
-    }
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        if std::mem::take(&mut self.raw) {
-            self.out.push_str(v);
-        } else {
-            write_str(&mut self.out, v);
-        }
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(unsupported("bytes"))
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        self.serialize_unit()
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        self.out.push_str("null");
-        Ok(())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        self.serialize_unit()
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Error> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), Error> {
-        self.raw = name == RAW;
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<(), Error> {
-        Err(unsupported("an enum with data"))
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'w>, Error> {
-        self.out.push('[');
-        Ok(Compound { writer: self, first: true })
-    }
-    fn serialize_tuple(self, len: usize) -> Result<Compound<'w>, Error> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Compound<'w>, Error> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(unsupported("an enum with data"))
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'w>, Error> {
-        self.out.push('{');
-        Ok(Compound { writer: self, first: true })
-    }
-    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Compound<'w>, Error> {
-        self.serialize_map(Some(len))
-    }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Error> {
-        Err(unsupported("an enum with data"))
+impl From<String> for Json {
+    fn from(s: String) -> Json {
+        Json::String(s)
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.comma();
-        value.serialize(&mut *self.writer)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.writer.out.push(']');
-        Ok(())
+impl From<i64> for Json {
+    fn from(n: i64) -> Json {
+        Json::Number(n.to_string())
     }
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
+impl From<bool> for Json {
+    fn from(b: bool) -> Json {
+        Json::Bool(b)
     }
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        ser::SerializeSeq::end(self)
+impl<T: Into<Json>> From<Option<T>> for Json {
+    fn from(v: Option<T>) -> Json {
+        v.map_or(Json::Null, Into::into)
     }
 }
 
-impl ser::SerializeMap for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
-        self.comma();
-        let start = self.writer.out.len();
-        key.serialize(&mut *self.writer)?;
-        if !self.writer.out[start..].starts_with('"') {
-            return Err(unsupported("a map key that is not a string"));
-        }
-        self.writer.out.push(':');
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        value.serialize(&mut *self.writer)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.writer.out.push('}');
-        Ok(())
+impl From<Vec<String>> for Json {
+    fn from(items: Vec<String>) -> Json {
+        Json::Array(items.into_iter().map(Json::String).collect())
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.comma();
-        write_str(&mut self.writer.out, key);
-        self.writer.out.push(':');
-        value.serialize(&mut *self.writer)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.writer.out.push('}');
-        Ok(())
-    }
+/// An object from `(name, value)` pairs; members whose value is `null` are left out.
+pub fn object<const N: usize>(members: [(&str, Json); N]) -> Json {
+    Json::Object(members.into_iter().filter(|(_, v)| *v != Json::Null).map(|(k, v)| (k.to_owned(), v)).collect())
 }

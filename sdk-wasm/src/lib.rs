@@ -8,6 +8,6 @@ pub mod engine;
 pub mod json;
 
 #[cfg(target_arch = "wasm32")]
-mod browser;
+pub mod browser;
 #[cfg(target_arch = "wasm32")]
 mod exports;

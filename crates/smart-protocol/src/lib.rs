@@ -6,6 +6,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod fields;
 pub mod jose;
 pub mod pkce;
 pub mod scopes;

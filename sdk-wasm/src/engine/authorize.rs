@@ -6,31 +6,22 @@ use super::env::{Area, Environment, HttpRequest, Target};
 use super::error::SdkError;
 use super::state::{pending_key, save, Endpoints, Pending};
 use super::url;
-use serde::Deserialize;
-use crate::json::{self, Json};
+use crate::json::Json;
 use smart_protocol::discovery::SmartConfiguration;
 use smart_protocol::pkce::{s256_challenge_of_digest, CodeVerifier};
 
 /// `authorize()`'s options, with fhirclient.js's names.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct AuthorizeOptions {
     pub client_id: String,
-    #[serde(default)]
     pub scope: Option<String>,
-    #[serde(default)]
     pub redirect_uri: Option<String>,
     /// The FHIR base the EHR launched from (else the page's `iss` parameter).
-    #[serde(default)]
     pub iss: Option<String>,
     /// A standalone launch against this FHIR base (the page's `iss` and `launch` are ignored).
-    #[serde(default)]
     pub fhir_service_url: Option<String>,
-    #[serde(default)]
     pub launch: Option<String>,
-    #[serde(default)]
     pub no_redirect: bool,
-    #[serde(default)]
     pub target: Option<String>,
 }
 
@@ -42,7 +33,7 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
     let well_known = format!("{base}/.well-known/smart-configuration");
     if let Ok(res) = env.fetch(HttpRequest::get(&well_known, "application/json")).await {
         if res.status == 200 {
-            if let Ok(c) = json::from_str::<SmartConfiguration>(&res.body) {
+            if let Ok(c) = Json::parse(&res.body).map_err(drop).and_then(|doc| SmartConfiguration::read(&doc).map_err(drop)) {
                 if let Some(authorize) = c.authorization_endpoint {
                     return Ok(Endpoints { authorize, token: c.token_endpoint, revoke: c.revocation_endpoint, issuer: c.issuer, jwks_uri: c.jwks_uri, capabilities: c.capabilities });
                 }

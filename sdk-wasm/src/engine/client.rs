@@ -7,7 +7,7 @@ use super::error::SdkError;
 use super::ready::{store, token_request};
 use super::state::{load, Session, CURRENT};
 use super::url;
-use crate::json::{Json, Raw};
+use crate::json::Json;
 
 /// Refresh when the access token has less than this many seconds left.
 const REFRESH_MARGIN: i64 = 30;
@@ -157,7 +157,7 @@ impl<'e, E: Environment> Client<'e, E> {
             for page in &pages {
                 let parsed = Json::parse(page).map_err(|e| SdkError::new("invalid_response", format!("{url}: {e}")))?;
                 let entries = parsed.get("entry").and_then(Json::as_array).unwrap_or_default();
-                resources.extend(entries.iter().filter_map(|e| e.get("resource")).map(|r| Raw::of(r).get().to_owned()));
+                resources.extend(entries.iter().filter_map(|e| e.get("resource")).map(Json::to_string));
             }
             return Ok(format!("[{}]", resources.join(",")));
         }

@@ -12,7 +12,7 @@ use std::task::Poll;
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
-use crate::json::{self, Json, Raw};
+use crate::json::Json;
 use smart_protocol::jose::{split_compact, CompactParts, RawHeader};
 use smart_protocol::token::TokenResponse;
 
@@ -125,18 +125,18 @@ pub fn store(env: &impl Environment, session: &Session) {
 }
 
 /// Posts to the token endpoint: the token response, read and as sent.
-pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<(TokenResponse, Raw), SdkError> {
+pub async fn token_request(env: &impl Environment, request: HttpRequest) -> Result<(TokenResponse, Json), SdkError> {
     let res = env.fetch(request).await?;
     if res.status != 200 {
         return Err(SdkError::from_response(res.status, &res.body, "the token endpoint"));
     }
-    let invalid = |e: json::Error| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}"));
-    let body = Json::parse(&res.body).map_err(invalid)?;
-    let tokens: TokenResponse = json::from_json(&body).map_err(invalid)?;
+    let invalid = |e: &dyn std::fmt::Display| SdkError::new("invalid_token_response", format!("the token response is not valid: {e}"));
+    let body = Json::parse(&res.body).map_err(|e| invalid(&e))?;
+    let tokens = TokenResponse::read(&body).map_err(|e| invalid(&e))?;
     if !tokens.is_bearer() || tokens.access_token.is_empty() {
         return Err(SdkError::new("invalid_token_response", "the token response has no Bearer access token"));
     }
-    Ok((tokens, Raw::of(&body)))
+    Ok((tokens, body))
 }
 
 fn id_error(message: impl Into<String>) -> SdkError {
@@ -182,10 +182,10 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 
 /// Verifies an ID token and answers its claims (as sent) and its `fhirUser`. `prefetched` is
 /// the answer of the key set URL discovery named, when it was fetched ahead.
-pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str, prefetched: Option<Result<HttpResponse, SdkError>>) -> Result<(Raw, Option<String>), SdkError> {
+pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str, prefetched: Option<Result<HttpResponse, SdkError>>) -> Result<(Json, Option<String>), SdkError> {
     let jws = split_compact(token).map_err(|e| id_error(e.to_string()))?;
     let text_of = |bytes: &[u8], what: &str| std::str::from_utf8(bytes).ok().and_then(|t| Json::parse(t).ok()).ok_or_else(|| id_error(format!("the ID token's {what} is not JSON")));
-    let raw: RawHeader = json::from_json(&text_of(&jws.header, "header")?).map_err(|e| id_error(format!("the ID token's header is not valid: {e}")))?;
+    let raw = RawHeader::read(&text_of(&jws.header, "header")?).map_err(|e| id_error(format!("the ID token's header is not valid: {e}")))?;
     let header = CompactParts::header(raw, false).map_err(|e| id_error(e.to_string()))?;
     let claims = text_of(&jws.payload, "payload")?;
     if !matches!(claims, Json::Object(_)) {
@@ -236,7 +236,8 @@ pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &
         .collect();
     for jwk in keys.into_iter().take(4) {
         if env.verify(SignatureCheck { alg, jwk, signed: jws.signing_input.as_bytes(), signature: &jws.signature }).await? {
-            return Ok((Raw::of(&claims), text("fhirUser").map(str::to_owned)));
+            let fhir_user = text("fhirUser").map(str::to_owned);
+            return Ok((claims, fhir_user));
         }
     }
     Err(id_error("the ID token's signature does not verify with the issuer's keys"))

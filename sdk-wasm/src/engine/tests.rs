@@ -242,7 +242,7 @@ fn ehr_launch_to_ready_to_paged_requests_to_refresh_to_logout() {
 
     let session = block_on(ready(&env)).unwrap();
     assert_eq!(env.location(), "https://app.example/callback.html", "code and state leave the address bar");
-    assert!(session.id_token_claims.as_ref().unwrap().get().contains("\"sub\":\"u1\""));
+    assert!(session.id_token_claims.as_ref().unwrap().to_string().contains("\"sub\":\"u1\""));
     let mut client = Client::new(&env, session);
     assert_eq!(client.patient_id(), Some("p1"));
     assert_eq!(client.user(), Some(("Practitioner".into(), "d1".into())));
@@ -254,7 +254,7 @@ fn ehr_launch_to_ready_to_paged_requests_to_refresh_to_logout() {
     assert_eq!(two.as_array().unwrap().len(), 2, "two bundles");
     let missing = block_on(client.request(FhirCall::get("Patient/nope"), Paging::default())).unwrap_err();
     assert_eq!((missing.code.as_str(), missing.status), ("not-found", Some(404)));
-    assert!(missing.outcome.as_ref().is_some_and(|o| o.get().contains("OperationOutcome")));
+    assert!(missing.outcome.as_ref().is_some_and(|o| o.to_string().contains("OperationOutcome")));
 
     // Near expiry the client refreshes first; a 401 refreshes once and retries.
     server.borrow_mut().now += 3590;
