@@ -5,8 +5,7 @@
 //! Signatures themselves are computed elsewhere (WebCrypto in the Worker and in the browser):
 //! this module only builds the bytes to sign and assembles the token around the signature.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
+use crate::b64url;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -207,7 +206,7 @@ impl Jwk {
                 q(&self.y)
             ),
         };
-        Ok(B64URL.encode(Sha256::digest(canonical.as_bytes())))
+        Ok(b64url::encode(Sha256::digest(canonical.as_bytes())))
     }
 }
 
@@ -228,14 +227,14 @@ pub struct JwsHeader {
 
 /// The `header.payload` part of a compact JWS: the bytes a signer signs.
 pub fn signing_input<C: Serialize>(header: &JwsHeader, claims: &C) -> Result<String, serde_json::Error> {
-    let header = B64URL.encode(serde_json::to_vec(header)?);
-    let payload = B64URL.encode(serde_json::to_vec(claims)?);
+    let header = b64url::encode(serde_json::to_vec(header)?);
+    let payload = b64url::encode(serde_json::to_vec(claims)?);
     Ok(format!("{header}.{payload}"))
 }
 
 /// Appends the signature to a signing input, giving the compact serialization.
 pub fn compact(signing_input: &str, signature: &[u8]) -> String {
-    format!("{signing_input}.{}", B64URL.encode(signature))
+    format!("{signing_input}.{}", b64url::encode(signature))
 }
 
 /// Why a compact JWS was refused before its signature was even checked.
@@ -292,7 +291,7 @@ pub fn split_compact(token: &str) -> Result<CompactParts<'_>, JwsError> {
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwsError::Malformed);
     };
-    let decode = |part: &str| B64URL.decode(part).map_err(|_| JwsError::Malformed);
+    let decode = |part: &str| b64url::decode(part).ok_or(JwsError::Malformed);
     Ok(CompactParts { header: decode(h)?, payload: decode(p)?, signing_input: &token[..h.len() + 1 + p.len()], signature: decode(s)? })
 }
 
@@ -334,6 +333,8 @@ fn parse(token: &str, require_kid: bool) -> Result<UnverifiedJws<'_>, JwsError> 
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use base64::Engine;
     use super::*;
 
     /// RFC 7638 §3.1's example key and thumbprint.

@@ -4,6 +4,7 @@
 //! (`worker/` through `platform`) and the browser SDK (`sdk-wasm/`) both build on this crate,
 //! so the client and the server share one definition of every protocol value.
 
+pub mod b64url;
 pub mod discovery;
 pub mod error;
 pub mod fields;

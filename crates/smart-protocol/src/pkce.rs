@@ -1,7 +1,6 @@
 //! Proof Key for Code Exchange, RFC 7636, S256 only (SMART App Launch 2.2 forbids `plain`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
+use crate::b64url;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -32,7 +31,7 @@ impl CodeVerifier {
     /// A verifier from 32 random bytes (the RFC's recommendation), base64url-encoded to 43
     /// characters. The caller brings the randomness, so this stays deterministic and testable.
     pub fn from_random_bytes(bytes: &[u8; 32]) -> Self {
-        Self(B64URL.encode(bytes))
+        Self(b64url::encode(bytes))
     }
 
     pub fn secret(&self) -> &str {
@@ -48,7 +47,7 @@ impl CodeVerifier {
 /// The S256 challenge from `SHA256(ASCII(code_verifier))` computed elsewhere (the browser SDK
 /// hashes with WebCrypto rather than carry SHA-256 in its wasm).
 pub fn s256_challenge_of_digest(digest: &[u8]) -> String {
-    B64URL.encode(digest)
+    b64url::encode(digest)
 }
 
 impl fmt::Debug for CodeVerifier {

@@ -62,8 +62,7 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
 fn random_token(env: &impl Environment, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     env.random(&mut buf);
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    smart_protocol::b64url::encode(buf)
 }
 
 /// The page the authorization server sends the browser back to: the option, or the current
