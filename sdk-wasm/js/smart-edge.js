@@ -2,7 +2,7 @@
 // WebAssembly. This module is the public API (fhirclient.js's habits: authorize / ready / init,
 // a Client with patient, user, encounter and request); the protocol work happens in the wasm,
 // which keeps no state of its own: the Client holds its serialisable `state`.
-import initWasm, { sdkAuthorize, sdkDiscover, sdkInit, sdkLogout, sdkReady, sdkRefresh, sdkRequest } from "./smart_edge_sdk.js";
+import initWasm, { sdk } from "./smart_edge_sdk.js";
 
 await initWasm();
 
@@ -29,20 +29,23 @@ function toSmartError(e) {
   return new SmartError({ code: "internal", message: String(e?.message ?? e) });
 }
 
-/** Calls a wasm function; its JSON answer parsed, its failure as a SmartError. */
-async function call(fn, ...args) {
+/** Runs an operation of the wasm; its JSON answer parsed, its failure as a SmartError. */
+async function call(operation, args = {}) {
   try {
-    const out = await fn(...args);
-    return out ? JSON.parse(out) : null;
+    return JSON.parse(await sdk(operation, JSON.stringify(args)));
   } catch (e) {
     throw toSmartError(e);
   }
 }
 
-/** The authorize options, as the wasm takes them. */
-function optionArgs(o = {}) {
+/** The authorize options, as the wasm takes them (strings and a flag). */
+function options(o = {}) {
   if (!o.clientId) throw new SmartError({ code: "invalid_options", message: "clientId is required" });
-  return [String(o.clientId), o.scope, o.redirectUri, o.iss, o.fhirServiceUrl, o.launch, Boolean(o.noRedirect), o.target];
+  const text = (v) => (v == null ? undefined : String(v));
+  return {
+    clientId: String(o.clientId), scope: text(o.scope), redirectUri: text(o.redirectUri), iss: text(o.iss),
+    fhirServiceUrl: text(o.fhirServiceUrl), launch: text(o.launch), noRedirect: Boolean(o.noRedirect), target: text(o.target),
+  };
 }
 
 /** `Type/id` of a reference or of an absolute `fhirUser` URL. */
@@ -92,44 +95,46 @@ export class Client {
   async request(urlOrRequest, { pageLimit = 1, flat = false, inPatient = false } = {}) {
     const r = typeof urlOrRequest === "string" || urlOrRequest instanceof URL ? { url: String(urlOrRequest) } : urlOrRequest;
     const body = r.body === undefined ? undefined : typeof r.body === "string" ? r.body : JSON.stringify(r.body);
-    const headers = r.headers ? Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`).join("\n") : undefined;
-    const out = await call(sdkRequest, JSON.stringify(this.state), String(r.url), r.method, body, headers, Math.max(0, Number(pageLimit) | 0), Boolean(flat), Boolean(inPatient));
+    const headers = Object.entries(r.headers ?? {}).map(([name, value]) => ({ name, value: String(value) }));
+    const out = await call("request", {
+      state: this.state, url: String(r.url), method: r.method == null ? undefined : String(r.method), body, headers,
+      pageLimit: Math.max(0, Number(pageLimit) | 0), flat: Boolean(flat), inPatient: Boolean(inPatient),
+    });
     this.state = out.session;
     return out.result;
   }
 
   /** Refreshes the access token now (it also happens on its own before expiry and after a 401). */
   async refresh() {
-    this.state = await call(sdkRefresh, JSON.stringify(this.state));
+    this.state = await call("refresh", { state: this.state });
     return this.state;
   }
 
   /** Revokes the tokens where the server allows it, then forgets the session. */
   async logout() {
-    await call(sdkLogout, JSON.stringify(this.state));
+    await call("logout", { state: this.state });
   }
 }
 
 /** Starts an authorization: EHR launch (`iss` + `launch` from the page) or standalone (`fhirServiceUrl`). */
-export async function authorize(options) {
-  const url = await call(async (...a) => JSON.stringify(await sdkAuthorize(...a)), ...optionArgs(options));
-  return url;
+export async function authorize(o) {
+  return call("authorize", options(o));
 }
 
 /** On the redirect page: completes the authorization; on a reload: restores the session. */
 export async function ready() {
-  return new Client(await call(sdkReady));
+  return new Client(await call("ready"));
 }
 
 /** `ready()` when the page is a redirect or a session exists, else `authorize(options)`. */
-export async function init(options) {
-  const state = await call(sdkInit, ...optionArgs(options));
+export async function init(o) {
+  const state = await call("init", options(o));
   return state ? new Client(state) : new Promise(() => {});
 }
 
 /** The server's OAuth endpoints and SMART capabilities (its smart-configuration). */
 export async function discover(fhirBase) {
-  return call(sdkDiscover, String(fhirBase));
+  return call("discover", { fhirBase: String(fhirBase) });
 }
 
 export const oauth2 = { authorize, ready, init };

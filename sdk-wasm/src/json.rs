@@ -11,8 +11,9 @@
 use smart_protocol::fields::Object;
 use std::fmt;
 
-/// Deeper nesting is refused (serde_json's limit too), so hostile input cannot exhaust the stack.
-pub const MAX_DEPTH: usize = 128;
+/// Arrays and objects nest at most this deep (serde_json's limit too), so hostile input cannot
+/// exhaust the stack.
+pub const MAX_DEPTH: usize = 127;
 
 /// A JSON value. Objects keep their members in order; a repeated name is kept twice and
 /// [`Json::get`] answers the last, as serde_json's `Value` does.
@@ -81,10 +82,11 @@ impl Json {
         }
     }
 
-    /// An integer number (`3`, `-7`; not `3.0` or `1e3`).
+    /// An integer number (`3`, `-7`; not `3.0`, `1e3`, or `-0`, which JSON readers such as
+    /// serde_json and JavaScript take for the float negative zero).
     pub fn as_i64(&self) -> Option<i64> {
         match self {
-            Json::Number(n) => n.parse().ok(),
+            Json::Number(n) if n != "-0" => n.parse().ok(),
             _ => None,
         }
     }
@@ -169,7 +171,7 @@ impl Parser<'_> {
             Some(b'"') => self.string().map(Json::String),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(open @ (b'[' | b'{')) => {
-                if depth >= MAX_DEPTH {
+                if depth + 1 > MAX_DEPTH {
                     return Err(self.fail("nested too deeply"));
                 }
                 self.at += 1;
@@ -407,7 +409,39 @@ impl From<Vec<String>> for Json {
     }
 }
 
-/// An object from `(name, value)` pairs; members whose value is `null` are left out.
+/// An object from `(name, value)` pairs (`null` values included: the app sees every member).
 pub fn object<const N: usize>(members: [(&str, Json); N]) -> Json {
-    Json::Object(members.into_iter().filter(|(_, v)| *v != Json::Null).map(|(k, v)| (k.to_owned(), v)).collect())
+    Json::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_stops_where_serde_json_stops() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(Json::parse(&nested(MAX_DEPTH)).is_ok());
+        assert!(Json::parse(&nested(MAX_DEPTH + 1)).is_err());
+        assert!(Json::parse(&"[".repeat(100_000)).is_err());
+    }
+
+    #[test]
+    fn minus_zero_is_not_an_integer() {
+        assert_eq!(Json::parse("-0").unwrap().as_i64(), None);
+        assert_eq!(Json::parse("-7").unwrap().as_i64(), Some(-7));
+        assert_eq!(Json::parse("0").unwrap().as_i64(), Some(0));
+    }
+
+    #[test]
+    fn trees_are_written_back_as_read() {
+        let text = r#"{"a":[1,-2.5e3,true,null,"x\"\\\n\u0001é😀"],"b":{},"a":0}"#;
+        let json = Json::parse(text).unwrap();
+        assert_eq!(json.to_string(), text);
+        assert_eq!(json.get("a").and_then(Json::as_i64), Some(0), "the last of a repeated name");
+        assert_eq!(Json::parse(r#""\ud83d\ude00\/""#).unwrap(), Json::String("😀/".into()));
+        for bad in ["", "01", "[1,]", "{\"a\" 1}", "\"\\ud800\"", "\"a\u{1}\"", "1 2", "nul", "-", "1.", "1e"] {
+            assert!(Json::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }
