@@ -3,6 +3,7 @@
 //! SHA-256 hashes).
 
 use crate::ports::{KvStore, StoreError};
+use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,7 @@ pub struct ClientRegistration {
     #[serde(default)]
     pub jwks_uri: Option<String>,
     #[serde(default)]
-    pub client_secrets: Vec<String>,
+    pub client_secrets: Vec<Secret>,
     #[serde(default = "default_access_lifetime")]
     pub access_token_lifetime: u32,
     #[serde(default = "default_refresh_lifetime")]
@@ -195,7 +196,7 @@ impl ClientRegistration {
                 }
             }
         }
-        if self.client_secrets.iter().any(|s| !(32..=512).contains(&s.len())) {
+        if self.client_secrets.iter().any(|s| !(32..=512).contains(&s.expose().len())) {
             return Err(ClientError::WeakSecret);
         }
         if !(60..=86_400).contains(&self.access_token_lifetime) || self.refresh_token_lifetime > 31_536_000 {
@@ -231,7 +232,7 @@ impl ClientRegistration {
             launch_uri: self.launch_uri,
             jwks: self.jwks,
             jwks_uri: self.jwks_uri,
-            secret_hashes: self.client_secrets.iter().map(|s| hash_secret(s)).collect(),
+            secret_hashes: self.client_secrets.iter().map(|s| hash_secret(s.expose())).collect(),
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
             consent: self.consent,
@@ -301,6 +302,15 @@ pub async fn save(kv: &dyn KvStore, client: &Client) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registration_never_prints_its_secrets() {
+        let json = serde_json::json!({"client_id": "w", "client_name": "W", "client_type": "confidential-symmetric",
+            "redirect_uris": ["https://w.example/cb"], "scope": "openid", "client_secrets": ["q".repeat(40)]});
+        let registration = ClientRegistration::parse(&json.to_string()).unwrap();
+        assert!(!format!("{registration:?}").contains(&"q".repeat(40)));
+        assert!(registration.into_client().unwrap().secret_matches(&"q".repeat(40)));
+    }
 
     fn registration(json: serde_json::Value) -> Result<Client, ClientError> {
         ClientRegistration::parse(&json.to_string())?.into_client()

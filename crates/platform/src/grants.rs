@@ -11,6 +11,7 @@ use crate::clients::ConsentPolicy;
 use crate::launch::LaunchContext;
 use serde::{Deserialize, Serialize};
 use crate::scope_policy::{self, Holder};
+use crate::secret::Secret;
 use smart_protocol::scopes::{Scope, ScopeSet};
 use subtle::ConstantTimeEq;
 
@@ -111,7 +112,7 @@ pub struct RefreshState {
     /// The current token in clear, kept only for [`REFRESH_GRACE_SECS`] after a rotation so a
     /// second tab refreshing with the previous token at the same moment gets the same new one
     /// instead of revoking the grant.
-    pub grace_secret: Option<String>,
+    pub grace_secret: Option<Secret>,
     pub expires_at: i64,
     /// End of the grace window of the last rotation (`refresh_grace_secs` when it rotated).
     #[serde(default)]
@@ -171,8 +172,8 @@ pub enum Command {
         code_hash: String,
         client_id: String,
         redirect_uri: Option<String>,
-        code_verifier: String,
-        refresh_secret: String,
+        code_verifier: Secret,
+        refresh_secret: Secret,
         refresh_lifetime: i64,
     },
     /// The `refresh_token` grant, with the next secret of the chain and the narrower `scope`
@@ -180,7 +181,7 @@ pub enum Command {
     Refresh {
         presented_hash: String,
         client_id: Option<String>,
-        next_secret: String,
+        next_secret: Secret,
         grace_secs: i64,
         #[serde(default)]
         scope: Option<String>,
@@ -201,7 +202,7 @@ pub enum Reply {
     Denied { redirect_uri: String, state: String },
     /// Tokens with `scope` may be issued for `grant`; `refresh_token` is the secret to hand
     /// out, if any.
-    Tokens { grant: Box<AuthorizationGrant>, scope: String, refresh_token: Option<String> },
+    Tokens { grant: Box<AuthorizationGrant>, scope: String, refresh_token: Option<Secret> },
     Active { grant: Box<AuthorizationGrant>, refresh_hash: Option<String> },
     /// A backend service's token, still valid and not revoked.
     BackendActive { client_id: String },
@@ -500,12 +501,12 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
             if redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
                 return Err(invalid_grant("redirect_uri does not match the authorization request"));
             }
-            let verifier = smart_protocol::pkce::CodeVerifier::parse(&code_verifier).map_err(|e| invalid_grant(&e.to_string()))?;
+            let verifier = smart_protocol::pkce::CodeVerifier::parse(code_verifier.expose()).map_err(|e| invalid_grant(&e.to_string()))?;
             if !ct_eq(&verifier.s256_challenge(), &grant.code_challenge) {
                 return Err(invalid_grant("code_verifier does not match the code_challenge"));
             }
             let refresh = wants_refresh(&grant.scope).then(|| RefreshState {
-                current_hash: crate::secret::opaque_hash(&refresh_secret),
+                current_hash: crate::secret::opaque_hash(refresh_secret.expose()),
                 previous_hash: None,
                 rotated_at: now,
                 grace_secret: None,
@@ -558,7 +559,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 Some(current) => current,
                 None => {
                     chain.previous_hash = Some(chain.current_hash.clone());
-                    chain.current_hash = crate::secret::opaque_hash(&next_secret);
+                    chain.current_hash = crate::secret::opaque_hash(next_secret.expose());
                     chain.rotated_at = now;
                     chain.grace_until = now + grace_secs.max(0);
                     chain.grace_secret = Some(next_secret.clone());
@@ -857,7 +858,7 @@ mod tests {
 
         let (active, reply) = apply(Some(record), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         let Reply::Tokens { refresh_token, grant, .. } = reply else { panic!() };
-        assert_eq!(refresh_token.as_deref(), Some("r1"));
+        assert_eq!(refresh_token.as_ref().map(Secret::expose), Some("r1"));
         assert_eq!(grant.scope, "openid offline_access");
         // The replay revokes the grant.
         let (revoked, reply) = apply(Some(active), exchange(VERIFIER, "https://app.example/cb"), 11).unwrap();
@@ -955,6 +956,16 @@ mod tests {
         // Nothing rotated (the error changes nothing): r1 still works, once.
         let (_, reply) = apply(Some(active), refresh_cmd("r1", "r2", 30, Some("openid")), 21).unwrap();
         assert!(matches!(reply, Reply::Tokens { ref scope, refresh_token: Some(ref t), .. } if scope == "openid" && t == "r2"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_verifier_or_a_refresh_secret() {
+        let text = format!("{:?}", exchange(VERIFIER, "https://app.example/cb"));
+        assert!(!text.contains(VERIFIER) && text.contains("[redacted]"), "{text}");
+        let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
+        let (rotated, reply) = apply(Some(active), refresh_cmd("r1", "next-s3cret", 30, None), 100).unwrap();
+        let text = format!("{rotated:?} {reply:?} {:?}", refresh_cmd("r1", "next-s3cret", 30, None));
+        assert!(!text.contains("next-s3cret"), "{text}");
     }
 
     #[test]

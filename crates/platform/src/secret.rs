@@ -16,6 +16,44 @@ impl fmt::Debug for Redacted {
     }
 }
 
+/// A secret in clear while it travels — a PKCE verifier, the next refresh token — serialised
+/// as the plain string and printed as `[redacted]`; read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Redacted.fmt(f)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret(value.to_owned())
+    }
+}
+
+/// For tests and assertions only: not constant time (stored secrets are compared as hashes,
+/// with [`hash_matches`]).
+impl PartialEq<str> for Secret {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 /// 32 random bytes, base64url (43 characters): codes, refresh tokens, session secrets, `jti`s.
 pub fn random_secret(random: &dyn Random) -> Result<String, CryptoError> {
     let mut bytes = [0u8; 32];
@@ -53,5 +91,8 @@ mod tests {
         let hash = opaque_hash("s3cret");
         assert!(hash_matches(&hash, "s3cret") && !hash_matches(&hash, "s3cres"));
         assert_eq!(format!("{:?}", Redacted), "[redacted]");
+        let secret = Secret::from("s3cret");
+        assert_eq!((format!("{secret:?}"), secret.expose()), ("[redacted]".to_owned(), "s3cret"));
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"s3cret\"", "travels as the plain string");
     }
 }

@@ -28,8 +28,8 @@ pub(super) async fn authorization_code(
         code_hash: code.secret_hash(),
         client_id: client.client_id.clone(),
         redirect_uri,
-        code_verifier,
-        refresh_secret: random_secret(ports.random)?,
+        code_verifier: code_verifier.into(),
+        refresh_secret: random_secret(ports.random)?.into(),
         refresh_lifetime: i64::from(client.refresh_token_lifetime),
     };
     let (grant, scope, refresh_secret) = match ports.grants.apply(code.grant_id(), &exchange).await?.map_err(grant_refusal)? {
@@ -47,7 +47,7 @@ pub(super) async fn authorization_code(
     };
     ports.accounts.add_grant(&grant.user.username, &entry).await?;
     let scope = ScopeSet::parse(&scope).unwrap_or_default();
-    let refresh_token = refresh_secret.map(|secret| GrantHandle::new(code.grant_id(), secret));
+    let refresh_token = refresh_secret.map(|secret| GrantHandle::new(code.grant_id(), secret.expose()));
     let tokens = Tokens { client: &client, grant: &grant, grant_id: code.grant_id(), scope: &scope, refresh_token: refresh_token.as_ref(), with_nonce: true };
     Ok(issue(ports, tokens).await?)
 }

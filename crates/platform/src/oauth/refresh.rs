@@ -21,7 +21,7 @@ pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_t
     let rotate = Command::Refresh {
         presented_hash: presented.secret_hash(),
         client_id: named.as_ref().map(|c| c.client_id.clone()),
-        next_secret: random_secret(ports.random)?,
+        next_secret: random_secret(ports.random)?.into(),
         grace_secs: ports.settings.settings().await?.refresh_grace_secs,
         scope: scope.map(str::to_owned),
     };
@@ -35,7 +35,7 @@ pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_t
     let client = grant_client(ports, named, &grant).await?;
     session_still_open(ports, presented.grant_id(), &grant).await?;
     let scope = ScopeSet::parse(&scope).unwrap_or_default();
-    let next = next_secret.map(|secret| GrantHandle::new(presented.grant_id(), secret));
+    let next = next_secret.map(|secret| GrantHandle::new(presented.grant_id(), secret.expose()));
     let tokens = Tokens { client: &client, grant: &grant, grant_id: presented.grant_id(), scope: &scope, refresh_token: next.as_ref(), with_nonce: false };
     Ok(issue(ports, tokens).await?)
 }
