@@ -9,7 +9,8 @@ use crate::jwt::{verify_own_jwt, TokenError};
 use async_trait::async_trait;
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
-use smart_protocol::ServerUrls;
+use smart_protocol::error::bearer_challenge;
+use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 
 /// What a valid access token grants.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +54,31 @@ impl AccessGrant {
             exp: 0,
             claims: Default::default(),
         }
+    }
+}
+
+/// The RFC 6750 §3 answer to a failed bearer authentication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BearerRefusal {
+    pub status: u16,
+    /// The JSON error body.
+    pub body: OAuthError,
+    /// The `WWW-Authenticate` value: no error code when no credentials were sent at all
+    /// (RFC 6750 §3.1).
+    pub challenge: String,
+}
+
+impl BearerError {
+    /// What to answer; `None` for a storage failure (the server's fault, a 500).
+    pub fn refusal(&self, realm: &str) -> Option<BearerRefusal> {
+        let challenge_error = match self {
+            BearerError::Missing => None,
+            BearerError::Invalid(message) => Some(OAuthError::new(OAuthErrorCode::InvalidToken, message.clone())),
+            BearerError::Store(_) => return None,
+        };
+        let challenge = bearer_challenge(realm, challenge_error.as_ref());
+        let body = challenge_error.unwrap_or_else(|| OAuthError::new(OAuthErrorCode::InvalidRequest, "a bearer token is required"));
+        Some(BearerRefusal { status: 401, body, challenge })
     }
 }
 
@@ -155,5 +181,15 @@ mod tests {
         assert!(matches!(check(Some(&token("https://other.example/fhir", "g1", "at+jwt")), 50), Err(BearerError::Invalid(m)) if m.contains("audience")));
         assert!(matches!(check(Some(&token("https://ehr.example/fhir", "g1", "JWT")), 50), Err(BearerError::Invalid(_))), "an ID token is no access token");
         assert!(matches!(check(Some(&token("https://ehr.example/fhir", "g-revoked", "at+jwt")), 50), Err(BearerError::Invalid(m)) if m.contains("revoked")));
+    }
+
+    #[test]
+    fn a_refusal_names_no_error_when_no_token_was_sent() {
+        let missing = BearerError::Missing.refusal("r").unwrap();
+        assert_eq!((missing.status, missing.body.error.as_str(), missing.challenge.as_str()), (401, "invalid_request", "Bearer realm=\"r\""));
+        let invalid = BearerError::Invalid("the access token has expired".into()).refusal("r").unwrap();
+        assert_eq!(invalid.body.error, OAuthErrorCode::InvalidToken);
+        assert_eq!(invalid.challenge, "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"the access token has expired\"");
+        assert!(BearerError::Store(StoreError("down".into())).refusal("r").is_none());
     }
 }

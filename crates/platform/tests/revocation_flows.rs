@@ -164,8 +164,9 @@ fn userinfo_answers_the_claims_the_scopes_allow() {
     let UserinfoAnswer::Claims(claims) = ask(&bare.access_token) else { panic!() };
     assert_eq!(claims, json!({"sub": "alice"}));
     let no_openid = web_tokens(&server, "patient/*.rs");
-    let UserinfoAnswer::InsufficientScope(error) = ask(&no_openid.access_token) else { panic!() };
+    let UserinfoAnswer::InsufficientScope { error, challenge } = ask(&no_openid.access_token) else { panic!() };
     assert_eq!((error.error.as_str(), error.error_description.as_deref()), ("insufficient_scope", Some("userinfo needs the openid scope")));
+    assert_eq!(challenge, "Bearer realm=\"smart-edge\", error=\"insufficient_scope\", error_description=\"userinfo needs the openid scope\"");
     assert!(matches!(block_on(userinfo::userinfo(&server.ports(), None)).unwrap(), UserinfoAnswer::Unauthenticated(BearerError::Missing)));
     assert!(matches!(ask("not-a-token"), UserinfoAnswer::Unauthenticated(BearerError::Invalid(_))));
 }

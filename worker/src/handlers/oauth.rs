@@ -8,8 +8,6 @@ use crate::http::{self, AppError};
 use platform::guard::BearerError;
 use platform::oauth::introspection::{self, Answer};
 use platform::oauth::userinfo::{self, UserinfoAnswer};
-use smart_protocol::error::bearer_challenge;
-use smart_protocol::{OAuthError, OAuthErrorCode};
 use worker::{Request, Response};
 
 /// `POST /auth/introspect`.
@@ -34,16 +32,11 @@ fn encode(answer: Answer) -> Response {
     }
 }
 
-/// The RFC 6750 §3 answer to a failed bearer authentication.
+/// The RFC 6750 §3 answer to a failed bearer authentication (`platform::guard`).
 pub fn bearer_refusal(error: &BearerError, realm: &str) -> Result<Response, AppError> {
-    let (status, oauth) = match error {
-        BearerError::Missing => (401, None),
-        BearerError::Invalid(message) => (401, Some(OAuthError::new(OAuthErrorCode::InvalidToken, message.clone()))),
-        BearerError::Store(e) => return Err(AppError::internal(e)),
-    };
-    let body = oauth.clone().unwrap_or_else(|| OAuthError::new(OAuthErrorCode::InvalidRequest, "a bearer token is required"));
-    let response = http::oauth_error(&body).with_status(status);
-    let _ = response.headers().set("WWW-Authenticate", &bearer_challenge(realm, oauth.as_ref()));
+    let Some(refusal) = error.refusal(realm) else { return Err(AppError::internal(error)) };
+    let response = http::oauth_error(&refusal.body).with_status(refusal.status);
+    let _ = response.headers().set("WWW-Authenticate", &refusal.challenge);
     Ok(response)
 }
 
@@ -53,10 +46,10 @@ pub async fn userinfo(req: Request, ctx: &AppContext) -> Result<Response, AppErr
     let server = AuthServer::new(ctx);
     match userinfo::userinfo(&server.ports(), authorization.as_deref()).await.map_err(AppError::internal)? {
         UserinfoAnswer::Claims(claims) => Ok(http::no_store(http::ok_json(&claims))),
-        UserinfoAnswer::Unauthenticated(e) => bearer_refusal(&e, "smart-edge"),
-        UserinfoAnswer::InsufficientScope(error) => {
+        UserinfoAnswer::Unauthenticated(e) => bearer_refusal(&e, userinfo::REALM),
+        UserinfoAnswer::InsufficientScope { error, challenge } => {
             let response = http::oauth_error(&error);
-            let _ = response.headers().set("WWW-Authenticate", &bearer_challenge("smart-edge", Some(&error)));
+            let _ = response.headers().set("WWW-Authenticate", &challenge);
             Ok(response)
         }
     }

@@ -6,7 +6,11 @@ use super::{Failure, OAuthPorts};
 use crate::guard::{self, BearerError};
 use serde_json::{json, Value};
 use smart_protocol::scopes::Scope;
+use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode};
+
+/// The realm of the server's bearer challenges.
+pub const REALM: &str = "smart-edge";
 
 /// What to answer, for the edge to encode.
 #[derive(Debug)]
@@ -15,8 +19,8 @@ pub enum UserinfoAnswer {
     Claims(Value),
     /// The bearer token is missing or not valid (RFC 6750 §3: 401 and its challenge).
     Unauthenticated(BearerError),
-    /// A valid token without `openid`: `insufficient_scope` (403) with its challenge.
-    InsufficientScope(OAuthError),
+    /// A valid token without `openid`: `insufficient_scope` (403) and the challenge to send.
+    InsufficientScope { error: OAuthError, challenge: String },
 }
 
 /// `GET|POST /auth/userinfo` with the request's `Authorization` header.
@@ -28,7 +32,9 @@ pub async fn userinfo(ports: &OAuthPorts<'_>, authorization: Option<&str>) -> Re
         Err(e) => return Ok(UserinfoAnswer::Unauthenticated(e)),
     };
     if !grant.scope.contains(&Scope::OpenId) {
-        return Ok(UserinfoAnswer::InsufficientScope(OAuthError::new(OAuthErrorCode::InsufficientScope, "userinfo needs the openid scope")));
+        let error = OAuthError::new(OAuthErrorCode::InsufficientScope, "userinfo needs the openid scope");
+        let challenge = bearer_challenge(REALM, Some(&error));
+        return Ok(UserinfoAnswer::InsufficientScope { error, challenge });
     }
     let mut claims = json!({ "sub": grant.sub });
     if grant.scope.contains(&Scope::FhirUser) {
