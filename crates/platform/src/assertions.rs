@@ -130,6 +130,20 @@ impl JtiLog {
     }
 }
 
+/// The least time between two fetches of a client's JWKS URL for an assertion whose `kid` the
+/// cached set lacks: a client (or anyone naming it) cannot make the server fetch on every
+/// request.
+pub const JWKS_REFETCH_MIN_SECS: i64 = 10;
+
+/// Whether a cached key set (fetched at `fetched_at`, fresh until `expires_at`) answers, or
+/// the URL is fetched again: when it is stale, or when an unknown `kid` asks for a refetch
+/// and the last fetch is at least [`JWKS_REFETCH_MIN_SECS`] old.
+pub fn cached_jwks_usable(now: i64, fetched_at: i64, expires_at: i64, refetch_for_unknown_kid: bool) -> bool {
+    let fresh = now < expires_at;
+    let may_refetch = now - fetched_at >= JWKS_REFETCH_MIN_SECS;
+    fresh && !(refetch_for_unknown_kid && may_refetch)
+}
+
 /// `max-age` of a `Cache-Control` header, bounded to [60 s, 1 day]; 5 minutes by default.
 pub fn jwks_cache_secs(cache_control: Option<&str>) -> i64 {
     let max_age = cache_control.and_then(|v| {
@@ -229,6 +243,14 @@ mod tests {
         assert!(!log.record("a", 1300, 1100));
         assert!(log.record("b", 1300, 1100));
         assert!(log.record("a", 1400, 1300 + LEEWAY_SECS), "forgotten after its assertion expired");
+    }
+
+    #[test]
+    fn an_unknown_kid_refetches_at_most_every_ten_seconds() {
+        assert!(cached_jwks_usable(100, 100, 400, false));
+        assert!(!cached_jwks_usable(400, 100, 400, false), "stale");
+        assert!(cached_jwks_usable(109, 100, 400, true), "too soon after the last fetch");
+        assert!(!cached_jwks_usable(110, 100, 400, true));
     }
 
     #[test]

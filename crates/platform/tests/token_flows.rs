@@ -7,6 +7,7 @@
 mod support;
 
 use futures::executor::block_on;
+use platform::assertions;
 use platform::grant_handle::GrantHandle;
 use platform::grants::{self, Command, Reply};
 use platform::guard::BearerError;
@@ -216,11 +217,15 @@ fn backend_services_with_a_jti_used_once() {
     let elsewhere = assertion(&k1, json!({"iss": "svc", "sub": "svc", "aud": "https://other.example/token", "exp": now + 240, "jti": "j-4"}));
     assert_eq!(refused(&server, &backend_call(&elsewhere, None)).1, "client_assertion aud must be the token endpoint URL");
 
-    // The service rotates to k2: its kid is unknown to the cached set, so the JWKS is fetched again.
+    // The service rotates to k2: its kid is unknown to the cached set, so the JWKS is fetched
+    // again — but not within 10 s of the last fetch (nobody can make us fetch per request).
     let fetches = server.client_keys.fetches();
     let k2 = service_key("k2-rotated");
     server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k2.to_public()] });
-    assert!(matches!(answer(&server, &backend_call(&signed(&k2, "j-5"), None)), TokenAnswer::Tokens(_)));
+    assert_eq!(refused(&server, &backend_call(&signed(&k2, "j-5"), None)).1, "no registered key matches the assertion's kid and alg");
+    assert_eq!(server.client_keys.fetches(), fetches);
+    server.clock.advance(assertions::JWKS_REFETCH_MIN_SECS);
+    assert!(matches!(answer(&server, &backend_call(&signed(&k2, "j-6"), None)), TokenAnswer::Tokens(_)));
     assert_eq!(server.client_keys.fetches(), fetches + 1);
 
     // Revoking the backend token's grant ends it at the resource server.

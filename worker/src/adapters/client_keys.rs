@@ -1,17 +1,15 @@
 //! A client's public keys: its inline JWKS, or its JWKS URL fetched and cached per isolate
 //! for as long as the answer's `Cache-Control` allows (bounded, see
 //! `platform::assertions::jwks_cache_secs`), fetched again when an assertion names a `kid`
-//! the cached set lacks (at most every [`REFETCH_MIN_SECS`]).
+//! the cached set lacks (at most every `platform::assertions::JWKS_REFETCH_MIN_SECS`).
 
 use crate::keyring::now_secs;
-use platform::assertions::jwks_cache_secs;
+use platform::assertions::{cached_jwks_usable, jwks_cache_secs};
 use platform::clients::Client;
 use smart_protocol::jose::Jwks;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::{Fetch, Method, Request, RequestInit};
-
-const REFETCH_MIN_SECS: i64 = 10;
 
 struct Cached {
     jwks: Jwks,
@@ -32,11 +30,9 @@ pub async fn keys(client: &Client, refetch_for_unknown_kid: bool) -> Result<Jwks
     let Some(url) = &client.jwks_uri else { return Err("the client registered no keys".into()) };
     let now = now_secs();
     let cached = CACHE.with(|c| {
-        c.borrow().get(url).and_then(|entry| {
-            let fresh = now < entry.expires_at;
-            let may_refetch = now - entry.fetched_at >= REFETCH_MIN_SECS;
-            (fresh && !(refetch_for_unknown_kid && may_refetch)).then(|| entry.jwks.clone())
-        })
+        let cache = c.borrow();
+        let entry = cache.get(url)?;
+        cached_jwks_usable(now, entry.fetched_at, entry.expires_at, refetch_for_unknown_kid).then(|| entry.jwks.clone())
     });
     if let Some(jwks) = cached {
         return Ok(jwks);

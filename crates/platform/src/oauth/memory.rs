@@ -4,7 +4,7 @@
 
 use super::OAuthPorts;
 use crate::accounts::{AccountState, GrantEntry, SessionRecord, SESSION_LIFETIME_SECS};
-use crate::assertions::JtiLog;
+use crate::assertions::{self, JtiLog};
 use crate::clients::Client;
 use crate::grant_handle::is_grant_id;
 use crate::grants::{self, Command, GrantError, GrantRecord, Reply};
@@ -125,16 +125,21 @@ impl ClientRegistry for MemoryClients {
 }
 
 /// Client keys: an inline JWKS as registered; a JWKS URL answered from what the test
-/// published there, cached until a refetch is asked for (as the Worker's cache does for an
-/// unknown `kid`).
-#[derive(Default)]
+/// published there, cached as the Worker caches it (5 minutes without `Cache-Control`; an
+/// unknown `kid` fetches again at most every [`assertions::JWKS_REFETCH_MIN_SECS`]).
 pub struct MemoryClientKeys {
+    clock: Rc<TestClock>,
     published: RefCell<HashMap<String, Jwks>>,
-    cached: RefCell<HashMap<String, Jwks>>,
+    /// URL → (keys, fetched at, fresh until).
+    cached: RefCell<HashMap<String, (Jwks, i64, i64)>>,
     fetches: Cell<usize>,
 }
 
 impl MemoryClientKeys {
+    pub fn new(clock: Rc<TestClock>) -> MemoryClientKeys {
+        MemoryClientKeys { clock, published: RefCell::default(), cached: RefCell::default(), fetches: Cell::new(0) }
+    }
+
     /// What `url` serves from now on.
     pub fn publish(&self, url: &str, jwks: Jwks) {
         self.published.borrow_mut().insert(url.to_owned(), jwks);
@@ -153,12 +158,13 @@ impl ClientKeys for MemoryClientKeys {
             return Ok(jwks.clone());
         }
         let Some(url) = &client.jwks_uri else { return Err(KeysUnavailable("the client registered no keys".into())) };
-        if let Some(jwks) = self.cached.borrow().get(url).filter(|_| !refetch) {
+        let now = self.clock.now();
+        if let Some((jwks, _, _)) = self.cached.borrow().get(url).filter(|(_, at, until)| assertions::cached_jwks_usable(now, *at, *until, refetch)) {
             return Ok(jwks.clone());
         }
         self.fetches.set(self.fetches.get() + 1);
         let jwks = self.published.borrow().get(url).cloned().ok_or_else(|| KeysUnavailable(format!("{url} answered 404")))?;
-        self.cached.borrow_mut().insert(url.clone(), jwks.clone());
+        self.cached.borrow_mut().insert(url.clone(), (jwks.clone(), now, now + assertions::jwks_cache_secs(None)));
         Ok(jwks)
     }
 }
@@ -288,7 +294,7 @@ impl MemoryAuthServer {
             urls: ServerUrls::new(base, "/fhir").expect("a valid base URL"),
             grants: MemoryGrants::new(clock.clone()),
             clients: MemoryClients::default(),
-            client_keys: MemoryClientKeys::default(),
+            client_keys: MemoryClientKeys::new(clock.clone()),
             assertions: MemoryAssertionLog::new(clock.clone()),
             accounts: MemoryAccounts::new(clock.clone()),
             users: MemoryUsers::default(),
