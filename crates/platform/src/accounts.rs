@@ -147,11 +147,18 @@ impl UnknownUsers {
 }
 
 /// A session handle as the cookie carries it: `username~id~secret`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionHandle {
     pub username: String,
     pub id: String,
     pub secret: String,
+}
+
+/// The secret prints as `[redacted]`.
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle").field("username", &self.username).field("id", &self.id).field("secret", &crate::secret::Redacted).finish()
+    }
 }
 
 impl SessionHandle {
@@ -466,6 +473,7 @@ mod tests {
         }
         assert_eq!(state.grants.len(), MAX_GRANTS);
         let a = SessionHandle { username: "u".into(), id: "i".into(), secret: "s".into() };
+        assert_eq!(format!("{a:?}"), "SessionHandle { username: \"u\", id: \"i\", secret: [redacted] }");
         let b = SessionHandle { secret: "t".into(), ..a.clone() };
         assert_ne!(AccountState::csrf_for(&a), AccountState::csrf_for(&b));
     }

@@ -24,14 +24,26 @@ pub struct User {
     pub password_hash: String,
 }
 
-/// A user as an administrator sends it (password in clear, hashed before storage).
-#[derive(Debug, Clone, Deserialize)]
+/// A user as an administrator sends it (password in clear, hashed before storage; `Debug`
+/// prints it as `[redacted]`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistration {
     pub username: String,
     pub display_name: String,
     pub fhir_user: String,
     pub password: String,
+}
+
+impl std::fmt::Debug for UserRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRegistration")
+            .field("username", &self.username)
+            .field("display_name", &self.display_name)
+            .field("fhir_user", &self.fhir_user)
+            .field("password", &crate::secret::Redacted)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,6 +174,13 @@ mod tests {
 
     thread_local! {
         static RANDOM: SeededRandom = SeededRandom::default();
+    }
+
+    #[test]
+    fn a_registration_never_prints_its_password() {
+        let json = serde_json::json!({"username": "u", "display_name": "U", "fhir_user": "Patient/p", "password": "hunter2-hunter2"});
+        let text = format!("{:?}", UserRegistration::parse(&json.to_string()).unwrap());
+        assert!(text.contains("[redacted]") && !text.contains("hunter2"), "{text}");
     }
 
     fn register(json: serde_json::Value) -> Result<User, RegistrationError> {
