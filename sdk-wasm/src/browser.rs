@@ -14,7 +14,6 @@ use crate::engine::error::SdkError;
 use crate::json::Json;
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -29,10 +28,17 @@ pub struct BrowserEnv {
 /// The shared area as seen inside a locked section.
 #[derive(Default)]
 struct Locked {
-    /// From IndexedDB, then this section's own writes (`None`: removed).
-    values: HashMap<String, Option<String>>,
+    /// From IndexedDB, then this section's own writes (`None`: removed); the last entry of a
+    /// key counts (a handful of keys: a list is smaller in the wasm than a map).
+    values: Vec<(String, Option<String>)>,
     /// The keys this section wrote, committed to IndexedDB before the lock is released.
     dirty: Vec<String>,
+}
+
+impl Locked {
+    fn value(&self, key: &str) -> Option<Option<String>> {
+        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
 }
 
 /// The IndexedDB database and object store that carry shared writes from lock to lock.
@@ -91,7 +97,7 @@ fn sync_store(db: &JsValue, mode: &str) -> Option<(JsValue, JsValue)> {
 }
 
 /// Every entry the lock holders committed.
-async fn read_committed(db: &JsValue) -> Option<HashMap<String, Option<String>>> {
+async fn read_committed(db: &JsValue) -> Option<Vec<(String, Option<String>)>> {
     let (_tx, store) = sync_store(db, "readonly")?;
     let keys = settled(&invoke(&store, "getAllKeys", &[])?, "success");
     let values = settled(&invoke(&store, "getAll", &[])?, "success");
@@ -177,7 +183,7 @@ impl BrowserEnv {
         let mut locked = self.locked.borrow_mut();
         match locked.as_mut() {
             Some(l) => {
-                l.values.insert(key.to_owned(), value.map(str::to_owned));
+                l.values.push((key.to_owned(), value.map(str::to_owned)));
                 l.dirty.push(key.to_owned());
             }
             None => wasm_bindgen_futures::spawn_local(forget_committed(self.window.clone(), key.to_owned())),
@@ -212,7 +218,7 @@ impl Environment for BrowserEnv {
 
     fn get(&self, area: Area, key: &str) -> Option<String> {
         if area == Area::Shared {
-            if let Some(value) = self.locked.borrow().as_ref().and_then(|l| l.values.get(key).cloned()) {
+            if let Some(value) = self.locked.borrow().as_ref().and_then(|l| l.value(key)) {
                 return value;
             }
         }
@@ -310,12 +316,12 @@ impl Environment for BrowserEnv {
         };
         *self.locked.borrow_mut() = Some(Locked { values: committed.unwrap_or_default(), dirty: Vec::new() });
         let out = task.await;
-        let locked = self.locked.borrow_mut().take().unwrap_or_default();
+        let mut locked = self.locked.borrow_mut().take().unwrap_or_default();
         if let Some(db) = &db {
             let mut entries: Vec<(String, Option<String>)> = Vec::new();
-            for key in locked.dirty {
+            for key in std::mem::take(&mut locked.dirty) {
                 if !entries.iter().any(|(k, _)| *k == key) {
-                    let value = locked.values.get(&key).cloned().flatten();
+                    let value = locked.value(&key).flatten();
                     entries.push((key, value));
                 }
             }

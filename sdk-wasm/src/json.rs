@@ -44,6 +44,7 @@ impl std::error::Error for Error {}
 // Parsing
 
 struct Parser<'a> {
+    source: &'a str,
     text: &'a [u8],
     at: usize,
 }
@@ -51,7 +52,7 @@ struct Parser<'a> {
 impl Json {
     /// Parses one JSON text.
     pub fn parse(text: &str) -> Result<Json, Error> {
-        let mut p = Parser { text: text.as_bytes(), at: 0 };
+        let mut p = Parser { source: text, text: text.as_bytes(), at: 0 };
         let value = p.value(0)?;
         p.space();
         if p.at != p.text.len() {
@@ -154,7 +155,7 @@ impl Parser<'_> {
     }
 
     fn word(&mut self, word: &str, value: Json) -> Result<Json, Error> {
-        if self.text[self.at..].starts_with(word.as_bytes()) {
+        if self.source.get(self.at..).is_some_and(|rest| rest.starts_with(word)) {
             self.at += word.len();
             Ok(value)
         } else {
@@ -240,7 +241,7 @@ impl Parser<'_> {
             }
         }
         // Only ASCII was consumed.
-        Ok(Json::Number(String::from_utf8_lossy(&self.text[start..self.at]).into_owned()))
+        Ok(Json::Number(self.source.get(start..self.at).unwrap_or_default().to_owned()))
     }
 
     fn hex4(&mut self) -> Result<u32, Error> {
@@ -264,7 +265,7 @@ impl Parser<'_> {
                 }
                 self.at += 1;
             }
-            out.extend_from_slice(&self.text[start..self.at]);
+            out.extend_from_slice(self.source.get(start..self.at).unwrap_or_default().as_bytes());
             match self.peek() {
                 Some(b'"') => {
                     self.at += 1;

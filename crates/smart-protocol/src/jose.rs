@@ -292,7 +292,8 @@ pub fn split_compact(token: &str) -> Result<CompactParts<'_>, JwsError> {
         return Err(JwsError::Malformed);
     };
     let decode = |part: &str| b64url::decode(part).ok_or(JwsError::Malformed);
-    Ok(CompactParts { header: decode(h)?, payload: decode(p)?, signing_input: &token[..h.len() + 1 + p.len()], signature: decode(s)? })
+    let signing_input = token.get(..h.len() + 1 + p.len()).ok_or(JwsError::Malformed)?;
+    Ok(CompactParts { header: decode(h)?, payload: decode(p)?, signing_input, signature: decode(s)? })
 }
 
 impl CompactParts<'_> {

@@ -73,7 +73,7 @@ fn redirect_uri(env: &impl Environment, option: Option<&str>) -> String {
         Some(uri) if url::is_absolute(uri) => uri.to_owned(),
         Some(relative) => {
             let dir = here.split(['?', '#']).next().unwrap_or_default();
-            let dir = &dir[..dir.rfind('/').map_or(dir.len(), |i| i + 1)];
+            let dir = dir.rfind('/').and_then(|i| dir.get(..=i)).unwrap_or(dir);
             format!("{dir}{}", relative.trim_start_matches("./"))
         }
         None => here.split(['?', '#']).next().unwrap_or_default().to_owned(),

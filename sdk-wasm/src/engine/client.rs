@@ -206,7 +206,7 @@ pub fn in_patient_compartment(path: &str, patient: &str) -> String {
         return path.to_owned();
     }
     let joiner = if query.is_empty() { "" } else { "&" };
-    format!("{resource}?{query}{joiner}patient={}", form_urlencoded::byte_serialize(patient.as_bytes()).collect::<String>())
+    format!("{resource}?{query}{joiner}patient={}", url::encode(patient))
 }
 
 #[cfg(test)]

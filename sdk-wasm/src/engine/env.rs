@@ -55,15 +55,12 @@ impl HttpRequest {
     }
 
     pub fn form(url: impl Into<String>, pairs: &[(&str, &str)]) -> HttpRequest {
-        let mut body = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in pairs {
-            body.append_pair(k, v);
-        }
+        let body = pairs.iter().map(|(k, v)| format!("{}={}", super::url::encode(k), super::url::encode(v))).collect::<Vec<_>>().join("&");
         HttpRequest {
             method: "POST",
             url: url.into(),
             headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into()), ("Accept".into(), "application/json".into())],
-            body: Some(body.finish()),
+            body: Some(body),
         }
     }
 }
