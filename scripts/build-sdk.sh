@@ -31,7 +31,8 @@ node -e '
 hash="$(cat sdk-wasm/pkg/smart_edge_sdk.js sdk-wasm/pkg/smart_edge_sdk_bg.wasm | sha256sum | cut -c1-12)"
 rm -rf demo-app/sdk && mkdir -p demo-app/sdk
 cp sdk-wasm/pkg/smart_edge_sdk_bg.wasm "demo-app/sdk/smart_edge_sdk_bg.$hash.wasm"
-sed "s/smart_edge_sdk_bg\.wasm/smart_edge_sdk_bg.$hash.wasm/g" sdk-wasm/pkg/smart_edge_sdk.js > "demo-app/sdk/smart_edge_sdk.$hash.js"
-sed "s#\./smart_edge_sdk\.js#./smart_edge_sdk.$hash.js#" sdk-wasm/js/smart-edge.js > demo-app/sdk/smart-edge.js
+# The served copies are minified (the npm package keeps readable files for the app's bundler).
+sed "s/smart_edge_sdk_bg\.wasm/smart_edge_sdk_bg.$hash.wasm/g" sdk-wasm/pkg/smart_edge_sdk.js | "$ESBUILD_BIN" --minify --format=esm --log-level=warning > "demo-app/sdk/smart_edge_sdk.$hash.js"
+sed "s#\./smart_edge_sdk\.js#./smart_edge_sdk.$hash.js#" sdk-wasm/js/smart-edge.js | "$ESBUILD_BIN" --minify --format=esm --log-level=warning > demo-app/sdk/smart-edge.js
 cp sdk-wasm/js/smart-edge.d.ts demo-app/sdk/
 grep -q "smart_edge_sdk_bg.$hash.wasm" "demo-app/sdk/smart_edge_sdk.$hash.js" || { echo "build-sdk: the glue does not name the wasm as expected" >&2; exit 1; }

@@ -11,3 +11,8 @@ pub mod json;
 pub mod browser;
 #[cfg(target_arch = "wasm32")]
 mod exports;
+
+/// The browser build's allocator (talc: smaller than Rust's default dlmalloc for wasm).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
