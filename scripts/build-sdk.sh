@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser SDK: sdk-wasm/pkg (the npm package: the ES module smart-edge.js, its
 # .d.ts, the wasm and its glue) and demo-app/sdk (the same build served by the Worker at
-# /sdk/smart-edge.js, the wasm and glue under content-hashed names so they can be cached
-# forever while the entry module stays short-cached).
+# /sdk/smart-edge.js: the module and its glue bundled, the wasm under a content-hashed name so
+# it can be cached forever while the entry module stays short-cached).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -31,8 +31,13 @@ node -e '
 hash="$(cat sdk-wasm/pkg/smart_edge_sdk.js sdk-wasm/pkg/smart_edge_sdk_bg.wasm | sha256sum | cut -c1-12)"
 rm -rf demo-app/sdk && mkdir -p demo-app/sdk
 cp sdk-wasm/pkg/smart_edge_sdk_bg.wasm "demo-app/sdk/smart_edge_sdk_bg.$hash.wasm"
-# The served copies are minified (the npm package keeps readable files for the app's bundler).
-sed "s/smart_edge_sdk_bg\.wasm/smart_edge_sdk_bg.$hash.wasm/g" sdk-wasm/pkg/smart_edge_sdk.js | "$ESBUILD_BIN" --minify --format=esm --log-level=warning > "demo-app/sdk/smart_edge_sdk.$hash.js"
-sed "s#\./smart_edge_sdk\.js#./smart_edge_sdk.$hash.js#" sdk-wasm/js/smart-edge.js | "$ESBUILD_BIN" --minify --format=esm --log-level=warning > demo-app/sdk/smart-edge.js
+# The served entry module is the ES module and its glue bundled into one minified file (one
+# request less before the wasm can be fetched; the npm package keeps readable, separate files
+# for the app's own bundler). The glue names the wasm by its content hash.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+sed "s/smart_edge_sdk_bg\.wasm/smart_edge_sdk_bg.$hash.wasm/g" sdk-wasm/pkg/smart_edge_sdk.js > "$work/smart_edge_sdk.js"
+cp sdk-wasm/js/smart-edge.js "$work/"
+"$ESBUILD_BIN" "$work/smart-edge.js" --bundle --minify --format=esm --log-level=warning --outfile=demo-app/sdk/smart-edge.js
 cp sdk-wasm/js/smart-edge.d.ts demo-app/sdk/
-grep -q "smart_edge_sdk_bg.$hash.wasm" "demo-app/sdk/smart_edge_sdk.$hash.js" || { echo "build-sdk: the glue does not name the wasm as expected" >&2; exit 1; }
+grep -q "smart_edge_sdk_bg.$hash.wasm" demo-app/sdk/smart-edge.js || { echo "build-sdk: the bundle does not name the wasm as expected" >&2; exit 1; }
