@@ -24,7 +24,7 @@ pub struct DoGrantStatus<'a>(pub &'a Env);
 
 /// The grant object behind a token's id (64 hex digits).
 pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !platform::grant_handle::is_grant_id(id) {
         return None;
     }
     env.durable_object("GRANTS").ok()?.id_from_string(id).ok()?.get_stub().ok()

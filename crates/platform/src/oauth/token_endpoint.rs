@@ -8,13 +8,23 @@ use serde_json::Value;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// What to answer, for the edge to encode.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum TokenAnswer {
     /// 200, `no-store`: the token response (RFC 6749 §5.1 + SMART launch context).
     Tokens(Value),
     /// The OAuth error (its status follows from the code), with the `WWW-Authenticate`
     /// challenge when it is due.
     Refused { error: OAuthError, challenge: Option<ClientChallenge> },
+}
+
+/// The token response prints as `[redacted]` (it holds the tokens).
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenAnswer::Tokens(_) => f.debug_tuple("Tokens").field(&crate::secret::Redacted).finish(),
+            TokenAnswer::Refused { error, challenge } => f.debug_struct("Refused").field("error", error).field("challenge", challenge).finish(),
+        }
+    }
 }
 
 impl TokenAnswer {
@@ -82,5 +92,11 @@ mod tests {
         assert_eq!(challenge(TokenAnswer::refuse(invalid_client(), None)), Some(ClientChallenge::Bearer));
         assert_eq!(challenge(TokenAnswer::refuse(OAuthError::new(OAuthErrorCode::InvalidGrant, "x"), Some(&basic))), None);
         assert_eq!(ClientChallenge::Basic.header(), "Basic realm=\"smart-edge\"");
+    }
+
+    #[test]
+    fn debug_never_shows_the_tokens() {
+        let answer = TokenAnswer::Tokens(serde_json::json!({"access_token": "a.b.c", "refresh_token": "g.s3cret"}));
+        assert_eq!(format!("{answer:?}"), "Tokens([redacted])");
     }
 }
