@@ -4,9 +4,10 @@
 //! the server) and these readers follow the same names and the same required members. The
 //! tests check both ways of reading against each other on generated documents.
 //!
-//! One difference, by design: a member of the wrong type is read as absent (serde refuses the
-//! whole document), so a stray vendor value in an optional member does not stop a launch. A
-//! required member of the wrong type is still missing.
+//! Two differences, by design: a member of the wrong type is read as absent (serde refuses the
+//! whole document), so a stray vendor value in an optional member does not stop a launch, while
+//! a required member of the wrong type is still missing; and an array where an object belongs
+//! is of the wrong type (serde's derive would read it as the struct's fields in order).
 
 use crate::discovery::SmartConfiguration;
 use crate::jose::RawHeader;
