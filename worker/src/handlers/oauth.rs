@@ -46,7 +46,7 @@ pub async fn userinfo(req: Request, ctx: &AppContext) -> Result<Response, AppErr
     let server = AuthServer::new(ctx);
     match userinfo::userinfo(&server.ports(), authorization.as_deref()).await.map_err(AppError::internal)? {
         UserinfoAnswer::Claims(claims) => Ok(http::no_store(http::ok_json(&claims))),
-        UserinfoAnswer::Unauthenticated(e) => bearer_refusal(&e, userinfo::REALM),
+        UserinfoAnswer::Unauthenticated(e) => bearer_refusal(&e, platform::oauth::REALM),
         UserinfoAnswer::InsufficientScope { error, challenge } => {
             let response = http::oauth_error(&error);
             let _ = response.headers().set("WWW-Authenticate", &challenge);

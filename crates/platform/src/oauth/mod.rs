@@ -45,6 +45,9 @@ use request::ClientAuth;
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 use std::fmt;
 
+/// The realm of every challenge the endpoints send (`WWW-Authenticate`).
+pub const REALM: &str = "smart-edge";
+
 /// What the endpoints work with.
 pub struct OAuthPorts<'a> {
     pub urls: &'a ServerUrls,
@@ -113,7 +116,7 @@ impl ClientChallenge {
             ClientChallenge::Basic => "Basic",
             ClientChallenge::Bearer => "Bearer",
         };
-        format!("{scheme} realm=\"smart-edge\"")
+        format!("{scheme} realm=\"{REALM}\"")
     }
 }
 

@@ -2,15 +2,12 @@
 //! token with `openid` — `sub` always, `fhirUser` with the `fhirUser` scope, `name` with
 //! `profile`. Checks in order: the bearer token (RFC 6750) → `openid` was granted → claims.
 
-use super::{Failure, OAuthPorts};
+use super::{Failure, OAuthPorts, REALM};
 use crate::guard::{self, BearerError};
 use serde_json::{json, Value};
 use smart_protocol::scopes::Scope;
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode};
-
-/// The realm of the server's bearer challenges.
-pub const REALM: &str = "smart-edge";
 
 /// What to answer, for the edge to encode.
 #[derive(Debug)]
