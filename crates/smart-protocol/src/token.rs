@@ -34,7 +34,7 @@ pub struct FhirContextItem {
     pub role: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TokenResponse {
     pub access_token: String,
     /// `Bearer` (compared case-insensitively, RFC 6749 §7.1).
@@ -63,6 +63,24 @@ pub struct TokenResponse {
     pub tenant: Option<String>,
 }
 
+/// The tokens print as `[redacted]`; the launch context as it is.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "[redacted]");
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("id_token", &redacted(&self.id_token))
+            .field("patient", &self.patient)
+            .field("encounter", &self.encounter)
+            .field("fhir_context", &self.fhir_context)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenResponse {
     /// Whether `token_type` is `Bearer`, the only type SMART uses.
     pub fn is_bearer(&self) -> bool {
@@ -89,5 +107,7 @@ mod tests {
         assert_eq!(back["fhirContext"][0]["reference"], "Encounter/e1");
         assert_eq!(back["fhirContext"][2]["identifier"], json!({"system": "urn:s", "value": "v"}));
         assert!(back.get("refresh_token").is_none());
+        let shown = format!("{:?}", TokenResponse { refresh_token: Some("r-secret".into()), id_token: Some("i-secret".into()), ..t });
+        assert!(!shown.contains("secret") && !shown.contains("\"a\"") && shown.contains("[redacted]"), "{shown}");
     }
 }

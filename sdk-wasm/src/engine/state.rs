@@ -21,7 +21,7 @@ pub struct Endpoints {
 }
 
 /// An authorization on its way: what `ready()` needs to finish it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Pending {
     pub server_url: String,
     pub client_id: String,
@@ -35,7 +35,7 @@ pub struct Pending {
 
 /// A signed-in session: the serialisable `client.state`. What the SDK only hands to the app
 /// (the server's token response, the ID token's claims) is kept as the JSON the server sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     pub server_url: String,
     pub client_id: String,
@@ -148,6 +148,27 @@ impl Stored for Session {
             id_token_claims: j.get("idTokenClaims").filter(|c| matches!(c, Json::Object(_))).cloned(),
             fhir_user: j.string("fhirUser"),
         })
+    }
+}
+
+/// The PKCE verifier prints as `[redacted]`.
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("server_url", &self.server_url).field("client_id", &self.client_id).field("code_verifier", &"[redacted]").finish_non_exhaustive()
+    }
+}
+
+/// The tokens print as `[redacted]`.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("server_url", &self.server_url)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("patient", &self.patient)
+            .finish_non_exhaustive()
     }
 }
 
