@@ -44,6 +44,10 @@ impl Locked {
 /// The IndexedDB database and object store that carry shared writes from lock to lock.
 const SYNC_DB: &str = "smart-edge-sync";
 const SYNC_STORE: &str = "shared";
+/// Set in `localStorage` before a locked section first commits: until then the sync database
+/// holds nothing, and a write outside a lock has nothing there to supersede (no IndexedDB work
+/// on a launch's pages).
+const SYNC_USED: &str = "smart-edge:sync-used";
 
 fn prop(target: &JsValue, name: &str) -> JsValue {
     Reflect::get(target, &name.into()).unwrap_or(JsValue::UNDEFINED)
@@ -186,7 +190,10 @@ impl BrowserEnv {
                 l.values.push((key.to_owned(), value.map(str::to_owned)));
                 l.dirty.push(key.to_owned());
             }
-            None => wasm_bindgen_futures::spawn_local(forget_committed(self.window.clone(), key.to_owned())),
+            None if self.storage(Area::Shared).and_then(|s| s.get_item(SYNC_USED).ok().flatten()).is_some() => {
+                wasm_bindgen_futures::spawn_local(forget_committed(self.window.clone(), key.to_owned()))
+            }
+            None => {}
         }
     }
 }
@@ -326,6 +333,9 @@ impl Environment for BrowserEnv {
                 }
             }
             if !entries.is_empty() {
+                if let Some(s) = self.storage(Area::Shared) {
+                    let _ = s.set_item(SYNC_USED, "1");
+                }
                 let _ = commit(db, &entries).await;
             }
             let _ = invoke(db, "close", &[]);
