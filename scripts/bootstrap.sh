@@ -6,7 +6,6 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 WORKER_BUILD_VERSION=0.8.7   # must share major.minor with the `worker` crate
-WASM_PACK_VERSION=0.15.1
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION="$(awk '$0=="name = \"wasm-bindgen\""{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
 [ -n "$WASM_BINDGEN_VERSION" ] || { echo "bootstrap: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
@@ -38,10 +37,6 @@ if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   # Not --locked: its lockfile pins a webpki-roots version crates.io no longer serves.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
-fi
-if ! has_version wasm-pack "$WASM_PACK_VERSION"; then
-  step "cargo install wasm-pack $WASM_PACK_VERSION"
-  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked
 fi
 
 # Python: the independent FHIR R4 validator the tests use (fhir.resources, from PyPI).

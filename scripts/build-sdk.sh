@@ -6,18 +6,22 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-# --mode no-install: never download; wasm-opt runs below from npm's binaryen.
-wasm-pack --quiet build sdk-wasm --profile sdk --target web --mode no-install --out-dir pkg
+# cargo, then the wasm-bindgen CLI that matches Cargo.lock, then npm's wasm-opt: nothing downloads.
+cargo build --quiet -p smart-edge-sdk --lib --profile sdk --target wasm32-unknown-unknown
+rm -rf sdk-wasm/pkg
+wasm-bindgen --target web --out-dir sdk-wasm/pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/sdk/smart_edge_sdk.wasm"
 wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
   sdk-wasm/pkg/smart_edge_sdk_bg.wasm -o sdk-wasm/pkg/smart_edge_sdk_bg.wasm
 cp sdk-wasm/js/smart-edge.js sdk-wasm/js/smart-edge.d.ts sdk-wasm/js/README.md sdk-wasm/pkg/
-node -e '
-  const fs = require("fs");
-  const path = "sdk-wasm/pkg/package.json";
-  const pkg = JSON.parse(fs.readFileSync(path, "utf8"));
-  Object.assign(pkg, {
+node --input-type=module -e '
+  import { readFileSync, writeFileSync } from "node:fs";
+  import { parse } from "smol-toml";
+  const cargo = parse(readFileSync("Cargo.toml", "utf8"));
+  const pkg = {
     name: "smart-edge-sdk",
+    version: cargo.workspace.package.version,
     description: "SMART App Launch 2.2 client for pure HTML/JS apps (Rust/wasm): launch, PKCE, verified ID token, refresh, FHIR requests.",
+    license: cargo.workspace.package.license,
     type: "module",
     main: "smart-edge.js",
     module: "smart-edge.js",
@@ -25,8 +29,8 @@ node -e '
     exports: { ".": { types: "./smart-edge.d.ts", default: "./smart-edge.js" } },
     files: ["smart-edge.js", "smart-edge.d.ts", "smart_edge_sdk.js", "smart_edge_sdk_bg.wasm", "README.md"],
     sideEffects: ["./smart-edge.js"],
-  });
-  fs.writeFileSync(path, JSON.stringify(pkg, null, 2) + "\n");
+  };
+  writeFileSync("sdk-wasm/pkg/package.json", JSON.stringify(pkg, null, 2) + "\n");
 '
 hash="$(cat sdk-wasm/pkg/smart_edge_sdk.js sdk-wasm/pkg/smart_edge_sdk_bg.wasm | sha256sum | cut -c1-12)"
 rm -rf demo-app/sdk && mkdir -p demo-app/sdk

@@ -14,7 +14,9 @@ bash scripts/build.sh
 bash scripts/prebuilt-config.sh >/dev/null
 
 step "sdk browser tests (headless Chromium)"
-wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" sdk-wasm
+# wasm-bindgen's own test runner (installed with its CLI), driving Debian's chromedriver headless.
+CHROMEDRIVER="$(command -v chromedriver)" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test -p smart-edge-sdk --target wasm32-unknown-unknown --test web
 
 step "integration and end-to-end tests (workerd)"
 node --test --test-concurrency=2 tests/*.test.mjs
