@@ -8,6 +8,8 @@ bash scripts/bootstrap.sh
 step "native tests (smart-protocol, platform) and lints"
 cargo test --quiet
 cargo clippy --quiet --all-targets -- -D warnings
+# The Worker and the SDK as they ship: for wasm32.
+cargo clippy --quiet -p smart-edge-worker -p smart-edge-sdk --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "build (worker, sdk)"
 bash scripts/build.sh
