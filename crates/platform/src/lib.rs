@@ -27,6 +27,7 @@ pub mod routes;
 pub mod scope_policy;
 pub mod secret;
 pub mod settings;
+pub mod signin;
 pub mod users;
 
 pub use ports::{CryptoError, StoreError};

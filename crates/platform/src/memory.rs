@@ -110,6 +110,13 @@ pub struct SeededRandom {
     state: Cell<u64>,
 }
 
+impl SeededRandom {
+    /// A sequence of its own (two sources made with different seeds do not repeat each other).
+    pub fn seeded(seed: u64) -> SeededRandom {
+        SeededRandom { state: Cell::new(seed) }
+    }
+}
+
 impl crate::ports::Random for SeededRandom {
     fn fill(&self, bytes: &mut [u8]) -> Result<(), CryptoError> {
         for b in bytes.iter_mut() {

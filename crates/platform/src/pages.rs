@@ -124,6 +124,7 @@ fn sign_in(server_name: &str, intro: &str, error: Option<&str>, action: &str, hi
 }
 
 /// One choice on a picker page.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub id: String,
     pub label: String,

@@ -136,13 +136,41 @@ pub trait AssertionLog {
     async fn record(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, StoreError>;
 }
 
-/// Per-user state the token endpoint touches (an `Account` Durable Object per username in
-/// production): the login sessions `online_access` grants live by, and the list of grants
-/// the management page shows.
+/// A password attempt as an account's record judges it (throttling included).
+#[derive(Clone)]
+pub struct LoginAttempt {
+    pub username: String,
+    /// `None` when no such user exists: the same work and throttling, in a record shared by
+    /// unknown names ([`crate::accounts::unknown_user_shard`]), so that trying names creates
+    /// no record per name.
+    pub user: Option<crate::users::User>,
+    pub password: crate::secret::Secret,
+    pub source: crate::accounts::LoginSource,
+}
+
+impl std::fmt::Debug for LoginAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt").field("username", &self.username).field("password", &self.password).field("source", &self.source).finish()
+    }
+}
+
+/// Per-user state, strictly ordered (an `Account` Durable Object per username in production):
+/// failed-login throttling and login sessions ([`crate::accounts::AccountState`]), remembered
+/// consents, and the list of grants the management page shows.
 #[async_trait(?Send)]
 pub trait Accounts {
+    /// Checks a password attempt; on success a new session is open.
+    async fn login(&self, attempt: &LoginAttempt) -> Result<crate::accounts::LoginOutcome, StoreError>;
+    /// The session's `auth_time` when the handle (the cookie, secret included) is valid.
+    async fn check_session(&self, handle: &crate::accounts::SessionHandle) -> Result<Option<i64>, StoreError>;
+    /// Ends the session the handle names.
+    async fn end_session(&self, handle: &crate::accounts::SessionHandle) -> Result<(), StoreError>;
     /// Whether the user's login session `session_id` still exists.
     async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError>;
+    /// Whether a consent the user remembered for `client_id` covers every scope in `scope`.
+    async fn consent_covers(&self, username: &str, client_id: &str, scope: &str) -> Result<bool, StoreError>;
+    /// Remembers the user's consent to `scope` for `client_id` (replacing an earlier one).
+    async fn remember_consent(&self, username: &str, client_id: &str, scope: &str) -> Result<(), StoreError>;
     /// Adds a grant to the user's list.
     async fn add_grant(&self, username: &str, entry: &crate::accounts::GrantEntry) -> Result<(), StoreError>;
 }

@@ -5,7 +5,7 @@
 use super::client_keys::FetchedClientKeys;
 use super::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
 use crate::context::AppContext;
-use crate::durable::account::SessionRequest;
+use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
 use crate::durable::assertion_log::RecordRequest;
 use crate::durable::rpc;
 use crate::grant_status::{self, DoGrantStatus};
@@ -13,14 +13,16 @@ use crate::http::AppError;
 use crate::keyring::{self, now_secs};
 use crate::{registry, settings};
 use async_trait::async_trait;
-use platform::accounts::GrantEntry;
+use platform::accounts::{unknown_user_shard, GrantEntry, LoginOutcome, SessionHandle};
 use platform::clients::Client;
 use platform::grants::{Command, GrantError, Reply};
 use platform::keys::KeyRing;
-use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, Settings, SigningKeys, StoreError, Users};
+use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, LoginAttempt, Settings, SigningKeys, StoreError, Users};
 use platform::users::User;
 use platform::settings::ServerSettings;
 use platform::oauth::OAuthPorts;
+use platform::signin::SignInPorts;
+use super::fhir_store::Partitions;
 use std::rc::Rc;
 
 fn store_error(e: AppError) -> StoreError {
@@ -79,18 +81,61 @@ impl AssertionLog for DoAssertionLog<'_> {
 /// One `Account` object per username.
 pub struct DoAccounts<'a>(pub &'a AppContext);
 
+impl DoAccounts<'_> {
+    fn object(&self, name: &str) -> Result<worker::Stub, StoreError> {
+        rpc::by_name(&self.0.env, "ACCOUNTS", name).map_err(store_error)
+    }
+}
+
 #[async_trait(?Send)]
 impl Accounts for DoAccounts<'_> {
+    /// An unknown username goes to a shared object, so trying names creates no object per name.
+    async fn login(&self, attempt: &LoginAttempt) -> Result<LoginOutcome, StoreError> {
+        let unknown = attempt.user.is_none();
+        let name = if unknown { unknown_user_shard(&attempt.username) } else { attempt.username.clone() };
+        let request = LoginRequest {
+            username: attempt.username.clone(),
+            user: attempt.user.clone(),
+            password: attempt.password.expose().to_owned(),
+            source: attempt.source.clone(),
+            unknown,
+        };
+        let outcome: Result<LoginOutcome, serde_json::Value> = rpc::call(&self.object(&name)?, "/login", &request).await.map_err(store_error)?;
+        outcome.map_err(|e| StoreError(format!("login: {e}")))
+    }
+
+    async fn check_session(&self, handle: &SessionHandle) -> Result<Option<i64>, StoreError> {
+        let request = SessionRequest { id: handle.id.clone(), secret: handle.secret.clone() };
+        let checked: Result<Option<i64>, serde_json::Value> = rpc::call(&self.object(&handle.username)?, "/session/check", &request).await.map_err(store_error)?;
+        Ok(checked.unwrap_or(None))
+    }
+
+    async fn end_session(&self, handle: &SessionHandle) -> Result<(), StoreError> {
+        let request = SessionRequest { id: handle.id.clone(), secret: handle.secret.clone() };
+        let _: Result<bool, serde_json::Value> = rpc::call(&self.object(&handle.username)?, "/session/end", &request).await.map_err(store_error)?;
+        Ok(())
+    }
+
     async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError> {
-        let stub = rpc::by_name(&self.0.env, "ACCOUNTS", username).map_err(store_error)?;
         let request = SessionRequest { id: session_id.to_owned(), secret: String::new() };
-        let alive: Result<bool, serde_json::Value> = rpc::call(&stub, "/session/alive", &request).await.map_err(store_error)?;
+        let alive: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/session/alive", &request).await.map_err(store_error)?;
         Ok(alive.unwrap_or(false))
     }
 
+    async fn consent_covers(&self, username: &str, client_id: &str, scope: &str) -> Result<bool, StoreError> {
+        let request = ConsentRequest { client_id: client_id.to_owned(), scope: scope.to_owned() };
+        let covered: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/consent/check", &request).await.map_err(store_error)?;
+        Ok(covered.unwrap_or(false))
+    }
+
+    async fn remember_consent(&self, username: &str, client_id: &str, scope: &str) -> Result<(), StoreError> {
+        let request = ConsentRequest { client_id: client_id.to_owned(), scope: scope.to_owned() };
+        let _: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/consent/remember", &request).await.map_err(store_error)?;
+        Ok(())
+    }
+
     async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
-        let stub = rpc::by_name(&self.0.env, "ACCOUNTS", username).map_err(store_error)?;
-        let _: Result<bool, serde_json::Value> = rpc::call(&stub, "/grants/add", entry).await.map_err(store_error)?;
+        let _: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/grants/add", entry).await.map_err(store_error)?;
         Ok(())
     }
 }
@@ -135,6 +180,7 @@ pub struct AuthServer<'a> {
     accounts: DoAccounts<'a>,
     keys: IsolateKeyRing<'a>,
     settings: IsolateSettings<'a>,
+    patients: Partitions<'a>,
 }
 
 impl<'a> AuthServer<'a> {
@@ -149,6 +195,7 @@ impl<'a> AuthServer<'a> {
             accounts: DoAccounts(ctx),
             keys: IsolateKeyRing(ctx),
             settings: IsolateSettings(ctx),
+            patients: Partitions(&ctx.env),
         }
     }
 
@@ -165,6 +212,24 @@ impl<'a> AuthServer<'a> {
             keys: &self.keys,
             settings: &self.settings,
             signer: &WebCryptoSigner,
+            verifier: &WebCryptoVerifier,
+            random: &WebCryptoRandom,
+            clock: &WorkerClock,
+        }
+    }
+
+    /// The sign-in's ports (the pickers read the FHIR partitions).
+    pub fn signin_ports(&self) -> SignInPorts<'_> {
+        SignInPorts {
+            urls: &self.ctx.urls,
+            grants: &self.grants,
+            clients: &self.clients,
+            users: &self.users,
+            accounts: &self.accounts,
+            assertions: &self.assertions,
+            keys: &self.keys,
+            settings: &self.settings,
+            patients: &self.patients,
             verifier: &WebCryptoVerifier,
             random: &WebCryptoRandom,
             clock: &WorkerClock,

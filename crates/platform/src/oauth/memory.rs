@@ -3,18 +3,20 @@
 //! run the whole endpoint over them: [`MemoryAuthServer`] wires them up.
 
 use super::OAuthPorts;
-use crate::accounts::{AccountState, GrantEntry, SessionRecord, SESSION_LIFETIME_SECS};
+use crate::accounts::{unknown_user_shard, AccountState, GrantEntry, LoginOutcome, SessionHandle, SessionRecord, UnknownUsers, SESSION_LIFETIME_SECS};
 use crate::assertions::{self, JtiLog};
 use crate::clients::Client;
 use crate::grant_handle::is_grant_id;
 use crate::grants::{self, Command, GrantError, GrantRecord, Reply};
 use crate::guard::GrantStatus;
 use crate::keys::KeyRing;
-use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, SeededRandom};
+use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, Pbkdf2Hasher, SeededRandom};
 use crate::ports::{
-    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, Settings, SigningKeys, StoreError, Users,
+    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, LoginAttempt, Settings, SigningKeys, StoreError, Users,
 };
 use crate::settings::ServerSettings;
+use crate::signin::memory::MemoryPatients;
+use crate::signin::SignInPorts;
 use crate::users::User;
 use async_trait::async_trait;
 use smart_protocol::jose::Jwks;
@@ -188,15 +190,18 @@ impl AssertionLog for MemoryAssertionLog {
     }
 }
 
-/// Each user's account state.
+/// Each user's account state, and the shared records of unknown usernames, as the `Account`
+/// Durable Objects keep them (passwords checked with native PBKDF2).
 pub struct MemoryAccounts {
     clock: Rc<TestClock>,
     accounts: RefCell<HashMap<String, AccountState>>,
+    unknown: RefCell<HashMap<String, UnknownUsers>>,
+    random: SeededRandom,
 }
 
 impl MemoryAccounts {
     pub fn new(clock: Rc<TestClock>) -> MemoryAccounts {
-        MemoryAccounts { clock, accounts: RefCell::default() }
+        MemoryAccounts { clock, accounts: RefCell::default(), unknown: RefCell::default(), random: SeededRandom::seeded(0xacc0_0000) }
     }
 
     /// A login session `id` for `username`, from now (the sign-in flow's result).
@@ -215,12 +220,54 @@ impl MemoryAccounts {
     pub fn grants(&self, username: &str) -> Vec<GrantEntry> {
         self.accounts.borrow().get(username).map(|a| a.grants.clone()).unwrap_or_default()
     }
+
+    /// The user's account record, for tests.
+    pub fn state(&self, username: &str) -> AccountState {
+        self.accounts.borrow().get(username).cloned().unwrap_or_default()
+    }
 }
 
 #[async_trait(?Send)]
 impl Accounts for MemoryAccounts {
+    async fn login(&self, attempt: &LoginAttempt) -> Result<LoginOutcome, StoreError> {
+        let now = self.clock.now();
+        let (username, password, source) = (attempt.username.as_str(), attempt.password.expose(), &attempt.source);
+        let crypto = |e: crate::ports::CryptoError| StoreError(e.to_string());
+        // The record is copied out and stored back on success, as the object does (no borrow
+        // is held across the password work).
+        if attempt.user.is_none() {
+            let shard = unknown_user_shard(username);
+            let mut users = self.unknown.borrow().get(&shard).cloned().unwrap_or_default();
+            let outcome = users.state(username, now).login(username, None, password, source, &Pbkdf2Hasher, &self.random, now).await.map_err(crypto)?;
+            self.unknown.borrow_mut().insert(shard, users);
+            return Ok(outcome);
+        }
+        let mut state = self.state(username);
+        let outcome = state.login(username, attempt.user.as_ref(), password, source, &Pbkdf2Hasher, &self.random, now).await.map_err(crypto)?;
+        self.accounts.borrow_mut().insert(username.to_owned(), state);
+        Ok(outcome)
+    }
+
+    async fn check_session(&self, handle: &SessionHandle) -> Result<Option<i64>, StoreError> {
+        Ok(self.accounts.borrow().get(&handle.username).and_then(|a| a.check_session(handle, self.clock.now())))
+    }
+
+    async fn end_session(&self, handle: &SessionHandle) -> Result<(), StoreError> {
+        MemoryAccounts::end_session(self, &handle.username, &handle.id);
+        Ok(())
+    }
+
     async fn session_alive(&self, username: &str, session_id: &str) -> Result<bool, StoreError> {
         Ok(self.accounts.borrow().get(username).is_some_and(|a| a.session_alive(session_id, self.clock.now())))
+    }
+
+    async fn consent_covers(&self, username: &str, client_id: &str, scope: &str) -> Result<bool, StoreError> {
+        Ok(self.accounts.borrow().get(username).is_some_and(|a| a.consent_covers(client_id, scope)))
+    }
+
+    async fn remember_consent(&self, username: &str, client_id: &str, scope: &str) -> Result<(), StoreError> {
+        self.accounts.borrow_mut().entry(username.to_owned()).or_default().remember_consent(client_id, scope, self.clock.now());
+        Ok(())
     }
 
     async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
@@ -281,6 +328,8 @@ pub struct MemoryAuthServer {
     pub keys: MemorySigningKeys,
     pub settings: MemorySettings,
     pub random: SeededRandom,
+    /// The patients and encounters the sign-in's pickers offer.
+    pub patients: MemoryPatients,
 }
 
 impl MemoryAuthServer {
@@ -301,6 +350,7 @@ impl MemoryAuthServer {
             keys: MemorySigningKeys(Rc::new(ring)),
             settings: MemorySettings::default(),
             random: SeededRandom::default(),
+            patients: MemoryPatients::default(),
             clock,
         }
     }
@@ -318,6 +368,24 @@ impl MemoryAuthServer {
             keys: &self.keys,
             settings: &self.settings,
             signer: &FakeSigner,
+            verifier: &FakeVerifier,
+            random: &self.random,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// The sign-in's ports over the same adapters.
+    pub fn signin_ports(&self) -> SignInPorts<'_> {
+        SignInPorts {
+            urls: &self.urls,
+            grants: &self.grants,
+            clients: &self.clients,
+            users: &self.users,
+            accounts: &self.accounts,
+            assertions: &self.assertions,
+            keys: &self.keys,
+            settings: &self.settings,
+            patients: &self.patients,
             verifier: &FakeVerifier,
             random: &self.random,
             clock: self.clock.as_ref(),
