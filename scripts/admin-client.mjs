@@ -10,6 +10,7 @@ import { readFileSync, readdirSync, existsSync, writeFileSync, mkdirSync } from 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
+import { parseEnv } from "node:util";
 import * as jose from "jose";
 
 const ROOT = join(fileURLToPath(import.meta.url), "..", "..");
@@ -18,7 +19,8 @@ export function localAdminToken(root) {
   if (process.env.ADMIN_TOKEN) return process.env.ADMIN_TOKEN;
   const file = join(root, ".dev.vars");
   if (!existsSync(file)) return undefined;
-  return /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(file, "utf8"))?.[1]?.trim();
+  // dotenv syntax, read by Node's own parser (as wrangler reads the file).
+  return parseEnv(readFileSync(file, "utf8")).ADMIN_TOKEN || undefined;
 }
 
 async function call(url, token, method, path, body) {

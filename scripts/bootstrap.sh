@@ -6,9 +6,6 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 WORKER_BUILD_VERSION=0.8.7   # must share major.minor with the `worker` crate
-# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
-WASM_BINDGEN_VERSION="$(awk '$0=="name = \"wasm-bindgen\""{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)"
-[ -n "$WASM_BINDGEN_VERSION" ] || { echo "bootstrap: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 
 has_version() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qE "(^| )v?$2\$"; }
 
@@ -27,6 +24,23 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   step "rust: wasm32 target"; rustup target add wasm32-unknown-unknown
 fi
+
+# npm packages, pinned in package-lock.json; reinstalled only when the lock changes.
+if ! cmp -s package-lock.json node_modules/.bootstrap-lock.json 2>/dev/null; then
+  step "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.bootstrap-lock.json
+fi
+
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock exactly (read with
+# smol-toml, just installed above).
+WASM_BINDGEN_VERSION="$(node --input-type=module -e '
+  import { readFileSync } from "node:fs";
+  import { parse } from "smol-toml";
+  const found = parse(readFileSync("Cargo.lock", "utf8")).package.find((p) => p.name === "wasm-bindgen");
+  if (found) console.log(found.version);
+')"
+[ -n "$WASM_BINDGEN_VERSION" ] || { echo "bootstrap: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 
 # Compiled from crates.io: the prebuilt binaries these tools would fetch live on GitHub.
 if ! has_version worker-build "$WORKER_BUILD_VERSION"; then
@@ -47,9 +61,3 @@ if ! .venv/bin/python -c "import fhir.resources, sys; sys.exit(fhir.resources.__
   .venv/bin/pip install --quiet --disable-pip-version-check "fhir.resources==$FHIR_RESOURCES_VERSION"
 fi
 
-# npm packages, pinned in package-lock.json; reinstalled only when the lock changes.
-if ! cmp -s package-lock.json node_modules/.bootstrap-lock.json 2>/dev/null; then
-  step "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
-  cp package-lock.json node_modules/.bootstrap-lock.json
-fi

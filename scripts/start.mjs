@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startDevServer, ROOT } from "./dev-server.mjs";
 import { registerAll, loadFolder, patientCount } from "./admin-client.mjs";
+import { parseEnv } from "node:util";
 
 const port = Number(process.env.PORT ?? 8787);
 const stateDir = join(ROOT, ".state");
@@ -16,7 +17,8 @@ mkdirSync(stateDir, { recursive: true });
 if (!existsSync(envFile)) {
   writeFileSync(envFile, `ADMIN_TOKEN=${randomBytes(24).toString("hex")}\n`, { mode: 0o600 });
 }
-const adminToken = /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(envFile, "utf8"))?.[1]?.trim();
+// The token the Worker gets from the same file (dotenv syntax, Node's own parser).
+const adminToken = parseEnv(readFileSync(envFile, "utf8")).ADMIN_TOKEN;
 
 const server = await startDevServer({ port, persistTo: stateDir, envFile, stdio: "inherit" });
 const stop = async () => { await server.stop(); process.exit(0); };
