@@ -374,3 +374,46 @@ fn the_picker_refuses_a_patient_outside_the_users_reach() {
     let Shown::Page { page: Page::Consent { patient_label: Some(label), .. }, .. } = tab.visit(&grant_id) else { panic!() };
     assert_eq!(label, "Pat Ient");
 }
+
+#[test]
+fn the_encounter_picker_and_a_remembered_consent() {
+    let server = signin_server();
+    let registration = json!({"client_id": "rem-app", "client_name": "Rem", "client_type": "public", "redirect_uris": [REDIRECT],
+        "consent": "remember", "scope": "openid launch/patient launch/encounter patient/*.rs"});
+    server.clients.add(platform::clients::ClientRegistration::parse(&registration.to_string()).unwrap().into_client().unwrap());
+    server.patients.add_encounter("p-1", json!({"resourceType": "Encounter", "id": "e-1", "type": [{"text": "Checkup"}], "period": {"start": "2026-01-02T10:00:00Z"}}));
+    server.patients.add_encounter("p-2", json!({"resourceType": "Encounter", "id": "e-9"}));
+    let tab = Tab::new(&server);
+    let scope = "openid launch/patient launch/encounter patient/*.rs";
+    let pick_patient_p1 = |grant_id: &str| {
+        let csrf = csrf_of(&tab.visit(grant_id));
+        assert_eq!(tab.post("pick", &[("interaction", grant_id), ("csrf", &csrf), ("patient", "p-1")]), next_step(grant_id));
+        let encounters = tab.visit(grant_id);
+        let Shown::Page { page: Page::EncounterPicker { encounters: choices, .. }, .. } = &encounters else { panic!("{encounters:?}") };
+        assert_eq!(choices, &[Choice { id: "e-1".into(), label: "Checkup".into(), detail: "2026-01-02".into() }]);
+        csrf
+    };
+
+    let first = tab.start(&pairs(&standalone("rem-app", scope)));
+    tab.log_in(&first, "alice", PASSWORD);
+    let csrf = pick_patient_p1(&first);
+    let not_the_patients = Shown::Message { status: 403, title: "Not allowed", message: "This encounter is not one of the patient's.".into() };
+    assert_eq!(tab.post("pick", &[("interaction", &first), ("csrf", &csrf), ("encounter", "e-9")]), not_the_patients);
+    assert_eq!(tab.post("pick", &[("interaction", &first), ("csrf", &csrf), ("encounter", "e-1")]), next_step(&first));
+    let mut form = vec![("interaction", first.as_str()), ("csrf", csrf.as_str())];
+    form.extend(["openid", "launch/patient", "launch/encounter", "patient/*.rs"].map(|s| ("scope", s)));
+    assert_eq!(tab.post("consent", &form), next_step(&first));
+    let code = client_redirect(&tab.visit(&first));
+    let mut call = exchange(param(&code, "code").unwrap(), VERIFIER);
+    call.form.as_mut().unwrap()[4].1 = "rem-app".into();
+    let (tokens, body) = tokens(&server, &call);
+    assert_eq!((tokens.patient.as_deref(), body["encounter"].as_str()), (Some("p-1"), Some("e-1")));
+
+    // Again in the same browser: the session is adopted and the remembered consent covers
+    // the request, so after the pickers the browser goes straight back with a code.
+    let second = tab.start(&pairs(&standalone("rem-app", scope)));
+    let csrf = pick_patient_p1(&second);
+    assert_eq!(tab.post("pick", &[("interaction", &second), ("csrf", &csrf), ("encounter", "")]), next_step(&second));
+    let back = client_redirect(&tab.visit(&second));
+    assert!(param(&back, "code").is_some(), "{back:?}");
+}
