@@ -367,7 +367,7 @@ impl Interaction {
     }
 }
 
-/// What the Worker does next for an interaction at its current step.
+/// What the sign-in (`crate::signin`) does next for an interaction at its current step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Check the browser's session cookie; call again with `session_available = false` if it

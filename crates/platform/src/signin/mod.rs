@@ -269,3 +269,33 @@ async fn pending(ports: &SignInPorts<'_>, grant_id: &str, browser_hash: &str) ->
         _ => Err(Stop::show(refused(&GrantError::NotFound))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use password::Credentials;
+
+    #[test]
+    fn debug_hides_cookies_and_form_values() {
+        let browser = Browser { binding: Some("b1nding".into()), session: Some("alice~id~s3ssion".into()), ip: "192.0.2.1".into() };
+        let form = PageForm { form: Ok(vec![("password".into(), "hunter2".into())]), browser: browser.clone() };
+        let cookies = [SetCookie::Browser("b1nding".into()), SetCookie::Session("alice~id~s3ssion".into())];
+        let text = format!("{browser:?} {form:?} {cookies:?}");
+        for secret in ["b1nding", "s3ssion", "hunter2"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("password") && text.contains("192.0.2.1"), "{text}");
+    }
+
+    #[test]
+    fn credentials_are_trimmed_and_bounded() {
+        let form = |u: &str, p: &str| Credentials::from_form(&[("username".into(), u.into()), ("password".into(), p.into())]);
+        assert_eq!(form("  alice ", "pw").username, "alice");
+        assert!(form("alice", "pw").well_formed());
+        assert!(!form(" ", "pw").well_formed());
+        assert!(!form("alice", "").well_formed());
+        assert!(!form(&"a".repeat(password::MAX_USERNAME_LEN + 1), "pw").well_formed());
+        assert!(!form("alice", &"p".repeat(password::MAX_PASSWORD_LEN + 1)).well_formed());
+        assert!(!format!("{:?}", form("alice", "hunter2")).contains("hunter2"));
+    }
+}
