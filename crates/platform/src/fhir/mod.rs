@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod memory;
 pub mod outcome;
 pub mod params;
+pub mod partition;
 pub mod rest;
 pub mod search;
 pub mod validate;

@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// Name of the partition that maps `Type/id` to partitions and lists every patient.
-pub const DIRECTORY: &str = "directory";
+pub use super::partition::{patient_partition, shared_partition, DIRECTORY};
 
 #[async_trait(?Send)]
 pub trait FhirStore {
@@ -102,14 +101,6 @@ pub trait Partitions {
     async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError>;
     /// Records `(Type, id, partition)` in the directory. An existing entry is never re-pointed.
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError>;
-}
-
-pub fn patient_partition(patient_id: &str) -> String {
-    format!("patient/{patient_id}")
-}
-
-pub fn shared_partition(resource_type: &str) -> String {
-    format!("shared/{resource_type}")
 }
 
 /// A reference that could tie a resource to a patient, in a form the server cannot resolve

@@ -1,0 +1,183 @@
+//! The index rows a resource contributes to search: one per value at each search parameter's
+//! paths (tokens, strings, dates as ranges, references, quantities).
+
+use super::super::params::{self, Kind, Param};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `Type/id` references found at the paths of `source`'s reference parameter `name`.
+pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
+    let Some(param) = params::find(source, name) else { return Vec::new() };
+    param
+        .paths
+        .iter()
+        .flat_map(|path| values_at(resource, path))
+        .filter_map(|v| v.get("reference").and_then(Value::as_str))
+        .filter(|r| r.split('/').count() == 2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One row of the `idx` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IndexEntry {
+    pub name: String,
+    pub sys: Option<String>,
+    pub code: Option<String>,
+    pub text: Option<String>,
+    pub date_lo: Option<String>,
+    pub date_hi: Option<String>,
+    pub num: Option<f64>,
+    pub reference: Option<String>,
+}
+
+/// The JSON values at a dot path, arrays walked through.
+pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut current = vec![value];
+    for step in path.split('.') {
+        let mut next = Vec::new();
+        for v in current {
+            match v.get(step) {
+                Some(Value::Array(items)) => next.extend(items.iter()),
+                Some(other) => next.push(other),
+                None => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+const INSTANT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+fn fmt(t: DateTime<Utc>) -> String {
+    t.format(INSTANT).to_string()
+}
+
+/// The half-open UTC range `[lo, hi)` a FHIR date, dateTime or instant covers, from its
+/// precision (`2020` is the whole year).
+pub fn date_range(s: &str) -> Option<(String, String)> {
+    // Every form is ASCII and starts with a four-digit year; anything else is refused before
+    // the byte slicing below.
+    if !s.is_ascii() || !s.as_bytes().get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    // Ranges compare as text in SQL: both ends must be years 0000-9999 in the same format.
+    let range = date_range_unchecked(s)?;
+    let well_formed = |t: &str| t.len() == INSTANT_LEN && t.as_bytes()[0].is_ascii_digit();
+    (well_formed(&range.0) && well_formed(&range.1) && range.0 < range.1).then_some(range)
+}
+
+/// `2020-01-01T00:00:00Z`.
+const INSTANT_LEN: usize = 20;
+
+fn date_range_unchecked(s: &str) -> Option<(String, String)> {
+    let day = |y: i32, m: u32, d: u32| NaiveDate::from_ymd_opt(y, m, d).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    match s.len() {
+        4 => {
+            let y: i32 = s.parse().ok()?;
+            Some((fmt(day(y, 1, 1)?), fmt(day(y + 1, 1, 1)?)))
+        }
+        7 => {
+            let (y, m) = (s[..4].parse().ok()?, s[5..7].parse().ok()?);
+            let lo = day(y, m, 1)?;
+            Some((fmt(lo), fmt(lo.checked_add_months(Months::new(1))?)))
+        }
+        10 => {
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            let lo = day(d.year(), d.month(), d.day())?;
+            Some((fmt(lo), fmt(lo + TimeDelta::days(1))))
+        }
+        _ => {
+            // hh:mm precision (allowed in search values) or full seconds, with a zone.
+            let with_seconds = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') {
+                format!("{}:00{}", &s[..16], &s[16..])
+            } else {
+                s.to_owned()
+            };
+            let t = DateTime::parse_from_rfc3339(&with_seconds)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| NaiveDateTime::parse_from_str(&with_seconds, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+                .ok()?;
+            let step = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') { TimeDelta::minutes(1) } else { TimeDelta::seconds(1) };
+            let lo = t.with_nanosecond_zero();
+            Some((fmt(lo), fmt(lo + step)))
+        }
+    }
+}
+
+trait TruncateNanos {
+    fn with_nanosecond_zero(self) -> Self;
+}
+
+impl TruncateNanos for DateTime<Utc> {
+    fn with_nanosecond_zero(self) -> Self {
+        chrono::Timelike::with_nanosecond(&self, 0).unwrap_or(self)
+    }
+}
+
+fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
+    let entry = |e: IndexEntry| IndexEntry { name: param.name.to_owned(), ..e };
+    match (param.kind, value) {
+        (Kind::Token, Value::String(code)) => out.push(entry(IndexEntry { code: Some(code.clone()), ..Default::default() })),
+        (Kind::Token, Value::Bool(b)) => out.push(entry(IndexEntry { code: Some(b.to_string()), ..Default::default() })),
+        (Kind::Token, Value::Object(o)) => {
+            let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                for c in codings {
+                    let code = c.get("code").and_then(Value::as_str).map(str::to_owned);
+                    let sys = c.get("system").and_then(Value::as_str).map(str::to_owned);
+                    out.push(entry(IndexEntry { sys, code, ..Default::default() }));
+                }
+            } else if o.contains_key("value") {
+                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), ..Default::default() }));
+            } else if o.contains_key("code") {
+                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), ..Default::default() }));
+            }
+        }
+        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })),
+        (Kind::Date, Value::String(s)) => {
+            if let Some((lo, hi)) = date_range(s) {
+                out.push(entry(IndexEntry { date_lo: Some(lo), date_hi: Some(hi), ..Default::default() }));
+            }
+        }
+        (Kind::Date, Value::Object(period)) => {
+            let lo = period.get("start").and_then(Value::as_str).and_then(date_range).map(|r| r.0);
+            let hi = period.get("end").and_then(Value::as_str).and_then(date_range).map(|r| r.1);
+            if lo.is_some() || hi.is_some() {
+                out.push(entry(IndexEntry {
+                    date_lo: Some(lo.unwrap_or_else(|| "0000-01-01T00:00:00Z".into())),
+                    date_hi: Some(hi.unwrap_or_else(|| "9999-12-31T23:59:59Z".into())),
+                    ..Default::default()
+                }));
+            }
+        }
+        (Kind::Reference, Value::Object(r)) => {
+            if let Some(reference) = r.get("reference").and_then(Value::as_str) {
+                out.push(entry(IndexEntry { reference: Some(reference.to_owned()), ..Default::default() }));
+            }
+        }
+        (Kind::Quantity, Value::Object(q)) => {
+            if let Some(num) = q.get("value").and_then(Value::as_f64) {
+                let text = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
+                out.push(entry(IndexEntry { num: Some(num), sys: text("system"), code: text("code").or(text("unit")), ..Default::default() }));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The index rows of a resource.
+pub fn index(resource: &Value) -> Vec<IndexEntry> {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else { return Vec::new() };
+    let mut out = Vec::new();
+    for param in params::COMMON.iter().chain(params::params_of(resource_type).unwrap_or_default()) {
+        for path in param.paths {
+            for value in values_at(resource, path) {
+                index_value(param, value, &mut out);
+            }
+        }
+    }
+    out
+}
