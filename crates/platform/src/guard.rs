@@ -9,6 +9,7 @@ use crate::jwt::{verify_own_jwt, TokenError};
 use async_trait::async_trait;
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
+use smart_protocol::token::AccessTokenClaims;
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 
@@ -109,18 +110,17 @@ pub async fn verify_access_token(
     if claims.get("aud").and_then(Value::as_str) != Some(urls.fhir_base().as_str()) {
         return Err(BearerError::Invalid("the access token is for another audience".into()));
     }
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64).unwrap_or_default();
+    let typed: AccessTokenClaims = serde_json::from_value(Value::Object(claims.clone())).map_err(|e| BearerError::Invalid(format!("the access token is not valid: {e}")))?;
     Ok(AccessGrant {
-        sub: text("sub").unwrap_or_default(),
-        client_id: text("client_id").unwrap_or_default(),
-        scope: ScopeSet::parse(&text("scope").unwrap_or_default()).unwrap_or_default(),
-        patient: text("patient"),
-        encounter: text("encounter"),
-        fhir_user: text("fhirUser"),
-        grant_id: text("gid"),
-        iat: number("iat"),
-        exp: number("exp"),
+        sub: typed.sub,
+        client_id: typed.client_id,
+        scope: ScopeSet::parse(&typed.scope).unwrap_or_default(),
+        patient: typed.patient,
+        encounter: typed.encounter,
+        fhir_user: typed.fhir_user,
+        grant_id: typed.gid,
+        iat: typed.iat,
+        exp: typed.exp,
         claims,
     })
 }

@@ -63,6 +63,42 @@ pub struct TokenResponse {
     pub tenant: Option<String>,
 }
 
+/// The claims of this server's access tokens: RFC 9068 §2.2 (`iss`, `sub`, `aud`, `client_id`,
+/// `scope`, `iat`, `exp`, `jti`, `auth_time`) with the SMART launch context the resource server
+/// enforces (`patient`, `encounter`, `fhirUser`) and `gid`, the grant whose revocation ends the
+/// token. One type for the token endpoint that signs them and the guard that reads them; a
+/// member missing when read is empty (the guard's checks refuse what must not be).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AccessTokenClaims {
+    #[serde(default)]
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub aud: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub iat: i64,
+    #[serde(default)]
+    pub exp: i64,
+    #[serde(default)]
+    pub jti: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auth_time: Option<i64>,
+    /// The grant the token belongs to (a private claim).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gid: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none", default)]
+    pub fhir_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encounter: Option<String>,
+}
+
 /// The tokens print as `[redacted]`; the launch context as it is.
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

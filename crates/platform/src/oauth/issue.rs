@@ -11,6 +11,7 @@ use crate::jwt::sign_jwt;
 use serde_json::{json, Map, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::scopes::{Scope, ScopeSet};
+use smart_protocol::token::AccessTokenClaims;
 use smart_protocol::ServerUrls;
 
 /// `typ` of access tokens (RFC 9068 §2.1).
@@ -55,18 +56,19 @@ pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<
 
 /// The access token of a backend service: no user, no launch context; `grant_id` is the
 /// grant revocation ends.
-pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, grant_id: &str, now: i64) -> Value {
-    json!({
-        "iss": urls.issuer(),
-        "sub": client.client_id,
-        "aud": urls.fhir_base(),
-        "client_id": client.client_id,
-        "scope": scope.to_string(),
-        "iat": now,
-        "exp": now + BACKEND_TOKEN_LIFETIME_SECS,
-        "jti": jti,
-        "gid": grant_id,
-    })
+pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSet, jti: &str, grant_id: &str, now: i64) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: urls.issuer().to_owned(),
+        sub: client.client_id.clone(),
+        aud: urls.fhir_base(),
+        client_id: client.client_id.clone(),
+        scope: scope.to_string(),
+        iat: now,
+        exp: now + BACKEND_TOKEN_LIFETIME_SECS,
+        jti: jti.to_owned(),
+        gid: Some(grant_id.to_owned()),
+        ..AccessTokenClaims::default()
+    }
 }
 
 /// Everything that goes into one token response.
@@ -91,28 +93,22 @@ impl Issue<'_> {
 
     /// RFC 9068 access token claims, with the SMART context the resource server needs and the
     /// grant id it checks revocation against.
-    pub fn access_token_claims(&self) -> Value {
-        let mut claims = json!({
-            "iss": self.urls.issuer(),
-            "sub": self.grant.user.username,
-            "aud": self.urls.fhir_base(),
-            "client_id": self.client.client_id,
-            "scope": self.scope.to_string(),
-            "iat": self.now,
-            "exp": self.now + self.expires_in(),
-            "jti": self.jti,
-            "auth_time": self.grant.user.auth_time,
-            "gid": self.grant_id,
-            "fhirUser": self.grant.user.fhir_user,
-        });
-        let map = claims.as_object_mut().expect("an object");
-        if let Some(patient) = &self.grant.context.patient {
-            map.insert("patient".into(), json!(patient));
+    pub fn access_token_claims(&self) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: self.urls.issuer().to_owned(),
+            sub: self.grant.user.username.clone(),
+            aud: self.urls.fhir_base(),
+            client_id: self.client.client_id.clone(),
+            scope: self.scope.to_string(),
+            iat: self.now,
+            exp: self.now + self.expires_in(),
+            jti: self.jti.to_owned(),
+            auth_time: Some(self.grant.user.auth_time),
+            gid: Some(self.grant_id.to_owned()),
+            fhir_user: Some(self.grant.user.fhir_user.clone()),
+            patient: self.grant.context.patient.clone(),
+            encounter: self.grant.context.encounter.clone(),
         }
-        if let Some(encounter) = &self.grant.context.encounter {
-            map.insert("encounter".into(), json!(encounter));
-        }
-        claims
     }
 
     /// The ID token's claims when `openid` was granted (OpenID Connect Core §2, §5.1; SMART
