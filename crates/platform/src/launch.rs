@@ -193,6 +193,22 @@ pub async fn create(
     Ok(Ok(LaunchCreated { launch, launch_url: url.into(), expires_in: LAUNCH_LIFETIME_SECS }))
 }
 
+/// `POST /auth/ehr/launch` and the portal's launches, as one use case: the client must be
+/// registered, the user the EHR names must exist, then [`create`] (launchable client, its
+/// `launch_uri`, the signed launch). `Ok(Err(why))` is a request that cannot be launched (400).
+pub async fn start(ports: &crate::oauth::OAuthPorts<'_>, request: &LaunchRequest) -> Result<Result<LaunchCreated, String>, crate::oauth::Failure> {
+    let Some(client) = ports.clients.client(&request.client_id).await? else {
+        return Ok(Err("no such client_id".into()));
+    };
+    if let Some(user) = &request.user {
+        if ports.users.user(user).await?.is_none() {
+            return Ok(Err("no such user".into()));
+        }
+    }
+    let ring = ports.keys.key_ring().await?;
+    Ok(create(request, &client, ports.urls, &ring, ports.signer, ports.random, ports.clock.now()).await?.map_err(|e| e.to_string()))
+}
+
 /// Why an authorization request's `launch` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchUseError {

@@ -5,11 +5,9 @@
 //! launch portal creates its launches through the same [`create`].
 
 use super::admin::authorize_admin;
-use crate::adapters::webcrypto::{WebCryptoRandom, WebCryptoSigner};
+use crate::adapters::auth_server::AuthServer;
 use crate::context::AppContext;
 use crate::http::{self, AppError};
-use crate::keyring::{self, now_secs};
-use crate::registry;
 use platform::launch::{self, LaunchCreated, LaunchRequest};
 use smart_protocol::OAuthErrorCode;
 use worker::{Request, Response};
@@ -32,17 +30,9 @@ pub async fn create_launch(mut req: Request, ctx: &AppContext) -> Result<Respons
     }
 }
 
-/// Creates a launch for a checked request: the one path both the EHR launch API and the
-/// portal (`handlers::portal`) take. `Err` holds why the request cannot be launched.
+/// Creates a launch: the one path both the EHR launch API and the portal (`handlers::portal`)
+/// take; the checks are `platform::launch::start`. `Err` holds why the request cannot be launched.
 pub async fn create(ctx: &AppContext, request: &LaunchRequest) -> Result<Result<LaunchCreated, String>, AppError> {
-    let Some(client) = registry::client(ctx, &request.client_id).await? else {
-        return Ok(Err("no such client_id".into()));
-    };
-    if let Some(user) = &request.user {
-        if registry::user(ctx, user).await?.is_none() {
-            return Ok(Err("no such user".into()));
-        }
-    }
-    let ring = keyring::load(ctx).await?;
-    Ok(launch::create(request, &client, &ctx.urls, &ring, &WebCryptoSigner, &WebCryptoRandom, now_secs()).await.map_err(AppError::internal)?.map_err(|e| e.to_string()))
+    let server = AuthServer::new(ctx);
+    launch::start(&server.ports(), request).await.map_err(AppError::internal)
 }
