@@ -6,6 +6,7 @@ cd "$ROOT"
 bash scripts/bootstrap.sh
 
 step "native tests (smart-protocol, platform) and lints"
+cargo fmt --all --check
 cargo test --quiet
 cargo clippy --quiet --all-targets -- -D warnings
 # The Worker and the SDK as they ship: for wasm32.

@@ -218,7 +218,11 @@ impl Environment for BrowserEnv {
                 top.location().assign(url).map_err(failed)
             }
             Target::Blank => self.window.open_with_url_and_target(url, "_blank").map(drop).map_err(failed),
-            Target::Popup => self.window.open_with_url_and_target_and_features(url, "smart-edge-authorize", "width=720,height=720,menubar=no,toolbar=no").map(drop).map_err(failed),
+            Target::Popup => self
+                .window
+                .open_with_url_and_target_and_features(url, "smart-edge-authorize", "width=720,height=720,menubar=no,toolbar=no")
+                .map(drop)
+                .map_err(failed),
             Target::Named(name) => self.window.open_with_url_and_target(url, name).map(drop).map_err(failed),
         }
     }
@@ -288,7 +292,9 @@ impl Environment for BrowserEnv {
         let usages = Array::of1(&"verify".into());
         let Ok(pending) = subtle.import_key_with_object("jwk", &jwk, &import, false, &usages) else { return Ok(false) };
         let Ok(key) = JsFuture::from(pending).await else { return Ok(false) };
-        let Ok(pending) = subtle.verify_with_object_and_u8_array_and_u8_array(&verify, &key.unchecked_into(), check.signature, check.signed) else { return Ok(false) };
+        let Ok(pending) = subtle.verify_with_object_and_u8_array_and_u8_array(&verify, &key.unchecked_into(), check.signature, check.signed) else {
+            return Ok(false);
+        };
         Ok(JsFuture::from(pending).await.ok().and_then(|v| v.as_bool()).unwrap_or(false))
     }
 

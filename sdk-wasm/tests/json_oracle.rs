@@ -34,11 +34,7 @@ use smart_protocol::token::TokenResponse;
 const CASES: u32 = 256;
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,21 +84,7 @@ fn arb_string() -> impl Strategy<Value = String> {
 
 const I64S: &[i64] = &[0, 1, -1, i64::MIN, i64::MIN + 1, i64::MAX];
 const U64S: &[u64] = &[i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX];
-const F64S: &[f64] = &[
-    0.0,
-    -0.0,
-    0.1,
-    1.5,
-    1e21,
-    1e22,
-    1e300,
-    1e-300,
-    5e-324,
-    f64::MIN_POSITIVE,
-    f64::MAX,
-    f64::MIN,
-    f64::EPSILON,
-];
+const F64S: &[f64] = &[0.0, -0.0, 0.1, 1.5, 1e21, 1e22, 1e300, 1e-300, 5e-324, f64::MIN_POSITIVE, f64::MAX, f64::MIN, f64::EPSILON];
 
 fn arb_integer() -> BoxedStrategy<Number> {
     prop_oneof![
@@ -136,17 +118,11 @@ fn arb_integer_value() -> BoxedStrategy<Value> {
 }
 
 fn arb_value_of(numbers: BoxedStrategy<Number>) -> BoxedStrategy<Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        numbers.prop_map(Value::Number),
-        arb_string().prop_map(Value::String),
-    ];
+    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), numbers.prop_map(Value::Number), arb_string().prop_map(Value::String),];
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..5).prop_map(Value::Array),
-            vec((arb_string(), inner), 0..5)
-                .prop_map(|members| Value::Object(members.into_iter().collect())),
+            vec((arb_string(), inner), 0..5).prop_map(|members| Value::Object(members.into_iter().collect())),
         ]
     })
     .boxed()
@@ -177,11 +153,7 @@ fn spell(c: char, how: u8, upper: bool, literal: &mut String) {
     }
     let mut units = [0u16; 2];
     for unit in c.encode_utf16(&mut units) {
-        literal.push_str(&if upper {
-            format!("\\u{unit:04X}")
-        } else {
-            format!("\\u{unit:04x}")
-        });
+        literal.push_str(&if upper { format!("\\u{unit:04X}") } else { format!("\\u{unit:04x}") });
     }
 }
 
@@ -280,29 +252,18 @@ fn arb_text() -> BoxedStrategy<String> {
     let tree = leaf.prop_recursive(4, 40, 5, |inner| {
         let item = (arb_ws(), inner, arb_ws()).prop_map(|(a, v, b)| format!("{a}{v}{b}"));
         prop_oneof![
-            (vec(item.clone(), 0..5), arb_ws()).prop_map(|(items, ws)| if items.is_empty() {
-                format!("[{ws}]")
-            } else {
-                format!("[{}]", items.join(","))
-            }),
-            (vec((arb_ws(), arb_key(), arb_ws(), item), 0..5), arb_ws()).prop_map(
-                |(members, ws)| {
-                    if members.is_empty() {
-                        format!("{{{ws}}}")
-                    } else {
-                        let members: Vec<String> = members
-                            .into_iter()
-                            .map(|(a, k, b, v)| format!("{a}{k}{b}:{v}"))
-                            .collect();
-                        format!("{{{}}}", members.join(","))
-                    }
+            (vec(item.clone(), 0..5), arb_ws()).prop_map(|(items, ws)| if items.is_empty() { format!("[{ws}]") } else { format!("[{}]", items.join(",")) }),
+            (vec((arb_ws(), arb_key(), arb_ws(), item), 0..5), arb_ws()).prop_map(|(members, ws)| {
+                if members.is_empty() {
+                    format!("{{{ws}}}")
+                } else {
+                    let members: Vec<String> = members.into_iter().map(|(a, k, b, v)| format!("{a}{k}{b}:{v}")).collect();
+                    format!("{{{}}}", members.join(","))
                 }
-            ),
+            }),
         ]
     });
-    (arb_ws(), tree, arb_ws())
-        .prop_map(|(a, v, b)| format!("{a}{v}{b}"))
-        .boxed()
+    (arb_ws(), tree, arb_ws()).prop_map(|(a, v, b)| format!("{a}{v}{b}")).boxed()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,17 +274,11 @@ fn to_value(json: &Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(text) => serde_json::from_str(text)
-            .unwrap_or_else(|e| panic!("Json kept the number {text:?}; serde_json: {e}")),
+        Json::Number(text) => serde_json::from_str(text).unwrap_or_else(|e| panic!("Json kept the number {text:?}; serde_json: {e}")),
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::Array(items.iter().map(to_value).collect()),
         // Inserted in order: a repeated name keeps its last value, as serde_json's `Value` does.
-        Json::Object(members) => Value::Object(
-            members
-                .iter()
-                .map(|(k, v)| (k.clone(), to_value(v)))
-                .collect(),
-        ),
+        Json::Object(members) => Value::Object(members.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()),
     }
 }
 
@@ -331,10 +286,7 @@ fn to_value(json: &Json) -> Value {
 fn accessors_agree(json: &Json, value: &Value) -> Result<(), TestCaseError> {
     prop_assert_eq!(json.as_str(), value.as_str());
     prop_assert_eq!(json.as_i64(), value.as_i64(), "as_i64 of {}", json);
-    prop_assert_eq!(
-        json.as_array().map(<[Json]>::len),
-        value.as_array().map(Vec::len)
-    );
+    prop_assert_eq!(json.as_array().map(<[Json]>::len), value.as_array().map(Vec::len));
     if let (Some(items), Some(values)) = (json.as_array(), value.as_array()) {
         for (item, value) in items.iter().zip(values) {
             accessors_agree(item, value)?;
@@ -350,21 +302,10 @@ fn accessors_agree(json: &Json, value: &Value) -> Result<(), TestCaseError> {
                 prop_assert_eq!(string.as_deref(), member.as_str());
                 prop_assert_eq!(json.list(key).len(), member.as_array().map_or(0, Vec::len));
             }
-            prop_assert_eq!(
-                json.get("\u{0}not a member").is_some(),
-                members.contains_key("\u{0}not a member")
-            );
-            prop_assert!(
-                json.list("\u{0}not a member").is_empty(),
-                "list of a missing member"
-            );
+            prop_assert_eq!(json.get("\u{0}not a member").is_some(), members.contains_key("\u{0}not a member"));
+            prop_assert!(json.list("\u{0}not a member").is_empty(), "list of a missing member");
         }
-        None => prop_assert!(
-            json.get("").is_none()
-                && json.get("a").is_none()
-                && json.list("a").is_empty()
-                && json.string("a").is_none()
-        ),
+        None => prop_assert!(json.get("").is_none() && json.get("a").is_none() && json.list("a").is_empty() && json.string("a").is_none()),
     }
     Ok(())
 }
@@ -373,20 +314,12 @@ fn accessors_agree(json: &Json, value: &Value) -> Result<(), TestCaseError> {
 /// parses floats "best-effort" (its Cargo feature's documentation), not correctly rounded.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            match (x.is_f64() && y.is_f64(), x.as_f64(), y.as_f64()) {
-                (true, Some(x), Some(y)) => {
-                    x == y || (x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= 8)
-                }
-                _ => false,
-            }
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => match (x.is_f64() && y.is_f64(), x.as_f64(), y.as_f64()) {
+            (true, Some(x), Some(y)) => x == y || (x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= 8),
+            _ => false,
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
         _ => a == b,
     }
 }
@@ -416,47 +349,17 @@ fn keys_of(value: &Value) -> Vec<String> {
 
 /// The `Object` methods of two objects answer alike for every key, and so do the objects they
 /// hand out (`object`, `objects`), `depth` levels down.
-fn objects_agree(
-    ours: &dyn Object,
-    theirs: &dyn Object,
-    keys: &[String],
-    depth: usize,
-    text: &str,
-) -> Result<(), TestCaseError> {
+fn objects_agree(ours: &dyn Object, theirs: &dyn Object, keys: &[String], depth: usize, text: &str) -> Result<(), TestCaseError> {
     for key in keys {
         let k = key.as_str();
         prop_assert_eq!(ours.text(k), theirs.text(k), "text({:?}) in {:?}", k, text);
-        prop_assert_eq!(
-            ours.integer(k),
-            theirs.integer(k),
-            "integer({:?}) in {:?}",
-            k,
-            text
-        );
-        prop_assert_eq!(
-            ours.boolean(k),
-            theirs.boolean(k),
-            "boolean({:?}) in {:?}",
-            k,
-            text
-        );
-        prop_assert_eq!(
-            ours.texts(k),
-            theirs.texts(k),
-            "texts({:?}) in {:?}",
-            k,
-            text
-        );
+        prop_assert_eq!(ours.integer(k), theirs.integer(k), "integer({:?}) in {:?}", k, text);
+        prop_assert_eq!(ours.boolean(k), theirs.boolean(k), "boolean({:?}) in {:?}", k, text);
+        prop_assert_eq!(ours.texts(k), theirs.texts(k), "texts({:?}) in {:?}", k, text);
         let (a, b) = (ours.object(k), theirs.object(k));
         prop_assert_eq!(a.is_some(), b.is_some(), "object({:?}) in {:?}", k, text);
         let (a_items, b_items) = (ours.objects(k), theirs.objects(k));
-        prop_assert_eq!(
-            a_items.len(),
-            b_items.len(),
-            "objects({:?}) in {:?}",
-            k,
-            text
-        );
+        prop_assert_eq!(a_items.len(), b_items.len(), "objects({:?}) in {:?}", k, text);
         if depth > 0 {
             if let (Some(a), Some(b)) = (a, b) {
                 objects_agree(a, b, keys, depth - 1, text)?;
@@ -484,33 +387,15 @@ fn trees_read_alike(json: &Json, value: &Value, text: &str) -> Result<(), TestCa
         Some(map) => {
             prop_assert!(matches!(json, Json::Object(_)), "{:?}", text);
             objects_agree(json, map, &keys_of(value), 4, text)?;
-            prop_assert_eq!(
-                TokenResponse::read(json),
-                TokenResponse::read(map),
-                "{:?}",
-                text
-            );
-            prop_assert_eq!(
-                SmartConfiguration::read(json),
-                SmartConfiguration::read(map),
-                "{:?}",
-                text
-            );
-            prop_assert_eq!(
-                RawHeader::read(json).map(header),
-                RawHeader::read(map).map(header),
-                "{:?}",
-                text
-            );
+            prop_assert_eq!(TokenResponse::read(json), TokenResponse::read(map), "{:?}", text);
+            prop_assert_eq!(SmartConfiguration::read(json), SmartConfiguration::read(map), "{:?}", text);
+            prop_assert_eq!(RawHeader::read(json).map(header), RawHeader::read(map).map(header), "{:?}", text);
         }
         // Not an object: no member at all.
         None => {
             prop_assert!(!matches!(json, Json::Object(_)), "{:?}", text);
             prop_assert_eq!(TokenResponse::read(json), Err(Missing("access_token")));
-            prop_assert_eq!(
-                SmartConfiguration::read(json),
-                Err(Missing("token_endpoint"))
-            );
+            prop_assert_eq!(SmartConfiguration::read(json), Err(Missing("token_endpoint")));
             prop_assert!(json.text("alg").is_none() && json.objects("fhirContext").is_empty());
         }
     }
@@ -521,11 +406,8 @@ fn trees_read_alike(json: &Json, value: &Value, text: &str) -> Result<(), TestCa
 /// methods agree, and what it writes back serde_json reads as the same tree. Returns the written
 /// text.
 fn reads_like_serde_json(text: &str) -> Result<String, TestCaseError> {
-    let expected: Value = serde_json::from_str(text)
-        .map_err(|e| TestCaseError::fail(format!("generator bug, {text:?}: {e}")))?;
-    let json = Json::parse(text).map_err(|e| {
-        TestCaseError::fail(format!("Json::parse({text:?}) refused valid JSON: {e}"))
-    })?;
+    let expected: Value = serde_json::from_str(text).map_err(|e| TestCaseError::fail(format!("generator bug, {text:?}: {e}")))?;
+    let json = Json::parse(text).map_err(|e| TestCaseError::fail(format!("Json::parse({text:?}) refused valid JSON: {e}")))?;
     prop_assert_eq!(&to_value(&json), &expected, "Json::parse({:?})", text);
     accessors_agree(&json, &expected)?;
     trees_read_alike(&json, &expected, text)?;
@@ -533,20 +415,9 @@ fn reads_like_serde_json(text: &str) -> Result<String, TestCaseError> {
     let mut written = String::new();
     json.write(&mut written);
     prop_assert_eq!(&json.to_string(), &written, "Display and write differ");
-    let reread: Value = serde_json::from_str(&written).map_err(|e| {
-        TestCaseError::fail(format!(
-            "{text:?} was written as {written:?}, not JSON: {e}"
-        ))
-    })?;
-    prop_assert_eq!(
-        &reread,
-        &expected,
-        "{:?} was written as {:?}",
-        text,
-        written
-    );
-    let again = Json::parse(&written)
-        .map_err(|e| TestCaseError::fail(format!("Json refused its own {written:?}: {e}")))?;
+    let reread: Value = serde_json::from_str(&written).map_err(|e| TestCaseError::fail(format!("{text:?} was written as {written:?}, not JSON: {e}")))?;
+    prop_assert_eq!(&reread, &expected, "{:?} was written as {:?}", text, written);
+    let again = Json::parse(&written).map_err(|e| TestCaseError::fail(format!("Json refused its own {written:?}: {e}")))?;
     prop_assert_eq!(&again, &json, "written {:?} reads as another tree", written);
     Ok(written)
 }
@@ -573,15 +444,8 @@ fn accepted_alike(text: &str) -> Result<(), TestCaseError> {
         }
         (Err(e), Err(_)) => prop_assert!(!e.to_string().is_empty()),
         // The documented exception: a number beyond f64, which serde_json refuses.
-        (Ok(json), Err(e))
-            if beyond_f64(json) && e.to_string().starts_with("number out of range") => {}
-        _ => prop_assert!(
-            false,
-            "Json::parse({:?}) = {:?}, serde_json: {:?}",
-            text,
-            ours,
-            theirs
-        ),
+        (Ok(json), Err(e)) if beyond_f64(json) && e.to_string().starts_with("number out of range") => {}
+        _ => prop_assert!(false, "Json::parse({:?}) = {:?}, serde_json: {:?}", text, ours, theirs),
     }
     Ok(())
 }
@@ -730,11 +594,7 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
 
 fn apply(mut text: String, edits: &[Edit]) -> String {
     for edit in edits {
-        let bounds: Vec<usize> = text
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain([text.len()])
-            .collect();
+        let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
         let at = |i: &Index| bounds[i.index(bounds.len())];
         // The start and end of one character, if there is any.
         let char_at = |i: &Index| {
@@ -779,15 +639,11 @@ fn arb_base() -> impl Strategy<Value = String> {
 }
 
 const STRING_PIECES: &[&str] = &[
-    "\\", "u", "U", "d800", "D800", "dc00", "DBFF", "DFFF", "d83d", "de00", "0041", "00", "e9",
-    "+041", "\"", "n", "t", "b", "/", "'", "x", "0", "\u{0}", "\u{1f}", "\t", "\n", "\u{7f}",
-    "\u{a0}", "é", "😀", "a",
+    "\\", "u", "U", "d800", "D800", "dc00", "DBFF", "DFFF", "d83d", "de00", "0041", "00", "e9", "+041", "\"", "n", "t", "b", "/", "'", "x", "0", "\u{0}",
+    "\u{1f}", "\t", "\n", "\u{7f}", "\u{a0}", "é", "😀", "a",
 ];
 
-const WORDS: &[&str] = &[
-    "inf", "-inf", "infinity", "NaN", "nan", "+1", "0x1", "1_000", "1.e3", "1e+", "--1", "+-1",
-    "١", "１",
-];
+const WORDS: &[&str] = &["inf", "-inf", "infinity", "NaN", "nan", "+1", "0x1", "1_000", "1.e3", "1e+", "--1", "+-1", "١", "１"];
 
 /// Nesting with these openings, then `inner`, then the matching closings.
 fn nest(openings: &[usize], inner: &str) -> String {
@@ -873,12 +729,9 @@ fn depth_127_is_the_deepest() {
         assert_eq!(to_value(&ours), theirs);
         reads_like_serde_json(&deepest).unwrap();
         let deeper = nest(&[shape; 128], "0");
-        let message = serde_json::from_str::<Value>(&deeper)
-            .unwrap_err()
-            .to_string();
+        let message = serde_json::from_str::<Value>(&deeper).unwrap_err().to_string();
         assert!(message.starts_with("recursion limit exceeded"), "{message}");
-        let refused: json::Error =
-            Json::parse(&deeper).expect_err("Json::parse accepts 128 levels");
+        let refused: json::Error = Json::parse(&deeper).expect_err("Json::parse accepts 128 levels");
         assert!(!refused.to_string().is_empty());
     }
 }
@@ -891,19 +744,9 @@ fn minus_zero_reads_as_serde_json_reads_it() {
         accepted_alike(text).unwrap();
         reads_like_serde_json(text).unwrap();
     }
-    for (text, integer) in [
-        ("-0", None),
-        ("0", Some(0)),
-        ("-0.0", None),
-        ("-1", Some(-1)),
-        ("0e0", None),
-    ] {
+    for (text, integer) in [("-0", None), ("0", Some(0)), ("-0.0", None), ("-1", Some(-1)), ("0e0", None)] {
         assert_eq!(Json::parse(text).unwrap().as_i64(), integer, "{text}");
-        assert_eq!(
-            serde_json::from_str::<Value>(text).unwrap().as_i64(),
-            integer,
-            "{text}"
-        );
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap().as_i64(), integer, "{text}");
     }
     let doc = r#"{"access_token":"a","token_type":"bearer","expires_in":-0}"#;
     let json = Json::parse(doc).unwrap();
@@ -990,11 +833,7 @@ fn odd_escapes_accepted_alike() {
         accepted_alike(&format!("{{\"alg\":{literal},\"typ\":{literal}}}")).unwrap();
         let ours = Json::parse(literal).map(|j| j.as_str().map(str::to_owned));
         let theirs = serde_json::from_str::<String>(literal);
-        assert_eq!(
-            ours.as_ref().ok().cloned().flatten(),
-            theirs.as_ref().ok().cloned(),
-            "String from {literal:?}: {ours:?} / {theirs:?}"
-        );
+        assert_eq!(ours.as_ref().ok().cloned().flatten(), theirs.as_ref().ok().cloned(), "String from {literal:?}: {ours:?} / {theirs:?}");
     }
 }
 
@@ -1004,13 +843,7 @@ fn documented_exception_is_only_the_f64_range() {
     for text in ["1e400", "-1e400", "[1.5e309]", "{\"a\":123e999}"] {
         let json = Json::parse(text).unwrap();
         assert!(beyond_f64(&json), "{text}");
-        assert!(
-            serde_json::from_str::<Value>(text)
-                .unwrap_err()
-                .to_string()
-                .starts_with("number out of range"),
-            "{text}"
-        );
+        assert!(serde_json::from_str::<Value>(text).unwrap_err().to_string().starts_with("number out of range"), "{text}");
         let mut written = String::new();
         json.write(&mut written);
         assert_eq!(Json::parse(&written).unwrap(), json, "{text}");
@@ -1045,11 +878,7 @@ enum Kind {
 /// A member name, what its value should be, whether the struct requires it.
 type Field = (&'static str, Kind, bool);
 
-const IDENTIFIER: &[Field] = &[
-    ("use", Kind::Str, false),
-    ("system", Kind::Str, false),
-    ("value", Kind::Str, false),
-];
+const IDENTIFIER: &[Field] = &[("use", Kind::Str, false), ("system", Kind::Str, false), ("value", Kind::Str, false)];
 const FHIR_CONTEXT_ITEM: &[Field] = &[
     ("reference", Kind::Str, false),
     ("canonical", Kind::Str, false),
@@ -1079,11 +908,7 @@ const SMART_CONFIGURATION: &[Field] = &[
     ("token_endpoint", Kind::Str, true),
     ("grant_types_supported", Kind::Strs, false),
     ("token_endpoint_auth_methods_supported", Kind::Strs, false),
-    (
-        "token_endpoint_auth_signing_alg_values_supported",
-        Kind::Strs,
-        false,
-    ),
+    ("token_endpoint_auth_signing_alg_values_supported", Kind::Strs, false),
     ("scopes_supported", Kind::Strs, false),
     ("response_types_supported", Kind::Strs, false),
     ("introspection_endpoint", Kind::Str, false),
@@ -1092,11 +917,7 @@ const SMART_CONFIGURATION: &[Field] = &[
     ("capabilities", Kind::Strs, false),
     ("code_challenge_methods_supported", Kind::Strs, false),
 ];
-const JWS_HEADER: &[Field] = &[
-    ("alg", Kind::Str, true),
-    ("typ", Kind::Str, false),
-    ("kid", Kind::Str, false),
-];
+const JWS_HEADER: &[Field] = &[("alg", Kind::Str, true), ("typ", Kind::Str, false), ("kid", Kind::Str, false)];
 
 /// Every member name above, and a few no struct knows.
 fn names() -> Vec<&'static str> {
@@ -1108,14 +929,7 @@ fn names() -> Vec<&'static str> {
             }
         }
     }
-    let mut out = vec![
-        "unknown",
-        "x",
-        "",
-        "ACCESS_TOKEN",
-        "expiresIn",
-        "fhircontext",
-    ];
+    let mut out = vec!["unknown", "x", "", "ACCESS_TOKEN", "expiresIn", "fhircontext"];
     for fields in [TOKEN_RESPONSE, SMART_CONFIGURATION, JWS_HEADER] {
         walk(fields, &mut out);
     }
@@ -1139,9 +953,7 @@ fn typed_as(value: &Value, kind: Kind, required: bool) -> bool {
         (_, Kind::Str) => value.is_string(),
         (_, Kind::Int) => value.as_i64().is_some(),
         (_, Kind::Bool) => value.is_boolean(),
-        (_, Kind::Strs) => value
-            .as_array()
-            .is_some_and(|a| a.iter().all(Value::is_string)),
+        (_, Kind::Strs) => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         // Nothing inside that could be repeated or mistyped.
         (_, Kind::Obj(_)) => value.as_object().is_some_and(Map::is_empty),
         (_, Kind::Objs(_)) => value.as_array().is_some_and(Vec::is_empty),
@@ -1166,9 +978,7 @@ fn well_typed(kind: Kind) -> BoxedStrategy<Doc> {
         })
         .boxed(),
         Kind::Bool => any::<bool>().prop_map(|b| (b.to_string(), true)).boxed(),
-        Kind::Strs => vec(string, 0..3)
-            .prop_map(|items| (format!("[{}]", items.join(",")), true))
-            .boxed(),
+        Kind::Strs => vec(string, 0..3).prop_map(|items| (format!("[{}]", items.join(",")), true)).boxed(),
         Kind::Obj(fields) => object_text(fields),
         Kind::Objs(fields) => vec(object_text(fields), 0..3)
             .prop_map(|items| {
@@ -1200,8 +1010,7 @@ fn object_text(fields: &'static [Field]) -> BoxedStrategy<Doc> {
     let members: Vec<BoxedStrategy<Option<Doc>>> = fields
         .iter()
         .map(|&(name, kind, required)| {
-            let member = (spelled(name), member_value(kind, required))
-                .prop_map(|(key, (value, typed))| (format!("{key}:{value}"), typed));
+            let member = (spelled(name), member_value(kind, required)).prop_map(|(key, (value, typed))| (format!("{key}:{value}"), typed));
             proptest::option::weighted(if required { 0.95 } else { 0.5 }, member).boxed()
         })
         .collect();
@@ -1229,20 +1038,16 @@ fn object_text(fields: &'static [Field]) -> BoxedStrategy<Doc> {
 /// type (absent, or an item skipped). Such a document is never comparable; only there may serde
 /// read it and the readers read something else.
 fn struct_from_array(members: &Map<String, Value>, fields: &[Field]) -> bool {
-    fields
-        .iter()
-        .any(|&(name, kind, _)| match (members.get(name), kind) {
-            (Some(Value::Array(_)), Kind::Obj(_)) => true,
-            (Some(Value::Object(inner)), Kind::Obj(fields)) => struct_from_array(inner, fields),
-            (Some(Value::Array(items)), Kind::Objs(fields)) => {
-                items.iter().any(|item| match item {
-                    Value::Array(_) => true,
-                    Value::Object(inner) => struct_from_array(inner, fields),
-                    _ => false,
-                })
-            }
+    fields.iter().any(|&(name, kind, _)| match (members.get(name), kind) {
+        (Some(Value::Array(_)), Kind::Obj(_)) => true,
+        (Some(Value::Object(inner)), Kind::Obj(fields)) => struct_from_array(inner, fields),
+        (Some(Value::Array(items)), Kind::Objs(fields)) => items.iter().any(|item| match item {
+            Value::Array(_) => true,
+            Value::Object(inner) => struct_from_array(inner, fields),
             _ => false,
-        })
+        }),
+        _ => false,
+    })
 }
 
 /// `read` over the `Json` tree equals `read` over serde_json's `Map` of the same text, and
@@ -1254,30 +1059,16 @@ fn reads_alike<T: PartialEq + Debug>(
     read: fn(&dyn Object) -> Result<T, Missing>,
     derived: fn(&str) -> Result<T, serde_json::Error>,
 ) -> Result<bool, TestCaseError> {
-    let json = Json::parse(text).map_err(|e| {
-        TestCaseError::fail(format!("Json::parse({text:?}) refused valid JSON: {e}"))
-    })?;
-    let map: Map<String, Value> = serde_json::from_str(text)
-        .map_err(|e| TestCaseError::fail(format!("generator bug, {text:?}: {e}")))?;
+    let json = Json::parse(text).map_err(|e| TestCaseError::fail(format!("Json::parse({text:?}) refused valid JSON: {e}")))?;
+    let map: Map<String, Value> = serde_json::from_str(text).map_err(|e| TestCaseError::fail(format!("generator bug, {text:?}: {e}")))?;
     let ours = read(&json);
-    prop_assert_eq!(
-        &ours,
-        &read(&map),
-        "read from Json and from serde_json's Map: {:?}",
-        text
-    );
+    prop_assert_eq!(&ours, &read(&map), "read from Json and from serde_json's Map: {:?}", text);
     let theirs = derived(text);
     match &theirs {
         // serde's quirk, not a difference of the readers (see `struct_from_array`).
         Ok(_) if !*comparable && struct_from_array(&map, fields) => {}
         Ok(theirs) => prop_assert_eq!(Ok(theirs), ours.as_ref(), "serde's derive on {:?}", text),
-        Err(e) => prop_assert!(
-            !*comparable || ours.is_err(),
-            "serde's derive refused {:?} ({}), the reader read {:?}",
-            text,
-            e,
-            ours
-        ),
+        Err(e) => prop_assert!(!*comparable || ours.is_err(), "serde's derive refused {:?} ({}), the reader read {:?}", text, e, ours),
     }
     Ok(theirs.is_ok())
 }
@@ -1302,37 +1093,23 @@ fn wire_type_reads_alike<T: PartialEq + Debug>(
         })
         .unwrap();
     let (comparable, derived_ok) = (comparable.get(), derived_ok.get());
-    assert!(
-        comparable >= CASES / 4,
-        "only {comparable} of {CASES} documents comparable"
-    );
-    assert!(
-        derived_ok >= CASES / 8,
-        "only {derived_ok} of {CASES} documents read by serde's derive"
-    );
+    assert!(comparable >= CASES / 4, "only {comparable} of {CASES} documents comparable");
+    assert!(derived_ok >= CASES / 8, "only {derived_ok} of {CASES} documents read by serde's derive");
 }
 
 #[test]
 fn token_responses_read_alike() {
-    wire_type_reads_alike(TOKEN_RESPONSE, TokenResponse::read, |t| {
-        serde_json::from_str::<TokenResponse>(t)
-    });
+    wire_type_reads_alike(TOKEN_RESPONSE, TokenResponse::read, |t| serde_json::from_str::<TokenResponse>(t));
 }
 
 #[test]
 fn smart_configurations_read_alike() {
-    wire_type_reads_alike(SMART_CONFIGURATION, SmartConfiguration::read, |t| {
-        serde_json::from_str::<SmartConfiguration>(t)
-    });
+    wire_type_reads_alike(SMART_CONFIGURATION, SmartConfiguration::read, |t| serde_json::from_str::<SmartConfiguration>(t));
 }
 
 #[test]
 fn jws_headers_read_alike() {
-    wire_type_reads_alike(
-        JWS_HEADER,
-        |o| RawHeader::read(o).map(header),
-        |t| serde_json::from_str::<RawHeader>(t).map(header),
-    );
+    wire_type_reads_alike(JWS_HEADER, |o| RawHeader::read(o).map(header), |t| serde_json::from_str::<RawHeader>(t).map(header));
 }
 
 proptest! {
@@ -1363,10 +1140,7 @@ fn launch_context_reads_alike() {
         r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"need_patient_banner":false,"patient":"p","scope":"openid"}"#,
     ] {
         let doc = (text.to_owned(), true);
-        assert!(reads_alike(&doc, TOKEN_RESPONSE, TokenResponse::read, |t| {
-            serde_json::from_str::<TokenResponse>(t)
-        })
-        .unwrap());
+        assert!(reads_alike(&doc, TOKEN_RESPONSE, TokenResponse::read, |t| { serde_json::from_str::<TokenResponse>(t) }).unwrap());
     }
     // Wrongly typed or repeated: serde refuses, the readers read alike.
     for text in [
@@ -1384,18 +1158,9 @@ fn launch_context_reads_alike() {
         let json = Json::parse(text).unwrap();
         let value: Value = serde_json::from_str(text).unwrap();
         trees_read_alike(&json, &value, text).unwrap();
-        assert!(
-            serde_json::from_str::<TokenResponse>(text).is_err(),
-            "{text}"
-        );
+        assert!(serde_json::from_str::<TokenResponse>(text).is_err(), "{text}");
     }
-    let read = TokenResponse::read(
-        &Json::parse(
-            r#"{"access_token":"a","token_type":"B","access_token":"b","expires_in":1e3}"#,
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let read = TokenResponse::read(&Json::parse(r#"{"access_token":"a","token_type":"B","access_token":"b","expires_in":1e3}"#).unwrap()).unwrap();
     assert_eq!((read.access_token.as_str(), read.expires_in), ("b", None));
 }
 
@@ -1407,10 +1172,7 @@ fn structs_from_arrays_are_serde_s_alone() {
     let text = r#"{"access_token":"a","token_type":"B","fhirContext":[["Encounter/1"],{"identifier":["official","urn:s","v"]}]}"#;
     let theirs = serde_json::from_str::<TokenResponse>(text).unwrap();
     assert_eq!(theirs.fhir_context.len(), 2);
-    assert_eq!(
-        theirs.fhir_context[0].reference.as_deref(),
-        Some("Encounter/1")
-    );
+    assert_eq!(theirs.fhir_context[0].reference.as_deref(), Some("Encounter/1"));
     let json = Json::parse(text).unwrap();
     let ours = TokenResponse::read(&json).unwrap();
     assert_eq!(ours.fhir_context.len(), 1);
@@ -1419,10 +1181,7 @@ fn structs_from_arrays_are_serde_s_alone() {
     assert!(struct_from_array(&map, TOKEN_RESPONSE));
     assert_eq!(TokenResponse::read(&map), Ok(ours));
     let doc = (text.to_owned(), false);
-    reads_alike(&doc, TOKEN_RESPONSE, TokenResponse::read, |t| {
-        serde_json::from_str::<TokenResponse>(t)
-    })
-    .unwrap();
+    reads_alike(&doc, TOKEN_RESPONSE, TokenResponse::read, |t| serde_json::from_str::<TokenResponse>(t)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1442,20 +1201,10 @@ fn to_json(value: &Value) -> Json {
         Value::String(s) if s.len() % 2 == 0 => Json::from(s.as_str()),
         Value::String(s) => Json::from(s.clone()),
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
-            Json::from(
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>(),
-            )
+            Json::from(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect::<Vec<_>>())
         }
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Object(members) => Json::Object(
-            members
-                .iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect(),
-        ),
+        Value::Object(members) => Json::Object(members.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
     }
 }
 
@@ -1466,9 +1215,7 @@ fn written_and_reread(json: &Json) -> Result<(String, Value), TestCaseError> {
     let mut written = String::new();
     json.write(&mut written);
     prop_assert_eq!(&text, &written, "Display and write differ");
-    let value = serde_json::from_str(&text).map_err(|e| {
-        TestCaseError::fail(format!("{json:?} was written as {text:?}, not JSON: {e}"))
-    })?;
+    let value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{json:?} was written as {text:?}, not JSON: {e}")))?;
     let again = Json::parse(&text);
     prop_assert_eq!(again.as_ref(), Ok(json), "written as {:?}", text);
     Ok((text, value))
@@ -1540,10 +1287,7 @@ fn the_session_shape_is_written_as_json() {
         ("serverUrl", "https://ehr.example/fhir".into()),
         ("created", Json::from(1_700_000_000_i64)),
         ("expiresAt", Json::from(None::<i64>)),
-        (
-            "scopes",
-            Json::from(vec!["openid".to_owned(), "patient/*.rs".to_owned()]),
-        ),
+        ("scopes", Json::from(vec!["openid".to_owned(), "patient/*.rs".to_owned()])),
         ("token", Json::parse(token).unwrap()),
         ("empty", json::object([])),
     ]);
@@ -1556,10 +1300,7 @@ fn the_session_shape_is_written_as_json() {
         })
     );
     let token = built.get("token").unwrap();
-    assert_eq!(
-        TokenResponse::read(token),
-        serde_json::from_str::<TokenResponse>(&token.to_string()).map_err(|_| Missing("?"))
-    );
+    assert_eq!(TokenResponse::read(token), serde_json::from_str::<TokenResponse>(&token.to_string()).map_err(|_| Missing("?")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1568,12 +1309,7 @@ fn the_session_shape_is_written_as_json() {
 #[test]
 fn deep_nesting_is_refused_without_overflow() {
     const N: usize = 100_000;
-    for (open, middle, close) in [
-        ("[", "", "]"),
-        ("{\"a\":", "null", "}"),
-        ("[{\"a\":", "1", "}]"),
-        (" [ ", "", " ] "),
-    ] {
+    for (open, middle, close) in [("[", "", "]"), ("{\"a\":", "null", "}"), ("[{\"a\":", "1", "}]"), (" [ ", "", " ] ")] {
         let unclosed = open.repeat(N);
         let closed = format!("{unclosed}{middle}{}", close.repeat(N));
         for text in [&unclosed, &closed] {
@@ -1591,12 +1327,7 @@ fn huge_texts() {
     let plain = format!("{}é😀", "a".repeat(1 << 20));
     let escaped = "\\u00e9\\ud83d\\ude00\\n\\\"".repeat(50_000);
     let numbers = vec!["-12.5e3"; 100_000].join(",");
-    for text in [
-        format!("\"{plain}\""),
-        format!("\"{escaped}\""),
-        format!("[{numbers}]"),
-        format!("{{\"{plain}\":\"{escaped}\"}}"),
-    ] {
+    for text in [format!("\"{plain}\""), format!("\"{escaped}\""), format!("[{numbers}]"), format!("{{\"{plain}\":\"{escaped}\"}}")] {
         let expected: Value = serde_json::from_str(&text).unwrap();
         let json = Json::parse(&text).unwrap();
         assert!(to_value(&json) == expected);
@@ -1616,8 +1347,5 @@ fn huge_texts() {
     let token = format!("{{\"access_token\":\"{huge}\",\"token_type\":\"Bearer\"}}");
     let read = TokenResponse::read(&Json::parse(&token).unwrap()).unwrap();
     assert_eq!(read.access_token.len(), huge.len());
-    assert_eq!(
-        Ok(read),
-        serde_json::from_str::<TokenResponse>(&token).map_err(|_| Missing("?"))
-    );
+    assert_eq!(Ok(read), serde_json::from_str::<TokenResponse>(&token).map_err(|_| Missing("?")));
 }

@@ -71,11 +71,7 @@ pub fn fhir_error(status: u16, code: outcome::IssueType, diagnostics: &str) -> R
 pub fn not_found(route: Route, path: &str) -> Response {
     match route.error_style() {
         ErrorStyle::Fhir => fhir_error(404, outcome::IssueType::NotFound, &format!("no FHIR endpoint at {path}")),
-        ErrorStyle::OAuth => json(
-            404,
-            &serde_json::json!({ "error": "not_found", "error_description": format!("nothing at {path}") }),
-            "application/json",
-        ),
+        ErrorStyle::OAuth => json(404, &serde_json::json!({ "error": "not_found", "error_description": format!("nothing at {path}") }), "application/json"),
     }
 }
 

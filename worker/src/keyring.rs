@@ -2,8 +2,8 @@
 //! key vault Durable Object. Loaded once and kept for [`KEY_CACHE_SECS`].
 
 use crate::context::{vars, AppContext};
-use crate::http::AppError;
 use crate::durable::key_vault;
+use crate::http::AppError;
 use platform::keys::{KeyRing, KEY_CACHE_SECS};
 use platform::ports::KeyRecord;
 use std::cell::RefCell;

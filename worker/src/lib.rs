@@ -6,10 +6,10 @@
 
 mod adapters;
 mod context;
-mod handlers;
-mod http;
 mod durable;
 mod grant_status;
+mod handlers;
+mod http;
 mod keyring;
 mod registry;
 mod settings;

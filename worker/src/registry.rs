@@ -71,7 +71,8 @@ pub async fn all_clients(ctx: &AppContext) -> Result<Vec<Client>, AppError> {
     let ids = match cached {
         Some(ids) => ids,
         None => {
-            let listed = ctx.env.kv("CONFIG")?.list().prefix(clients::KEY_PREFIX.to_owned()).execute().await.map_err(|e| AppError::internal(format!("{e:?}")))?;
+            let listed =
+                ctx.env.kv("CONFIG")?.list().prefix(clients::KEY_PREFIX.to_owned()).execute().await.map_err(|e| AppError::internal(format!("{e:?}")))?;
             let ids: Vec<String> = listed.keys.iter().filter_map(|k| k.name.strip_prefix(clients::KEY_PREFIX).map(str::to_owned)).collect();
             CLIENT_IDS.with(|c| *c.borrow_mut() = Some((ids.clone(), now)));
             ids

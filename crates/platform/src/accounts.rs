@@ -336,9 +336,7 @@ impl AccountState {
     /// Whether a remembered consent already covers every scope in `scope`.
     pub fn consent_covers(&self, client_id: &str, scope: &str) -> bool {
         let wanted = ScopeSet::parse(scope).unwrap_or_default();
-        self.consents
-            .iter()
-            .any(|c| c.client_id == client_id && ScopeSet::parse(&c.scope).is_ok_and(|have| have.covers_all(&wanted)))
+        self.consents.iter().any(|c| c.client_id == client_id && ScopeSet::parse(&c.scope).is_ok_and(|have| have.covers_all(&wanted)))
     }
 }
 
@@ -359,7 +357,11 @@ mod tests {
         let random = SeededRandom::default();
         let user = user(&random);
         let mut state = AccountState::default();
-        let LoginOutcome::LoggedIn { session, auth_time } = block_on(state.login("dr", Some(&user), "right-password", &LoginSource::default(), &Pbkdf2Hasher, &random, 100)).unwrap() else { panic!() };
+        let LoginOutcome::LoggedIn { session, auth_time } =
+            block_on(state.login("dr", Some(&user), "right-password", &LoginSource::default(), &Pbkdf2Hasher, &random, 100)).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(auth_time, 100);
         let handle = SessionHandle::parse(&session).unwrap();
         assert_eq!(handle.username, "dr");
@@ -382,7 +384,9 @@ mod tests {
         let user = user(&random);
         let mut state = AccountState::default();
         let attacker = from("203.0.113.9", Some("attacker-browser"));
-        let login = |state: &mut AccountState, password: &str, source: &LoginSource, now| block_on(state.login("dr", Some(&user), password, source, &Pbkdf2Hasher, &random, now)).unwrap();
+        let login = |state: &mut AccountState, password: &str, source: &LoginSource, now| {
+            block_on(state.login("dr", Some(&user), password, source, &Pbkdf2Hasher, &random, now)).unwrap()
+        };
         for _ in 0..FREE_FAILURES - 1 {
             assert_eq!(login(&mut state, "wrong", &attacker, 0), LoginOutcome::Rejected);
         }
@@ -405,7 +409,9 @@ mod tests {
         let random = SeededRandom::default();
         let user = user(&random);
         let mut state = AccountState::default();
-        let login = |state: &mut AccountState, password: &str, source: &LoginSource, now| block_on(state.login("dr", Some(&user), password, source, &Pbkdf2Hasher, &random, now)).unwrap();
+        let login = |state: &mut AccountState, password: &str, source: &LoginSource, now| {
+            block_on(state.login("dr", Some(&user), password, source, &Pbkdf2Hasher, &random, now)).unwrap()
+        };
         let usual = from("192.0.2.1", Some("usual-browser"));
         assert!(matches!(login(&mut state, "right-password", &usual, 0), LoginOutcome::LoggedIn { .. }));
         // An attacker on the same network (same IP) and a botnet of many IPs fail again and again.
@@ -439,7 +445,10 @@ mod tests {
             let outcome = block_on(shard.state("ghost", 0).login("ghost", None, "x", &source, &Pbkdf2Hasher, &random, 0)).unwrap();
             assert_eq!(outcome, LoginOutcome::Rejected);
         }
-        assert!(matches!(block_on(shard.state("ghost", 1).login("ghost", None, "x", &source, &Pbkdf2Hasher, &random, 1)).unwrap(), LoginOutcome::Locked { .. }));
+        assert!(matches!(
+            block_on(shard.state("ghost", 1).login("ghost", None, "x", &source, &Pbkdf2Hasher, &random, 1)).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
         for i in 0..MAX_UNKNOWN_USERS + 10 {
             shard.state(&format!("name{i}"), 2);
         }

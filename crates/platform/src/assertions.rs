@@ -61,10 +61,7 @@ pub async fn verify(
     if !ALGORITHMS.contains(&jws.header.alg) {
         return Ok(Err(invalid("client_assertion alg is not accepted")));
     }
-    let key: Option<&Jwk> = keys
-        .keys
-        .iter()
-        .find(|k| k.kid.as_deref() == Some(jws.header.kid.as_str()) && k.validate_public().ok() == Some(jws.header.alg));
+    let key: Option<&Jwk> = keys.keys.iter().find(|k| k.kid.as_deref() == Some(jws.header.kid.as_str()) && k.validate_public().ok() == Some(jws.header.alg));
     let Some(key) = key else {
         return Ok(Err(invalid("no registered key matches the assertion's kid and alg")));
     };
@@ -146,9 +143,7 @@ pub fn cached_jwks_usable(now: i64, fetched_at: i64, expires_at: i64, refetch_fo
 
 /// `max-age` of a `Cache-Control` header, bounded to [60 s, 1 day]; 5 minutes by default.
 pub fn jwks_cache_secs(cache_control: Option<&str>) -> i64 {
-    let max_age = cache_control.and_then(|v| {
-        v.split(',').filter_map(|d| d.trim().strip_prefix("max-age=")).find_map(|n| n.trim().parse::<i64>().ok())
-    });
+    let max_age = cache_control.and_then(|v| v.split(',').filter_map(|d| d.trim().strip_prefix("max-age=")).find_map(|n| n.trim().parse::<i64>().ok()));
     let no_store = cache_control.is_some_and(|v| v.contains("no-store") || v.contains("no-cache"));
     if no_store {
         return 60;
@@ -223,8 +218,19 @@ mod tests {
         let good = assertion(&key, JwsAlgorithm::ES384, claims(1200));
         let (head, rest) = good.split_once('.').unwrap();
         let (_, signature) = rest.split_once('.').unwrap();
-        let tampered = format!("{head}.{}.{signature}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, json!({"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": 1200, "jti": "j-2"}).to_string()));
-        assert!(block_on(verify(&tampered, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err().error_description.unwrap().contains("signature"));
+        let tampered = format!(
+            "{head}.{}.{signature}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                json!({"iss": "backend", "sub": "backend", "aud": TOKEN_URL, "exp": 1200, "jti": "j-2"}).to_string()
+            )
+        );
+        assert!(block_on(verify(&tampered, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000))
+            .unwrap()
+            .unwrap_err()
+            .error_description
+            .unwrap()
+            .contains("signature"));
         let mut c = claims(1200);
         c["aud"] = json!(["x", TOKEN_URL]);
         let token = assertion(&key, JwsAlgorithm::ES384, c);

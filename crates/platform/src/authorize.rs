@@ -17,8 +17,19 @@ pub const MAX_TOTAL_LEN: usize = 16 * 1024;
 
 /// The parameters this server reads; any of them given twice is refused (RFC 6749 §3.1).
 const KNOWN: [&str; 13] = [
-    "response_type", "client_id", "redirect_uri", "scope", "state", "aud", "code_challenge",
-    "code_challenge_method", "launch", "nonce", "prompt", "request", "request_uri",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "aud",
+    "code_challenge",
+    "code_challenge_method",
+    "launch",
+    "nonce",
+    "prompt",
+    "request",
+    "request_uri",
 ];
 
 /// `prompt` (OpenID Connect Core §3.1.2.1).
@@ -120,11 +131,7 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
     // From here on, errors are redirected to the client.
     let state = get("state").filter(|s| !s.is_empty() && s.len() <= 1024).map(str::to_owned);
     let fail = |code: OAuthErrorCode, description: &str| {
-        Checked::Redirect(RedirectError {
-            redirect_uri: redirect_uri.to_owned(),
-            state: state.clone(),
-            error: OAuthError::new(code, description),
-        })
+        Checked::Redirect(RedirectError { redirect_uri: redirect_uri.to_owned(), state: state.clone(), error: OAuthError::new(code, description) })
     };
     if let Some(name) = KNOWN.iter().find(|name| raw.pairs.iter().filter(|(k, _)| k == *name).count() > 1) {
         return fail(OAuthErrorCode::InvalidRequest, &format!("{name} is given more than once"));
@@ -148,9 +155,7 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
     };
     match get("aud") {
         None | Some("") => return fail(OAuthErrorCode::InvalidRequest, "aud is required: the FHIR base URL"),
-        Some(aud) if aud.trim_end_matches('/') != urls.fhir_base() => {
-            return fail(OAuthErrorCode::InvalidRequest, "aud is not this server's FHIR base URL")
-        }
+        Some(aud) if aud.trim_end_matches('/') != urls.fhir_base() => return fail(OAuthErrorCode::InvalidRequest, "aud is not this server's FHIR base URL"),
         Some(_) => {}
     }
     match get("code_challenge_method") {
@@ -179,11 +184,7 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
     }
     let launch = get("launch").filter(|l| !l.is_empty()).map(str::to_owned);
     let prompt_words: Vec<&str> = get("prompt").unwrap_or("").split(' ').filter(|w| !w.is_empty()).collect();
-    let prompt = Prompt {
-        none: prompt_words.contains(&"none"),
-        login: prompt_words.contains(&"login"),
-        consent: prompt_words.contains(&"consent"),
-    };
+    let prompt = Prompt { none: prompt_words.contains(&"none"), login: prompt_words.contains(&"login"), consent: prompt_words.contains(&"consent") };
     if prompt.none && prompt_words.len() > 1 {
         return fail(OAuthErrorCode::InvalidRequest, "prompt=none cannot be combined with other values");
     }

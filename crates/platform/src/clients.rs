@@ -3,13 +3,13 @@
 //! SHA-256 hashes).
 
 use crate::ports::{KvStore, StoreError};
+use crate::scope_policy::{self, Holder};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smart_protocol::jose::Jwks;
-use crate::scope_policy::{self, Holder};
 use smart_protocol::scopes::ScopeSet;
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -168,8 +168,7 @@ impl ClientRegistration {
 
     /// Checks the registration and turns it into a stored client.
     pub fn into_client(self) -> Result<Client, ClientError> {
-        let id_ok = (1..=128).contains(&self.client_id.len())
-            && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+        let id_ok = (1..=128).contains(&self.client_id.len()) && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
         if !id_ok {
             return Err(ClientError::BadId);
         }
@@ -205,12 +204,8 @@ impl ClientRegistration {
         let has_keys = self.jwks.is_some() || self.jwks_uri.is_some();
         let has_secret = !self.client_secrets.is_empty();
         match self.client_type {
-            ClientType::Public if has_secret || has_keys => {
-                return Err(ClientError::Inconsistent("a public client has no secret and no keys"))
-            }
-            ClientType::ConfidentialSymmetric if !has_secret => {
-                return Err(ClientError::Inconsistent("a confidential-symmetric client needs client_secrets"))
-            }
+            ClientType::Public if has_secret || has_keys => return Err(ClientError::Inconsistent("a public client has no secret and no keys")),
+            ClientType::ConfidentialSymmetric if !has_secret => return Err(ClientError::Inconsistent("a confidential-symmetric client needs client_secrets")),
             ClientType::ConfidentialAsymmetric | ClientType::Backend if !has_keys || has_secret => {
                 return Err(ClientError::Inconsistent("an asymmetric or backend client needs jwks or jwks_uri and no secret"))
             }
@@ -265,9 +260,7 @@ impl Client {
     /// Constant-time check of a presented secret against every stored hash.
     pub fn secret_matches(&self, presented: &str) -> bool {
         let presented = hash_secret(presented);
-        self.secret_hashes
-            .iter()
-            .fold(false, |found, stored| found | bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
+        self.secret_hashes.iter().fold(false, |found, stored| found | bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
     }
 
     pub fn view(&self) -> ClientView<'_> {

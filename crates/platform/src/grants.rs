@@ -9,9 +9,9 @@
 use crate::authorize::AuthorizationRequest;
 use crate::clients::ConsentPolicy;
 use crate::launch::LaunchContext;
-use serde::{Deserialize, Serialize};
 use crate::scope_policy::{self, Holder};
 use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
 use smart_protocol::scopes::{Scope, ScopeSet};
 use subtle::ConstantTimeEq;
 
@@ -85,7 +85,11 @@ pub struct AuthorizationGrant {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantRecord {
     Interaction(Interaction),
-    CodeIssued { code_hash: String, expires_at: i64, grant: AuthorizationGrant },
+    CodeIssued {
+        code_hash: String,
+        expires_at: i64,
+        grant: AuthorizationGrant,
+    },
     /// The code was exchanged: tokens are out. A second exchange of the same code (its hash
     /// is kept) is a replay and revokes it; any other code is only refused.
     Active {
@@ -96,10 +100,15 @@ pub enum GrantRecord {
         code_hash: Option<String>,
     },
     /// A backend service's access token (`client_creds`), so that it can be revoked.
-    Backend { client_id: String, expires_at: i64 },
+    Backend {
+        client_id: String,
+        expires_at: i64,
+    },
     /// The user said no, or the grant was revoked (replayed code, reused refresh token,
     /// revocation request, session ended).
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
 }
 
 /// The refresh-token chain of an active grant (RFC 9700 §4.14.2: rotation with reuse
@@ -122,7 +131,11 @@ pub struct RefreshState {
 impl RefreshState {
     fn grace_end(&self) -> i64 {
         // Records written before `grace_until` existed had the default window.
-        if self.grace_until > 0 { self.grace_until } else { self.rotated_at + REFRESH_GRACE_SECS }
+        if self.grace_until > 0 {
+            self.grace_until
+        } else {
+            self.rotated_at + REFRESH_GRACE_SECS
+        }
     }
 
     fn matches(&self, presented_hash: &str) -> (bool, bool) {
@@ -153,19 +166,50 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    Start { interaction: Box<Interaction> },
-    View { browser_hash: String },
+    Start {
+        interaction: Box<Interaction>,
+    },
+    View {
+        browser_hash: String,
+    },
     /// The user typed their password (the form's CSRF token is checked).
-    Login { browser_hash: String, csrf: String, user: AuthenticatedUser },
+    Login {
+        browser_hash: String,
+        csrf: String,
+        user: AuthenticatedUser,
+    },
     /// A still-valid session of this browser logged the user in.
-    AdoptSession { browser_hash: String, user: AuthenticatedUser },
-    PickPatient { browser_hash: String, csrf: String, patient: String },
-    PickEncounter { browser_hash: String, csrf: String, encounter: Option<String> },
-    Consent { browser_hash: String, csrf: String, approved: String },
+    AdoptSession {
+        browser_hash: String,
+        user: AuthenticatedUser,
+    },
+    PickPatient {
+        browser_hash: String,
+        csrf: String,
+        patient: String,
+    },
+    PickEncounter {
+        browser_hash: String,
+        csrf: String,
+        encounter: Option<String>,
+    },
+    Consent {
+        browser_hash: String,
+        csrf: String,
+        approved: String,
+    },
     /// Consent decided by policy (pre-approved client, or a remembered consent).
-    AutoConsent { browser_hash: String },
-    Deny { browser_hash: String, csrf: String },
-    IssueCode { browser_hash: String, code_hash: String },
+    AutoConsent {
+        browser_hash: String,
+    },
+    Deny {
+        browser_hash: String,
+        csrf: String,
+    },
+    IssueCode {
+        browser_hash: String,
+        code_hash: String,
+    },
     /// The token endpoint's `authorization_code` grant. `refresh_secret` is a fresh secret the
     /// grant keeps (hashed) if its scopes allow a refresh token.
     Exchange {
@@ -187,9 +231,14 @@ pub enum Command {
         scope: Option<String>,
     },
     /// Records a backend service's access token (a fresh grant id), until it expires.
-    StartBackend { client_id: String, expires_at: i64 },
+    StartBackend {
+        client_id: String,
+        expires_at: i64,
+    },
     /// Ends the grant (revocation, session end).
-    Revoke { reason: String },
+    Revoke {
+        reason: String,
+    },
     /// The active grant, for introspection and the resource server.
     Status,
 }
@@ -197,15 +246,33 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Interaction { interaction: Box<Interaction>, step: Step },
-    CodeIssued { redirect_uri: String, state: String },
-    Denied { redirect_uri: String, state: String },
+    Interaction {
+        interaction: Box<Interaction>,
+        step: Step,
+    },
+    CodeIssued {
+        redirect_uri: String,
+        state: String,
+    },
+    Denied {
+        redirect_uri: String,
+        state: String,
+    },
     /// Tokens with `scope` may be issued for `grant`; `refresh_token` is the secret to hand
     /// out, if any.
-    Tokens { grant: Box<AuthorizationGrant>, scope: String, refresh_token: Option<Secret> },
-    Active { grant: Box<AuthorizationGrant>, refresh_hash: Option<String> },
+    Tokens {
+        grant: Box<AuthorizationGrant>,
+        scope: String,
+        refresh_token: Option<Secret>,
+    },
+    Active {
+        grant: Box<AuthorizationGrant>,
+        refresh_hash: Option<String>,
+    },
     /// A backend service's token, still valid and not revoked.
-    BackendActive { client_id: String },
+    BackendActive {
+        client_id: String,
+    },
     Revoked,
 }
 
@@ -302,10 +369,7 @@ impl Interaction {
             Step::Login
         } else if grantable.contains(&Scope::LaunchPatient) && self.launch_patient().is_none() && self.patient.is_none() {
             Step::PickPatient
-        } else if grantable.contains(&Scope::LaunchEncounter)
-            && self.launch.as_ref().and_then(|l| l.encounter.as_ref()).is_none()
-            && !self.encounter_chosen
-        {
+        } else if grantable.contains(&Scope::LaunchEncounter) && self.launch.as_ref().and_then(|l| l.encounter.as_ref()).is_none() && !self.encounter_chosen {
             Step::PickEncounter
         } else if self.granted_scope.is_none() {
             Step::Consent
@@ -400,9 +464,7 @@ pub fn next_action(interaction: &Interaction, session_available: bool, remembere
         Step::Login if session_available && !prompt.login => Action::TrySession,
         Step::Login if prompt.none => Action::Fail(E::LoginRequired, "the user is not signed in"),
         Step::Login => Action::ShowLogin,
-        Step::PickPatient | Step::PickEncounter if prompt.none => {
-            Action::Fail(E::InteractionRequired, "the user must choose the launch context")
-        }
+        Step::PickPatient | Step::PickEncounter if prompt.none => Action::Fail(E::InteractionRequired, "the user must choose the launch context"),
         Step::PickPatient => Action::ShowPatientPicker,
         Step::PickEncounter => Action::ShowEncounterPicker,
         Step::Consent if prompt.consent => Action::AskConsent,
@@ -488,7 +550,10 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
         (Some(_), Command::Start { .. } | Command::StartBackend { .. }) => Err(GrantError::AlreadyExists),
         (Some(_), Command::Revoke { reason }) => Ok((closed(&reason), Reply::Revoked)),
         (Some(GrantRecord::Interaction(interaction)), command) => step(interaction, command, now),
-        (Some(GrantRecord::CodeIssued { code_hash, expires_at, grant }), Command::Exchange { code_hash: presented, client_id, redirect_uri, code_verifier, refresh_secret, refresh_lifetime }) => {
+        (
+            Some(GrantRecord::CodeIssued { code_hash, expires_at, grant }),
+            Command::Exchange { code_hash: presented, client_id, redirect_uri, code_verifier, refresh_secret, refresh_lifetime },
+        ) => {
             if !ct_eq(&code_hash, &presented) {
                 return Err(invalid_grant("the code is not valid"));
             }
@@ -527,7 +592,10 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
                 Err(invalid_grant("the code is not valid"))
             }
         }
-        (Some(GrantRecord::Active { grant, issued_at, refresh, code_hash }), Command::Refresh { presented_hash, client_id, next_secret, grace_secs, scope }) => {
+        (
+            Some(GrantRecord::Active { grant, issued_at, refresh, code_hash }),
+            Command::Refresh { presented_hash, client_id, next_secret, grace_secs, scope },
+        ) => {
             let Some(mut chain) = refresh else { return Err(invalid_grant("the grant has no refresh token")) };
             let (current, previous) = chain.matches(&presented_hash);
             if !current && !previous {
@@ -717,7 +785,8 @@ mod tests {
 
     #[test]
     fn standalone_launch_walks_login_picker_consent_code() {
-        let (record, reply) = apply(None, Command::Start { interaction: Box::new(interaction("launch/patient launch/encounter openid patient/*.rs", None)) }, 0).unwrap();
+        let (record, reply) =
+            apply(None, Command::Start { interaction: Box::new(interaction("launch/patient launch/encounter openid patient/*.rs", None)) }, 0).unwrap();
         assert!(matches!(reply, Reply::Interaction { step: Step::Login, .. }));
         let (record, reply) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
         assert!(matches!(reply, Reply::Interaction { step: Step::PickPatient, .. }));
@@ -850,10 +919,20 @@ mod tests {
         assert!(bad(exchange("short", "https://app.example/cb"), 10).contains("43"));
         assert!(bad(exchange(VERIFIER, "https://app.example/other"), 10).contains("redirect_uri"));
         assert!(bad(exchange(VERIFIER, "https://app.example/cb"), 10 + CODE_LIFETIME_SECS).contains("expired"));
-        let Command::Exchange { code_hash, redirect_uri, code_verifier, refresh_secret, refresh_lifetime, .. } = exchange(VERIFIER, "https://app.example/cb") else { panic!() };
+        let Command::Exchange { code_hash, redirect_uri, code_verifier, refresh_secret, refresh_lifetime, .. } = exchange(VERIFIER, "https://app.example/cb")
+        else {
+            panic!()
+        };
         let other_client = Command::Exchange { code_hash, client_id: "other".into(), redirect_uri, code_verifier, refresh_secret, refresh_lifetime };
         assert!(bad(other_client, 10).contains("another client"));
-        let wrong_code = Command::Exchange { code_hash: "nope".into(), client_id: "app".into(), redirect_uri: Some("https://app.example/cb".into()), code_verifier: VERIFIER.into(), refresh_secret: "r".into(), refresh_lifetime: 1 };
+        let wrong_code = Command::Exchange {
+            code_hash: "nope".into(),
+            client_id: "app".into(),
+            redirect_uri: Some("https://app.example/cb".into()),
+            code_verifier: VERIFIER.into(),
+            refresh_secret: "r".into(),
+            refresh_lifetime: 1,
+        };
         assert!(bad(wrong_code, 10).contains("not valid"));
 
         let (active, reply) = apply(Some(record), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
@@ -876,7 +955,17 @@ mod tests {
     fn refresh_rotates_tolerates_a_concurrent_tab_and_revokes_on_late_reuse() {
         let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         let refresh = |record: &GrantRecord, presented: &str, next: &str, now| {
-            apply(Some(record.clone()), Command::Refresh { presented_hash: crate::secret::opaque_hash(presented), client_id: None, next_secret: next.into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, now)
+            apply(
+                Some(record.clone()),
+                Command::Refresh {
+                    presented_hash: crate::secret::opaque_hash(presented),
+                    client_id: None,
+                    next_secret: next.into(),
+                    grace_secs: REFRESH_GRACE_SECS,
+                    scope: None,
+                },
+                now,
+            )
         };
         let (r2, reply) = refresh(&active, "r1", "r2", 100).unwrap();
         assert!(matches!(reply, Reply::Tokens { refresh_token: Some(ref t), .. } if t == "r2"));
@@ -893,7 +982,17 @@ mod tests {
         assert!(matches!(refresh(&closed, "r2", "r5", 200), Err(GrantError::InvalidGrant { .. })));
         // Unknown tokens and other clients are invalid_grant without revoking.
         assert!(matches!(refresh(&r2, "nonsense", "x", 101), Err(GrantError::InvalidGrant { .. })));
-        let other = apply(Some(r2.clone()), Command::Refresh { presented_hash: crate::secret::opaque_hash("r2"), client_id: Some("other".into()), next_secret: "x".into(), grace_secs: REFRESH_GRACE_SECS, scope: None }, 101);
+        let other = apply(
+            Some(r2.clone()),
+            Command::Refresh {
+                presented_hash: crate::secret::opaque_hash("r2"),
+                client_id: Some("other".into()),
+                next_secret: "x".into(),
+                grace_secs: REFRESH_GRACE_SECS,
+                scope: None,
+            },
+            101,
+        );
         assert!(matches!(other, Err(GrantError::InvalidGrant { .. })));
         // A confidential client's grant never refreshes anonymously.
         let mut confidential = r2.clone();
@@ -987,7 +1086,10 @@ mod tests {
         i.launch_user = Some("u".into());
         let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
         let other = AuthenticatedUser { username: "someone".into(), ..user() };
-        assert_eq!(apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: other.clone() }, 1).unwrap_err(), GrantError::NotLaunchUser);
+        assert_eq!(
+            apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: other.clone() }, 1).unwrap_err(),
+            GrantError::NotLaunchUser
+        );
         assert_eq!(apply(Some(record.clone()), Command::AdoptSession { browser_hash: b(), user: other }, 1).unwrap_err(), GrantError::NotLaunchUser);
         assert!(apply(Some(record), Command::Login { browser_hash: b(), csrf: t(), user: user() }, 1).is_ok());
 
@@ -1006,7 +1108,10 @@ mod tests {
         // Standalone: the picker refuses another patient in the state machine too.
         let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch/patient openid patient/*.rs", None)) }, 0).unwrap();
         let (record, _) = apply(Some(record), Command::Login { browser_hash: b(), csrf: t(), user: ned }, 1).unwrap();
-        assert_eq!(apply(Some(record.clone()), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-b".into() }, 2).unwrap_err(), GrantError::OtherPatient);
+        assert_eq!(
+            apply(Some(record.clone()), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-b".into() }, 2).unwrap_err(),
+            GrantError::OtherPatient
+        );
         assert!(apply(Some(record), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-a".into() }, 2).is_ok());
     }
 
@@ -1018,7 +1123,8 @@ mod tests {
         i.user = Some(user());
         let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
         // A forged consent form asking for the wider scope.
-        let (record, _) = run(record, Command::Consent { browser_hash: b(), csrf: t(), approved: "patient/Observation.rs?category=laboratory&foo=bar openid".into() });
+        let (record, _) =
+            run(record, Command::Consent { browser_hash: b(), csrf: t(), approved: "patient/Observation.rs?category=laboratory&foo=bar openid".into() });
         let GrantRecord::Interaction(i) = record else { panic!() };
         assert_eq!(i.granted_scope.as_deref(), Some("openid"));
     }

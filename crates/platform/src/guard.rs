@@ -2,15 +2,15 @@
 //! this server's key, its type, expiry and audience, and the grant it belongs to. The caller
 //! adds the revocation check (the grant's Durable Object) through [`GrantStatus`].
 
-use crate::keys::KeyRing;
-use crate::ports::{StoreError, Verifier};
-use crate::oauth::issue::ACCESS_TOKEN_TYP;
 use crate::jwt::{verify_own_jwt, TokenError};
+use crate::keys::KeyRing;
+use crate::oauth::issue::ACCESS_TOKEN_TYP;
+use crate::ports::{StoreError, Verifier};
 use async_trait::async_trait;
 use serde_json::Value;
+use smart_protocol::error::bearer_challenge;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::token::AccessTokenClaims;
-use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};
 
 /// What a valid access token grants.
@@ -96,13 +96,7 @@ pub fn bearer(header: Option<&str>) -> Result<&str, BearerError> {
 }
 
 /// Verifies an access token this server issued, without the revocation check.
-pub async fn verify_access_token(
-    token: &str,
-    ring: &KeyRing,
-    verifier: &dyn Verifier,
-    urls: &ServerUrls,
-    now: i64,
-) -> Result<AccessGrant, BearerError> {
+pub async fn verify_access_token(token: &str, ring: &KeyRing, verifier: &dyn Verifier, urls: &ServerUrls, now: i64) -> Result<AccessGrant, BearerError> {
     let claims = verify_own_jwt(ring, verifier, token, ACCESS_TOKEN_TYP, urls.issuer(), now).await.map_err(|e| match e {
         TokenError::Expired => BearerError::Invalid("the access token has expired".into()),
         other => BearerError::Invalid(format!("the access token is not valid: {other}")),
@@ -110,7 +104,8 @@ pub async fn verify_access_token(
     if claims.get("aud").and_then(Value::as_str) != Some(urls.fhir_base().as_str()) {
         return Err(BearerError::Invalid("the access token is for another audience".into()));
     }
-    let typed: AccessTokenClaims = serde_json::from_value(Value::Object(claims.clone())).map_err(|e| BearerError::Invalid(format!("the access token is not valid: {e}")))?;
+    let typed: AccessTokenClaims =
+        serde_json::from_value(Value::Object(claims.clone())).map_err(|e| BearerError::Invalid(format!("the access token is not valid: {e}")))?;
     Ok(AccessGrant {
         sub: typed.sub,
         client_id: typed.client_id,
@@ -147,9 +142,9 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt::sign_jwt;
     use crate::keys::ensure_keys;
     use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore};
-    use crate::jwt::sign_jwt;
     use futures::executor::block_on;
     use smart_protocol::jose::JwsAlgorithm;
 
@@ -167,7 +162,8 @@ mod tests {
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
         let token = |aud: &str, gid: &str, typ: &str| {
-            let claims = serde_json::json!({"iss": "https://ehr.example", "aud": aud, "exp": 100, "sub": "u", "scope": "patient/*.rs", "patient": "p1", "gid": gid});
+            let claims =
+                serde_json::json!({"iss": "https://ehr.example", "aud": aud, "exp": 100, "sub": "u", "scope": "patient/*.rs", "patient": "p1", "gid": gid});
             format!("Bearer {}", block_on(sign_jwt(&ring, &FakeSigner, JwsAlgorithm::ES256, typ, &claims, 0)).unwrap())
         };
         let check = |header: Option<&str>, now| block_on(authenticate(header, &ring, &FakeVerifier, &Revoked("g-revoked"), &urls, now));

@@ -60,19 +60,11 @@ pub async fn verify_own_jwt(
 }
 
 /// Signs `claims` as a compact JWS with the key that is active for `alg` at `now`.
-pub async fn sign_jwt<C: Serialize>(
-    ring: &KeyRing,
-    signer: &dyn Signer,
-    alg: JwsAlgorithm,
-    typ: &str,
-    claims: &C,
-    now: i64,
-) -> Result<String, KeyError> {
+pub async fn sign_jwt<C: Serialize>(ring: &KeyRing, signer: &dyn Signer, alg: JwsAlgorithm, typ: &str, claims: &C, now: i64) -> Result<String, KeyError> {
     let key = ring.signing_key(alg, now)?;
     let kid = key.kid.clone().unwrap_or_default();
     let header = JwsHeader { alg, typ: Some(typ.to_owned()), kid };
-    let input = jose::signing_input(&header, claims)
-        .map_err(|e| KeyError::Crypto(crate::CryptoError(format!("claims do not serialise: {e}"))))?;
+    let input = jose::signing_input(&header, claims).map_err(|e| KeyError::Crypto(crate::CryptoError(format!("claims do not serialise: {e}"))))?;
     let signature = signer.sign(key, input.as_bytes()).await?;
     Ok(jose::compact(&input, &signature))
 }
@@ -81,8 +73,8 @@ pub async fn sign_jwt<C: Serialize>(
 mod tests {
     use super::*;
     use crate::keys::ensure_keys;
-    use crate::ports::KeyGenerator;
     use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore};
+    use crate::ports::KeyGenerator;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
     use base64::Engine;
     use futures::executor::block_on;
@@ -118,7 +110,8 @@ mod tests {
         block_on(other_generator.generate(JwsAlgorithm::ES256)).unwrap();
         block_on(other_generator.generate(JwsAlgorithm::ES256)).unwrap();
         let other_ring = block_on(ensure_keys(&MemoryKeyStore::default(), &other_generator, 0)).unwrap();
-        let foreign = block_on(sign_jwt(&other_ring, &FakeSigner, JwsAlgorithm::ES256, "x+jwt", &serde_json::json!({"iss": "https://iss", "exp": 100}), 0)).unwrap();
+        let foreign =
+            block_on(sign_jwt(&other_ring, &FakeSigner, JwsAlgorithm::ES256, "x+jwt", &serde_json::json!({"iss": "https://iss", "exp": 100}), 0)).unwrap();
         assert!(matches!(verify(&foreign, 0), Err(TokenError::UnknownKey)));
     }
 }

@@ -109,12 +109,7 @@ impl KeyRing {
     }
 }
 
-async fn generate_record(
-    generator: &dyn KeyGenerator,
-    alg: JwsAlgorithm,
-    now: i64,
-    activates_at: i64,
-) -> Result<KeyRecord, KeyError> {
+async fn generate_record(generator: &dyn KeyGenerator, alg: JwsAlgorithm, now: i64, activates_at: i64) -> Result<KeyRecord, KeyError> {
     let mut jwk = generator.generate(alg).await?;
     jwk.alg = Some(alg.as_str().to_owned());
     jwk.kid = Some(jwk.thumbprint().map_err(|source| KeyError::BadKey { kid: None, source })?);
@@ -124,11 +119,7 @@ async fn generate_record(
 /// Loads the key vault, generating a key for every signing algorithm that has none yet.
 /// Runs inside the key vault's Durable Object, which serialises callers, so a key set is
 /// generated exactly once.
-pub async fn ensure_keys(
-    store: &dyn KeyStore,
-    generator: &dyn KeyGenerator,
-    now: i64,
-) -> Result<KeyRing, KeyError> {
+pub async fn ensure_keys(store: &dyn KeyStore, generator: &dyn KeyGenerator, now: i64) -> Result<KeyRing, KeyError> {
     let mut records = store.load().await?;
     for alg in SIGNING_ALGORITHMS {
         let has_key = records.iter().any(|r| r.jwk.algorithm().ok() == Some(alg));
@@ -144,11 +135,7 @@ pub async fn ensure_keys(
 
 /// Adds a new key for every signing algorithm; each starts signing after
 /// [`ROTATION_DELAY_SECS`]. The old keys stay published.
-pub async fn rotate_keys(
-    store: &dyn KeyStore,
-    generator: &dyn KeyGenerator,
-    now: i64,
-) -> Result<KeyRing, KeyError> {
+pub async fn rotate_keys(store: &dyn KeyStore, generator: &dyn KeyGenerator, now: i64) -> Result<KeyRing, KeyError> {
     ensure_keys(store, generator, now).await?;
     for alg in SIGNING_ALGORITHMS {
         let record = generate_record(generator, alg, now, now + ROTATION_DELAY_SECS).await?;
@@ -196,10 +183,8 @@ mod tests {
     #[test]
     fn secret_keys_sign_in_listed_order_and_must_cover_every_algorithm() {
         let generator = FakeKeyGenerator::default();
-        let keys: Vec<Jwk> = [JwsAlgorithm::ES256, JwsAlgorithm::RS256, JwsAlgorithm::ES256]
-            .into_iter()
-            .map(|alg| block_on(generator.generate(alg)).unwrap())
-            .collect();
+        let keys: Vec<Jwk> =
+            [JwsAlgorithm::ES256, JwsAlgorithm::RS256, JwsAlgorithm::ES256].into_iter().map(|alg| block_on(generator.generate(alg)).unwrap()).collect();
         let secret = serde_json::to_string(&Jwks { keys: keys.clone() }).unwrap();
         let ring = KeyRing::from_secret(&secret).unwrap();
         assert_eq!(ring.signing_key(JwsAlgorithm::ES256, 0).unwrap().kid, Some(keys[0].thumbprint().unwrap()));

@@ -12,9 +12,9 @@
 //! presents it (a strongly consistent log, the caller's port), and any later one is refused.
 
 use crate::clients::Client;
+use crate::jwt::{sign_jwt, verify_own_jwt, TokenError};
 use crate::keys::{KeyError, KeyRing};
 use crate::ports::{Random, Signer, Verifier};
-use crate::jwt::{sign_jwt, verify_own_jwt, TokenError};
 use crate::users::is_fhir_id;
 use serde::{Deserialize, Serialize};
 use smart_protocol::jose::JwsAlgorithm;
@@ -138,9 +138,7 @@ impl LaunchContext {
             }
         }
         if let Some(url) = &self.smart_style_url {
-            let ok = Url::parse(url).is_ok_and(|u| {
-                u.scheme() == "https" || (u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost")))
-            });
+            let ok = Url::parse(url).is_ok_and(|u| u.scheme() == "https" || (u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost"))));
             if !ok {
                 return Err(LaunchError::BadStyleUrl);
             }
@@ -264,8 +262,11 @@ mod tests {
     fn a_launch_round_trips_for_its_client_until_it_expires() {
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
-        let request = LaunchRequest::parse(r#"{"client_id":"app","user":"dr.who","patient":"p1","encounter":"e1","intent":"reconcile-medications",
-            "need_patient_banner":false,"fhirContext":[{"reference":"Observation/o1","role":"launch"}],"tenant":"t1"}"#).unwrap();
+        let request = LaunchRequest::parse(
+            r#"{"client_id":"app","user":"dr.who","patient":"p1","encounter":"e1","intent":"reconcile-medications",
+            "need_patient_banner":false,"fhirContext":[{"reference":"Observation/o1","role":"launch"}],"tenant":"t1"}"#,
+        )
+        .unwrap();
         let random = SeededRandom::default();
         let created = block_on(create(&request, &client(Some("https://app.example/launch?x=1")), &urls, &ring, &FakeSigner, &random, 1000)).unwrap().unwrap();
         let url = Url::parse(&created.launch_url).unwrap();
@@ -297,6 +298,9 @@ mod tests {
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
         let request = LaunchRequest::parse(r#"{"client_id":"app"}"#).unwrap();
-        assert_eq!(block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, &SeededRandom::default(), 0)).unwrap().unwrap_err(), LaunchError::NoLaunchUri);
+        assert_eq!(
+            block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, &SeededRandom::default(), 0)).unwrap().unwrap_err(),
+            LaunchError::NoLaunchUri
+        );
     }
 }

@@ -80,11 +80,7 @@ pub(crate) fn layout_with_class(title: &str, class: &str, body: &str) -> String 
 }
 
 fn hidden(interaction: &str, csrf: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"interaction\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(interaction),
-        escape(csrf)
-    )
+    format!("<input type=\"hidden\" name=\"interaction\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(interaction), escape(csrf))
 }
 
 pub fn error_page(title: &str, message: &str) -> String {
@@ -313,7 +309,8 @@ mod tests {
     #[test]
     fn escapes_everything_that_could_break_out() {
         assert_eq!(escape(r#"<script>"x" & 'y'</script>"#), "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;");
-        let page = login_page(&LoginPage { interaction: "i\"><x", csrf: "c", client_name: "<b>Evil</b>", server_name: "S", error: Some("<i>"), username: "\"u" });
+        let page =
+            login_page(&LoginPage { interaction: "i\"><x", csrf: "c", client_name: "<b>Evil</b>", server_name: "S", error: Some("<i>"), username: "\"u" });
         assert!(!page.contains("<b>Evil</b>") && !page.contains("i\"><x") && !page.contains("<i>"));
         for id in ["id=\"username\"", "id=\"password\"", "id=\"login-submit\"", "for=\"username\"", "for=\"password\""] {
             assert!(page.contains(id), "{id}");
@@ -325,14 +322,18 @@ mod tests {
         let d = |s: &str| describe(&Scope::parse(s).unwrap());
         assert_eq!(d("patient/*.read"), "Read and search all kinds of health data of the open patient");
         assert_eq!(d("user/Observation.cruds"), "Read, search, create, change and delete Observation records that you can see");
-        assert_eq!(d("patient/Observation.rs?category=laboratory"), "Read and search Observation records of the open patient (only where category = laboratory)");
+        assert_eq!(
+            d("patient/Observation.rs?category=laboratory"),
+            "Read and search Observation records of the open patient (only where category = laboratory)"
+        );
         assert_eq!(d("system/Patient.r"), "Read Patient records of every patient");
     }
 
     #[test]
     fn consent_lists_each_scope_as_a_ticked_box() {
         let scopes = ScopeSet::parse("openid patient/*.rs").unwrap();
-        let page = consent_page(&ConsentPage { interaction: "i", csrf: "c", client_name: "App", user_name: "Dr", patient_label: Some("Jane"), scopes: &scopes });
+        let page =
+            consent_page(&ConsentPage { interaction: "i", csrf: "c", client_name: "App", user_name: "Dr", patient_label: Some("Jane"), scopes: &scopes });
         assert_eq!(page.matches("type=\"checkbox\" name=\"scope\"").count(), 2);
         assert!(page.contains("value=\"patient/*.rs\" checked"));
         assert!(page.contains("id=\"approve\"") && page.contains("id=\"deny\""));

@@ -57,7 +57,11 @@ impl PortalQuery {
             pairs.push(("patient", p.to_owned()));
         }
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        if query.is_empty() { PORTAL_PATH.to_owned() } else { format!("{PORTAL_PATH}?{query}") }
+        if query.is_empty() {
+            PORTAL_PATH.to_owned()
+        } else {
+            format!("{PORTAL_PATH}?{query}")
+        }
     }
 }
 
@@ -331,13 +335,17 @@ mod tests {
 
     #[test]
     fn the_launch_form_becomes_an_ehr_launch_request_bound_to_the_user() {
-        let form = LaunchForm::parse(&pairs(&[("csrf", "c"), ("patient", "p1"), ("encounter", "e1"), ("embed", "lab-viewer"), ("q", "ned"), ("offset", "20")])).unwrap();
+        let form = LaunchForm::parse(&pairs(&[("csrf", "c"), ("patient", "p1"), ("encounter", "e1"), ("embed", "lab-viewer"), ("q", "ned"), ("offset", "20")]))
+            .unwrap();
         assert_eq!((form.mode, form.client_id.as_str(), form.encounter.as_deref()), (Mode::Embedded, "lab-viewer", Some("e1")));
         assert_eq!(form.query, PortalQuery { q: "ned".into(), offset: 20, patient: Some("p1".into()) });
         let request = form.launch_request("dr.smith").unwrap();
         assert_eq!(request.user.as_deref(), Some("dr.smith"));
         assert_eq!(request.client_id, "lab-viewer");
-        assert_eq!(request.context, LaunchContext { patient: Some("p1".into()), encounter: Some("e1".into()), need_patient_banner: Some(false), ..Default::default() });
+        assert_eq!(
+            request.context,
+            LaunchContext { patient: Some("p1".into()), encounter: Some("e1".into()), need_patient_banner: Some(false), ..Default::default() }
+        );
         // The same request the EHR launch API would parse from JSON.
         let api = LaunchRequest::parse(r#"{"client_id":"lab-viewer","user":"dr.smith","patient":"p1","encounter":"e1","need_patient_banner":false}"#).unwrap();
         assert_eq!((api.client_id, api.user, api.context), (request.client_id, request.user, request.context));

@@ -142,7 +142,9 @@ fn chosen(page: &PortalPage<'_>, c: &Chosen<'_>) -> String {
         qv = escape(&q.q),
         offset = q.offset
     );
-    out.push_str("<label for=\"encounter\">Encounter (optional)</label><select id=\"encounter\" name=\"encounter\"><option value=\"\">No particular encounter</option>");
+    out.push_str(
+        "<label for=\"encounter\">Encounter (optional)</label><select id=\"encounter\" name=\"encounter\"><option value=\"\">No particular encounter</option>",
+    );
     for (id, label) in c.encounters {
         let _ = write!(out, "<option value=\"{}\">{}</option>", escape(id), escape(label));
     }
@@ -190,7 +192,13 @@ pub fn portal_page(page: &PortalPage<'_>) -> String {
 /// The portal's sign-in form (no session yet): the shared sign-in form, posting to the
 /// portal's login with a double-submit CSRF token.
 pub fn portal_login_page(csrf: &str, server_name: &str, error: Option<&str>) -> String {
-    crate::pages::sign_in_form(server_name, "<p>Sign in to open patient records and launch apps.</p>", error, &format!("{}/login", crate::portal::PORTAL_PATH), csrf)
+    crate::pages::sign_in_form(
+        server_name,
+        "<p>Sign in to open patient records and launch apps.</p>",
+        error,
+        &format!("{}/login", crate::portal::PORTAL_PATH),
+        csrf,
+    )
 }
 
 #[cfg(test)]
@@ -212,8 +220,19 @@ mod tests {
             user_name: "Dr",
             csrf: "tok",
             query: &query,
-            list: PatientList { rows: &rows, total: 45, previous: Some("/auth/portal?q=%22x".into()), next: Some("/auth/portal?q=%22x&offset=40".into()), searchable: true },
-            chosen: Some(Chosen { patient: &rows[0], encounters: &encounters, apps: &apps, embedded: Some(("Lab <Viewer>", "http://127.0.0.1:8787/lab-viewer/launch.html?iss=a&launch=b")) }),
+            list: PatientList {
+                rows: &rows,
+                total: 45,
+                previous: Some("/auth/portal?q=%22x".into()),
+                next: Some("/auth/portal?q=%22x&offset=40".into()),
+                searchable: true,
+            },
+            chosen: Some(Chosen {
+                patient: &rows[0],
+                encounters: &encounters,
+                apps: &apps,
+                embedded: Some(("Lab <Viewer>", "http://127.0.0.1:8787/lab-viewer/launch.html?iss=a&launch=b")),
+            }),
             error: None,
         });
         assert!(!page.contains("<b>Ned</b>") && !page.contains("Lab <Viewer>") && !page.contains("value=\"\"x\""));

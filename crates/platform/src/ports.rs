@@ -98,11 +98,7 @@ pub trait Clock {
 #[async_trait(?Send)]
 pub trait GrantStore {
     /// Applies `command` to grant `id` atomically (a malformed id answers `NotFound`).
-    async fn apply(
-        &self,
-        id: &str,
-        command: &crate::grants::Command,
-    ) -> Result<Result<crate::grants::Reply, crate::grants::GrantError>, StoreError>;
+    async fn apply(&self, id: &str, command: &crate::grants::Command) -> Result<Result<crate::grants::Reply, crate::grants::GrantError>, StoreError>;
     /// A fresh grant id no grant has yet (64 hex digits).
     fn new_id(&self) -> Result<String, StoreError>;
 }

@@ -243,7 +243,17 @@ mod tests {
 
     #[test]
     fn admin_and_dev_routes_are_never_cross_origin() {
-        for route in [Route::AdminSettings, Route::AdminRotateKeys, Route::DevSign, Route::AdminClient, Route::Login, Route::Consent, Route::EhrLaunch, Route::Portal, Route::PortalLaunch] {
+        for route in [
+            Route::AdminSettings,
+            Route::AdminRotateKeys,
+            Route::DevSign,
+            Route::AdminClient,
+            Route::Login,
+            Route::Consent,
+            Route::EhrLaunch,
+            Route::Portal,
+            Route::PortalLaunch,
+        ] {
             assert!(!route.cors_public());
         }
     }

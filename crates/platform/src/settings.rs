@@ -36,7 +36,12 @@ pub enum IntrospectionStyle {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { server_name: "smart-edge".to_owned(), ehr_origins: Vec::new(), introspection_style: IntrospectionStyle::Rfc7662, refresh_grace_secs: crate::grants::REFRESH_GRACE_SECS }
+        Self {
+            server_name: "smart-edge".to_owned(),
+            ehr_origins: Vec::new(),
+            introspection_style: IntrospectionStyle::Rfc7662,
+            refresh_grace_secs: crate::grants::REFRESH_GRACE_SECS,
+        }
     }
 }
 
@@ -84,9 +89,7 @@ impl ServerSettings {
 
 /// `scheme://host[:port]` exactly, as a browser serialises an origin.
 fn is_origin(value: &str) -> bool {
-    Url::parse(value).is_ok_and(|url| {
-        matches!(url.scheme(), "http" | "https") && url.origin().ascii_serialization() == value
-    })
+    Url::parse(value).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.origin().ascii_serialization() == value)
 }
 
 /// The stored settings, or the defaults when none were saved.

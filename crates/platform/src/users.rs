@@ -84,10 +84,7 @@ impl UserRegistration {
         if !(1..=200).contains(&self.display_name.chars().count()) || self.display_name.chars().any(char::is_control) {
             return Err(UserError::BadName.into());
         }
-        let fhir_user_ok = self
-            .fhir_user
-            .split_once('/')
-            .is_some_and(|(t, id)| FHIR_USER_TYPES.contains(&t) && is_fhir_id(id));
+        let fhir_user_ok = self.fhir_user.split_once('/').is_some_and(|(t, id)| FHIR_USER_TYPES.contains(&t) && is_fhir_id(id));
         if !fhir_user_ok {
             return Err(UserError::BadFhirUser.into());
         }
@@ -190,7 +187,9 @@ mod tests {
 
     #[test]
     fn stores_a_salted_pbkdf2_hash_that_verifies_only_the_password() {
-        let user = register(serde_json::json!({"username": "dr.smith", "display_name": "Dr Smith", "fhir_user": "Practitioner/p1", "password": "correct horse"})).unwrap();
+        let user =
+            register(serde_json::json!({"username": "dr.smith", "display_name": "Dr Smith", "fhir_user": "Practitioner/p1", "password": "correct horse"}))
+                .unwrap();
         assert!(user.password_hash.starts_with("pbkdf2-sha256$100000$"));
         assert!(!user.password_hash.contains("correct horse"));
         assert!(block_on(verify_password("correct horse", &user.password_hash, &Pbkdf2Hasher)).unwrap());

@@ -57,7 +57,9 @@ fn to_fhir(res: &Res) -> Value {
     let mut v = json!({ "resourceType": res.rtype, "id": res.id });
     match res.rtype.as_str() {
         "Patient" => v["name"] = json!([{ "family": format!("F{}", res.value) }]),
-        "Practitioner" | "Organization" => v["name"] = if res.rtype == "Organization" { json!(format!("O{}", res.value)) } else { json!([{ "family": format!("D{}", res.value) }]) },
+        "Practitioner" | "Organization" => {
+            v["name"] = if res.rtype == "Organization" { json!(format!("O{}", res.value)) } else { json!([{ "family": format!("D{}", res.value) }]) }
+        }
         t => {
             if let Some(p) = &res.patient {
                 v["subject"] = json!({ "reference": format!("Patient/{p}") });
@@ -158,7 +160,8 @@ impl Gen {
         let context = *self.rng.pick(&["patient", "user", "system"]);
         let rtype = *self.rng.pick(&["*", "*", "Observation", "Observation", "Patient", "Condition", "Encounter", "Practitioner"]);
         let v1 = self.rng.chance(25);
-        let perms = if v1 { *self.rng.pick(&["read", "write", "*"]) } else { *self.rng.pick(&["rs", "r", "s", "c", "cu", "cruds", "cud", "d", "u", "crus", "rsd"]) };
+        let perms =
+            if v1 { *self.rng.pick(&["read", "write", "*"]) } else { *self.rng.pick(&["rs", "r", "s", "c", "cu", "cruds", "cud", "d", "u", "crus", "rsd"]) };
         let query = if v1 || self.rng.chance(55) {
             String::new()
         } else {
@@ -205,7 +208,11 @@ impl Gen {
     }
 
     fn patient_or_none(&mut self) -> Option<String> {
-        if self.rng.chance(15) { None } else { Some(self.rng.pick(&PATIENTS).to_string()) }
+        if self.rng.chance(15) {
+            None
+        } else {
+            Some(self.rng.pick(&PATIENTS).to_string())
+        }
     }
 
     fn compartment_of_deleted(&self, rtype: &str, id: &str) -> Option<Option<String>> {
@@ -238,11 +245,12 @@ impl Gen {
                 let patient = self.patient_or_none();
                 let wished = self.some_id().1;
                 // A fullUrl is unique in a bundle whatever the type (R4 §3.1.0.11.1).
-                let full_url_id = if self.rng.chance(30) || self.compartment_of_deleted(&rtype, &wished).is_some() || !taken.insert(("fullUrl".into(), wished.clone())) {
-                    None
-                } else {
-                    Some(wished)
-                };
+                let full_url_id =
+                    if self.rng.chance(30) || self.compartment_of_deleted(&rtype, &wished).is_some() || !taken.insert(("fullUrl".into(), wished.clone())) {
+                        None
+                    } else {
+                        Some(wished)
+                    };
                 let res = self.resource(&rtype, String::new(), patient);
                 entries.push(Entry::Post { res, full_url_id });
             } else if let Some(res) = self.put_target(world, &mut taken) {
@@ -260,7 +268,8 @@ impl Gen {
             }
             5..=8 => {
                 let rtype = self.rng.pick(&ALL_TYPES).to_string();
-                let patient = if COMPARTMENT_TYPES.contains(&rtype.as_str()) && self.rng.chance(50) { Some(self.rng.pick(&PATIENTS).to_string()) } else { None };
+                let patient =
+                    if COMPARTMENT_TYPES.contains(&rtype.as_str()) && self.rng.chance(50) { Some(self.rng.pick(&PATIENTS).to_string()) } else { None };
                 Op::Search { rtype, patient }
             }
             9..=10 => {
@@ -510,7 +519,8 @@ fn same_store(server: &Server, world: &World) -> Result<(), String> {
     let system = system();
     for rtype in ALL_TYPES {
         let r = server.call(&system, request(Interaction::Search { resource_type: rtype.into() }, vec![("_count".into(), "500".into())], None));
-        let found: BTreeSet<String> = body(&r)["entry"].as_array().into_iter().flatten().map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned()).collect();
+        let found: BTreeSet<String> =
+            body(&r)["entry"].as_array().into_iter().flatten().map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned()).collect();
         let searchable = |res: &&Res| !(COMPARTMENT_TYPES.contains(&rtype) && res.patient.is_none());
         let expected: BTreeSet<String> = world.resources.iter().filter(|r| r.rtype == rtype).filter(searchable).map(|r| r.id.clone()).collect();
         if found != expected {

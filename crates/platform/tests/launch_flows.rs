@@ -16,7 +16,12 @@ use url::Url;
 
 fn launch_server() -> MemoryAuthServer {
     let server = server();
-    let registration = UserRegistration { username: "alice".into(), display_name: "Alice".into(), fhir_user: "Practitioner/pr-1".into(), password: "a long enough password".into() };
+    let registration = UserRegistration {
+        username: "alice".into(),
+        display_name: "Alice".into(),
+        fhir_user: "Practitioner/pr-1".into(),
+        password: "a long enough password".into(),
+    };
     server.users.add(block_on(registration.into_user(&Pbkdf2Hasher, &SeededRandom::default())).unwrap());
     let registration = json!({"client_id": "ehr-app", "client_name": "EHR App", "client_type": "public", "redirect_uris": [REDIRECT],
         "launch_uri": "https://app.example/launch", "scope": "launch openid fhirUser patient/*.rs"});

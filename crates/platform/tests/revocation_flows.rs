@@ -40,7 +40,8 @@ fn web_secret() -> String {
 /// Tokens for the confidential web app, through the code flow.
 fn web_tokens(server: &platform::oauth::memory::MemoryAuthServer, scope: &str) -> smart_protocol::token::TokenResponse {
     let code = authorize(server, "web", scope);
-    let exchange = basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &web_secret());
+    let exchange =
+        basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &web_secret());
     tokens(server, &exchange).0
 }
 
@@ -74,13 +75,18 @@ fn introspection_describes_a_token_to_its_client_or_a_resource_server_only() {
     assert_eq!((access["iss"].clone(), access["aud"].clone()), (json!(BASE), json!("https://ehr.example/fhir")));
     assert_eq!(access["exp"].as_i64(), Some(START + 3600));
     let refresh = json_body(introspect(&server, &as_caller("rs", SECRET_RS, issued.refresh_token.as_deref().unwrap())));
-    assert_eq!((refresh["token_type"].clone(), refresh["fhirUser"].clone(), refresh["patient"].clone()), (json!("refresh_token"), json!("Practitioner/pr-1"), json!("p-1")));
+    assert_eq!(
+        (refresh["token_type"].clone(), refresh["fhirUser"].clone(), refresh["patient"].clone()),
+        (json!("refresh_token"), json!("Practitioner/pr-1"), json!("p-1"))
+    );
     // Another client learns nothing, exactly as for an unknown token.
     assert_eq!(json_body(introspect(&server, &as_caller("other", SECRET_OTHER, &issued.access_token))), json!({"active": false}));
     assert_eq!(json_body(introspect(&server, &as_caller("web", &web_secret(), "nonsense"))), json!({"active": false}));
     // The Smile CDR style answers an inactive token with a 404 and every field empty.
     server.settings.0.borrow_mut().introspection_style = IntrospectionStyle::SmileCdr;
-    assert!(matches!(introspect(&server, &as_caller("web", &web_secret(), "nonsense")), Answer::Json { status: 404, body } if body["active"] == false && body["sub"] == ""));
+    assert!(
+        matches!(introspect(&server, &as_caller("web", &web_secret(), "nonsense")), Answer::Json { status: 404, body } if body["active"] == false && body["sub"] == "")
+    );
 }
 
 #[test]
@@ -91,14 +97,29 @@ fn introspection_and_revocation_refuse_callers_in_order() {
         other => panic!("{other:?}"),
     };
     let not_a_form = FormPost { form: Err(FormProblem::NotAForm), authorization: None };
-    assert_eq!(refusal(introspect(&server, &not_a_form)), ("invalid_request".into(), "the body must be an application/x-www-form-urlencoded form".into(), None));
+    assert_eq!(
+        refusal(introspect(&server, &not_a_form)),
+        ("invalid_request".into(), "the body must be an application/x-www-form-urlencoded form".into(), None)
+    );
     assert_eq!(refusal(introspect(&server, &form(&[("token", "a"), ("token", "b")]))).1, "token is given more than once");
     let malformed = FormPost { authorization: Some("Basic !!!".into()), ..form(&[("token", "t")]) };
-    assert_eq!(refusal(introspect(&server, &malformed)), ("invalid_client".into(), "the Basic credentials are malformed".into(), Some(ClientChallenge::Bearer)));
-    assert_eq!(refusal(introspect(&server, &form(&[("token", "t")]))), ("invalid_client".into(), "client authentication is required".into(), Some(ClientChallenge::Bearer)));
-    assert_eq!(refusal(introspect(&server, &as_caller("web", "wrong", "t"))), ("invalid_client".into(), "client authentication failed".into(), Some(ClientChallenge::Basic)));
+    assert_eq!(
+        refusal(introspect(&server, &malformed)),
+        ("invalid_client".into(), "the Basic credentials are malformed".into(), Some(ClientChallenge::Bearer))
+    );
+    assert_eq!(
+        refusal(introspect(&server, &form(&[("token", "t")]))),
+        ("invalid_client".into(), "client authentication is required".into(), Some(ClientChallenge::Bearer))
+    );
+    assert_eq!(
+        refusal(introspect(&server, &as_caller("web", "wrong", "t"))),
+        ("invalid_client".into(), "client authentication failed".into(), Some(ClientChallenge::Basic))
+    );
     let public = form(&[("token", "t"), ("client_id", "app")]);
-    assert_eq!(refusal(introspect(&server, &public)), ("invalid_client".into(), "introspection needs a client that authenticates".into(), Some(ClientChallenge::Bearer)));
+    assert_eq!(
+        refusal(introspect(&server, &public)),
+        ("invalid_client".into(), "introspection needs a client that authenticates".into(), Some(ClientChallenge::Bearer))
+    );
     assert_eq!(refusal(introspect(&server, &basic(form(&[]), "web", &web_secret()))), ("invalid_request".into(), "token is required".into(), None));
     // A public client may revoke (naming itself).
     assert_eq!(revoke(&server, &public), Answer::Done);
@@ -117,12 +138,16 @@ fn revocation_ends_the_grant_for_every_token_it_gave() {
     assert_eq!(revoke(&server, &form(&[("token", &refresh_token), ("client_id", "app")])), Answer::Done);
     assert!(matches!(bearer(&server, &issued.access_token), Err(BearerError::Invalid(m)) if m == "the access token has been revoked"));
     assert_eq!(refused(&server, &refresh(&refresh_token)), ("invalid_grant".into(), "the grant has been revoked".into(), None));
-    assert!(matches!(block_on(userinfo::userinfo(&server.ports(), Some(&format!("Bearer {}", issued.access_token)))).unwrap(), UserinfoAnswer::Unauthenticated(_)));
+    assert!(matches!(
+        block_on(userinfo::userinfo(&server.ports(), Some(&format!("Bearer {}", issued.access_token)))).unwrap(),
+        UserinfoAnswer::Unauthenticated(_)
+    ));
 
     // An expired access token still revokes its grant (RFC 7009 §2.2 allows it; the refresh
     // chain it belongs to ends).
     let code = authorize(&server, "web", "offline_access patient/*.rs");
-    let exchange = basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &web_secret());
+    let exchange =
+        basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &web_secret());
     let (issued, _) = tokens(&server, &exchange);
     server.clock.advance(3600);
     assert!(bearer(&server, &issued.access_token).is_err(), "expired");
@@ -139,9 +164,8 @@ fn a_backend_service_revokes_its_token_with_an_assertion_for_the_revocation_url(
     let signed = |aud: &str, jti: &str| assertion(&key, json!({"iss": "svc", "sub": "svc", "aud": aud, "exp": START + 240, "jti": jti}));
     let TokenAnswer::Tokens(body) = answer(&server, &backend_call(&signed(TOKEN_URL, "j-1"), None)) else { panic!() };
     let access = body["access_token"].as_str().unwrap().to_owned();
-    let with_assertion = |assertion: &str| {
-        form(&[("token", &access), ("client_assertion_type", platform::oauth::request::JWT_BEARER), ("client_assertion", assertion)])
-    };
+    let with_assertion =
+        |assertion: &str| form(&[("token", &access), ("client_assertion_type", platform::oauth::request::JWT_BEARER), ("client_assertion", assertion)]);
     // Introspecting its own token, with an assertion for the introspection URL.
     let described = json_body(introspect(&server, &with_assertion(&signed("https://ehr.example/auth/introspect", "j-2"))));
     assert_eq!((described["client_id"].clone(), described["scope"].clone()), (json!("svc"), json!("system/Patient.rs system/Observation.rs")));

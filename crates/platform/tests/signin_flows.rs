@@ -8,8 +8,8 @@ mod support;
 
 use futures::executor::block_on;
 use platform::launch::{self, LaunchRequest};
-use platform::memory::{Pbkdf2Hasher, SeededRandom};
 use platform::memory::FakeSigner;
+use platform::memory::{Pbkdf2Hasher, SeededRandom};
 use platform::oauth::memory::MemoryAuthServer;
 use platform::pages::Choice;
 use platform::signin::{self, AuthorizationCall, Browser, Page, PageForm, SetCookie, Shown, SignInAnswer, Visit};
@@ -116,7 +116,10 @@ fn login_csrf(shown: &Shown) -> String {
 
 fn csrf_of(shown: &Shown) -> String {
     match shown {
-        Shown::Page { page: Page::Login { csrf, .. } | Page::PatientPicker { csrf, .. } | Page::EncounterPicker { csrf, .. } | Page::Consent { csrf, .. }, .. } => csrf.clone(),
+        Shown::Page {
+            page: Page::Login { csrf, .. } | Page::PatientPicker { csrf, .. } | Page::EncounterPicker { csrf, .. } | Page::Consent { csrf, .. },
+            ..
+        } => csrf.clone(),
         other => panic!("not a page: {other:?}"),
     }
 }
@@ -259,10 +262,7 @@ fn ehr_launch_is_for_the_ehrs_user_once() {
     let grant_id = tab.start(&pairs(&ehr_request(&launch)));
     let back = client_redirect(&tab.log_in(&grant_id, "bob", PASSWORD));
     assert_eq!(param(&back, "error"), Some("access_denied"));
-    assert_eq!(
-        param(&back, "error_description"),
-        Some("this launch was made for another user; sign in as that user, or open the app again from the EHR")
-    );
+    assert_eq!(param(&back, "error_description"), Some("this launch was made for another user; sign in as that user, or open the app again from the EHR"));
     assert_eq!(param(&back, "state"), Some("st-1"));
     // The launch was used: a second authorization request with it is refused.
     let back = client_redirect(&Tab::new(&server).authorize(&pairs(&ehr_request(&launch))));
@@ -335,7 +335,8 @@ fn login_input_rules_and_throttling() {
     let tab = Tab::new(&server);
     let grant_id = tab.start(&pairs(&standalone("app", "openid patient/*.rs")));
     let csrf = login_csrf(&tab.visit(&grant_id));
-    let attempt = |username: &str, password: &str| tab.post("login", &[("interaction", &grant_id), ("csrf", &csrf), ("username", username), ("password", password)]);
+    let attempt =
+        |username: &str, password: &str| tab.post("login", &[("interaction", &grant_id), ("csrf", &csrf), ("username", username), ("password", password)]);
     let page = |shown: Shown| match shown {
         Shown::Page { status, page: Page::Login { error, username, .. }, retry_after, .. } => (status, error.unwrap_or_default(), username, retry_after),
         other => panic!("{other:?}"),
@@ -381,7 +382,9 @@ fn the_encounter_picker_and_a_remembered_consent() {
     let registration = json!({"client_id": "rem-app", "client_name": "Rem", "client_type": "public", "redirect_uris": [REDIRECT],
         "consent": "remember", "scope": "openid launch/patient launch/encounter patient/*.rs"});
     server.clients.add(platform::clients::ClientRegistration::parse(&registration.to_string()).unwrap().into_client().unwrap());
-    server.patients.add_encounter("p-1", json!({"resourceType": "Encounter", "id": "e-1", "type": [{"text": "Checkup"}], "period": {"start": "2026-01-02T10:00:00Z"}}));
+    server
+        .patients
+        .add_encounter("p-1", json!({"resourceType": "Encounter", "id": "e-1", "type": [{"text": "Checkup"}], "period": {"start": "2026-01-02T10:00:00Z"}}));
     server.patients.add_encounter("p-2", json!({"resourceType": "Encounter", "id": "e-9"}));
     let tab = Tab::new(&server);
     let scope = "openid launch/patient launch/encounter patient/*.rs";

@@ -77,7 +77,9 @@ fn a_code_is_for_its_client_for_a_minute_and_only_with_pkce() {
     unknown.form.as_mut().unwrap()[4].1 = "nobody".into();
     assert_eq!(refused(&server, &unknown), ("invalid_client".into(), "unknown client".into(), Some(ClientChallenge::Bearer)));
     // The confidential client with a wrong secret, then with its own: not its code.
-    let web = |secret: &str| basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", secret);
+    let web = |secret: &str| {
+        basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", secret)
+    };
     assert_eq!(refused(&server, &web("wrong")), ("invalid_client".into(), "client authentication failed".into(), Some(ClientChallenge::Basic)));
     assert_eq!(refused(&server, &web(&"s".repeat(40))), ("invalid_grant".into(), "the code was issued to another client".into(), None));
     // The client is checked before the code and the verifier.
@@ -150,7 +152,8 @@ fn the_grace_window_follows_the_setting_and_a_confidential_grant_never_refreshes
     server.settings.0.borrow_mut().refresh_grace_secs = 120;
     let code = authorize(&server, "web", "openid offline_access patient/*.rs");
     let secret = "s".repeat(40);
-    let exchange = basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &secret);
+    let exchange =
+        basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", &secret);
     let r1 = tokens(&server, &exchange).0.refresh_token.unwrap();
     assert_eq!(refused(&server, &refresh(&r1)), ("invalid_client".into(), "this client must authenticate".into(), Some(ClientChallenge::Bearer)));
     assert_eq!(refused(&server, &basic(refresh(&r1), "web", "wrong")).2, Some(ClientChallenge::Basic));
@@ -250,7 +253,11 @@ fn client_credentials_is_for_backend_services_with_an_assertion_only() {
     server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![service_key("k1").to_public()] });
     let code = authorize(&server, "app", "patient/*.rs");
     let mut as_code = backend_call(&unregistered, None);
-    as_code.form.as_mut().unwrap().splice(0..1, [("grant_type".into(), "authorization_code".into()), ("code".into(), code), ("code_verifier".into(), VERIFIER.into())]);
+    as_code
+        .form
+        .as_mut()
+        .unwrap()
+        .splice(0..1, [("grant_type".into(), "authorization_code".into()), ("code".into(), code), ("code_verifier".into(), VERIFIER.into())]);
     assert_eq!(refused(&server, &as_code), ("unauthorized_client".into(), "this client may not use this grant_type".into(), None));
 }
 

@@ -69,10 +69,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::ConsentRequired,
             OAuthErrorCode::InteractionRequired,
         ];
-        KNOWN
-            .into_iter()
-            .find(|known| known.as_str() == code)
-            .unwrap_or_else(|| Self::Extension(code.to_owned()))
+        KNOWN.into_iter().find(|known| known.as_str() == code).unwrap_or_else(|| Self::Extension(code.to_owned()))
     }
 
     /// The HTTP status a JSON error response with this code carries (RFC 6749 §5.2: 400, and
@@ -147,10 +144,7 @@ mod tests {
     fn bearer_challenge_follows_rfc_6750() {
         assert_eq!(bearer_challenge("fhir", None), r#"Bearer realm="fhir""#);
         let err = OAuthError::new(OAuthErrorCode::InvalidToken, "the \"token\" expired");
-        assert_eq!(
-            bearer_challenge("fhir", Some(&err)),
-            r#"Bearer realm="fhir", error="invalid_token", error_description="the 'token' expired""#
-        );
+        assert_eq!(bearer_challenge("fhir", Some(&err)), r#"Bearer realm="fhir", error="invalid_token", error_description="the 'token' expired""#);
     }
 
     #[test]

@@ -139,7 +139,9 @@ mod tests {
     /// A value for a member: usually of the member's type, sometimes another JSON type.
     fn member(kind: u8) -> BoxedStrategy<Value> {
         let text = "[a-zA-Z0-9 :/._-]{0,12}".prop_map(Value::from).boxed();
-        let other = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i32>().prop_map(Value::from), Just(json!({})), Just(json!([1, "x"]))].boxed();
+        let other =
+            prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i32>().prop_map(Value::from), Just(json!({})), Just(json!([1, "x"]))]
+                .boxed();
         let typed = match kind {
             0 => text,
             1 => any::<i64>().prop_map(Value::from).boxed(),
@@ -172,14 +174,34 @@ mod tests {
     }
 
     const TOKEN: &[(&str, u8)] = &[
-        ("access_token", 0), ("token_type", 0), ("expires_in", 1), ("scope", 0), ("refresh_token", 0), ("id_token", 0), ("patient", 0),
-        ("encounter", 0), ("need_patient_banner", 2), ("smart_style_url", 0), ("intent", 0), ("tenant", 0),
+        ("access_token", 0),
+        ("token_type", 0),
+        ("expires_in", 1),
+        ("scope", 0),
+        ("refresh_token", 0),
+        ("id_token", 0),
+        ("patient", 0),
+        ("encounter", 0),
+        ("need_patient_banner", 2),
+        ("smart_style_url", 0),
+        ("intent", 0),
+        ("tenant", 0),
     ];
     const CONFIG: &[(&str, u8)] = &[
-        ("issuer", 0), ("jwks_uri", 0), ("authorization_endpoint", 0), ("token_endpoint", 0), ("grant_types_supported", 3),
-        ("token_endpoint_auth_methods_supported", 3), ("token_endpoint_auth_signing_alg_values_supported", 3), ("scopes_supported", 3),
-        ("response_types_supported", 3), ("introspection_endpoint", 0), ("revocation_endpoint", 0), ("management_endpoint", 0),
-        ("capabilities", 3), ("code_challenge_methods_supported", 3),
+        ("issuer", 0),
+        ("jwks_uri", 0),
+        ("authorization_endpoint", 0),
+        ("token_endpoint", 0),
+        ("grant_types_supported", 3),
+        ("token_endpoint_auth_methods_supported", 3),
+        ("token_endpoint_auth_signing_alg_values_supported", 3),
+        ("scopes_supported", 3),
+        ("response_types_supported", 3),
+        ("introspection_endpoint", 0),
+        ("revocation_endpoint", 0),
+        ("management_endpoint", 0),
+        ("capabilities", 3),
+        ("code_challenge_methods_supported", 3),
     ];
     const HEADER: &[(&str, u8)] = &[("alg", 0), ("typ", 0), ("kid", 0)];
 
@@ -224,7 +246,8 @@ mod tests {
         let doc = json!({"access_token": "a", "token_type": "Bearer", "fhirContext": [
             {"reference": "Encounter/e1", "role": "launch"}, 7, {"identifier": {"system": "urn:s", "value": "v", "period": {}}, "type": "Encounter"}]});
         let serde: TokenResponse = serde_json::from_value(json!({"access_token": "a", "token_type": "Bearer", "fhirContext": [
-            {"reference": "Encounter/e1", "role": "launch"}, {"identifier": {"system": "urn:s", "value": "v", "period": {}}, "type": "Encounter"}]})).unwrap();
+            {"reference": "Encounter/e1", "role": "launch"}, {"identifier": {"system": "urn:s", "value": "v", "period": {}}, "type": "Encounter"}]}))
+        .unwrap();
         assert_eq!(TokenResponse::read(doc.as_object().unwrap()), Ok(serde));
         assert_eq!(TokenResponse::read(json!({"token_type": "Bearer"}).as_object().unwrap()), Err(Missing("access_token")));
         assert_eq!(TokenResponse::read(json!({"access_token": 5, "token_type": "Bearer"}).as_object().unwrap()), Err(Missing("access_token")));

@@ -199,12 +199,7 @@ impl Jwk {
         let q = |v: &Option<String>| serde_json::to_string(v.as_deref().unwrap_or_default()).unwrap_or_default();
         let canonical = match self.kty.as_str() {
             "RSA" => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, q(&self.e), q(&self.n)),
-            _ => format!(
-                r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
-                q(&self.crv),
-                q(&self.x),
-                q(&self.y)
-            ),
+            _ => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, q(&self.crv), q(&self.x), q(&self.y)),
         };
         Ok(b64url::encode(Sha256::digest(canonical.as_bytes())))
     }
@@ -334,9 +329,9 @@ fn parse(token: &str, require_kid: bool) -> Result<UnverifiedJws<'_>, JwsError> 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
     use base64::Engine;
-    use super::*;
 
     /// RFC 7638 §3.1's example key and thumbprint.
     #[test]

@@ -69,8 +69,7 @@ impl Permissions {
     pub const V1_READ: Self = Self(2 | 16);
     /// v1 `write`.
     pub const V1_WRITE: Self = Self(1 | 4 | 8);
-    const LETTERS: [(char, Self); 5] =
-        [('c', Self::CREATE), ('r', Self::READ), ('u', Self::UPDATE), ('d', Self::DELETE), ('s', Self::SEARCH)];
+    const LETTERS: [(char, Self); 5] = [('c', Self::CREATE), ('r', Self::READ), ('u', Self::UPDATE), ('d', Self::DELETE), ('s', Self::SEARCH)];
 
     pub fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
@@ -269,9 +268,7 @@ impl Scope {
             "profile" => Self::Profile,
             "offline_access" => Self::OfflineAccess,
             "online_access" => Self::OnlineAccess,
-            _ if s.starts_with("patient/") || s.starts_with("user/") || s.starts_with("system/") => {
-                Self::Resource(ResourceScope::parse(s)?)
-            }
+            _ if s.starts_with("patient/") || s.starts_with("user/") || s.starts_with("system/") => Self::Resource(ResourceScope::parse(s)?),
             other => Self::Other(other.to_owned()),
         })
     }
@@ -366,9 +363,7 @@ impl ScopeSet {
         let mut narrowed = Vec::new();
         for scope in &self.0 {
             match scope {
-                Scope::Resource(r) => narrowed.extend(
-                    other.resource_scopes().filter_map(|o| r.intersect(o)).map(Scope::Resource),
-                ),
+                Scope::Resource(r) => narrowed.extend(other.resource_scopes().filter_map(|o| r.intersect(o)).map(Scope::Resource)),
                 s if other.contains(s) => narrowed.push(s.clone()),
                 _ => {}
             }
@@ -376,9 +371,7 @@ impl ScopeSet {
         let mut result = ScopeSet::default();
         for (i, scope) in narrowed.iter().enumerate() {
             // Drop a scope another one already grants (keep the first of equal ones).
-            let redundant = narrowed.iter().enumerate().any(|(j, other)| {
-                j != i && other.covers(scope) && (!scope.covers(other) || j < i)
-            });
+            let redundant = narrowed.iter().enumerate().any(|(j, other)| j != i && other.covers(scope) && (!scope.covers(other) || j < i));
             if !redundant {
                 result.insert(scope.clone());
             }
@@ -526,7 +519,11 @@ mod tests {
             prop_oneof![Just(None), Just(Some("Observation".to_owned())), Just(Some("Patient".to_owned())), Just(Some("Condition".to_owned()))],
             1u8..32,
             proptest::collection::vec(
-                prop_oneof![Just(("category".to_owned(), "laboratory".to_owned())), Just(("code".to_owned(), "http://loinc.org|4548-4".to_owned())), Just(("category".to_owned(), "vital-signs".to_owned()))],
+                prop_oneof![
+                    Just(("category".to_owned(), "laboratory".to_owned())),
+                    Just(("code".to_owned(), "http://loinc.org|4548-4".to_owned())),
+                    Just(("category".to_owned(), "vital-signs".to_owned()))
+                ],
                 0..3,
             ),
             any::<bool>(),

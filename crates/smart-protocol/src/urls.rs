@@ -44,11 +44,7 @@ impl ServerUrls {
         {
             return Err(UrlConfigError::BadBase(base.to_owned()));
         }
-        if !fhir_path.starts_with('/')
-            || fhir_path.len() < 2
-            || fhir_path.ends_with('/')
-            || fhir_path.contains(['?', '#', ' '])
-        {
+        if !fhir_path.starts_with('/') || fhir_path.len() < 2 || fhir_path.ends_with('/') || fhir_path.contains(['?', '#', ' ']) {
             return Err(UrlConfigError::BadFhirPath(fhir_path.to_owned()));
         }
         let issuer = parsed.as_str().trim_end_matches('/').to_owned();
@@ -127,14 +123,8 @@ mod tests {
         let urls = ServerUrls::new("http://127.0.0.1:8787/", "/fhir").unwrap();
         assert_eq!(urls.issuer(), "http://127.0.0.1:8787");
         assert_eq!(urls.fhir_base(), "http://127.0.0.1:8787/fhir");
-        assert_eq!(
-            urls.smart_configuration(),
-            "http://127.0.0.1:8787/fhir/.well-known/smart-configuration"
-        );
-        assert_eq!(
-            urls.openid_configuration(),
-            "http://127.0.0.1:8787/.well-known/openid-configuration"
-        );
+        assert_eq!(urls.smart_configuration(), "http://127.0.0.1:8787/fhir/.well-known/smart-configuration");
+        assert_eq!(urls.openid_configuration(), "http://127.0.0.1:8787/.well-known/openid-configuration");
         assert_eq!(urls.token(), "http://127.0.0.1:8787/auth/token");
     }
 
@@ -151,10 +141,7 @@ mod tests {
             assert!(matches!(ServerUrls::new(base, "/fhir"), Err(UrlConfigError::BadBase(_))), "{base}");
         }
         for path in ["fhir", "/", "/fhir/", "/fh?ir", ""] {
-            assert!(
-                matches!(ServerUrls::new("https://x", path), Err(UrlConfigError::BadFhirPath(_))),
-                "{path}"
-            );
+            assert!(matches!(ServerUrls::new("https://x", path), Err(UrlConfigError::BadFhirPath(_))), "{path}");
         }
     }
 }

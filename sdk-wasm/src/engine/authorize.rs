@@ -35,7 +35,14 @@ pub async fn discover(env: &impl Environment, server: &str) -> Result<Endpoints,
         if res.status == 200 {
             if let Ok(c) = Json::parse(&res.body).map_err(drop).and_then(|doc| SmartConfiguration::read(&doc).map_err(drop)) {
                 if let Some(authorize) = c.authorization_endpoint {
-                    return Ok(Endpoints { authorize, token: c.token_endpoint, revoke: c.revocation_endpoint, issuer: c.issuer, jwks_uri: c.jwks_uri, capabilities: c.capabilities });
+                    return Ok(Endpoints {
+                        authorize,
+                        token: c.token_endpoint,
+                        revoke: c.revocation_endpoint,
+                        issuer: c.issuer,
+                        jwks_uri: c.jwks_uri,
+                        capabilities: c.capabilities,
+                    });
                 }
             }
         }

@@ -85,7 +85,10 @@ impl<'e, E: Environment> Client<'e, E> {
                 let Some(refresh_token) = self.session.refresh_token.clone() else {
                     return Err(SdkError::new("no_refresh_token", "the session has no refresh token (ask for offline_access or online_access)"));
                 };
-                let request = HttpRequest::form(&self.session.endpoints.token, &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token), ("client_id", &self.session.client_id)]);
+                let request = HttpRequest::form(
+                    &self.session.endpoints.token,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token), ("client_id", &self.session.client_id)],
+                );
                 let (tokens, _) = token_request(env, request).await?;
                 let mut next = self.session.clone();
                 next.access_token = tokens.access_token;
@@ -108,10 +111,8 @@ impl<'e, E: Environment> Client<'e, E> {
     }
 
     async fn send(&self, call: &FhirCall, url: &str) -> Result<super::env::HttpResponse, SdkError> {
-        let mut headers = vec![
-            ("Authorization".to_owned(), format!("Bearer {}", self.session.access_token)),
-            ("Accept".to_owned(), "application/fhir+json".to_owned()),
-        ];
+        let mut headers =
+            vec![("Authorization".to_owned(), format!("Bearer {}", self.session.access_token)), ("Accept".to_owned(), "application/fhir+json".to_owned())];
         if call.body.is_some() {
             headers.push(("Content-Type".to_owned(), "application/fhir+json".to_owned()));
         }
@@ -169,10 +170,7 @@ impl<'e, E: Environment> Client<'e, E> {
     pub async fn logout(&mut self) -> Result<(), SdkError> {
         let mut failure = None;
         if let Some(endpoint) = self.session.endpoints.revoke.clone() {
-            let tokens = [
-                (self.session.refresh_token.clone(), "refresh_token"),
-                (Some(self.session.access_token.clone()), "access_token"),
-            ];
+            let tokens = [(self.session.refresh_token.clone(), "refresh_token"), (Some(self.session.access_token.clone()), "access_token")];
             for (token, hint) in tokens {
                 let Some(token) = token else { continue };
                 let request = HttpRequest::form(&endpoint, &[("token", &token), ("token_type_hint", hint), ("client_id", &self.session.client_id)]);
@@ -202,7 +200,11 @@ fn next_link(page: &str) -> Option<String> {
 /// `patient.request(path)`: a search of the patient's compartment gets `patient={id}`.
 pub fn in_patient_compartment(path: &str, patient: &str) -> String {
     let (resource, query) = path.trim_start_matches('/').split_once('?').unwrap_or((path.trim_start_matches('/'), ""));
-    if url::is_absolute(path) || resource.contains('/') || resource == "Patient" || url::params(&format!("?{query}")).iter().any(|(k, _)| k == "patient" || k == "subject") {
+    if url::is_absolute(path)
+        || resource.contains('/')
+        || resource == "Patient"
+        || url::params(&format!("?{query}")).iter().any(|(k, _)| k == "patient" || k == "subject")
+    {
         return path.to_owned();
     }
     let joiner = if query.is_empty() { "" } else { "&" };

@@ -6,15 +6,15 @@
 
 use super::authorize::{authorize, AuthorizeOptions};
 use super::env::{Area, Environment, HttpRequest, HttpResponse, SignatureCheck};
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
 use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
 use crate::json::Json;
 use smart_protocol::jose::{split_compact, CompactParts, RawHeader};
 use smart_protocol::token::TokenResponse;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 
 /// Seconds of clock difference tolerated in `exp` / `iat`.
 const LEEWAY: i64 = 60;
@@ -72,7 +72,8 @@ pub fn find(env: &impl Environment, server_url: &str, client_id: &str) -> Option
 
 async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Session, SdkError> {
     let key = pending_key(state);
-    let pending: Pending = load(env, Area::Shared, &key).ok_or_else(|| SdkError::new("invalid_state", "the state does not belong to an authorization this app started (stale, reused or tampered)"))?;
+    let pending: Pending = load(env, Area::Shared, &key)
+        .ok_or_else(|| SdkError::new("invalid_state", "the state does not belong to an authorization this app started (stale, reused or tampered)"))?;
     // Single use, whatever happens next.
     env.remove(Area::Shared, &key);
     if env.now() - pending.created > PENDING_TTL_SECS {
@@ -80,7 +81,13 @@ async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Ses
     }
     let request = HttpRequest::form(
         &pending.endpoints.token,
-        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &pending.redirect_uri), ("client_id", &pending.client_id), ("code_verifier", &pending.code_verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &pending.redirect_uri),
+            ("client_id", &pending.client_id),
+            ("code_verifier", &pending.code_verifier),
+        ],
     );
     // The issuer's key set is fetched while the code is exchanged, when discovery named it and
     // an ID token is due: the JWKS round trip stays off the launch's critical path.
@@ -182,9 +189,16 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 
 /// Verifies an ID token and answers its claims (as sent) and its `fhirUser`. `prefetched` is
 /// the answer of the key set URL discovery named, when it was fetched ahead.
-pub async fn verify_id_token(env: &impl Environment, pending: &Pending, token: &str, prefetched: Option<Result<HttpResponse, SdkError>>) -> Result<(Json, Option<String>), SdkError> {
+pub async fn verify_id_token(
+    env: &impl Environment,
+    pending: &Pending,
+    token: &str,
+    prefetched: Option<Result<HttpResponse, SdkError>>,
+) -> Result<(Json, Option<String>), SdkError> {
     let jws = split_compact(token).map_err(|e| id_error(e.to_string()))?;
-    let text_of = |bytes: &[u8], what: &str| std::str::from_utf8(bytes).ok().and_then(|t| Json::parse(t).ok()).ok_or_else(|| id_error(format!("the ID token's {what} is not JSON")));
+    let text_of = |bytes: &[u8], what: &str| {
+        std::str::from_utf8(bytes).ok().and_then(|t| Json::parse(t).ok()).ok_or_else(|| id_error(format!("the ID token's {what} is not JSON")))
+    };
     let raw = RawHeader::read(&text_of(&jws.header, "header")?).map_err(|e| id_error(format!("the ID token's header is not valid: {e}")))?;
     let header = CompactParts::header(raw, false).map_err(|e| id_error(e.to_string()))?;
     let claims = text_of(&jws.payload, "payload")?;

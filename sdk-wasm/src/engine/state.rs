@@ -154,7 +154,11 @@ impl Stored for Session {
 /// The PKCE verifier prints as `[redacted]`.
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("server_url", &self.server_url).field("client_id", &self.client_id).field("code_verifier", &"[redacted]").finish_non_exhaustive()
+        f.debug_struct("Pending")
+            .field("server_url", &self.server_url)
+            .field("client_id", &self.client_id)
+            .field("code_verifier", &"[redacted]")
+            .finish_non_exhaustive()
     }
 }
 

@@ -63,7 +63,9 @@ impl FakeServer {
                 "issuer": "https://ehr.example", "jwks_uri": "https://ehr.example/jwks", "authorization_endpoint": "https://ehr.example/authorize",
                 "token_endpoint": "https://ehr.example/token", "revocation_endpoint": "https://ehr.example/revoke",
                 "capabilities": ["launch-ehr"], "code_challenge_methods_supported": ["S256"], "grant_types_supported": ["authorization_code"]})),
-            "https://ehr.example/jwks" => ok(json!({"keys": [{"kty": "EC", "kid": "other", "crv": "P-256", "x": "x", "y": "y"}, {"kty": "RSA", "kid": "k1", "n": "secret-n", "e": "AQAB"}]})),
+            "https://ehr.example/jwks" => ok(
+                json!({"keys": [{"kty": "EC", "kid": "other", "crv": "P-256", "x": "x", "y": "y"}, {"kty": "RSA", "kid": "k1", "n": "secret-n", "e": "AQAB"}]}),
+            ),
             "https://ehr.example/token" => match form.get("grant_type").map(String::as_str) {
                 Some("authorization_code") => {
                     let Some(grant) = form.get("code").and_then(|c| self.codes.remove(c)) else { return err(400, "invalid_grant") };
@@ -96,7 +98,8 @@ impl FakeServer {
     fn issue(&mut self, scope: &str, nonce: Option<String>) -> HttpResponse {
         let access = self.id("at");
         self.access.insert(access.clone(), self.now + 3600);
-        let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600, "scope": scope, "patient": "p1", "need_patient_banner": true});
+        let mut body =
+            json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600, "scope": scope, "patient": "p1", "need_patient_banner": true});
         if scope.contains("offline_access") {
             let refresh = self.id("rt");
             self.refresh.insert(refresh.clone(), scope.to_owned());
@@ -114,7 +117,11 @@ impl FakeServer {
     fn fhir(&mut self, req: &HttpRequest) -> HttpResponse {
         let bearer = req.headers.iter().find(|(k, _)| k == "Authorization").and_then(|(_, v)| v.strip_prefix("Bearer ")).unwrap_or_default();
         if self.access.get(bearer).is_none_or(|exp| *exp <= self.now) {
-            return HttpResponse { status: 401, body: json!({"resourceType": "OperationOutcome", "issue": [{"code": "security", "diagnostics": "bad token"}]}).to_string(), www_authenticate: Some("Bearer error=\"invalid_token\"".into()) };
+            return HttpResponse {
+                status: 401,
+                body: json!({"resourceType": "OperationOutcome", "issue": [{"code": "security", "diagnostics": "bad token"}]}).to_string(),
+                www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
+            };
         }
         let rest = req.url.trim_start_matches(FHIR);
         let ok = |body: Value| HttpResponse { status: 200, body: body.to_string(), www_authenticate: None };
@@ -127,13 +134,18 @@ impl FakeServer {
         if rest.starts_with("/Observation?") {
             let page: usize = url::param(&req.url, "page").and_then(|p| p.parse().ok()).unwrap_or(0);
             let entries: Vec<Value> = (0..2).map(|i| json!({"resource": {"resourceType": "Observation", "id": format!("o{}", page * 2 + i)}})).collect();
-            let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": 6, "entry": entries, "link": [{"relation": "self", "url": req.url}]});
+            let mut bundle =
+                json!({"resourceType": "Bundle", "type": "searchset", "total": 6, "entry": entries, "link": [{"relation": "self", "url": req.url}]});
             if page < 2 {
                 bundle["link"].as_array_mut().unwrap().push(json!({"relation": "next", "url": format!("{FHIR}/Observation?patient=p1&page={}", page + 1)}));
             }
             return ok(bundle);
         }
-        HttpResponse { status: 404, body: json!({"resourceType": "OperationOutcome", "issue": [{"code": "not-found", "diagnostics": "no such resource"}]}).to_string(), www_authenticate: None }
+        HttpResponse {
+            status: 404,
+            body: json!({"resourceType": "OperationOutcome", "issue": [{"code": "not-found", "diagnostics": "no such resource"}]}).to_string(),
+            www_authenticate: None,
+        }
     }
 }
 

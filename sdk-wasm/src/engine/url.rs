@@ -51,7 +51,6 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
     query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (decode(k), decode(v))).collect()
 }
 
-
 /// The query parameters of `url` (before any `#`).
 pub fn params(url: &str) -> Vec<(String, String)> {
     let without_fragment = url.split('#').next().unwrap_or_default();

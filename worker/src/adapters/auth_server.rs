@@ -3,6 +3,7 @@
 //! isolate), the client JWKS cache, the isolate's key ring, WebCrypto and `Date.now()`.
 
 use super::client_keys::FetchedClientKeys;
+use super::fhir_store::Partitions;
 use super::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
 use crate::context::AppContext;
 use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
@@ -17,12 +18,11 @@ use platform::accounts::{unknown_user_shard, GrantEntry, LoginOutcome, SessionHa
 use platform::clients::Client;
 use platform::grants::{Command, GrantError, Reply};
 use platform::keys::KeyRing;
-use platform::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, LoginAttempt, Settings, SigningKeys, StoreError, Users};
-use platform::users::User;
-use platform::settings::ServerSettings;
 use platform::oauth::OAuthPorts;
+use platform::ports::{Accounts, AssertionLog, ClientRegistry, Clock, GrantStore, LoginAttempt, Settings, SigningKeys, StoreError, Users};
+use platform::settings::ServerSettings;
 use platform::signin::SignInPorts;
-use super::fhir_store::Partitions;
+use platform::users::User;
 use std::rc::Rc;
 
 fn store_error(e: AppError) -> StoreError {
@@ -106,7 +106,8 @@ impl Accounts for DoAccounts<'_> {
 
     async fn check_session(&self, handle: &SessionHandle) -> Result<Option<i64>, StoreError> {
         let request = SessionRequest { id: handle.id.clone(), secret: handle.secret.clone() };
-        let checked: Result<Option<i64>, serde_json::Value> = rpc::call(&self.object(&handle.username)?, "/session/check", &request).await.map_err(store_error)?;
+        let checked: Result<Option<i64>, serde_json::Value> =
+            rpc::call(&self.object(&handle.username)?, "/session/check", &request).await.map_err(store_error)?;
         Ok(checked.unwrap_or(None))
     }
 

@@ -12,12 +12,7 @@ impl KvStore for WorkersKv {
     }
 
     async fn put(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.0
-            .put(key, value)
-            .map_err(|e| StoreError(e.to_string()))?
-            .execute()
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        self.0.put(key, value).map_err(|e| StoreError(e.to_string()))?.execute().await.map_err(|e| StoreError(e.to_string()))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -96,11 +96,8 @@ async fn import_cached(key: &Jwk, alg: JwsAlgorithm, usage: &str) -> Result<Cryp
     }
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     let js = serde::Serialize::serialize(&jwk, &serializer).map_err(|e| CryptoError(format!("JWK to JS: {e}")))?;
-    let imported = await_promise(
-        subtle()?.import_key_with_object("jwk", js.unchecked_ref(), &key_params(alg, false)?, false, &usages(&[usage])),
-        "importKey",
-    )
-    .await?;
+    let imported =
+        await_promise(subtle()?.import_key_with_object("jwk", js.unchecked_ref(), &key_params(alg, false)?, false, &usages(&[usage])), "importKey").await?;
     let crypto_key: CryptoKey = imported.unchecked_into();
     IMPORTED.with(|keys| {
         let mut map = keys.borrow_mut();
@@ -130,11 +127,7 @@ impl platform::ports::Verifier for WebCryptoVerifier {
     async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
         let crypto_key = import_cached(key, alg, "verify").await?;
-        let ok = await_promise(
-            subtle()?.verify_with_object_and_u8_array_and_u8_array(&sign_params(alg)?, &crypto_key, signature, data),
-            "verify",
-        )
-        .await?;
+        let ok = await_promise(subtle()?.verify_with_object_and_u8_array_and_u8_array(&sign_params(alg)?, &crypto_key, signature, data), "verify").await?;
         Ok(ok.as_bool().unwrap_or(false))
     }
 }
@@ -146,17 +139,11 @@ pub struct WebCryptoPasswordHasher;
 impl platform::ports::PasswordHasher for WebCryptoPasswordHasher {
     async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; 32], CryptoError> {
         let subtle = subtle()?;
-        let base = await_promise(
-            subtle.import_key_with_str("raw", &Uint8Array::from(password), "PBKDF2", false, &usages(&["deriveBits"])),
-            "importKey (PBKDF2)",
-        )
-        .await?;
-        let params = object(&[
-            ("name", "PBKDF2".into()),
-            ("hash", "SHA-256".into()),
-            ("salt", Uint8Array::from(salt).into()),
-            ("iterations", iterations.into()),
-        ])?;
+        let base =
+            await_promise(subtle.import_key_with_str("raw", &Uint8Array::from(password), "PBKDF2", false, &usages(&["deriveBits"])), "importKey (PBKDF2)")
+                .await?;
+        let params =
+            object(&[("name", "PBKDF2".into()), ("hash", "SHA-256".into()), ("salt", Uint8Array::from(salt).into()), ("iterations", iterations.into())])?;
         let bits = await_promise(subtle.derive_bits_with_object(&params, base.unchecked_ref(), 256), "deriveBits").await?;
         let bytes = Uint8Array::new(&bits).to_vec();
         bytes.try_into().map_err(|_| CryptoError("deriveBits returned a wrong length".into()))

@@ -114,9 +114,8 @@ fn raw(content: String) -> Result<Box<RawValue>> {
 fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted: bool) -> Result<(Written, String)> {
     let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_owned();
     let id = resource["id"].as_str().unwrap_or_default().to_owned();
-    let current: Vec<VersionRow> = sql
-        .exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?
-        .to_array()?;
+    let current: Vec<VersionRow> =
+        sql.exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?.to_array()?;
     let version = current.first().map_or(1, |r| r.version + 1);
     let created = current.first().is_none_or(|r| r.deleted == 1);
     resource["meta"] = match resource.get("meta").cloned() {
@@ -186,7 +185,10 @@ impl DurableObject for FhirPartition {
                 let request: WriteRequest = rpc::body(req).await?;
                 if let (Some(expected), [single]) = (&request.if_match, request.resources.as_slice()) {
                     let rows: Vec<VersionRow> = sql
-                        .exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()])?
+                        .exec(
+                            "SELECT version, deleted FROM res WHERE type = ? AND id = ?",
+                            vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()],
+                        )?
                         .to_array()?;
                     let current = rows.first().filter(|r| r.deleted == 0).map(|r| r.version);
                     if current != Some(*expected) {
@@ -206,7 +208,10 @@ impl DurableObject for FhirPartition {
             "/delete" => {
                 let key: Key = rpc::body(req).await?;
                 let rows: Vec<ContentRow> = sql
-                    .exec("SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?", vec![key.resource_type.clone().into(), key.id.clone().into()])?
+                    .exec(
+                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
+                        vec![key.resource_type.clone().into(), key.id.clone().into()],
+                    )?
                     .to_array()?;
                 match rows.first() {
                     Some(row) if row.deleted == 0 => {
@@ -233,8 +238,12 @@ impl DurableObject for FhirPartition {
                 .to_array()?;
                 let outcome = match rows.into_iter().next() {
                     None => ReadOutcome { status: ReadStatus::Missing, content: None, version: 0, last_updated: String::new() },
-                    Some(row) if row.deleted == 1 => ReadOutcome { status: ReadStatus::Gone, content: None, version: row.version, last_updated: row.last_updated },
-                    Some(row) => ReadOutcome { status: ReadStatus::Found, content: Some(raw(row.content)?), version: row.version, last_updated: row.last_updated },
+                    Some(row) if row.deleted == 1 => {
+                        ReadOutcome { status: ReadStatus::Gone, content: None, version: row.version, last_updated: row.last_updated }
+                    }
+                    Some(row) => {
+                        ReadOutcome { status: ReadStatus::Found, content: Some(raw(row.content)?), version: row.version, last_updated: row.last_updated }
+                    }
                 };
                 Response::from_json(&outcome)
             }

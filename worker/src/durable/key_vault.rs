@@ -21,10 +21,7 @@ struct Row {
 
 impl SqliteKeyStore {
     fn new(sql: SqlStorage) -> Result<Self> {
-        sql.exec(
-            "CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, record TEXT NOT NULL, created_at INTEGER NOT NULL)",
-            None,
-        )?;
+        sql.exec("CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, record TEXT NOT NULL, created_at INTEGER NOT NULL)", None)?;
         Ok(Self(sql))
     }
 }
@@ -44,10 +41,7 @@ impl KeyStore for SqliteKeyStore {
         let json = serde_json::to_string(record).map_err(store_err)?;
         let kid = record.jwk.kid.clone().unwrap_or_default();
         self.0
-            .exec(
-                "INSERT INTO signing_keys (kid, record, created_at) VALUES (?, ?, ?)",
-                vec![kid.into(), json.into(), record.created_at.into()],
-            )
+            .exec("INSERT INTO signing_keys (kid, record, created_at) VALUES (?, ?, ?)", vec![kid.into(), json.into(), record.created_at.into()])
             .map(|_| ())
             .map_err(store_err)
     }

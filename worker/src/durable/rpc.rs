@@ -11,11 +11,7 @@ pub fn by_name(env: &Env, binding: &str, name: &str) -> Result<Stub, AppError> {
 
 /// POSTs `body` to `path` and decodes the answer; a non-2xx answer with a JSON body is
 /// returned as `Err(Ok(body))` so callers can act on domain errors.
-pub async fn call<B: Serialize, R: DeserializeOwned, E: DeserializeOwned>(
-    stub: &Stub,
-    path: &str,
-    body: &B,
-) -> Result<Result<R, E>, AppError> {
+pub async fn call<B: Serialize, R: DeserializeOwned, E: DeserializeOwned>(stub: &Stub, path: &str, body: &B) -> Result<Result<R, E>, AppError> {
     let json = serde_json::to_string(body).map_err(AppError::internal)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(json.into()));

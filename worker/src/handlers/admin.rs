@@ -1,10 +1,10 @@
 //! The admin API: server settings (KV) and key rotation (key vault), behind the
 //! `ADMIN_TOKEN` bearer secret.
 
-use crate::context::{vars, AppContext};
-use crate::http::{self, AppError};
 use crate::adapters::fhir_store::Partitions;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
+use crate::context::{vars, AppContext};
+use crate::http::{self, AppError};
 use crate::{keyring, registry, settings};
 use platform::admin::{self, AdminAuth};
 use platform::clients::ClientRegistration;
@@ -22,9 +22,7 @@ pub fn authorize_admin(req: &Request, ctx: &AppContext) -> Result<(), Response> 
     let header = req.headers().get("Authorization").ok().flatten();
     let refusal = match admin::check(header.as_deref(), ctx.secret(vars::ADMIN_TOKEN).as_deref()) {
         AdminAuth::Granted => return Ok(()),
-        AdminAuth::Disabled => {
-            return Err(http::oauth(OAuthErrorCode::AccessDenied, "the admin API is off: set the ADMIN_TOKEN secret"))
-        }
+        AdminAuth::Disabled => return Err(http::oauth(OAuthErrorCode::AccessDenied, "the admin API is off: set the ADMIN_TOKEN secret")),
         AdminAuth::Missing => (OAuthError::new(OAuthErrorCode::InvalidRequest, "an admin bearer token is required"), None),
         AdminAuth::Invalid => {
             let error = OAuthError::new(OAuthErrorCode::InvalidToken, "the admin token is not valid");
@@ -65,10 +63,7 @@ pub async fn rotate_keys(req: Request, ctx: &AppContext) -> Result<Response, App
         return Ok(refusal);
     }
     if ctx.secret(vars::SIGNING_KEYS).is_some() {
-        return Ok(http::oauth(
-            OAuthErrorCode::InvalidRequest,
-            "keys come from the SIGNING_KEYS secret: rotate by updating the secret",
-        ));
+        return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "keys come from the SIGNING_KEYS secret: rotate by updating the secret"));
     }
     let ring = keyring::rotate(ctx).await?;
     Ok(http::no_store(http::ok_json(&ring.public_jwks())))

@@ -65,11 +65,7 @@ pub fn encode(ctx: &AppContext, answer: SignInAnswer) -> Response {
 
 /// `GET|POST /auth/authorize`.
 pub async fn authorize(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
-    let params = if req.method() == Method::Post {
-        page_form(&mut req).await.form
-    } else {
-        Ok(req.url()?.query_pairs().into_owned().collect())
-    };
+    let params = if req.method() == Method::Post { page_form(&mut req).await.form } else { Ok(req.url()?.query_pairs().into_owned().collect()) };
     let call = AuthorizationCall { params, browser: browser(&req) };
     let server = AuthServer::new(ctx);
     Ok(encode(ctx, signin::authorize(&server.signin_ports(), call).await.map_err(AppError::internal)?))

@@ -1,13 +1,13 @@
 //! Development routes (on only with `DEV_ROUTES=true`): sign a claims set with the server's
 //! keys, for the JOSE interoperability tests and the signing benchmark.
 
+use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoSigner};
 use crate::context::AppContext;
 use crate::http::{self, AppError};
 use crate::keyring;
-use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoSigner};
+use platform::jwt::sign_jwt;
 use platform::ports::PasswordHasher;
 use platform::users::PBKDF2_ITERATIONS;
-use platform::jwt::sign_jwt;
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;
 use worker::{Request, Response};

@@ -76,7 +76,11 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
 
 /// The HTTP response of a use case's answer.
 fn encode(answer: FhirResponse) -> Response {
-    let response = if answer.body.is_empty() { http::text(answer.status, "", FHIR_JSON, "no-store") } else { http::text(answer.status, &answer.body, FHIR_JSON, "no-store") };
+    let response = if answer.body.is_empty() {
+        http::text(answer.status, "", FHIR_JSON, "no-store")
+    } else {
+        http::text(answer.status, &answer.body, FHIR_JSON, "no-store")
+    };
     let headers = response.headers();
     if let Some(version) = answer.version {
         let _ = headers.set("ETag", &format!("W/\"{version}\""));

@@ -83,9 +83,7 @@ pub async fn revoke(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
     let grant_id = http::field(&pairs, "grant").unwrap_or_default().to_owned();
     let stub = rpc::by_name(&ctx.env, "ACCOUNTS", &user.username)?;
     // Only a grant of this user's list is revoked.
-    let owned: bool = rpc::call::<_, bool, serde_json::Value>(&stub, "/grants/remove", &GrantRef { grant_id: grant_id.clone() })
-        .await?
-        .unwrap_or(false);
+    let owned: bool = rpc::call::<_, bool, serde_json::Value>(&stub, "/grants/remove", &GrantRef { grant_id: grant_id.clone() }).await?.unwrap_or(false);
     if owned {
         let _ = grant_status::apply(&ctx.env, &grant_id, &Command::Revoke { reason: "revoked by the user".into() }).await?;
     }

@@ -50,7 +50,13 @@ pub async fn page(req: Request, ctx: &AppContext) -> Result<Response, AppError> 
 }
 
 /// Draws the portal for `query`, with an app embedded when one was just launched.
-async fn render(ctx: &AppContext, handle: &SessionHandle, user: &AuthenticatedUser, query: &PortalQuery, embedded: Option<(&str, &str)>) -> Result<Response, AppError> {
+async fn render(
+    ctx: &AppContext,
+    handle: &SessionHandle,
+    user: &AuthenticatedUser,
+    query: &PortalQuery,
+    embedded: Option<(&str, &str)>,
+) -> Result<Response, AppError> {
     let viewer = Viewer::of(&user.fhir_user);
     let store = Partitions(&ctx.env);
     let (rows, total, searchable) = match portal::listing(&viewer, query) {

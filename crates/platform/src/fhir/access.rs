@@ -23,11 +23,8 @@ pub fn scope_filter(scope: &ResourceScope, resource_type: &str) -> Result<Option
     }
     let refuse = || Unenforceable(scope.query.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&"), resource_type.to_owned());
     // The constraint is written URL-encoded inside the scope (`%7C` for `|`).
-    let pairs: Vec<(String, String)> = scope
-        .query
-        .iter()
-        .flat_map(|(n, v)| url::form_urlencoded::parse(format!("{n}={v}").as_bytes()).into_owned().collect::<Vec<_>>())
-        .collect();
+    let pairs: Vec<(String, String)> =
+        scope.query.iter().flat_map(|(n, v)| url::form_urlencoded::parse(format!("{n}={v}").as_bytes()).into_owned().collect::<Vec<_>>()).collect();
     if pairs.iter().any(|(n, _)| n.contains(':')) {
         return Err(refuse());
     }

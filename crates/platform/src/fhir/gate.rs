@@ -269,7 +269,11 @@ mod tests {
         assert_eq!(decide(&g, "Practitioner", R, Place::Shared), Ok(Some(Filter::All)), "shared reference data is readable");
         assert_eq!(decide(&g, "Practitioner", C, Place::Shared), Ok(None), "but a patient/ scope never writes it");
         assert_eq!(decide(&grant("patient/*.rs", None, None), "Observation", R, Place::Compartment("a")), Err(Denied::NoPatientContext));
-        assert_eq!(decide(&grant("patient/*.rs", Some("b"), Some("Patient/a")), "Observation", R, Place::Compartment("b")), Ok(None), "a patient user never reaches another patient");
+        assert_eq!(
+            decide(&grant("patient/*.rs", Some("b"), Some("Patient/a")), "Observation", R, Place::Compartment("b")),
+            Ok(None),
+            "a patient user never reaches another patient"
+        );
     }
 
     #[test]
@@ -281,8 +285,16 @@ mod tests {
         assert_eq!(decide(&patient, "Observation", R, Place::Compartment("a")), Ok(Some(Filter::All)));
         assert_eq!(decide(&patient, "Observation", R, Place::Compartment("b")), Ok(None));
         assert_eq!(decide(&patient, "Organization", C, Place::Shared), Ok(None));
-        assert_eq!(decide(&grant("patient/*.rs", Some("a"), Some("RelatedPerson/r")), "Observation", R, Place::Compartment("a")), Ok(None), "a relative's launch is not trusted");
-        assert_eq!(decide(&grant("patient/*.rs", Some("a"), None), "Observation", R, Place::Compartment("a")), Ok(Some(Filter::All)), "an app without fhirUser");
+        assert_eq!(
+            decide(&grant("patient/*.rs", Some("a"), Some("RelatedPerson/r")), "Observation", R, Place::Compartment("a")),
+            Ok(None),
+            "a relative's launch is not trusted"
+        );
+        assert_eq!(
+            decide(&grant("patient/*.rs", Some("a"), None), "Observation", R, Place::Compartment("a")),
+            Ok(Some(Filter::All)),
+            "an app without fhirUser"
+        );
         assert_eq!(decide(&grant("patient/*.rs", Some("a"), None), "Observation", R, Place::Shared), Ok(None), "patient data naming no patient");
         assert_eq!(decide(&doctor, "Observation", R, Place::Shared), Ok(Some(Filter::All)));
         let related = grant("user/*.rs", None, Some("RelatedPerson/r"));

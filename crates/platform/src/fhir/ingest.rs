@@ -77,9 +77,7 @@ impl Plan {
         let entries: Vec<Value> = self
             .order
             .iter()
-            .map(|(reference, created)| {
-                json!({ "response": { "status": if *created { "201 Created" } else { "200 OK" }, "location": reference } })
-            })
+            .map(|(reference, created)| json!({ "response": { "status": if *created { "201 Created" } else { "200 OK" }, "location": reference } }))
             .collect();
         json!({ "resourceType": "Bundle", "type": format!("{bundle_type}-response"), "entry": entries })
     }
@@ -229,10 +227,24 @@ mod tests {
         let b = |entries: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
         assert_eq!(plan(&json!({"resourceType": "Patient"}), &mut ids(), &|_, _| false), Err(IngestError::NotABundle));
         assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Spaceship"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadEntry(0)));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadRequest(0)));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadRequest(0)));
         assert_eq!(
-            plan(&b(json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])), &mut ids(), &|_, _| false),
+            plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids(), &|_, _| false),
+            Err(IngestError::BadRequest(0))
+        );
+        assert_eq!(
+            plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids(), &|_, _| {
+                false
+            }),
+            Err(IngestError::BadRequest(0))
+        );
+        assert_eq!(
+            plan(
+                &b(
+                    json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
+                ),
+                &mut ids(),
+                &|_, _| false
+            ),
             Err(IngestError::Dangling("urn:uuid:nowhere".into()))
         );
         let twice = json!({"resourceType": "Observation", "subject": {"reference": "Patient/a"}});
@@ -244,7 +256,8 @@ mod tests {
         assert_eq!(plan(&b(json!([conditional])), &mut ids(), &|_, _| false), Err(IngestError::Conditional(0)));
         let absolute = json!({"resource": {"resourceType": "Observation", "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
         assert!(matches!(plan(&b(json!([absolute])), &mut ids(), &|_, _| false), Err(IngestError::Unplaceable(_))));
-        let generated = plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
+        let generated =
+            plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
         assert_eq!(generated.order[0].0, "Patient/gen-1");
     }
 }

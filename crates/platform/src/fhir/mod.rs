@@ -12,8 +12,8 @@ pub mod params;
 pub mod partition;
 pub mod rest;
 pub mod search;
-pub mod validate;
 pub mod store;
+pub mod validate;
 
 /// The media type of FHIR JSON (R4 §3.1.0.4.1).
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";

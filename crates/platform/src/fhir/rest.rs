@@ -8,15 +8,37 @@ use smart_protocol::scopes::Permissions;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interaction {
     Capabilities,
-    Read { resource_type: String, id: String },
-    Vread { resource_type: String, id: String, version: String },
-    History { resource_type: String, id: String },
+    Read {
+        resource_type: String,
+        id: String,
+    },
+    Vread {
+        resource_type: String,
+        id: String,
+        version: String,
+    },
+    History {
+        resource_type: String,
+        id: String,
+    },
     /// `GET [base]/{type}/_history`.
-    TypeHistory { resource_type: String },
-    Search { resource_type: String },
-    Create { resource_type: String },
-    Update { resource_type: String, id: String },
-    Delete { resource_type: String, id: String },
+    TypeHistory {
+        resource_type: String,
+    },
+    Search {
+        resource_type: String,
+    },
+    Create {
+        resource_type: String,
+    },
+    Update {
+        resource_type: String,
+        id: String,
+    },
+    Delete {
+        resource_type: String,
+        id: String,
+    },
     /// `POST [base]` with a transaction or batch Bundle.
     Bundle,
 }
@@ -95,7 +117,10 @@ mod tests {
         assert_eq!(Interaction::parse("GET", "/Patient/p-1"), Ok(Interaction::Read { resource_type: "Patient".into(), id: "p-1".into() }));
         assert_eq!(Interaction::parse("GET", "/Observation"), Ok(Interaction::Search { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("POST", "/Observation/_search"), Ok(Interaction::Search { resource_type: "Observation".into() }));
-        assert_eq!(Interaction::parse("GET", "/Patient/1/_history/2"), Ok(Interaction::Vread { resource_type: "Patient".into(), id: "1".into(), version: "2".into() }));
+        assert_eq!(
+            Interaction::parse("GET", "/Patient/1/_history/2"),
+            Ok(Interaction::Vread { resource_type: "Patient".into(), id: "1".into(), version: "2".into() })
+        );
         assert_eq!(Interaction::parse("POST", ""), Ok(Interaction::Bundle));
         assert_eq!(Interaction::parse("GET", "/Observation/_history"), Ok(Interaction::TypeHistory { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("GET", "/Spaceship/1"), Err(RestError::UnknownType("Spaceship".into())));

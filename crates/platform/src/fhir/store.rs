@@ -9,8 +9,8 @@
 
 use super::params;
 use super::search::values_at;
-use crate::ports::StoreError;
 use super::search::Search;
+use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -160,9 +160,7 @@ pub fn partition_for(resource: &Value) -> Result<String, Unplaceable> {
 /// "Given Family" from a Patient's first official (or first) name.
 pub fn patient_name(patient: &Value) -> String {
     let names = patient.get("name").and_then(Value::as_array);
-    let name = names.and_then(|n| {
-        n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")).or_else(|| n.first())
-    });
+    let name = names.and_then(|n| n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")).or_else(|| n.first()));
     let Some(name) = name else { return patient.get("id").and_then(Value::as_str).unwrap_or("").to_owned() };
     if let Some(text) = name.get("text").and_then(Value::as_str) {
         return text.to_owned();
@@ -211,8 +209,14 @@ mod tests {
     fn resources_go_to_their_patients_compartment_or_a_shared_partition() {
         assert_eq!(partition_for(&json!({"resourceType": "Patient", "id": "p1"})), Ok("patient/p1".into()));
         assert_eq!(partition_for(&json!({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p1"}})), Ok("patient/p1".into()));
-        assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]})), Ok("patient/p2".into()));
-        assert_eq!(partition_for(&json!({"resourceType": "Procedure", "id": "x", "performer": [{"actor": {"reference": "Patient/p3"}}]})), Ok("patient/p3".into()));
+        assert_eq!(
+            partition_for(&json!({"resourceType": "Observation", "id": "o", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]})),
+            Ok("patient/p2".into())
+        );
+        assert_eq!(
+            partition_for(&json!({"resourceType": "Procedure", "id": "x", "performer": [{"actor": {"reference": "Patient/p3"}}]})),
+            Ok("patient/p3".into())
+        );
         assert_eq!(partition_for(&json!({"resourceType": "Observation", "id": "o"})), Ok("shared/Observation".into()));
         assert_eq!(partition_for(&json!({"resourceType": "Organization", "id": "org"})), Ok("shared/Organization".into()));
     }

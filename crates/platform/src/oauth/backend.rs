@@ -4,12 +4,12 @@
 
 use super::client_auth::authenticated;
 use super::issue::new_jti;
-use super::{refusal, Checked, Failure, OAuthPorts};
-use crate::grants::Command;
 use super::issue::{backend_access_claims, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
 use super::request::{self, ClientAuth};
-use crate::scope_policy;
+use super::{refusal, Checked, Failure, OAuthPorts};
+use crate::grants::Command;
 use crate::jwt::sign_jwt;
+use crate::scope_policy;
 use serde_json::{json, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::OAuthErrorCode;

@@ -1,10 +1,10 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749
 //! §2.3; `private_key_jwt`, RFC 7523 §2.2 and §3). Every refusal is `invalid_client`.
 
-use super::{refusal, Checked, Failure, Stop, OAuthPorts};
+use super::request::{self, ClientAuth};
+use super::{refusal, Checked, Failure, OAuthPorts, Stop};
 use crate::assertions;
 use crate::clients::Client;
-use super::request::{self, ClientAuth};
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// Loads and authenticates the client `auth` names; a `private_key_jwt` assertion may name

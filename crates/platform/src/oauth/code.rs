@@ -2,12 +2,12 @@
 
 use super::client_auth::authenticated;
 use super::issue::{issue, Tokens};
+use super::request::{self, ClientAuth};
 use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
 use crate::accounts::GrantEntry;
 use crate::grant_handle::GrantHandle;
-use crate::secret::random_secret;
 use crate::grants::{Command, Reply};
-use super::request::{self, ClientAuth};
+use crate::secret::random_secret;
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::OAuthErrorCode;

@@ -16,14 +16,14 @@
 //! other clients' tokens. Revocation accepts public clients (they name themselves), and a
 //! token is revoked only for the client it was issued to.
 
+use super::request::{self, ClientAuth};
 use super::{client_auth, ClientChallenge, Failure, FormPost, OAuthPorts};
 use crate::clients::{Client, ClientType};
 use crate::grant_handle::GrantHandle;
 use crate::grants::{AuthorizationGrant, Command, Reply};
 use crate::guard::{self, AccessGrant};
-use crate::settings::IntrospectionStyle;
-use super::request::{self, ClientAuth};
 use crate::secret::hash_matches;
+use crate::settings::IntrospectionStyle;
 use serde_json::{json, Value};
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
@@ -191,7 +191,6 @@ fn describe(ports: &OAuthPorts<'_>, found: Found) -> Value {
     }
 }
 
-
 /// The two endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -202,9 +201,7 @@ pub enum Endpoint {
 /// Whether an authenticated `caller` may use `endpoint` at all.
 pub fn may_call(caller: &Client, endpoint: Endpoint) -> Result<(), OAuthError> {
     match (endpoint, caller.client_type) {
-        (Endpoint::Introspect, ClientType::Public) => {
-            Err(OAuthError::new(OAuthErrorCode::InvalidClient, "introspection needs a client that authenticates"))
-        }
+        (Endpoint::Introspect, ClientType::Public) => Err(OAuthError::new(OAuthErrorCode::InvalidClient, "introspection needs a client that authenticates")),
         _ => Ok(()),
     }
 }

@@ -5,9 +5,9 @@
 use super::{Failure, OAuthPorts};
 use crate::clients::Client;
 use crate::grant_handle::GrantHandle;
-use crate::secret::random_secret;
 use crate::grants::AuthorizationGrant;
 use crate::jwt::sign_jwt;
+use crate::secret::random_secret;
 use serde_json::{json, Map, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::scopes::{Scope, ScopeSet};

@@ -12,7 +12,7 @@ use crate::guard::GrantStatus;
 use crate::keys::KeyRing;
 use crate::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier, MemoryKeyStore, Pbkdf2Hasher, SeededRandom};
 use crate::ports::{
-    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, LoginAttempt, Settings, SigningKeys, StoreError, Users,
+    Accounts, AssertionLog, ClientKeys, ClientRegistry, Clock, GrantStore, KeysUnavailable, LoginAttempt, Settings, SigningKeys, StoreError, Users,
 };
 use crate::settings::ServerSettings;
 use crate::signin::memory::MemoryPatients;

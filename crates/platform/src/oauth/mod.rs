@@ -38,8 +38,7 @@ pub use token_endpoint::{token, TokenAnswer};
 use crate::guard::GrantStatus;
 use crate::keys::KeyError;
 use crate::ports::{
-    AssertionLog, Accounts, ClientKeys, ClientRegistry, Clock, CryptoError, GrantStore, Random, Settings, Signer, SigningKeys,
-    StoreError, Users, Verifier,
+    Accounts, AssertionLog, ClientKeys, ClientRegistry, Clock, CryptoError, GrantStore, Random, Settings, Signer, SigningKeys, StoreError, Users, Verifier,
 };
 use request::ClientAuth;
 use smart_protocol::{OAuthError, OAuthErrorCode, ServerUrls};

@@ -3,12 +3,12 @@
 
 use super::client_auth::authenticated;
 use super::issue::{issue, Tokens};
+use super::request::ClientAuth;
 use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
 use crate::clients::Client;
 use crate::grant_handle::GrantHandle;
-use crate::secret::random_secret;
 use crate::grants::{self, AuthorizationGrant, Command, Reply};
-use super::request::ClientAuth;
+use crate::secret::random_secret;
 use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::OAuthErrorCode;
@@ -27,9 +27,7 @@ pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_t
     };
     let (grant, scope, next_secret) = match ports.grants.apply(presented.grant_id(), &rotate).await?.map_err(grant_refusal)? {
         Reply::Tokens { grant, scope, refresh_token } => (grant, scope, refresh_token),
-        Reply::Revoked => {
-            return Err(refusal(OAuthErrorCode::InvalidGrant, "the refresh token was already used or has expired; the grant is revoked"))
-        }
+        Reply::Revoked => return Err(refusal(OAuthErrorCode::InvalidGrant, "the refresh token was already used or has expired; the grant is revoked")),
         _ => return Err(Failure::Unexpected("Refresh answered something else".into()).into()),
     };
     let client = grant_client(ports, named, &grant).await?;

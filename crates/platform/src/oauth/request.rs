@@ -51,12 +51,9 @@ impl ClientAuth {
 impl fmt::Debug for GrantRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GrantRequest::AuthorizationCode { redirect_uri, .. } => f
-                .debug_struct("AuthorizationCode")
-                .field("code", &Redacted)
-                .field("redirect_uri", redirect_uri)
-                .field("code_verifier", &Redacted)
-                .finish(),
+            GrantRequest::AuthorizationCode { redirect_uri, .. } => {
+                f.debug_struct("AuthorizationCode").field("code", &Redacted).field("redirect_uri", redirect_uri).field("code_verifier", &Redacted).finish()
+            }
             GrantRequest::RefreshToken { scope, .. } => f.debug_struct("RefreshToken").field("refresh_token", &Redacted).field("scope", scope).finish(),
             GrantRequest::ClientCredentials { scope } => f.debug_struct("ClientCredentials").field("scope", scope).finish(),
         }
@@ -87,8 +84,17 @@ fn err(code: OAuthErrorCode, description: &str) -> OAuthError {
 
 /// The parameters a client may send once at most (RFC 6749 §3.2).
 const SINGLE: [&str; 11] = [
-    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id",
-    "client_secret", "client_assertion", "client_assertion_type", "token",
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "scope",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
 ];
 
 /// Checks a request's parameters for duplicates and over-long values.
@@ -113,12 +119,11 @@ pub fn parse_client_auth(pairs: &[(String, String)], authorization: Option<&str>
                 return Err(err(OAuthErrorCode::InvalidClient, "only HTTP Basic client authentication is accepted in the Authorization header"));
             }
             let decoded = B64.decode(value.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-            let (id, secret) = decoded
-                .as_deref()
-                .and_then(|d| d.split_once(':'))
-                .ok_or_else(|| err(OAuthErrorCode::InvalidClient, "the Basic credentials are malformed"))?;
+            let (id, secret) =
+                decoded.as_deref().and_then(|d| d.split_once(':')).ok_or_else(|| err(OAuthErrorCode::InvalidClient, "the Basic credentials are malformed"))?;
             // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
-            let decode = |s: &str| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok().and_then(|v| v.into_iter().next()).map(|(_, v)| v);
+            let decode =
+                |s: &str| serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok().and_then(|v| v.into_iter().next()).map(|(_, v)| v);
             let (Some(id), Some(secret)) = (decode(id), decode(secret)) else {
                 return Err(err(OAuthErrorCode::InvalidClient, "the Basic credentials are malformed"));
             };
@@ -160,11 +165,9 @@ pub fn parse(pairs: &[(String, String)], authorization: Option<&str>) -> Result<
     let required = |name: &str| get(name).ok_or_else(|| err(OAuthErrorCode::InvalidRequest, &format!("{name} is required")));
     let grant = match get("grant_type").as_deref() {
         None => return Err(err(OAuthErrorCode::InvalidRequest, "grant_type is required")),
-        Some("authorization_code") => GrantRequest::AuthorizationCode {
-            code: required("code")?,
-            redirect_uri: get("redirect_uri"),
-            code_verifier: required("code_verifier")?,
-        },
+        Some("authorization_code") => {
+            GrantRequest::AuthorizationCode { code: required("code")?, redirect_uri: get("redirect_uri"), code_verifier: required("code_verifier")? }
+        }
         Some("refresh_token") => GrantRequest::RefreshToken { refresh_token: required("refresh_token")?, scope: get("scope") },
         Some("client_credentials") => GrantRequest::ClientCredentials { scope: get("scope") },
         Some(other) => return Err(err(OAuthErrorCode::UnsupportedGrantType, &format!("grant_type {other} is not supported"))),

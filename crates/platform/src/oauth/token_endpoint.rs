@@ -1,9 +1,9 @@
 //! `POST /auth/token` (RFC 6749 §3.2): the request is read, the grant type's flow runs
 //! (`code.rs`, `refresh.rs`, `backend.rs`), and its refusal is worded for the client.
 
+use super::request::{self, ClientAuth, GrantRequest};
 use super::{refusal, ClientChallenge, Failure, FormPost, FormProblem, OAuthPorts, Stop};
 use crate::grants::GrantError;
-use super::request::{self, ClientAuth, GrantRequest};
 use serde_json::Value;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 

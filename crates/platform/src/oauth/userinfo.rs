@@ -5,8 +5,8 @@
 use super::{Failure, OAuthPorts, REALM};
 use crate::guard::{self, BearerError};
 use serde_json::{json, Value};
-use smart_protocol::scopes::Scope;
 use smart_protocol::error::bearer_challenge;
+use smart_protocol::scopes::Scope;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// What to answer, for the edge to encode.

@@ -36,7 +36,7 @@ use crate::fhir::store::FhirStore;
 use crate::grants::{Command, GrantError, Interaction, Reply};
 use crate::oauth::{Failure, FormProblem};
 use crate::pages::{self, Choice};
-use crate::ports::{AssertionLog, Accounts, ClientRegistry, Clock, GrantStore, Random, Settings, SigningKeys, Users, Verifier};
+use crate::ports::{Accounts, AssertionLog, ClientRegistry, Clock, GrantStore, Random, Settings, SigningKeys, Users, Verifier};
 use smart_protocol::scopes::ScopeSet;
 use smart_protocol::ServerUrls;
 use std::fmt;
@@ -117,24 +117,14 @@ impl Page {
     /// The page's HTML.
     pub fn render(&self) -> String {
         match self {
-            Page::Login { interaction, csrf, client_name, server_name, error, username } => pages::login_page(&pages::LoginPage {
-                interaction,
-                csrf,
-                client_name,
-                server_name,
-                error: error.as_deref(),
-                username,
-            }),
+            Page::Login { interaction, csrf, client_name, server_name, error, username } => {
+                pages::login_page(&pages::LoginPage { interaction, csrf, client_name, server_name, error: error.as_deref(), username })
+            }
             Page::PatientPicker { interaction, csrf, client_name, patients } => pages::patient_picker(interaction, csrf, client_name, patients),
             Page::EncounterPicker { interaction, csrf, client_name, encounters } => pages::encounter_picker(interaction, csrf, client_name, encounters),
-            Page::Consent { interaction, csrf, client_name, user_name, patient_label, scopes } => pages::consent_page(&pages::ConsentPage {
-                interaction,
-                csrf,
-                client_name,
-                user_name,
-                patient_label: patient_label.as_deref(),
-                scopes,
-            }),
+            Page::Consent { interaction, csrf, client_name, user_name, patient_label, scopes } => {
+                pages::consent_page(&pages::ConsentPage { interaction, csrf, client_name, user_name, patient_label: patient_label.as_deref(), scopes })
+            }
         }
     }
 }

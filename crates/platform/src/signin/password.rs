@@ -28,10 +28,7 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn from_form(pairs: &[(String, String)]) -> Credentials {
-        Credentials {
-            username: field(pairs, "username").unwrap_or("").trim().to_owned(),
-            password: field(pairs, "password").unwrap_or("").into(),
-        }
+        Credentials { username: field(pairs, "username").unwrap_or("").trim().to_owned(), password: field(pairs, "password").unwrap_or("").into() }
     }
 
     /// Both present, neither too long.
@@ -45,10 +42,15 @@ impl Credentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordCheck {
     /// A new session (`cookie`: its handle as the session cookie carries it).
-    Accepted { cookie: String, user: AuthenticatedUser },
+    Accepted {
+        cookie: String,
+        user: AuthenticatedUser,
+    },
     Rejected,
     /// This source may try again in `retry_after` seconds.
-    Locked { retry_after: i64 },
+    Locked {
+        retry_after: i64,
+    },
 }
 
 impl PasswordCheck {
@@ -87,7 +89,13 @@ pub async fn check_password(accounts: &dyn Accounts, users: &dyn Users, credenti
 pub async fn session_user(accounts: &dyn Accounts, users: &dyn Users, handle: &SessionHandle) -> Result<Option<AuthenticatedUser>, StoreError> {
     let Some(auth_time) = accounts.check_session(handle).await? else { return Ok(None) };
     let Some(user) = users.user(&handle.username).await? else { return Ok(None) };
-    Ok(Some(AuthenticatedUser { username: user.username, display_name: user.display_name, fhir_user: user.fhir_user, auth_time, session_id: handle.id.clone() }))
+    Ok(Some(AuthenticatedUser {
+        username: user.username,
+        display_name: user.display_name,
+        fhir_user: user.fhir_user,
+        auth_time,
+        session_id: handle.id.clone(),
+    }))
 }
 
 /// The browser's session, if its cookie is valid: the handle and the user.

@@ -110,7 +110,14 @@ async fn shown(ports: &SignInPorts<'_>, interaction: &Interaction, status: u16, 
 }
 
 /// The login page, with the error of a failed attempt.
-pub(super) async fn login_page(ports: &SignInPorts<'_>, grant_id: &str, interaction: &Interaction, error: Option<String>, username: &str, status: u16) -> Step<Shown> {
+pub(super) async fn login_page(
+    ports: &SignInPorts<'_>,
+    grant_id: &str,
+    interaction: &Interaction,
+    error: Option<String>,
+    username: &str,
+    status: u16,
+) -> Step<Shown> {
     login_page_after(ports, grant_id, interaction, error, username, status, None).await
 }
 
@@ -162,7 +169,8 @@ async fn encounter_picker(ports: &SignInPorts<'_>, grant_id: &str, interaction: 
             Choice { id: e["id"].as_str().unwrap_or_default().to_owned(), label, detail: date }
         })
         .collect();
-    let page = Page::EncounterPicker { interaction: grant_id.to_owned(), csrf: interaction.csrf.clone(), client_name: interaction.client_name.clone(), encounters };
+    let page =
+        Page::EncounterPicker { interaction: grant_id.to_owned(), csrf: interaction.csrf.clone(), client_name: interaction.client_name.clone(), encounters };
     shown(ports, interaction, 200, page, None).await
 }
 

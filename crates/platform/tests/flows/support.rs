@@ -12,10 +12,10 @@ use platform::grant_handle::GrantHandle;
 use platform::grants::{self, AuthenticatedUser, Command, Interaction, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
-use platform::ports::{GrantStore, KeyGenerator, Signer};
 use platform::oauth::memory::MemoryAuthServer;
-use platform::oauth::{token, ClientChallenge, FormPost, TokenAnswer};
 use platform::oauth::request::JWT_BEARER;
+use platform::oauth::{token, ClientChallenge, FormPost, TokenAnswer};
+use platform::ports::{GrantStore, KeyGenerator, Signer};
 use platform::secret::opaque_hash;
 use serde_json::{json, Value};
 use smart_protocol::jose::{self, Jwk, JwsAlgorithm, JwsHeader};
@@ -175,4 +175,3 @@ pub fn backend_call(assertion: &str, scope: Option<&str>) -> FormPost {
     }
     form(&pairs)
 }
-

@@ -57,10 +57,7 @@ pub struct World {
 #[derive(Clone, Debug)]
 pub enum Entry {
     /// POST [type] inside a bundle, with `fullUrl: urn:uuid:{full_url_id}` when Some.
-    Post {
-        res: Res,
-        full_url_id: Option<String>,
-    },
+    Post { res: Res, full_url_id: Option<String> },
     /// PUT [type]/[res.id].
     Put { res: Res },
 }
@@ -70,10 +67,7 @@ pub enum Op {
     /// GET [type]/[id]
     Read { rtype: String, id: String },
     /// GET [type] or GET [type]?patient=X (patient only for Observation/Condition/Encounter)
-    Search {
-        rtype: String,
-        patient: Option<String>,
-    },
+    Search { rtype: String, patient: Option<String> },
     /// POST [type]; the server assigns a new id (res.id is ignored)
     Create { res: Res },
     /// PUT [type]/[res.id]
@@ -111,11 +105,7 @@ pub enum Outcome {
 /// What the server should answer to `op`, done with `grant`, on `world`.
 pub fn expect(world: &World, grant: &Grant, op: &Op) -> Outcome {
     let scopes = resource_scopes(grant);
-    let policy = Policy {
-        world,
-        grant,
-        scopes: &scopes,
-    };
+    let policy = Policy { world, grant, scopes: &scopes };
     match op {
         Op::Read { rtype, id } => policy.read(rtype, id),
         Op::Search { rtype, patient } => policy.search(rtype, patient.as_deref()),
@@ -132,8 +122,7 @@ pub fn expect(world: &World, grant: &Grant, op: &Op) -> Outcome {
 pub fn deletes(world: &World, grant: &Grant, rtype: &str, id: &str) -> bool {
     let scopes = resource_scopes(grant);
     let policy = Policy { world, grant, scopes: &scopes };
-    policy.usable_for(rtype, Perm::Delete)
-        && find(world, rtype, id).is_some_and(|res| policy.some_scope_allows(Perm::Delete, &Target::existing(res)))
+    policy.usable_for(rtype, Perm::Delete) && find(world, rtype, id).is_some_and(|res| policy.some_scope_allows(Perm::Delete, &Target::existing(res)))
 }
 
 /// For a POST entry that the oracle expects to be Created: is the id the
@@ -143,10 +132,7 @@ pub fn deletes(world: &World, grant: &Grant, rtype: &str, id: &str) -> bool {
 /// of that type has it yet. (For a PUT entry the id is the one in the URL.)
 pub fn created_id(world: &World, entry: &Entry) -> Option<String> {
     match entry {
-        Entry::Post { res, full_url_id } => full_url_id
-            .as_ref()
-            .filter(|id| find(world, &res.rtype, id).is_none())
-            .cloned(),
+        Entry::Post { res, full_url_id } => full_url_id.as_ref().filter(|id| find(world, &res.rtype, id).is_none()).cloned(),
         Entry::Put { res } => Some(res.id.clone()),
     }
 }
@@ -208,12 +194,7 @@ impl ResourceScope {
 /// The well-formed resource scopes of a grant; everything else (openid,
 /// launch/patient, malformed scopes, ...) grants no data access.
 fn resource_scopes(grant: &Grant) -> Vec<ResourceScope> {
-    grant
-        .scopes
-        .iter()
-        .map(String::as_str)
-        .filter_map(parse_scope)
-        .collect()
+    grant.scopes.iter().map(String::as_str).filter_map(parse_scope).collect()
 }
 
 fn parse_scope(token: &str) -> Option<ResourceScope> {
@@ -235,12 +216,7 @@ fn parse_scope(token: &str) -> Option<ResourceScope> {
         Some(_) if !is_v2 => return None,
         Some(query) => parse_query(query)?,
     };
-    Some(ResourceScope {
-        context,
-        rtype: rtype.to_string(),
-        perms,
-        constraints,
-    })
+    Some(ResourceScope { context, rtype: rtype.to_string(), perms, constraints })
 }
 
 fn parse_context(context: &str) -> Option<Context> {
@@ -265,13 +241,7 @@ fn parse_permissions(perms: &str) -> Option<(Vec<Perm>, bool)> {
     if perms.is_empty() {
         return None;
     }
-    let order = [
-        ('c', Create),
-        ('r', Read),
-        ('u', Update),
-        ('d', Delete),
-        ('s', Search),
-    ];
+    let order = [('c', Create), ('r', Read), ('u', Update), ('d', Delete), ('s', Search)];
     let mut granted = Vec::new();
     let mut next = 0; // letters must appear in `cruds` order, each once
     for letter in perms.chars() {
@@ -347,10 +317,7 @@ fn constraint_enforceable_on(constraint: &Constraint, rtype: &str) -> bool {
 /// Fail closed: a scope whose query has anything unenforceable on `rtype`
 /// grants nothing on `rtype`.
 fn constraints_enforceable_on(scope: &ResourceScope, rtype: &str) -> bool {
-    scope
-        .constraints
-        .iter()
-        .all(|c| constraint_enforceable_on(c, rtype))
+    scope.constraints.iter().all(|c| constraint_enforceable_on(c, rtype))
 }
 
 /// The system a token search on (`rtype`, `param`) is coded in.
@@ -376,25 +343,14 @@ fn constraint_matches(constraint: &Constraint, target: &Target) -> bool {
     match constraint.name.as_str() {
         // A resource whose id the server has yet to choose matches no `_id`.
         "_id" => target.id.as_deref() == Some(constraint.value.as_str()),
-        "category" => token_matches(
-            &constraint.value,
-            token_system(&target.rtype, "category"),
-            target.category.as_deref(),
-        ),
-        "code" => token_matches(
-            &constraint.value,
-            token_system(&target.rtype, "code"),
-            target.code.as_deref(),
-        ),
+        "category" => token_matches(&constraint.value, token_system(&target.rtype, "category"), target.category.as_deref()),
+        "code" => token_matches(&constraint.value, token_system(&target.rtype, "code"), target.code.as_deref()),
         _ => false,
     }
 }
 
 fn matches_constraints(scope: &ResourceScope, target: &Target) -> bool {
-    scope
-        .constraints
-        .iter()
-        .all(|c| constraint_matches(c, target))
+    scope.constraints.iter().all(|c| constraint_matches(c, target))
 }
 
 // ---------------------------------------------------------------------------
@@ -439,13 +395,7 @@ impl Target {
                 None => Place::Shared,
             },
         };
-        Target {
-            rtype: res.rtype.clone(),
-            id,
-            place,
-            category: res.category.clone(),
-            code: res.code.clone(),
-        }
+        Target { rtype: res.rtype.clone(), id, place, category: res.category.clone(), code: res.code.clone() }
     }
 
     /// A resource as it is stored, or as written with a known id.
@@ -552,10 +502,7 @@ struct Policy<'a> {
 }
 
 fn find<'w>(world: &'w World, rtype: &str, id: &str) -> Option<&'w Res> {
-    world
-        .resources
-        .iter()
-        .find(|r| r.rtype == rtype && r.id == id)
+    world.resources.iter().find(|r| r.rtype == rtype && r.id == id)
 }
 
 fn is_patient_compartment_type(rtype: &str) -> bool {
@@ -567,10 +514,7 @@ impl Policy<'_> {
     /// constraints enforceable on `rtype`. Checked first by every operation.
     fn usable_for(&self, rtype: &str, perm: Perm) -> bool {
         self.scopes.iter().any(|scope| {
-            scope.names_type(rtype)
-                && scope.has_perm(perm)
-                && context_usable(scope.context, self.grant)
-                && constraints_enforceable_on(scope, rtype)
+            scope.names_type(rtype) && scope.has_perm(perm) && context_usable(scope.context, self.grant) && constraints_enforceable_on(scope, rtype)
         })
     }
 
@@ -586,9 +530,7 @@ impl Policy<'_> {
     }
 
     fn some_scope_allows(&self, perm: Perm, target: &Target) -> bool {
-        self.scopes
-            .iter()
-            .any(|scope| self.scope_allows(scope, perm, target))
+        self.scopes.iter().any(|scope| self.scope_allows(scope, perm, target))
     }
 
     fn read(&self, rtype: &str, id: &str) -> Outcome {
@@ -596,9 +538,7 @@ impl Policy<'_> {
             return Outcome::Forbidden;
         }
         match find(self.world, rtype, id) {
-            Some(res) if self.some_scope_allows(Perm::Read, &Target::existing(res)) => {
-                Outcome::Found(vec![(res.rtype.clone(), res.id.clone())])
-            }
+            Some(res) if self.some_scope_allows(Perm::Read, &Target::existing(res)) => Outcome::Found(vec![(res.rtype.clone(), res.id.clone())]),
             // Missing, or in a place this grant may not see: never reveal which.
             _ => Outcome::NotFound,
         }
@@ -624,9 +564,7 @@ impl Policy<'_> {
     }
 
     fn create(&self, target: &Target) -> Outcome {
-        if self.usable_for(&target.rtype, Perm::Create)
-            && self.some_scope_allows(Perm::Create, target)
-        {
+        if self.usable_for(&target.rtype, Perm::Create) && self.some_scope_allows(Perm::Create, target) {
             Outcome::Created
         } else {
             Outcome::Forbidden
@@ -652,10 +590,8 @@ impl Policy<'_> {
             return Outcome::Unprocessable;
         }
         // One scope allows the whole change: the content before and the content after.
-        let one_scope_allows_both = self
-            .scopes
-            .iter()
-            .any(|scope| self.scope_allows(scope, Perm::Update, &old) && self.scope_allows(scope, Perm::Update, &new));
+        let one_scope_allows_both =
+            self.scopes.iter().any(|scope| self.scope_allows(scope, Perm::Update, &old) && self.scope_allows(scope, Perm::Update, &new));
         if !one_scope_allows_both {
             return Outcome::Forbidden;
         }
@@ -668,9 +604,7 @@ impl Policy<'_> {
         }
         match find(self.world, rtype, id) {
             None => Outcome::Deleted,
-            Some(res) if self.some_scope_allows(Perm::Delete, &Target::existing(res)) => {
-                Outcome::Deleted
-            }
+            Some(res) if self.some_scope_allows(Perm::Delete, &Target::existing(res)) => Outcome::Deleted,
             // Refused where the grant can see the resource; elsewhere it answers as for a
             // missing one (and nothing changes), so a delete never reveals what a read hides.
             Some(res) if self.some_scope_allows(Perm::Read, &Target::existing(res)) => Outcome::Forbidden,
@@ -681,9 +615,7 @@ impl Policy<'_> {
     /// Every entry is judged against the world as it was before the bundle.
     fn entry_outcome(&self, entry: &Entry) -> Outcome {
         match entry {
-            Entry::Post { res, .. } => {
-                self.create(&Target::with_id(res, created_id(self.world, entry)))
-            }
+            Entry::Post { res, .. } => self.create(&Target::with_id(res, created_id(self.world, entry))),
             Entry::Put { res } => self.update(res),
         }
     }
@@ -694,9 +626,7 @@ impl Policy<'_> {
 
     fn transaction(&self, entries: &[Entry]) -> Outcome {
         let outcomes = self.entry_outcomes(entries);
-        let all_written = outcomes
-            .iter()
-            .all(|o| matches!(o, Outcome::Created | Outcome::Updated));
+        let all_written = outcomes.iter().all(|o| matches!(o, Outcome::Created | Outcome::Updated));
         if all_written {
             Outcome::Entries(outcomes)
         } else {
@@ -714,37 +644,19 @@ mod tests {
     use super::*;
 
     fn res(rtype: &str, id: &str, patient: Option<&str>) -> Res {
-        Res {
-            rtype: rtype.into(),
-            id: id.into(),
-            patient: patient.map(Into::into),
-            category: None,
-            code: None,
-            value: 0,
-        }
+        Res { rtype: rtype.into(), id: id.into(), patient: patient.map(Into::into), category: None, code: None, value: 0 }
     }
 
     fn obs(id: &str, patient: Option<&str>, category: &str, code: &str) -> Res {
-        Res {
-            category: Some(category.into()),
-            code: Some(code.into()),
-            ..res("Observation", id, patient)
-        }
+        Res { category: Some(category.into()), code: Some(code.into()), ..res("Observation", id, patient) }
     }
 
     fn cond(id: &str, patient: Option<&str>, category: &str) -> Res {
-        Res {
-            category: Some(category.into()),
-            ..res("Condition", id, patient)
-        }
+        Res { category: Some(category.into()), ..res("Condition", id, patient) }
     }
 
     fn grant(scopes: &[&str], launch: Option<&str>, user: Option<&str>) -> Grant {
-        Grant {
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            launch_patient: launch.map(Into::into),
-            fhir_user: user.map(Into::into),
-        }
+        Grant { scopes: scopes.iter().map(|s| s.to_string()).collect(), launch_patient: launch.map(Into::into), fhir_user: user.map(Into::into) }
     }
 
     fn world() -> World {
@@ -765,43 +677,24 @@ mod tests {
     }
 
     fn read(rtype: &str, id: &str) -> Op {
-        Op::Read {
-            rtype: rtype.into(),
-            id: id.into(),
-        }
+        Op::Read { rtype: rtype.into(), id: id.into() }
     }
 
     fn search(rtype: &str, patient: Option<&str>) -> Op {
-        Op::Search {
-            rtype: rtype.into(),
-            patient: patient.map(Into::into),
-        }
+        Op::Search { rtype: rtype.into(), patient: patient.map(Into::into) }
     }
 
     fn found(rtype: &str, ids: &[&str]) -> Outcome {
-        Outcome::Found(
-            ids.iter()
-                .map(|id| (rtype.to_string(), id.to_string()))
-                .collect(),
-        )
+        Outcome::Found(ids.iter().map(|id| (rtype.to_string(), id.to_string())).collect())
     }
 
     #[test]
     fn v1_read_reaches_the_launch_patient_only() {
         let g = grant(&["patient/Observation.read"], Some("p1"), None);
         let w = world();
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o1")),
-            found("Observation", &["o1"])
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o3")),
-            Outcome::NotFound
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "nope")),
-            Outcome::NotFound
-        );
+        assert_eq!(expect(&w, &g, &read("Observation", "o1")), found("Observation", &["o1"]));
+        assert_eq!(expect(&w, &g, &read("Observation", "o3")), Outcome::NotFound);
+        assert_eq!(expect(&w, &g, &read("Observation", "nope")), Outcome::NotFound);
         // read = r+s, no write.
         let o = obs("o9", Some("p1"), "laboratory", "1234-5");
         assert_eq!(expect(&w, &g, &Op::Create { res: o }), Outcome::Forbidden);
@@ -810,86 +703,44 @@ mod tests {
     #[test]
     fn patient_scope_without_launch_patient_is_forbidden_first() {
         let g = grant(&["patient/*.cruds", "openid", "launch/patient"], None, None);
-        assert_eq!(
-            expect(&world(), &g, &read("Observation", "nope")),
-            Outcome::Forbidden
-        );
-        assert_eq!(
-            expect(&world(), &g, &read("Organization", "org")),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&world(), &g, &read("Observation", "nope")), Outcome::Forbidden);
+        assert_eq!(expect(&world(), &g, &read("Organization", "org")), Outcome::Forbidden);
     }
 
     #[test]
     fn unknown_parameter_grants_nothing() {
         let g = grant(&["patient/Observation.rs?foo=bar"], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &read("Observation", "o1")),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&world(), &g, &read("Observation", "o1")), Outcome::Forbidden);
         let g = grant(&["patient/Observation.rs?code:text=x"], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &search("Observation", None)),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&world(), &g, &search("Observation", None)), Outcome::Forbidden);
         let g = grant(&["patient/Observation.rs?_count=10"], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &read("Observation", "o1")),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&world(), &g, &read("Observation", "o1")), Outcome::Forbidden);
     }
 
     #[test]
     fn wildcard_category_filter_applies_to_observation_and_condition_only() {
         let g = grant(&["patient/*.rs?category=laboratory"], Some("p1"), None);
         let w = world();
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o1")),
-            found("Observation", &["o1"])
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o2")),
-            Outcome::NotFound
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Condition", "c1")),
-            found("Condition", &["c1"])
-        );
+        assert_eq!(expect(&w, &g, &read("Observation", "o1")), found("Observation", &["o1"]));
+        assert_eq!(expect(&w, &g, &read("Observation", "o2")), Outcome::NotFound);
+        assert_eq!(expect(&w, &g, &read("Condition", "c1")), found("Condition", &["c1"]));
         assert_eq!(expect(&w, &g, &read("Patient", "p1")), Outcome::Forbidden);
-        assert_eq!(
-            expect(&w, &g, &search("Encounter", None)),
-            Outcome::Forbidden
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Organization", "org")),
-            Outcome::Forbidden
-        );
-        assert_eq!(
-            expect(&w, &g, &search("Observation", None)),
-            found("Observation", &["o1"])
-        );
+        assert_eq!(expect(&w, &g, &search("Encounter", None)), Outcome::Forbidden);
+        assert_eq!(expect(&w, &g, &read("Organization", "org")), Outcome::Forbidden);
+        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &["o1"]));
     }
 
     #[test]
     fn category_with_system_must_name_the_right_system() {
         let encoded = "patient/Observation.rs?category=http%3A%2F%2Fterminology.hl7.org%2FCodeSystem%2Fobservation-category%7Claboratory";
         let g = grant(&[encoded], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &read("Observation", "o1")),
-            found("Observation", &["o1"])
-        );
+        assert_eq!(expect(&world(), &g, &read("Observation", "o1")), found("Observation", &["o1"]));
         let wrong = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/condition-category|laboratory";
         let g = grant(&[wrong], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &read("Observation", "o1")),
-            Outcome::NotFound
-        );
+        assert_eq!(expect(&world(), &g, &read("Observation", "o1")), Outcome::NotFound);
         let loinc = "patient/Observation.rs?code=http://loinc.org|8867-4";
         let g = grant(&[loinc], Some("p1"), None);
-        assert_eq!(
-            expect(&world(), &g, &search("Observation", None)),
-            found("Observation", &["o2"])
-        );
+        assert_eq!(expect(&world(), &g, &search("Observation", None)), found("Observation", &["o2"]));
     }
 
     #[test]
@@ -904,11 +755,7 @@ mod tests {
             "clinic/Observation.rs",                        // unknown context
         ] {
             let g = grant(&[bad], Some("p1"), None);
-            assert_eq!(
-                expect(&world(), &g, &read("Observation", "o1")),
-                Outcome::Forbidden,
-                "{bad}"
-            );
+            assert_eq!(expect(&world(), &g, &read("Observation", "o1")), Outcome::Forbidden, "{bad}");
         }
     }
 
@@ -916,47 +763,23 @@ mod tests {
     fn patient_user_with_other_launch_patient_reaches_no_compartment() {
         let g = grant(&["patient/*.rs"], Some("p2"), Some("Patient/p1"));
         let w = world();
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o3")),
-            Outcome::NotFound
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o1")),
-            Outcome::NotFound
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Practitioner", "dr")),
-            found("Practitioner", &["dr"])
-        );
-        assert_eq!(
-            expect(&w, &g, &search("Observation", None)),
-            found("Observation", &[])
-        );
+        assert_eq!(expect(&w, &g, &read("Observation", "o3")), Outcome::NotFound);
+        assert_eq!(expect(&w, &g, &read("Observation", "o1")), Outcome::NotFound);
+        assert_eq!(expect(&w, &g, &read("Practitioner", "dr")), found("Practitioner", &["dr"]));
+        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &[]));
     }
 
     #[test]
     fn user_scopes_follow_the_user() {
         let w = world();
         let doctor = grant(&["user/*.read"], None, Some("Practitioner/dr"));
-        assert_eq!(
-            expect(&w, &doctor, &search("Patient", None)),
-            found("Patient", &["p1", "p2"])
-        );
+        assert_eq!(expect(&w, &doctor, &search("Patient", None)), found("Patient", &["p1", "p2"]));
         let me = grant(&["user/*.read"], None, Some("Patient/p2"));
-        assert_eq!(
-            expect(&w, &me, &search("Observation", None)),
-            found("Observation", &["o3"])
-        );
+        assert_eq!(expect(&w, &me, &search("Observation", None)), found("Observation", &["o3"]));
         assert_eq!(expect(&w, &me, &read("Patient", "p1")), Outcome::NotFound);
         let relative = grant(&["user/*.read"], None, Some("RelatedPerson/rp"));
-        assert_eq!(
-            expect(&w, &relative, &read("Patient", "p1")),
-            Outcome::NotFound
-        );
-        assert_eq!(
-            expect(&w, &relative, &read("Organization", "org")),
-            found("Organization", &["org"])
-        );
+        assert_eq!(expect(&w, &relative, &read("Patient", "p1")), Outcome::NotFound);
+        assert_eq!(expect(&w, &relative, &read("Organization", "org")), found("Organization", &["org"]));
     }
 
     #[test]
@@ -964,20 +787,11 @@ mod tests {
         let w = world();
         let org = res("Organization", "org", None);
         let g = grant(&["patient/Organization.cu"], Some("p1"), None);
-        assert_eq!(
-            expect(&w, &g, &Op::Create { res: org.clone() }),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&w, &g, &Op::Create { res: org.clone() }), Outcome::Forbidden);
         let g = grant(&["user/Organization.cu"], None, Some("Patient/p1"));
-        assert_eq!(
-            expect(&w, &g, &Op::Update { res: org.clone() }),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&w, &g, &Op::Update { res: org.clone() }), Outcome::Forbidden);
         let g = grant(&["user/Organization.cu"], None, Some("Practitioner/dr"));
-        assert_eq!(
-            expect(&w, &g, &Op::Update { res: org.clone() }),
-            Outcome::Updated
-        );
+        assert_eq!(expect(&w, &g, &Op::Update { res: org.clone() }), Outcome::Updated);
         let g = grant(&["system/*.c"], None, None);
         assert_eq!(expect(&w, &g, &Op::Create { res: org }), Outcome::Created);
     }
@@ -985,30 +799,17 @@ mod tests {
     #[test]
     fn update_checks_old_then_compartment_then_new() {
         let w = world();
-        let g = grant(
-            &["patient/Observation.u?category=laboratory"],
-            Some("p1"),
-            None,
-        );
+        let g = grant(&["patient/Observation.u?category=laboratory"], Some("p1"), None);
         // Old is vital-signs: not reached.
         let o2 = obs("o2", Some("p1"), "laboratory", "8867-4");
         assert_eq!(expect(&w, &g, &Op::Update { res: o2 }), Outcome::Forbidden);
         // Moving o1 to p2: unprocessable.
         let moved = obs("o1", Some("p2"), "laboratory", "1234-5");
-        assert_eq!(
-            expect(&w, &g, &Op::Update { res: moved }),
-            Outcome::Unprocessable
-        );
+        assert_eq!(expect(&w, &g, &Op::Update { res: moved }), Outcome::Unprocessable);
         // New no longer matches the filter.
         let recat = obs("o1", Some("p1"), "vital-signs", "1234-5");
-        assert_eq!(
-            expect(&w, &g, &Op::Update { res: recat }),
-            Outcome::Forbidden
-        );
-        let fine = Res {
-            value: 7,
-            ..obs("o1", Some("p1"), "laboratory", "1234-5")
-        };
+        assert_eq!(expect(&w, &g, &Op::Update { res: recat }), Outcome::Forbidden);
+        let fine = Res { value: 7, ..obs("o1", Some("p1"), "laboratory", "1234-5") };
         assert_eq!(expect(&w, &g, &Op::Update { res: fine }), Outcome::Updated);
     }
 
@@ -1017,10 +818,7 @@ mod tests {
         let w = world();
         let new = obs("o9", Some("p1"), "laboratory", "1234-5");
         let g = grant(&["patient/Observation.u"], Some("p1"), None);
-        assert_eq!(
-            expect(&w, &g, &Op::Update { res: new.clone() }),
-            Outcome::Forbidden
-        );
+        assert_eq!(expect(&w, &g, &Op::Update { res: new.clone() }), Outcome::Forbidden);
         let g = grant(&["patient/Observation.cu"], Some("p1"), None);
         assert_eq!(expect(&w, &g, &Op::Update { res: new }), Outcome::Created);
     }
@@ -1029,10 +827,7 @@ mod tests {
     fn delete_rules() {
         let w = world();
         let g = grant(&["patient/Observation.d"], Some("p1"), None);
-        let del = |id: &str| Op::Delete {
-            rtype: "Observation".into(),
-            id: id.into(),
-        };
+        let del = |id: &str| Op::Delete { rtype: "Observation".into(), id: id.into() };
         assert_eq!(expect(&w, &g, &del("nope")), Outcome::Deleted);
         assert_eq!(expect(&w, &g, &del("o1")), Outcome::Deleted);
         // Another compartment's and shared patient data: unreadable, so answered as missing.
@@ -1049,19 +844,10 @@ mod tests {
     fn search_skips_subjectless_clinical_resources_and_filters_by_patient() {
         let w = world();
         let g = grant(&["system/Observation.rs"], None, None);
-        assert_eq!(
-            expect(&w, &g, &search("Observation", None)),
-            found("Observation", &["o1", "o2", "o3"])
-        );
-        assert_eq!(
-            expect(&w, &g, &search("Observation", Some("p2"))),
-            found("Observation", &["o3"])
-        );
+        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &["o1", "o2", "o3"]));
+        assert_eq!(expect(&w, &g, &search("Observation", Some("p2"))), found("Observation", &["o3"]));
         // ...but read still shows the shared one.
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o4")),
-            found("Observation", &["o4"])
-        );
+        assert_eq!(expect(&w, &g, &read("Observation", "o4")), found("Observation", &["o4"]));
     }
 
     #[test]
@@ -1069,72 +855,30 @@ mod tests {
         let w = world();
         // The system scope reaches everything but has no `s`; the patient
         // scope has `s` but only for p1's laboratory observations.
-        let g = grant(
-            &[
-                "patient/Observation.rs?category=laboratory",
-                "system/Observation.r",
-            ],
-            Some("p1"),
-            None,
-        );
-        assert_eq!(
-            expect(&w, &g, &search("Observation", None)),
-            found("Observation", &["o1"])
-        );
-        assert_eq!(
-            expect(&w, &g, &read("Observation", "o3")),
-            found("Observation", &["o3"])
-        );
+        let g = grant(&["patient/Observation.rs?category=laboratory", "system/Observation.r"], Some("p1"), None);
+        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &["o1"]));
+        assert_eq!(expect(&w, &g, &read("Observation", "o3")), found("Observation", &["o3"]));
     }
 
     #[test]
     fn transaction_is_all_or_nothing_batch_is_not() {
         let w = world();
         let g = grant(&["patient/Observation.cru"], Some("p1"), None);
-        let mine = Entry::Post {
-            res: obs("x", Some("p1"), "laboratory", "1"),
-            full_url_id: Some("n1".into()),
-        };
-        let update = Entry::Put {
-            res: obs("o1", Some("p1"), "survey", "1"),
-        };
-        let theirs = Entry::Post {
-            res: obs("y", Some("p2"), "laboratory", "1"),
-            full_url_id: None,
-        };
+        let mine = Entry::Post { res: obs("x", Some("p1"), "laboratory", "1"), full_url_id: Some("n1".into()) };
+        let update = Entry::Put { res: obs("o1", Some("p1"), "survey", "1") };
+        let theirs = Entry::Post { res: obs("y", Some("p2"), "laboratory", "1"), full_url_id: None };
         let ok = vec![mine.clone(), update.clone()];
-        assert_eq!(
-            expect(&w, &g, &Op::Transaction { entries: ok }),
-            Outcome::Entries(vec![Outcome::Created, Outcome::Updated])
-        );
+        assert_eq!(expect(&w, &g, &Op::Transaction { entries: ok }), Outcome::Entries(vec![Outcome::Created, Outcome::Updated]));
         let bad = vec![mine.clone(), theirs.clone()];
-        assert_eq!(
-            expect(
-                &w,
-                &g,
-                &Op::Transaction {
-                    entries: bad.clone()
-                }
-            ),
-            Outcome::Rejected
-        );
-        assert_eq!(
-            expect(&w, &g, &Op::Batch { entries: bad }),
-            Outcome::Entries(vec![Outcome::Created, Outcome::Forbidden])
-        );
-        assert_eq!(
-            expect(&w, &g, &Op::Transaction { entries: vec![] }),
-            Outcome::Entries(vec![])
-        );
+        assert_eq!(expect(&w, &g, &Op::Transaction { entries: bad.clone() }), Outcome::Rejected);
+        assert_eq!(expect(&w, &g, &Op::Batch { entries: bad }), Outcome::Entries(vec![Outcome::Created, Outcome::Forbidden]));
+        assert_eq!(expect(&w, &g, &Op::Transaction { entries: vec![] }), Outcome::Entries(vec![]));
     }
 
     #[test]
     fn created_id_uses_free_urn_uuid_only() {
         let w = world();
-        let post = |id: Option<&str>| Entry::Post {
-            res: obs("ignored", Some("p1"), "laboratory", "1"),
-            full_url_id: id.map(Into::into),
-        };
+        let post = |id: Option<&str>| Entry::Post { res: obs("ignored", Some("p1"), "laboratory", "1"), full_url_id: id.map(Into::into) };
         assert_eq!(created_id(&w, &post(Some("fresh"))), Some("fresh".into()));
         assert_eq!(created_id(&w, &post(Some("o1"))), None);
         assert_eq!(created_id(&w, &post(None)), None);
@@ -1142,21 +886,7 @@ mod tests {
 
     #[test]
     fn non_resource_scopes_grant_nothing() {
-        let g = grant(
-            &[
-                "openid",
-                "fhirUser",
-                "launch",
-                "launch/patient",
-                "offline_access",
-                "profile",
-            ],
-            Some("p1"),
-            Some("Patient/p1"),
-        );
-        assert_eq!(
-            expect(&world(), &g, &read("Patient", "p1")),
-            Outcome::Forbidden
-        );
+        let g = grant(&["openid", "fhirUser", "launch", "launch/patient", "offline_access", "profile"], Some("p1"), Some("Patient/p1"));
+        assert_eq!(expect(&world(), &g, &read("Patient", "p1")), Outcome::Forbidden);
     }
 }

@@ -49,7 +49,10 @@ async fn transaction(fhir: &Fhir<'_>, grant: &AccessGrant, bundle: &Value) -> Re
             let now = if w.created { None } else { existing(fhir, t, id).await? };
             if let Some(refusal) = judge_write(grant, &w.resource, &now) {
                 let reference = format!("{t}/{id}");
-                let why = serde_json::from_str::<Value>(&refusal.body).ok().and_then(|o| o.pointer("/issue/0/diagnostics").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+                let why = serde_json::from_str::<Value>(&refusal.body)
+                    .ok()
+                    .and_then(|o| o.pointer("/issue/0/diagnostics").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_default();
                 let message = format!("the entry for {reference} is refused, so nothing was written: {why}");
                 return Ok(Err(FhirResponse { body: outcome::error(code_of(refusal.status), &message).to_string(), ..refusal }));
             }

@@ -84,8 +84,17 @@ pub(super) async fn search(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
     let targets = match plan(&usable, grant, &query) {
         Plan::Run(targets) => targets,
         Plan::FanOut => match every_patient(fhir).await? {
-            Some(patients) => patients.into_iter().filter_map(|p| gate::at(&usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f))).collect(),
-            None => return Ok(FhirResponse::outcome(400, IssueType::TooCostly, &format!("too many patients to search {resource_type} across all of them: give patient=…"))),
+            Some(patients) => patients
+                .into_iter()
+                .filter_map(|p| gate::at(&usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f)))
+                .collect(),
+            None => {
+                return Ok(FhirResponse::outcome(
+                    400,
+                    IssueType::TooCostly,
+                    &format!("too many patients to search {resource_type} across all of them: give patient=…"),
+                ))
+            }
         },
     };
     let (hits, total) = run(fhir, &query, &targets).await?;
@@ -145,7 +154,11 @@ fn searchset(base: &str, pairs: &[(String, String)], query: &Search, hits: &Hits
     let mut entries: Vec<String> = if query.summary_count {
         Vec::new()
     } else {
-        hits.iter().map(|(id, r)| format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"match\"}}}}", json!(format!("{base}/{resource_type}/{id}")), r.get())).collect()
+        hits.iter()
+            .map(|(id, r)| {
+                format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"match\"}}}}", json!(format!("{base}/{resource_type}/{id}")), r.get())
+            })
+            .collect()
     };
     for r in included {
         let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
@@ -157,7 +170,8 @@ fn searchset(base: &str, pairs: &[(String, String)], query: &Search, hits: &Hits
             "diagnostics": format!("ignored unknown search parameters: {}", query.ignored.join(", "))}]});
         entries.push(format!("{{\"resource\":{warning},\"search\":{{\"mode\":\"outcome\"}}}}"));
     }
-    let links: Vec<Value> = search::links(&format!("{base}/{resource_type}"), pairs, query, total).into_iter().map(|(rel, url)| json!({"relation": rel, "url": url})).collect();
+    let links: Vec<Value> =
+        search::links(&format!("{base}/{resource_type}"), pairs, query, total).into_iter().map(|(rel, url)| json!({"relation": rel, "url": url})).collect();
     format!("{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":{total},\"link\":{},\"entry\":[{}]}}", Value::Array(links), entries.join(","))
 }
 

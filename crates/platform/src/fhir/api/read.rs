@@ -89,7 +89,13 @@ pub(super) async fn read(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &s
 /// One entry of a history Bundle (R4 §3.1.0.6).
 fn history_entry(base: &str, resource_type: &str, id: &str, v: &Version) -> String {
     let url = format!("{base}/{resource_type}/{id}/_history/{}", v.version);
-    let method = if v.deleted { "DELETE" } else if v.version == 1 { "POST" } else { "PUT" };
+    let method = if v.deleted {
+        "DELETE"
+    } else if v.version == 1 {
+        "POST"
+    } else {
+        "PUT"
+    };
     let request = json!({ "method": method, "url": format!("{resource_type}/{id}") });
     let response = json!({ "status": if v.deleted { "204" } else { "200" }, "lastModified": v.last_updated, "etag": format!("W/\"{}\"", v.version) });
     let resource = if v.deleted { String::new() } else { format!(",\"resource\":{}", v.content.get()) };
@@ -141,7 +147,13 @@ pub(super) async fn type_history(fhir: &Fhir<'_>, grant: &AccessGrant, resource_
             Reach::Patients(set) if set.is_empty() => return Ok(FhirResponse::json(200, history_bundle(&[]))),
             reach => match single_patient_of(&reach) {
                 Some(p) => patient_partition(p),
-                None => return Ok(FhirResponse::outcome(400, IssueType::TooCostly, "the history of a patient-data type needs one patient in context (a patient/ scope)")),
+                None => {
+                    return Ok(FhirResponse::outcome(
+                        400,
+                        IssueType::TooCostly,
+                        "the history of a patient-data type needs one patient in context (a patient/ scope)",
+                    ))
+                }
             },
         }
     } else {
@@ -151,9 +163,7 @@ pub(super) async fn type_history(fhir: &Fhir<'_>, grant: &AccessGrant, resource_
         return Ok(FhirResponse::json(200, history_bundle(&[])));
     };
     let versions = fhir.store.history(&partition, resource_type, None).await?;
-    let entries: Vec<String> = visible(&versions, &filter)
-        .iter()
-        .map(|(v, value)| history_entry(fhir.base, resource_type, value["id"].as_str().unwrap_or_default(), v))
-        .collect();
+    let entries: Vec<String> =
+        visible(&versions, &filter).iter().map(|(v, value)| history_entry(fhir.base, resource_type, value["id"].as_str().unwrap_or_default(), v)).collect();
     Ok(FhirResponse::json(200, history_bundle(&entries)))
 }

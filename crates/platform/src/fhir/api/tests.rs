@@ -73,7 +73,13 @@ impl World {
         let r = self.call(grant, Interaction::Search { resource_type: t.into() }, None, &[("query", query)]);
         assert_eq!(r.status, 200, "{}", r.body);
         let body: Value = serde_json::from_str(&r.body).unwrap();
-        let mut ids: Vec<String> = body["entry"].as_array().unwrap().iter().filter(|e| e["search"]["mode"] == "match").map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect();
+        let mut ids: Vec<String> = body["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect();
         ids.sort();
         ids
     }
@@ -91,7 +97,11 @@ fn system() -> AccessGrant {
 fn a_patient_token_writes_no_shared_resource_and_deletes_none() {
     let w = World::new();
     let ned = grant("patient/*.cruds", Some("a"), Some("Practitioner/d1"));
-    let r = w.bundle(&ned, "transaction", json!([{"resource": {"resourceType": "Practitioner", "id": "x"}, "request": {"method": "PUT", "url": "Practitioner/x"}}]));
+    let r = w.bundle(
+        &ned,
+        "transaction",
+        json!([{"resource": {"resourceType": "Practitioner", "id": "x"}, "request": {"method": "PUT", "url": "Practitioner/x"}}]),
+    );
     assert_eq!(r.status, 403);
     assert_eq!(w.read(&system(), "Practitioner", "x").status, 404);
     assert_eq!(w.call(&ned, Interaction::Delete { resource_type: "Practitioner".into(), id: "d1".into() }, None, &[]).status, 403);
@@ -167,12 +177,19 @@ fn writes_and_bundles_obey_granular_filters_and_unwritable_bundles_are_refused_u
     let create = |r: Value| w.call(&lab, Interaction::Create { resource_type: "Observation".into() }, Some(r), &[]).status;
     assert_eq!(create(obs("x", "a", "vital-signs")), 403);
     assert_eq!(create(obs("x", "a", "laboratory")), 201);
-    assert_eq!(w.call(&lab, Interaction::Update { resource_type: "Observation".into(), id: "a-lab".into() }, Some(obs("a-lab", "a", "survey")), &[]).status, 403);
+    assert_eq!(
+        w.call(&lab, Interaction::Update { resource_type: "Observation".into(), id: "a-lab".into() }, Some(obs("a-lab", "a", "survey")), &[]).status,
+        403
+    );
     let hidden = w.call(&lab, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]);
     assert_eq!(hidden.status, 204, "a resource the filter hides is answered as missing");
     assert_eq!(w.read(&system(), "Observation", "a-vital").status, 200, "and is not deleted");
     let reader = grant("patient/Observation.rs patient/Observation.d?category=laboratory", Some("a"), None);
-    assert_eq!(w.call(&reader, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]).status, 403, "visible but not deletable");
+    assert_eq!(
+        w.call(&reader, Interaction::Delete { resource_type: "Observation".into(), id: "a-vital".into() }, None, &[]).status,
+        403,
+        "visible but not deletable"
+    );
     let reader = grant("patient/*.rs", Some("a"), None);
     let unread = w.call(&reader, Interaction::Bundle, None, &[]);
     assert_eq!(unread.status, 403, "no create or update scope: the body is not even parsed");

@@ -91,11 +91,7 @@ fn date_range_unchecked(s: &str) -> Option<(String, String)> {
         }
         _ => {
             // hh:mm precision (allowed in search values) or full seconds, with a zone.
-            let with_seconds = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') {
-                format!("{}:00{}", &s[..16], &s[16..])
-            } else {
-                s.to_owned()
-            };
+            let with_seconds = if s.len() >= 16 && s.as_bytes().get(16) != Some(&b':') { format!("{}:00{}", &s[..16], &s[16..]) } else { s.to_owned() };
             let t = DateTime::parse_from_rfc3339(&with_seconds)
                 .map(|t| t.with_timezone(&Utc))
                 .or_else(|_| NaiveDateTime::parse_from_str(&with_seconds, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))

@@ -40,11 +40,32 @@ pub enum Prefix {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Clause {
     /// Any of (system, code); `None` system = any system, `Some("")` = no system.
-    Token { name: String, any_of: Vec<(Option<String>, Option<String>)> },
-    Text { name: String, any_of: Vec<String>, exact: bool },
-    Date { name: String, prefix: Prefix, lo: String, hi: String },
-    Reference { name: String, any_of: Vec<String> },
-    Quantity { name: String, prefix: Prefix, value: f64, sys: Option<String>, code: Option<String> },
+    Token {
+        name: String,
+        any_of: Vec<(Option<String>, Option<String>)>,
+    },
+    Text {
+        name: String,
+        any_of: Vec<String>,
+        exact: bool,
+    },
+    Date {
+        name: String,
+        prefix: Prefix,
+        lo: String,
+        hi: String,
+    },
+    Reference {
+        name: String,
+        any_of: Vec<String>,
+    },
+    Quantity {
+        name: String,
+        prefix: Prefix,
+        value: f64,
+        sys: Option<String>,
+        code: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +105,18 @@ fn split_prefix(v: &str) -> (Prefix, &str) {
 /// Parses the query of `GET [base]/{type}?…`. With `strict` (Prefer: handling=strict) an
 /// unknown parameter is an error; otherwise it is ignored and reported.
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<Search, SearchError> {
-    let mut search = Search { resource_type: resource_type.to_owned(), clauses: Vec::new(), count: DEFAULT_COUNT, offset: 0, sort: None, summary_count: false, ignored: Vec::new(), filters: Vec::new(), includes: Vec::new(), revincludes: Vec::new() };
+    let mut search = Search {
+        resource_type: resource_type.to_owned(),
+        clauses: Vec::new(),
+        count: DEFAULT_COUNT,
+        offset: 0,
+        sort: None,
+        summary_count: false,
+        ignored: Vec::new(),
+        filters: Vec::new(),
+        includes: Vec::new(),
+        revincludes: Vec::new(),
+    };
     for (key, value) in pairs {
         let bad = |why: &str| SearchError::BadValue(key.clone(), why.to_owned());
         let (name, modifier) = key.split_once(':').map_or((key.as_str(), None), |(n, m)| (n, Some(m)));
@@ -114,7 +146,8 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
                 // Source:param[:Target], non-iterative; the parameter must be a reference.
                 let mut parts = value.split(':');
                 let (Some(source), Some(param_name)) = (parts.next(), parts.next()) else { return Err(bad("Source:parameter")) };
-                let param = params::find(source, param_name).filter(|p| p.kind == Kind::Reference).ok_or_else(|| bad("a reference parameter of a served type"))?;
+                let param =
+                    params::find(source, param_name).filter(|p| p.kind == Kind::Reference).ok_or_else(|| bad("a reference parameter of a served type"))?;
                 if name == "_include" {
                     if source != resource_type {
                         return Err(bad("_include names a parameter of the searched type"));

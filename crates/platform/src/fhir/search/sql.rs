@@ -132,7 +132,11 @@ pub fn to_sql(search: &Search) -> SqlQuery {
             .iter()
             .map(|group| {
                 let parts: Vec<String> = group.iter().map(|c| clause_sql(c, &mut params)).collect();
-                if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) }
+                if parts.is_empty() {
+                    "1".to_owned()
+                } else {
+                    format!("({})", parts.join(" AND "))
+                }
             })
             .collect();
         conditions.push(format!("({})", groups.join(" OR ")));

@@ -43,7 +43,12 @@ fn indexes_tokens_dates_references_strings_and_quantities() {
 
 #[test]
 fn parses_queries_and_refuses_what_it_cannot_run() {
-    let s = parse("Observation", &pairs(&[("patient", "p1"), ("code", "http://loinc.org|4548-4,2339-0"), ("date", "ge2020"), ("_sort", "-date"), ("_count", "10"), ("foo", "bar")]), false).unwrap();
+    let s = parse(
+        "Observation",
+        &pairs(&[("patient", "p1"), ("code", "http://loinc.org|4548-4,2339-0"), ("date", "ge2020"), ("_sort", "-date"), ("_count", "10"), ("foo", "bar")]),
+        false,
+    )
+    .unwrap();
     assert_eq!(patient_of(&s).as_deref(), Some("p1"));
     assert_eq!(s.count, 10);
     assert_eq!(s.sort, Some(("date".into(), true)));
@@ -72,7 +77,18 @@ fn parses_queries_and_refuses_what_it_cannot_run() {
 
 #[test]
 fn sql_binds_every_value_and_stays_within_the_bound_parameter_limit() {
-    let s = parse("Observation", &pairs(&[("patient", "Patient/p1"), ("code", "http://loinc.org|4548-4"), ("date", "ge2020-01-01"), ("value-quantity", "gt5|http://unitsofmeasure.org|%"), ("_sort", "-date")]), false).unwrap();
+    let s = parse(
+        "Observation",
+        &pairs(&[
+            ("patient", "Patient/p1"),
+            ("code", "http://loinc.org|4548-4"),
+            ("date", "ge2020-01-01"),
+            ("value-quantity", "gt5|http://unitsofmeasure.org|%"),
+            ("_sort", "-date"),
+        ]),
+        false,
+    )
+    .unwrap();
     let sql = to_sql(&s);
     assert!(!sql.select.contains("4548-4") && !sql.select.contains("p1"), "values are bound, not spliced");
     assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
@@ -120,7 +136,10 @@ fn paging_links_keep_the_query_and_move_the_offset() {
 #[test]
 fn granular_filters_are_or_groups_and_match_in_memory_too() {
     let mut s = parse("Observation", &pairs(&[("patient", "p1")]), false).unwrap();
-    s.filters = vec![parse("Observation", &pairs(&[("category", "laboratory")]), true).unwrap().clauses, parse("Observation", &pairs(&[("category", "vital-signs")]), true).unwrap().clauses];
+    s.filters = vec![
+        parse("Observation", &pairs(&[("category", "laboratory")]), true).unwrap().clauses,
+        parse("Observation", &pairs(&[("category", "vital-signs")]), true).unwrap().clauses,
+    ];
     let sql = to_sql(&s);
     assert!(sql.select.contains(") OR ("));
     assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
@@ -142,7 +161,28 @@ mod fuzz {
 
     /// Parameter names with and without modifiers, and the control parameters.
     fn name() -> impl Strategy<Value = String> {
-        let known = ["date", "_lastUpdated", "code", "category", "patient", "subject", "value-quantity", "name", "birthdate", "_id", "_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "identifier", "code:text", "name:exact", "date:missing"];
+        let known = [
+            "date",
+            "_lastUpdated",
+            "code",
+            "category",
+            "patient",
+            "subject",
+            "value-quantity",
+            "name",
+            "birthdate",
+            "_id",
+            "_count",
+            "_offset",
+            "_sort",
+            "_include",
+            "_revinclude",
+            "_summary",
+            "identifier",
+            "code:text",
+            "name:exact",
+            "date:missing",
+        ];
         prop_oneof![proptest::sample::select(known.to_vec()).prop_map(str::to_owned), any::<String>()]
     }
 
