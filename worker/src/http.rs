@@ -218,8 +218,3 @@ pub async fn body_bytes_limit(req: &mut worker::Request, limit: usize) -> Result
     }
     Ok(bytes)
 }
-
-/// The first value of `name` in form pairs.
-pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}

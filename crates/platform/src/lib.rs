@@ -17,6 +17,7 @@ pub mod guard;
 pub mod jwt;
 pub mod keys;
 pub mod launch;
+pub mod manage;
 pub mod memory;
 pub mod oauth;
 pub mod pages;

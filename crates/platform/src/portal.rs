@@ -14,6 +14,9 @@ use crate::launch::{LaunchContext, LaunchError, LaunchRequest};
 use crate::users::is_fhir_id;
 use url::Url;
 
+mod flow;
+pub use flow::{launch, page, ChosenPatient, PortalAnswer, PortalView, ENCOUNTER_LIMIT, ENCOUNTER_REFUSED, PATIENT_REFUSED};
+
 /// Patients per page of the list.
 pub const PAGE_SIZE: usize = 20;
 /// Longest name prefix searched (longer input is cut).

@@ -107,6 +107,8 @@ pub trait GrantStore {
 #[async_trait(?Send)]
 pub trait ClientRegistry {
     async fn client(&self, client_id: &str) -> Result<Option<crate::clients::Client>, StoreError>;
+    /// Every registered client (the EHR portal's apps).
+    async fn all(&self) -> Result<Vec<crate::clients::Client>, StoreError>;
 }
 
 /// A client's keys could not be had (its JWKS URL failed, or it registered none). The text
@@ -169,6 +171,10 @@ pub trait Accounts {
     async fn remember_consent(&self, username: &str, client_id: &str, scope: &str) -> Result<(), StoreError>;
     /// Adds a grant to the user's list.
     async fn add_grant(&self, username: &str, entry: &crate::accounts::GrantEntry) -> Result<(), StoreError>;
+    /// The user's grants, oldest first.
+    async fn list_grants(&self, username: &str) -> Result<Vec<crate::accounts::GrantEntry>, StoreError>;
+    /// Removes a grant from the user's list; `false` when it was not on it.
+    async fn remove_grant(&self, username: &str, grant_id: &str) -> Result<bool, StoreError>;
 }
 
 /// The server's signing keys (from a secret or the key vault, cached per isolate, in

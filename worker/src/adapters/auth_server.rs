@@ -6,7 +6,7 @@ use super::client_keys::FetchedClientKeys;
 use super::fhir_store::Partitions;
 use super::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
 use crate::context::AppContext;
-use crate::durable::account::{ConsentRequest, LoginRequest, SessionRequest};
+use crate::durable::account::{ConsentRequest, GrantRef, LoginRequest, SessionRequest};
 use crate::durable::assertion_log::RecordRequest;
 use crate::durable::rpc;
 use crate::grant_status::{self, DoGrantStatus};
@@ -62,6 +62,10 @@ pub struct KvClients<'a>(pub &'a AppContext);
 impl ClientRegistry for KvClients<'_> {
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         registry::client(self.0, client_id).await.map_err(store_error)
+    }
+
+    async fn all(&self) -> Result<Vec<Client>, StoreError> {
+        registry::all_clients(self.0).await.map_err(store_error)
     }
 }
 
@@ -138,6 +142,18 @@ impl Accounts for DoAccounts<'_> {
     async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
         let _: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/grants/add", entry).await.map_err(store_error)?;
         Ok(())
+    }
+
+    async fn list_grants(&self, username: &str) -> Result<Vec<GrantEntry>, StoreError> {
+        let listed: Result<Vec<GrantEntry>, serde_json::Value> =
+            rpc::call(&self.object(username)?, "/grants/list", &serde_json::json!({})).await.map_err(store_error)?;
+        listed.map_err(|e| StoreError(format!("grants/list: {e}")))
+    }
+
+    async fn remove_grant(&self, username: &str, grant_id: &str) -> Result<bool, StoreError> {
+        let request = GrantRef { grant_id: grant_id.to_owned() };
+        let removed: Result<bool, serde_json::Value> = rpc::call(&self.object(username)?, "/grants/remove", &request).await.map_err(store_error)?;
+        Ok(removed.unwrap_or(false))
     }
 }
 

@@ -108,15 +108,6 @@ pub async fn logout(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
     Ok(encode(ctx, signin::logout(&server.signin_ports(), form).await.map_err(AppError::internal)?))
 }
 
-/// The browser's session, if its cookie is valid: the handle and the user.
-pub async fn current_session(
-    req: &Request,
-    ctx: &AppContext,
-) -> Result<Option<(platform::accounts::SessionHandle, platform::grants::AuthenticatedUser)>, AppError> {
-    let server = AuthServer::new(ctx);
-    signin::password::current_session(&server.signin_ports(), &browser(req)).await.map_err(AppError::internal)
-}
-
 /// `GET /auth/assets/auth.css`.
 pub fn stylesheet() -> Response {
     http::text(200, pages::STYLESHEET, "text/css; charset=utf-8", "public, max-age=3600")

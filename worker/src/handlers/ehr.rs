@@ -31,7 +31,8 @@ pub async fn create_launch(mut req: Request, ctx: &AppContext) -> Result<Respons
 }
 
 /// Creates a launch: the one path both the EHR launch API and the portal (`handlers::portal`)
-/// take; the checks are `platform::launch::start`. `Err` holds why the request cannot be launched.
+/// take (the portal through `platform::portal::launch`); the checks are `platform::launch::start`.
+/// `Err` holds why the request cannot be launched.
 pub async fn create(ctx: &AppContext, request: &LaunchRequest) -> Result<Result<LaunchCreated, String>, AppError> {
     let server = AuthServer::new(ctx);
     launch::start(&server.ports(), request).await.map_err(AppError::internal)

@@ -124,6 +124,10 @@ impl ClientRegistry for MemoryClients {
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
         Ok(self.0.borrow().get(client_id).cloned())
     }
+
+    async fn all(&self) -> Result<Vec<Client>, StoreError> {
+        Ok(self.0.borrow().values().cloned().collect())
+    }
 }
 
 /// Client keys: an inline JWKS as registered; a JWKS URL answered from what the test
@@ -273,6 +277,14 @@ impl Accounts for MemoryAccounts {
     async fn add_grant(&self, username: &str, entry: &GrantEntry) -> Result<(), StoreError> {
         self.accounts.borrow_mut().entry(username.to_owned()).or_default().add_grant(entry.clone());
         Ok(())
+    }
+
+    async fn list_grants(&self, username: &str) -> Result<Vec<GrantEntry>, StoreError> {
+        Ok(self.grants(username))
+    }
+
+    async fn remove_grant(&self, username: &str, grant_id: &str) -> Result<bool, StoreError> {
+        Ok(self.accounts.borrow_mut().get_mut(username).is_some_and(|a| a.remove_grant(grant_id)))
     }
 }
 

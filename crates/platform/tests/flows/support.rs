@@ -175,3 +175,42 @@ pub fn backend_call(assertion: &str, scope: Option<&str>) -> FormPost {
     }
     form(&pairs)
 }
+
+/// The password of the users [`add_users`] registers.
+pub const USER_PASSWORD: &str = "correct horse battery";
+
+/// Registers users (`username`, `fhirUser`), displayed as "{username} (display)".
+pub fn add_users(server: &MemoryAuthServer, users: &[(&str, &str)]) {
+    for (username, fhir_user) in users {
+        let registration = platform::users::UserRegistration {
+            username: username.to_string(),
+            display_name: format!("{username} (display)"),
+            fhir_user: fhir_user.to_string(),
+            password: USER_PASSWORD.into(),
+        };
+        server.users.add(block_on(registration.into_user(&platform::memory::Pbkdf2Hasher, &platform::memory::SeededRandom::default())).unwrap());
+    }
+}
+
+/// A form a page posts, from `browser`.
+pub fn page_form(browser: &platform::signin::Browser, pairs: &[(&str, &str)]) -> platform::signin::PageForm {
+    platform::signin::PageForm { form: Ok(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), browser: browser.clone() }
+}
+
+/// A browser signed in as `username` with the server's own login (the management page's and
+/// the portal's sign-in form).
+pub fn signed_in(server: &MemoryAuthServer, username: &str) -> platform::signin::Browser {
+    use platform::signin::password::{self, PasswordSignIn};
+    let browser = platform::signin::Browser { ip: "192.0.2.7".into(), ..Default::default() };
+    let form = page_form(&browser, &[("csrf", "double-submit"), ("username", username), ("password", USER_PASSWORD)]);
+    let PasswordSignIn::SignedIn { cookie } = block_on(password::sign_in(&server.signin_ports(), &form, Some("double-submit"))).unwrap() else {
+        panic!("{username} could not sign in")
+    };
+    platform::signin::Browser { session: Some(cookie), ..browser }
+}
+
+/// The session-bound CSRF token of a signed-in browser's pages.
+pub fn session_csrf(browser: &platform::signin::Browser) -> String {
+    let handle = platform::accounts::SessionHandle::parse(browser.session.as_deref().expect("signed in")).expect("a session handle");
+    platform::accounts::AccountState::csrf_for(&handle)
+}
