@@ -112,9 +112,59 @@ pub fn expect(world: &World, grant: &Grant, op: &Op) -> Outcome {
         Op::Create { res } => policy.create(&Target::created_with_fresh_id(res)),
         Op::Update { res } => policy.update(res),
         Op::Delete { rtype, id } => policy.delete(rtype, id),
+        Op::Transaction { entries } if names_a_resource_twice(world, entries) => Outcome::Rejected,
         Op::Transaction { entries } => policy.transaction(entries),
-        Op::Batch { entries } => Outcome::Entries(policy.entry_outcomes(entries)),
+        Op::Batch { entries } => Outcome::Entries(batch_outcomes(world, grant, entries)),
     }
+}
+
+/// A batch runs its entries one after another (FHIR R4 §3.1.0.11.1: each is processed on its
+/// own): an entry meets the world as the entries before it left it.
+fn batch_outcomes(world: &World, grant: &Grant, entries: &[Entry]) -> Vec<Outcome> {
+    let scopes = resource_scopes(grant);
+    let mut world = world.clone();
+    let mut outcomes = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        let outcome = Policy { world: &world, grant, scopes: &scopes }.entry_outcome(entry);
+        let written = match (entry, &outcome) {
+            (Entry::Post { res, .. }, Outcome::Created) => {
+                // A fresh server id is unknown here; no later entry of the batch can name it.
+                let id = created_id(&world, entry).unwrap_or_else(|| format!("~fresh-{n}"));
+                let patient = if res.rtype == "Patient" { Some(id.clone()) } else { res.patient.clone() };
+                Some(Res { id, patient, ..res.clone() })
+            }
+            (Entry::Put { res }, Outcome::Created | Outcome::Updated) => Some(res.clone()),
+            _ => None,
+        };
+        if let Some(res) = written {
+            world.resources.retain(|r| !(r.rtype == res.rtype && r.id == res.id));
+            world.resources.push(res);
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// A transaction is one write of all its entries, so two entries must not name the same
+/// resource (a PUT's id, or the free `urn:uuid` id a POST asks for), nor share a `fullUrl`.
+fn names_a_resource_twice(world: &World, entries: &[Entry]) -> bool {
+    let full_urls: Vec<&String> = entries.iter().filter_map(|e| if let Entry::Post { full_url_id: Some(u), .. } = e { Some(u) } else { None }).collect();
+    if full_urls.iter().enumerate().any(|(i, u)| full_urls[..i].contains(u)) {
+        return true;
+    }
+    let mut named = Vec::new();
+    for entry in entries {
+        let rtype = match entry {
+            Entry::Post { res, .. } | Entry::Put { res } => &res.rtype,
+        };
+        if let Some(id) = created_id(world, entry) {
+            if named.contains(&(rtype, id.clone())) {
+                return true;
+            }
+            named.push((rtype, id));
+        }
+    }
+    false
 }
 
 /// Whether a DELETE of `rtype/id` by `grant` really removes something (a `Deleted` answer
