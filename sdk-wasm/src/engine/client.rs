@@ -143,11 +143,13 @@ impl<'e, E: Environment> Client<'e, E> {
     /// entries' resources), passed through as the server sent it.
     pub async fn request(&mut self, call: FhirCall, paging: Paging) -> Result<String, SdkError> {
         let mut url = url::resolve(&self.session.server_url, &call.url);
-        let mut pages = Vec::new();
+        // Each page is parsed once, for its `next` link and (with `flat`) its entries.
+        let mut pages: Vec<(String, Option<Result<Json, crate::json::Error>>)> = Vec::new();
         loop {
             let page = self.once(&call, &url).await?;
-            let next = if call.method == "GET" { next_link(&page) } else { None };
-            pages.push(page);
+            let parsed = (call.method == "GET" || paging.flat).then(|| Json::parse(&page));
+            let next = if call.method == "GET" { parsed.as_ref().and_then(|p| p.as_ref().ok()).and_then(next_link) } else { None };
+            pages.push((page, parsed));
             match next {
                 Some(next) if paging.page_limit == 0 || pages.len() < paging.page_limit => url = next,
                 _ => break,
@@ -155,13 +157,18 @@ impl<'e, E: Environment> Client<'e, E> {
         }
         if paging.flat {
             let mut resources = Vec::new();
-            for page in &pages {
-                let parsed = Json::parse(page).map_err(|e| SdkError::new("invalid_response", format!("{url}: {e}")))?;
+            for (_, parsed) in &pages {
+                let parsed = match parsed {
+                    Some(Ok(parsed)) => parsed,
+                    Some(Err(e)) => return Err(SdkError::new("invalid_response", format!("{url}: {e}"))),
+                    None => continue,
+                };
                 let entries = parsed.get("entry").and_then(Json::as_array).unwrap_or_default();
                 resources.extend(entries.iter().filter_map(|e| e.get("resource")).map(Json::to_string));
             }
             return Ok(format!("[{}]", resources.join(",")));
         }
+        let mut pages: Vec<String> = pages.into_iter().map(|(page, _)| page).collect();
         Ok(if pages.len() == 1 { pages.pop().unwrap_or_default() } else { format!("[{}]", pages.join(",")) })
     }
 
@@ -190,8 +197,7 @@ impl<'e, E: Environment> Client<'e, E> {
 }
 
 /// The absolute `next` link of a Bundle.
-fn next_link(page: &str) -> Option<String> {
-    let page = Json::parse(page).ok()?;
+fn next_link(page: &Json) -> Option<String> {
     let links = page.get("link").and_then(Json::as_array)?;
     let next = links.iter().find(|l| l.get("relation").and_then(Json::as_str) == Some("next"))?;
     next.get("url").and_then(Json::as_str).filter(|u| url::is_absolute(u)).map(str::to_owned)

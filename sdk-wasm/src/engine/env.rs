@@ -55,7 +55,7 @@ impl HttpRequest {
     }
 
     pub fn form(url: impl Into<String>, pairs: &[(&str, &str)]) -> HttpRequest {
-        let body = pairs.iter().map(|(k, v)| format!("{}={}", super::url::encode(k), super::url::encode(v))).collect::<Vec<_>>().join("&");
+        let body = super::url::with_pairs(pairs);
         HttpRequest {
             method: "POST",
             url: url.into(),

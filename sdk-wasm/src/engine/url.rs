@@ -84,8 +84,8 @@ pub fn without(url: &str, names: &[&str]) -> String {
     out
 }
 
-pub fn with_pairs(pairs: &[(String, String)]) -> String {
-    let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+pub fn with_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k.as_ref()), encode(v.as_ref()))).collect();
     encoded.join("&")
 }
 
