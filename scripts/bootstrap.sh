@@ -5,8 +5,6 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
-WORKER_BUILD_VERSION=0.8.7   # must share major.minor with the `worker` crate
-
 has_version() { command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qE "(^| )v?$2\$"; }
 
 # Debian: chromium + chromium-driver for the browser tests (no browser download from elsewhere).
@@ -43,10 +41,6 @@ WASM_BINDGEN_VERSION="$(node --input-type=module -e '
 [ -n "$WASM_BINDGEN_VERSION" ] || { echo "bootstrap: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 
 # Compiled from crates.io: the prebuilt binaries these tools would fetch live on GitHub.
-if ! has_version worker-build "$WORKER_BUILD_VERSION"; then
-  step "cargo install worker-build $WORKER_BUILD_VERSION"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
-fi
 if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   # Not --locked: its lockfile pins a webpki-roots version crates.io no longer serves.

@@ -42,6 +42,6 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 sed "s/smart_edge_sdk_bg\.wasm/smart_edge_sdk_bg.$hash.wasm/g" sdk-wasm/pkg/smart_edge_sdk.js > "$work/smart_edge_sdk.js"
 cp sdk-wasm/js/smart-edge.js "$work/"
-"$ESBUILD_BIN" "$work/smart-edge.js" --bundle --minify --format=esm --log-level=warning --outfile=demo-app/sdk/smart-edge.js
+esbuild "$work/smart-edge.js" --bundle --minify --format=esm --log-level=warning --outfile=demo-app/sdk/smart-edge.js
 cp sdk-wasm/js/smart-edge.d.ts demo-app/sdk/
 grep -q "smart_edge_sdk_bg.$hash.wasm" demo-app/sdk/smart-edge.js || { echo "build-sdk: the bundle does not name the wasm as expected" >&2; exit 1; }

@@ -1,0 +1,88 @@
+// The Worker's JavaScript entry (bundled by scripts/build-worker.sh into worker/build/index.js).
+//
+// wasm-bindgen turns the Rust crate into `smart_edge.js` + `smart_edge_bg.wasm`; this file hands
+// workerd what it asks for: a default export with `fetch`, and the Durable Object classes named
+// in wrangler.toml. It also restarts the wasm instance after a Rust panic or a trap: its memory
+// is then undefined, so the next call resets the instance (wasm-bindgen's
+// `--experimental-reset-state-function`) and Durable Objects rebuild their Rust half, instead of
+// one bad request poisoning every later one in the isolate.
+import { WorkerEntrypoint } from "cloudflare:workers";
+import * as rust from "./smart_edge.js";
+
+// Shared with the `worker` crate's panic hook, which sets `criticalError`.
+const state = rust.__worker_init_state();
+
+function restartIfBroken() {
+  if (!state.criticalError) return;
+  console.error("smart-edge: restarting the wasm instance after a panic");
+  rust.__wbg_reset_state();
+  state.criticalError = false;
+  state.instanceId++;
+}
+
+function noteTrap(error) {
+  if (error instanceof WebAssembly.RuntimeError) state.criticalError = true;
+}
+
+addEventListener("error", (event) => noteTrap(event.error));
+
+async function guarded(call) {
+  restartIfBroken();
+  try {
+    return await call();
+  } catch (error) {
+    noteTrap(error);
+    throw error;
+  }
+}
+
+export default class SmartEdge extends WorkerEntrypoint {
+  fetch(request) {
+    return guarded(() => rust.fetch(request, this.env, this.ctx));
+  }
+}
+
+// A Rust Durable Object class behind a JavaScript one that rebuilds the Rust object when the
+// wasm instance it lives in was restarted. Every method of the Rust class (fetch, alarm, the
+// WebSocket handlers) is forwarded.
+function durableObject(Rust) {
+  class DurableObjectShim {
+    #args;
+    #object;
+    #instance = -1;
+
+    constructor(...args) {
+      this.#args = args;
+      restartIfBroken();
+      this.#current();
+    }
+
+    #current() {
+      if (this.#instance !== state.instanceId) {
+        this.#object = new Rust(...this.#args);
+        this.#instance = state.instanceId;
+      }
+      return this.#object;
+    }
+
+    forward(name, args) {
+      return guarded(() => this.#current()[name](...args));
+    }
+  }
+  const internal = new Set(["constructor", "free"]);
+  for (const name of Object.getOwnPropertyNames(Rust.prototype)) {
+    if (internal.has(name) || name.startsWith("__")) continue;
+    DurableObjectShim.prototype[name] = function (...args) {
+      return this.forward(name, args);
+    };
+  }
+  Object.defineProperty(DurableObjectShim, "name", { value: Rust.name });
+  return DurableObjectShim;
+}
+
+// The classes wrangler.toml binds ([[durable_objects.bindings]] class_name).
+export const KeyVault = durableObject(rust.KeyVault);
+export const Grant = durableObject(rust.Grant);
+export const Account = durableObject(rust.Account);
+export const FhirPartition = durableObject(rust.FhirPartition);
+export const AssertionLog = durableObject(rust.AssertionLog);
