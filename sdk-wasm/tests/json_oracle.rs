@@ -878,7 +878,27 @@ enum Kind {
 /// A member name, what its value should be, whether the struct requires it.
 type Field = (&'static str, Kind, bool);
 
-const IDENTIFIER: &[Field] = &[("use", Kind::Str, false), ("system", Kind::Str, false), ("value", Kind::Str, false)];
+const CODING: &[Field] = &[
+    ("system", Kind::Str, false),
+    ("version", Kind::Str, false),
+    ("code", Kind::Str, false),
+    ("display", Kind::Str, false),
+    ("userSelected", Kind::Bool, false),
+];
+const CODEABLE_CONCEPT: &[Field] = &[("coding", Kind::Objs(CODING), false), ("text", Kind::Str, false)];
+const PERIOD: &[Field] = &[("start", Kind::Str, false), ("end", Kind::Str, false)];
+/// The identifier inside an assigner (one level deep, so that the generators end).
+const INNER_IDENTIFIER: &[Field] = &[("use", Kind::Str, false), ("system", Kind::Str, false), ("value", Kind::Str, false)];
+const REFERENCE: &[Field] =
+    &[("reference", Kind::Str, false), ("type", Kind::Str, false), ("identifier", Kind::Obj(INNER_IDENTIFIER), false), ("display", Kind::Str, false)];
+const IDENTIFIER: &[Field] = &[
+    ("use", Kind::Str, false),
+    ("type", Kind::Obj(CODEABLE_CONCEPT), false),
+    ("system", Kind::Str, false),
+    ("value", Kind::Str, false),
+    ("period", Kind::Obj(PERIOD), false),
+    ("assigner", Kind::Obj(REFERENCE), false),
+];
 const FHIR_CONTEXT_ITEM: &[Field] = &[
     ("reference", Kind::Str, false),
     ("canonical", Kind::Str, false),
@@ -1171,12 +1191,12 @@ fn launch_context_reads_alike() {
 fn structs_from_arrays_are_serde_s_alone() {
     let text = r#"{"access_token":"a","token_type":"B","fhirContext":[["Encounter/1"],{"identifier":["official","urn:s","v"]}]}"#;
     let theirs = serde_json::from_str::<TokenResponse>(text).unwrap();
-    assert_eq!(theirs.fhir_context.len(), 2);
-    assert_eq!(theirs.fhir_context[0].reference.as_deref(), Some("Encounter/1"));
+    assert_eq!(theirs.context.fhir_context.len(), 2);
+    assert_eq!(theirs.context.fhir_context[0].reference.as_deref(), Some("Encounter/1"));
     let json = Json::parse(text).unwrap();
     let ours = TokenResponse::read(&json).unwrap();
-    assert_eq!(ours.fhir_context.len(), 1);
-    assert_eq!(ours.fhir_context[0].identifier, None);
+    assert_eq!(ours.context.fhir_context.len(), 1);
+    assert_eq!(ours.context.fhir_context[0].identifier, None);
     let map: Map<String, Value> = serde_json::from_str(text).unwrap();
     assert!(struct_from_array(&map, TOKEN_RESPONSE));
     assert_eq!(TokenResponse::read(&map), Ok(ours));

@@ -7,7 +7,7 @@
 //! it is bound to its client (`aud`) and it expires ([`LAUNCH_LIFETIME_SECS`]).
 //!
 //! Two rules close what a signed value alone cannot: when the EHR names its `user`, only
-//! that user may complete the launch (`sub`, checked by `grants::Interaction::may_complete`);
+//! that user may complete the launch (`sub`, checked by `grants::PendingAuthorization::may_complete`);
 //! and a launch is single use: its `jti` is recorded by the first authorization request that
 //! presents it (a strongly consistent log, the caller's port), and any later one is refused.
 
@@ -25,42 +25,11 @@ pub const LAUNCH_TYP: &str = "smart-launch+jwt";
 /// How long an app has between the EHR's launch and its authorization request.
 pub const LAUNCH_LIFETIME_SECS: i64 = 300;
 
-/// One `fhirContext` entry (SMART 2.2 §2.0.10.1): a reference, canonical or identifier, with
-/// an optional type and role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FhirContextItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canonical: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<serde_json::Value>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-}
-
-/// What an EHR launch hands the app (through the token response).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LaunchContext {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patient: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encounter: Option<String>,
-    #[serde(default, rename = "fhirContext", skip_serializing_if = "Vec::is_empty")]
-    pub fhir_context: Vec<FhirContextItem>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub need_patient_banner: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smart_style_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-}
+/// The launch context and its `fhirContext` entries are the protocol's
+/// (`smart_protocol::launch`), one definition for the launch API, the grant records that store
+/// them, the token and introspection responses and the SDK.
+pub use smart_protocol::datatypes::Identifier;
+pub use smart_protocol::launch::{FhirContextItem, LaunchContext};
 
 /// The EHR's request to `POST /auth/ehr/launch`.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +51,10 @@ pub enum LaunchError {
     BadId,
     #[error("each fhirContext item needs exactly one of reference, canonical or identifier")]
     BadFhirContext,
+    #[error(
+        "a fhirContext item has only reference, canonical, identifier (a FHIR Identifier: use, type, system, value, period, assigner), type and role, each of its JSON type"
+    )]
+    BadFhirContextMember,
     #[error("smart_style_url must be an absolute https URL (http only on loopback)")]
     BadStyleUrl,
     #[error("the client has no launch_uri registered")]
@@ -124,8 +97,13 @@ pub struct ResolvedLaunch {
     pub exp: i64,
 }
 
-impl LaunchContext {
-    pub fn validate(&self) -> Result<(), LaunchError> {
+/// The launch API's checks of a context.
+pub trait ValidLaunchContext {
+    fn validate(&self) -> Result<(), LaunchError>;
+}
+
+impl ValidLaunchContext for LaunchContext {
+    fn validate(&self) -> Result<(), LaunchError> {
         for id in [&self.patient, &self.encounter].into_iter().flatten() {
             if !is_fhir_id(id) {
                 return Err(LaunchError::BadId);
@@ -148,13 +126,38 @@ impl LaunchContext {
 }
 
 impl LaunchRequest {
+    /// The request, strictly: unknown members are refused (at the top level by serde, in a
+    /// `fhirContext` item by [`read_exactly`]), where storage and the token response read the
+    /// same types leniently.
     pub fn parse(body: &str) -> Result<Self, LaunchError> {
         let request: Self = serde_json::from_str(body).map_err(|e| LaunchError::Invalid(e.to_string()))?;
         if request.user.as_deref().is_some_and(|u| !crate::users::valid_username(u)) {
             return Err(LaunchError::BadUser);
         }
+        let raw: serde_json::Value = serde_json::from_str(body).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        if !read_exactly(raw.get("fhirContext"), &request.context.fhir_context) {
+            return Err(LaunchError::BadFhirContextMember);
+        }
         request.context.validate()?;
         Ok(request)
+    }
+}
+
+/// Whether the `fhirContext` items were read without dropping anything: an unknown member, or
+/// one of the wrong JSON type (an identifier that is no object, a `system` that is a number),
+/// is read as absent, so the items written back differ from what was sent. A `null` member is
+/// absent in both.
+fn read_exactly(sent: Option<&serde_json::Value>, read: &[FhirContextItem]) -> bool {
+    fn without_nulls(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(members) => members.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+            serde_json::Value::Array(items) => items.iter().map(without_nulls).collect(),
+            other => other.clone(),
+        }
+    }
+    match sent {
+        None | Some(serde_json::Value::Null) => read.is_empty(),
+        Some(sent) => serde_json::to_value(read).is_ok_and(|written| written == without_nulls(sent)),
     }
 }
 

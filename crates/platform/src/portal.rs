@@ -10,7 +10,7 @@
 
 use crate::clients::{Client, ClientType};
 use crate::fhir::search::{self, Search, MAX_OFFSET};
-use crate::launch::{LaunchContext, LaunchError, LaunchRequest};
+use crate::launch::{LaunchContext, LaunchError, LaunchRequest, ValidLaunchContext};
 use crate::users::is_fhir_id;
 use url::Url;
 

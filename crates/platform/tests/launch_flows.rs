@@ -60,3 +60,65 @@ fn unknown_clients_users_and_clients_that_cannot_be_launched_are_refused_in_that
     assert_eq!(start(&server, json!({"client_id": "app", "patient": "p-1"})).unwrap_err(), "the client has no launch_uri registered");
     assert_eq!(start(&server, json!({"client_id": "svc", "patient": "p-1"})).unwrap_err(), "the client is a backend service and cannot be launched");
 }
+
+/// A grant record as the server stored it before the launch context moved to smart-protocol
+/// (its `fhirContext` identifier was any JSON value, written by serde_json with sorted keys).
+const OLD_RECORD: &str = r#"{"state":"active","grant":{"client_id":"ehr-app","redirect_uri":"https://app.example/cb","code_challenge":"c","scope":"launch openid patient/*.rs","nonce":null,"user":{"username":"alice","display_name":"Alice","fhir_user":"Practitioner/pr-1","auth_time":1,"session_id":"s"},"context":{"patient":"p-1","encounter":"e-1","fhirContext":[{"reference":"Observation/o-1","role":"launch"},{"identifier":{"assigner":{"display":"General Hospital"},"period":{"start":"2020-01-01"},"system":"urn:mrn","type":{"coding":[{"code":"MR","system":"http://terminology.hl7.org/CodeSystem/v2-0203"}],"text":"MRN"},"use":"official","value":"123"},"type":"Patient"}],"intent":"reconcile-medications","need_patient_banner":false,"smart_style_url":"https://ehr.example/style.json","tenant":"t-1"},"authorized_at":2,"public_client":true},"issued_at":3,"refresh":null,"code_hash":"h"}"#;
+
+#[test]
+fn a_grant_record_stored_before_reads_and_writes_back_byte_for_byte() {
+    let record: platform::grants::GrantRecord = serde_json::from_str(OLD_RECORD).unwrap();
+    assert_eq!(serde_json::to_string(&record).unwrap(), OLD_RECORD);
+    let platform::grants::GrantRecord::Active { grant, .. } = &record else { panic!("{record:?}") };
+    let identifier = grant.context.fhir_context[1].identifier.as_ref().unwrap();
+    assert_eq!((identifier.system.as_deref(), identifier.value.as_deref()), (Some("urn:mrn"), Some("123")));
+    assert_eq!(identifier.type_.as_ref().unwrap().coding[0].code.as_deref(), Some("MR"));
+}
+
+#[test]
+fn a_stored_identifier_of_another_shape_does_not_fail_its_grant_record() {
+    // Before, the launch API stored any JSON value as an identifier: unknown members and
+    // wrongly typed ones are read as absent, a value that is no object as no identifier.
+    let odd = OLD_RECORD
+        .replace(r#""system":"urn:mrn""#, r#""system":7,"extension":[{"url":"x"}],"id":"i1""#)
+        .replace(r#"{"reference":"Observation/o-1","role":"launch"}"#, r#"{"identifier":"urn:mrn|9","role":"launch"}"#);
+    let record: platform::grants::GrantRecord = serde_json::from_str(&odd).unwrap();
+    let platform::grants::GrantRecord::Active { grant, .. } = &record else { panic!("{record:?}") };
+    let items = &grant.context.fhir_context;
+    assert_eq!((items[0].identifier.as_ref(), items[0].role.as_deref()), (None, Some("launch")));
+    let identifier = items[1].identifier.as_ref().unwrap();
+    assert_eq!((identifier.system.as_deref(), identifier.value.as_deref()), (None, Some("123")));
+    assert_eq!(grant.context.tenant.as_deref(), Some("t-1"));
+    // What is read is written (and so shown in the token response) without the odd members.
+    let written = serde_json::to_value(&grant.context).unwrap();
+    assert_eq!(written["fhirContext"][1]["identifier"].get("extension"), None);
+}
+
+#[test]
+fn the_launch_api_takes_a_full_identifier_and_refuses_members_it_would_drop() {
+    let parse = |context: serde_json::Value| {
+        let mut request = json!({"client_id": "ehr-app", "patient": "p-1"});
+        request["fhirContext"] = context;
+        LaunchRequest::parse(&request.to_string())
+    };
+    let full = json!([{"identifier": {"use": "official", "type": {"coding": [{"system": "urn:t", "version": "1", "code": "MR", "display": "MRN", "userSelected": true}], "text": "MRN"},
+        "system": "urn:mrn", "value": "123", "period": {"start": "2020", "end": "2030"},
+        "assigner": {"reference": "Organization/o", "type": "Organization", "identifier": {"system": "urn:org", "value": "1"}, "display": "Org"}}, "type": "Patient"}]);
+    let request = parse(full.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&request.context.fhir_context).unwrap(), full);
+    // null members are absent, as before.
+    assert!(parse(json!([{"reference": "Patient/p-1", "canonical": null, "identifier": null}])).is_ok());
+    assert!(parse(json!([{"identifier": {"system": "urn:s", "value": null}}])).is_ok());
+    for odd in [
+        json!([{"reference": "Patient/p-1", "surprise": 1}]),
+        json!([{"identifier": "urn:s|v"}]),
+        json!([{"identifier": {"system": "urn:s", "extension": []}}]),
+        json!([{"identifier": {"system": 7}}]),
+        json!([{"identifier": {"type": {"coding": [{"code": 1}]}}}]),
+        json!([{"identifier": {"assigner": {"identifier": {"value": "1", "x": 2}}}}]),
+    ] {
+        assert_eq!(parse(odd.clone()).unwrap_err(), launch::LaunchError::BadFhirContextMember, "{odd}");
+    }
+    assert!(matches!(parse(json!([7])).unwrap_err(), launch::LaunchError::Invalid(_)));
+    assert!(matches!(LaunchRequest::parse(r#"{"client_id":"ehr-app","surprise":1}"#).unwrap_err(), launch::LaunchError::Invalid(_)));
+}

@@ -77,7 +77,7 @@ fn introspection_describes_a_token_to_its_client_or_a_resource_server_only() {
     let refresh = json_body(introspect(&server, &as_caller("rs", SECRET_RS, issued.refresh_token.as_deref().unwrap())));
     assert_eq!(
         (refresh["token_type"].clone(), refresh["fhirUser"].clone(), refresh["patient"].clone()),
-        (json!("refresh_token"), json!("Practitioner/pr-1"), json!("p-1"))
+        (json!("refresh_token"), json!("https://ehr.example/fhir/Practitioner/pr-1"), json!("p-1"))
     );
     // Another client learns nothing, exactly as for an unknown token.
     assert_eq!(json_body(introspect(&server, &as_caller("other", SECRET_OTHER, &issued.access_token))), json!({"active": false}));
@@ -163,7 +163,7 @@ fn a_backend_service_revokes_its_token_with_an_assertion_for_the_revocation_url(
     server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![key.to_public()] });
     let signed = |aud: &str, jti: &str| assertion(&key, json!({"iss": "svc", "sub": "svc", "aud": aud, "exp": START + 240, "jti": jti}));
     let TokenAnswer::Tokens(body) = answer(&server, &backend_call(&signed(TOKEN_URL, "j-1"), None)) else { panic!() };
-    let access = body["access_token"].as_str().unwrap().to_owned();
+    let access = body.access_token.clone();
     let with_assertion =
         |assertion: &str| form(&[("token", &access), ("client_assertion_type", platform::oauth::request::JWT_BEARER), ("client_assertion", assertion)]);
     // Introspecting its own token, with an assertion for the introspection URL.

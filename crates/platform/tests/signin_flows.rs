@@ -75,12 +75,12 @@ impl<'a> Tab<'a> {
 
     fn start(&self, params: &[(&str, &str)]) -> String {
         match self.authorize(params) {
-            Shown::Redirect(location) => location.strip_prefix("/auth/interaction?interaction=").expect("the steps page").to_owned(),
+            Shown::Redirect(location) => location.strip_prefix("/auth/sign-in?interaction=").expect("the steps page").to_owned(),
             other => panic!("{other:?}"),
         }
     }
 
-    /// `GET /auth/interaction?interaction={grant_id}`.
+    /// `GET /auth/sign-in?interaction={grant_id}`.
     fn visit(&self, grant_id: &str) -> Shown {
         let visit = Visit { grant_id: Some(grant_id.into()), browser: self.browser.borrow().clone() };
         self.keep(block_on(signin::visit(&self.server.signin_ports(), visit)).unwrap())
@@ -158,7 +158,7 @@ fn param<'v>(query: &'v [(String, String)], name: &str) -> Option<&'v str> {
 }
 
 fn next_step(grant_id: &str) -> Shown {
-    Shown::Redirect(format!("/auth/interaction?interaction={grant_id}"))
+    Shown::Redirect(format!("/auth/sign-in?interaction={grant_id}"))
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn standalone_launch_login_picker_consent_code_then_tokens() {
     // The code is the token endpoint's, once.
     let (tokens, body) = tokens(&server, &exchange(code, VERIFIER));
     assert_eq!(tokens.scope.as_deref(), Some("openid fhirUser launch/patient patient/*.rs"));
-    assert_eq!((tokens.patient.as_deref(), tokens.refresh_token.is_none()), (Some("p-1"), true));
+    assert_eq!((tokens.context.patient.as_deref(), tokens.refresh_token.is_none()), (Some("p-1"), true));
     assert_eq!(body["need_patient_banner"], true);
     assert_eq!(claims(&tokens.access_token)["sub"], "alice");
     assert_eq!(refused(&server, &exchange(code, VERIFIER)).0, "invalid_grant");
@@ -284,7 +284,7 @@ fn ehr_launch_is_for_the_ehrs_user_once() {
     let mut call = exchange(param(&back, "code").unwrap(), VERIFIER);
     call.form.as_mut().unwrap()[4].1 = "ehr-app".into();
     let (tokens, body) = tokens(&server, &call);
-    assert_eq!(tokens.patient.as_deref(), Some("p-1"));
+    assert_eq!(tokens.context.patient.as_deref(), Some("p-1"));
     assert_eq!(body.get("need_patient_banner"), None, "the EHR shows the patient");
 }
 
@@ -410,7 +410,7 @@ fn the_encounter_picker_and_a_remembered_consent() {
     let mut call = exchange(param(&code, "code").unwrap(), VERIFIER);
     call.form.as_mut().unwrap()[4].1 = "rem-app".into();
     let (tokens, body) = tokens(&server, &call);
-    assert_eq!((tokens.patient.as_deref(), body["encounter"].as_str()), (Some("p-1"), Some("e-1")));
+    assert_eq!((tokens.context.patient.as_deref(), body["encounter"].as_str()), (Some("p-1"), Some("e-1")));
 
     // Again in the same browser: the session is adopted and the remembered consent covers
     // the request, so after the pickers the browser goes straight back with a code.

@@ -37,7 +37,7 @@ fn authorization_code_with_pkce_end_to_end() {
     assert!(response.is_bearer());
     assert_eq!(response.expires_in, Some(3600));
     assert_eq!(response.scope.as_deref(), Some("openid fhirUser profile offline_access launch/patient patient/*.rs"));
-    assert_eq!(response.patient.as_deref(), Some("p-1"));
+    assert_eq!(response.context.patient.as_deref(), Some("p-1"));
     assert_eq!(body["need_patient_banner"], true, "a standalone launch: no EHR shows the patient");
     let refresh_token = GrantHandle::parse(response.refresh_token.as_deref().unwrap()).unwrap();
     assert_eq!(refresh_token.grant_id(), grant_id);
@@ -273,4 +273,86 @@ fn requests_that_are_not_token_requests() {
     // Malformed Basic credentials: invalid_client, and (the scheme unknown) a Bearer challenge.
     let malformed = FormPost { authorization: Some("Basic !!!".into()), ..form(&[("grant_type", "client_credentials")]) };
     assert_eq!(refused(&server, &malformed), ("invalid_client".into(), "the Basic credentials are malformed".into(), Some(ClientChallenge::Bearer)));
+}
+
+/// Introspection by `caller` (a confidential client with the shared secret) of `token`: the
+/// JSON body of its 200 answer.
+fn introspected(server: &platform::oauth::memory::MemoryAuthServer, caller: &str, token: &str) -> serde_json::Value {
+    let call = basic(form(&[("token", token)]), caller, &"s".repeat(40));
+    match block_on(platform::oauth::introspection::introspect(&server.ports(), &call)).unwrap() {
+        platform::oauth::introspection::Answer::Json { status: 200, body } => body,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The confidential web app's tokens for `scope`, through the code flow (an EHR launch with
+/// `launch` when given).
+fn web_tokens(
+    server: &platform::oauth::memory::MemoryAuthServer,
+    client_id: &str,
+    scope: &str,
+    launch: Option<platform::launch::LaunchContext>,
+) -> serde_json::Value {
+    let code = authorize_launch(server, client_id, scope, launch);
+    let call = form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]);
+    tokens(server, &basic(call, client_id, &"s".repeat(40))).1
+}
+
+#[test]
+fn introspection_gives_the_id_tokens_sub_and_fhir_user_and_fhir_user_only_with_openid_and_fhir_user() {
+    let server = server();
+    let body = web_tokens(&server, "web", "openid fhirUser offline_access launch/patient patient/*.rs", None);
+    let id_token = claims(body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["fhirUser"], "https://ehr.example/fhir/Practitioner/pr-1");
+    for token in [&body["access_token"], &body["refresh_token"]] {
+        let described = introspected(&server, "web", token.as_str().unwrap());
+        assert_eq!((&described["sub"], &described["fhirUser"], &described["iss"]), (&id_token["sub"], &id_token["fhirUser"], &id_token["iss"]), "{described}");
+    }
+    // Without fhirUser the ID token names no fhirUser, and neither does introspection; without
+    // openid there is no ID token at all.
+    for scope in ["openid offline_access launch/patient patient/*.rs", "fhirUser offline_access launch/patient patient/*.rs"] {
+        let body = web_tokens(&server, "web", scope, None);
+        let id_token = body["id_token"].as_str().map(claims);
+        assert!(id_token.is_none_or(|claims| !claims.contains_key("fhirUser")), "{scope}");
+        assert_eq!(body.get("id_token").is_some(), scope.starts_with("openid"));
+        for token in [&body["access_token"], &body["refresh_token"]] {
+            let described = introspected(&server, "web", token.as_str().unwrap());
+            assert_eq!((described["active"].clone(), described.get("fhirUser")), (json!(true), None), "{scope}: {described}");
+            assert_eq!(described["sub"], "alice");
+        }
+    }
+}
+
+#[test]
+fn introspection_echoes_the_launch_context_the_token_response_gave() {
+    let server = server();
+    let registration = json!({"client_id": "ehr-web", "client_name": "EHR Web", "client_type": "confidential-symmetric", "redirect_uris": [REDIRECT],
+        "scope": "launch openid fhirUser offline_access patient/*.rs", "client_secrets": ["s".repeat(40)], "launch_uri": "https://app.example/launch"});
+    server.clients.add(platform::clients::ClientRegistration::parse(&registration.to_string()).unwrap().into_client().unwrap());
+    let context: platform::launch::LaunchContext = serde_json::from_value(json!({
+        "patient": "p-1", "encounter": "e-1", "intent": "reconcile-medications", "need_patient_banner": false,
+        "smart_style_url": "https://ehr.example/style.json", "tenant": "t-1",
+        "fhirContext": [{"reference": "Observation/o-1", "role": "launch"}, {"canonical": "http://q.example/Questionnaire/q|1", "type": "Questionnaire"},
+            {"identifier": {"system": "urn:mrn", "value": "123", "use": "official", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "period": {"start": "2020-01-01"}, "assigner": {"display": "General Hospital"}}, "type": "Patient"}]
+    }))
+    .unwrap();
+    let body = web_tokens(&server, "ehr-web", "launch openid fhirUser offline_access patient/*.rs", Some(context.clone()));
+    let members = ["patient", "encounter", "fhirContext", "need_patient_banner", "smart_style_url", "intent", "tenant"];
+    assert_eq!(serde_json::from_value::<platform::launch::LaunchContext>(body.clone()).unwrap(), context, "the token response carries the launch context");
+    let echoes = |tokens: &serde_json::Value| {
+        for token in [&tokens["access_token"], &tokens["refresh_token"]] {
+            let described = introspected(&server, "ehr-web", token.as_str().unwrap());
+            for member in members {
+                assert!(!tokens[member].is_null(), "{member}");
+                assert_eq!((member, &described[member]), (member, &tokens[member]), "{described}");
+            }
+        }
+    };
+    echoes(&body);
+    let refreshed = tokens(&server, &basic(refresh(body["refresh_token"].as_str().unwrap()), "ehr-web", &"s".repeat(40))).1;
+    assert_eq!(serde_json::from_value::<platform::launch::LaunchContext>(refreshed.clone()).unwrap(), context, "a refresh carries it too");
+    echoes(&refreshed);
+    // Another client learns nothing of it.
+    assert_eq!(introspected(&server, "web", body["access_token"].as_str().unwrap()), json!({"active": false}));
 }

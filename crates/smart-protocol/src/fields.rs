@@ -7,11 +7,16 @@
 //! Two differences, by design: a member of the wrong type is read as absent (serde refuses the
 //! whole document), so a stray vendor value in an optional member does not stop a launch, while
 //! a required member of the wrong type is still missing; and an array where an object belongs
-//! is of the wrong type (serde's derive would read it as the struct's fields in order).
+//! is of the wrong type (serde's derive would read it as the struct's fields in order). An
+//! `Identifier` (and what it holds) is the exception: serde reads it through its reader here,
+//! so that a stored one of an unexpected shape never fails the record around it
+//! ([`crate::datatypes`]).
 
+use crate::datatypes::{CodeableConcept, Coding, Identifier, Period, Reference};
 use crate::discovery::SmartConfiguration;
 use crate::jose::RawHeader;
-use crate::token::{FhirContextItem, Identifier, TokenResponse};
+use crate::launch::{FhirContextItem, LaunchContext};
+use crate::token::TokenResponse;
 
 /// A JSON object, member by member.
 pub trait Object {
@@ -50,14 +55,24 @@ impl TokenResponse {
             scope: text(o, "scope"),
             refresh_token: text(o, "refresh_token"),
             id_token: text(o, "id_token"),
+            context: LaunchContext::read(o),
+        })
+    }
+}
+
+impl LaunchContext {
+    /// The launch context's members of `o` (a token or introspection response, or the context
+    /// alone).
+    pub fn read(o: &dyn Object) -> LaunchContext {
+        LaunchContext {
             patient: text(o, "patient"),
             encounter: text(o, "encounter"),
             fhir_context: o.objects("fhirContext").into_iter().map(FhirContextItem::read).collect(),
+            intent: text(o, "intent"),
             need_patient_banner: o.boolean("need_patient_banner"),
             smart_style_url: text(o, "smart_style_url"),
-            intent: text(o, "intent"),
             tenant: text(o, "tenant"),
-        })
+        }
     }
 }
 
@@ -73,9 +88,52 @@ impl FhirContextItem {
     }
 }
 
+/// Also serde's reading of an `Identifier` (see [`crate::datatypes`]).
 impl Identifier {
     pub fn read(o: &dyn Object) -> Identifier {
-        Identifier { use_: text(o, "use"), system: text(o, "system"), value: text(o, "value") }
+        Identifier {
+            assigner: o.object("assigner").map(Reference::read),
+            period: o.object("period").map(Period::read),
+            system: text(o, "system"),
+            type_: o.object("type").map(CodeableConcept::read),
+            use_: text(o, "use"),
+            value: text(o, "value"),
+        }
+    }
+}
+
+impl CodeableConcept {
+    pub fn read(o: &dyn Object) -> CodeableConcept {
+        CodeableConcept { coding: o.objects("coding").into_iter().map(Coding::read).collect(), text: text(o, "text") }
+    }
+}
+
+impl Coding {
+    pub fn read(o: &dyn Object) -> Coding {
+        Coding {
+            code: text(o, "code"),
+            display: text(o, "display"),
+            system: text(o, "system"),
+            user_selected: o.boolean("userSelected"),
+            version: text(o, "version"),
+        }
+    }
+}
+
+impl Period {
+    pub fn read(o: &dyn Object) -> Period {
+        Period { end: text(o, "end"), start: text(o, "start") }
+    }
+}
+
+impl Reference {
+    pub fn read(o: &dyn Object) -> Reference {
+        Reference {
+            display: text(o, "display"),
+            identifier: o.object("identifier").map(|i| Box::new(Identifier::read(i))),
+            reference: text(o, "reference"),
+            type_: text(o, "type"),
+        }
     }
 }
 

@@ -5,10 +5,13 @@
 //! so the client and the server share one definition of every protocol value.
 
 pub mod b64url;
+pub mod datatypes;
 pub mod discovery;
 pub mod error;
 pub mod fields;
+pub mod introspection;
 pub mod jose;
+pub mod launch;
 pub mod pkce;
 pub mod scopes;
 pub mod token;

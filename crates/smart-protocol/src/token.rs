@@ -5,36 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A FHIR `Identifier` as a `fhirContext` entry names it: `system` and `value` (and `use`).
-/// Its other elements (`type`, `period`, `assigner`) are not carried: a client that needs them
-/// keeps the raw response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Identifier {
-    #[serde(rename = "use", skip_serializing_if = "Option::is_none", default)]
-    pub use_: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub system: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub value: Option<String>,
-}
+pub use crate::datatypes::Identifier;
+pub use crate::launch::{FhirContextItem, LaunchContext};
 
-/// `fhirContext` entries (SMART 2.2 §2.0.9.3): a reference, a canonical or an identifier, with
-/// an optional `type` and `role`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct FhirContextItem {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reference: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub canonical: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub identifier: Option<Identifier>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
-    pub resource_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub role: Option<String>,
-}
-
-#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+/// What the token endpoint answers for every grant type (authorization code, refresh token,
+/// client credentials), and what the SDK reads.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TokenResponse {
     pub access_token: String,
     /// `Bearer` (compared case-insensitively, RFC 6749 §7.1).
@@ -47,20 +23,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub id_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub patient: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub encounter: Option<String>,
-    #[serde(rename = "fhirContext", skip_serializing_if = "Vec::is_empty", default)]
-    pub fhir_context: Vec<FhirContextItem>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub need_patient_banner: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub smart_style_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub intent: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tenant: Option<String>,
+    /// The launch context, its members at the top level of the response.
+    #[serde(flatten)]
+    pub context: LaunchContext,
 }
 
 /// The claims of this server's access tokens: RFC 9068 §2.2 (`iss`, `sub`, `aud`, `client_id`,
@@ -110,10 +75,8 @@ impl std::fmt::Debug for TokenResponse {
             .field("scope", &self.scope)
             .field("refresh_token", &redacted(&self.refresh_token))
             .field("id_token", &redacted(&self.id_token))
-            .field("patient", &self.patient)
-            .field("encounter", &self.encounter)
-            .field("fhir_context", &self.fhir_context)
-            .finish_non_exhaustive()
+            .field("context", &self.context)
+            .finish()
     }
 }
 
@@ -137,11 +100,11 @@ mod tests {
                 {"identifier": {"system": "urn:s", "value": "v", "period": {}}, "type": "Encounter"}], "x-vendor": 1});
         let t: TokenResponse = serde_json::from_value(body).unwrap();
         assert!(t.is_bearer());
-        assert_eq!(t.patient.as_deref(), Some("p1"));
-        assert_eq!(t.fhir_context[1].resource_type.as_deref(), Some("Questionnaire"));
+        assert_eq!(t.context.patient.as_deref(), Some("p1"));
+        assert_eq!(t.context.fhir_context[1].resource_type.as_deref(), Some("Questionnaire"));
         let back = serde_json::to_value(&t).unwrap();
         assert_eq!(back["fhirContext"][0]["reference"], "Encounter/e1");
-        assert_eq!(back["fhirContext"][2]["identifier"], json!({"system": "urn:s", "value": "v"}));
+        assert_eq!(back["fhirContext"][2]["identifier"], json!({"period": {}, "system": "urn:s", "value": "v"}));
         assert!(back.get("refresh_token").is_none());
         let shown = format!("{:?}", TokenResponse { refresh_token: Some("r-secret".into()), id_token: Some("i-secret".into()), ..t });
         assert!(!shown.contains("secret") && !shown.contains("\"a\"") && shown.contains("[redacted]"), "{shown}");

@@ -99,8 +99,8 @@ impl<'e, E: Environment> Client<'e, E> {
                     next.scope = scope;
                 }
                 // The launch context stays what the launch gave unless the refresh restates it.
-                next.patient = tokens.patient.or(next.patient);
-                next.encounter = tokens.encounter.or(next.encounter);
+                next.patient = tokens.context.patient.or(next.patient);
+                next.encounter = tokens.context.encounter.or(next.encounter);
                 store(env, &next);
                 Ok(next)
             })

@@ -116,8 +116,8 @@ async fn complete(env: &impl Environment, code: &str, state: &str) -> Result<Ses
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         expires_at: tokens.expires_in.map(|s| env.now() + s),
-        patient: tokens.patient,
-        encounter: tokens.encounter,
+        patient: tokens.context.patient,
+        encounter: tokens.context.encounter,
         id_token_claims: claims,
         fhir_user,
     };

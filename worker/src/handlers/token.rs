@@ -28,7 +28,7 @@ pub async fn decode(req: &mut Request) -> FormPost {
 /// The token response (`no-store`), or the OAuth error with its challenge.
 pub fn encode(answer: TokenAnswer) -> Response {
     match answer {
-        TokenAnswer::Tokens(body) => http::no_store(http::ok_json(&body)),
+        TokenAnswer::Tokens(body) => http::no_store(http::ok_json(&*body)),
         TokenAnswer::Refused { error, challenge } => refused(&error, challenge),
     }
 }

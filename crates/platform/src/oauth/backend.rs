@@ -10,11 +10,11 @@ use super::{refusal, Checked, Failure, OAuthPorts};
 use crate::grants::Command;
 use crate::jwt::sign_jwt;
 use crate::scope_policy;
-use serde_json::{json, Value};
 use smart_protocol::jose::JwsAlgorithm;
+use smart_protocol::token::TokenResponse;
 use smart_protocol::OAuthErrorCode;
 
-pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth, scope: Option<&str>) -> Checked<Value> {
+pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth, scope: Option<&str>) -> Checked<TokenResponse> {
     if !matches!(auth, ClientAuth::Assertion { .. }) {
         return Err(refusal(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion"));
     }
@@ -31,10 +31,11 @@ pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth
     }
     let claims = backend_access_claims(ports.urls, &client, &scope, &jti, &grant_id, now);
     let access = sign_jwt(&ring, ports.signer, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &claims, now).await?;
-    Ok(json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": BACKEND_TOKEN_LIFETIME_SECS,
-        "scope": scope.to_string(),
-    }))
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: Some(BACKEND_TOKEN_LIFETIME_SECS),
+        scope: Some(scope.to_string()),
+        ..TokenResponse::default()
+    })
 }

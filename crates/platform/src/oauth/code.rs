@@ -8,8 +8,8 @@ use crate::accounts::GrantEntry;
 use crate::grant_handle::GrantHandle;
 use crate::grants::{Command, Reply};
 use crate::secret::random_secret;
-use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
+use smart_protocol::token::TokenResponse;
 use smart_protocol::OAuthErrorCode;
 
 pub(super) async fn authorization_code(
@@ -18,7 +18,7 @@ pub(super) async fn authorization_code(
     code: &str,
     redirect_uri: Option<String>,
     code_verifier: String,
-) -> Checked<Value> {
+) -> Checked<TokenResponse> {
     let client = authenticated(ports, auth, None).await?;
     request::grant_allowed(&client, false)?;
     let code = GrantHandle::parse(code).ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the code is not valid"))?;

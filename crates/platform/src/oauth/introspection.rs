@@ -16,15 +16,19 @@
 //! other clients' tokens. Revocation accepts public clients (they name themselves), and a
 //! token is revoked only for the client it was issued to.
 
+use super::issue::{fhir_user_url, gives_fhir_user};
 use super::request::{self, ClientAuth};
 use super::{client_auth, ClientChallenge, Failure, FormPost, OAuthPorts};
 use crate::clients::{Client, ClientType};
 use crate::grant_handle::GrantHandle;
 use crate::grants::{AuthorizationGrant, Command, Reply};
 use crate::guard::{self, AccessGrant};
+use crate::launch::LaunchContext;
 use crate::secret::hash_matches;
 use crate::settings::IntrospectionStyle;
 use serde_json::{json, Value};
+use smart_protocol::introspection::IntrospectionResponse;
+use smart_protocol::scopes::ScopeSet;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// What to answer, for the edge to encode (always `no-store`).
@@ -48,13 +52,14 @@ pub async fn introspect(ports: &OAuthPorts<'_>, post: &FormPost) -> Result<Answe
         Err(refusal) => return Ok(refusal),
     };
     let found = find(ports, &presented, true).await?.filter(|found| may_introspect(&caller, found.client_id()));
+    let written = |response: &IntrospectionResponse| serde_json::to_value(response).map_err(|e| Failure::Unexpected(e.to_string()));
     Ok(match found {
-        Some(found) => Answer::Json { status: 200, body: describe(ports, found) },
+        Some(found) => Answer::Json { status: 200, body: written(&describe(ports, found))? },
         None if ports.settings.settings().await?.introspection_style == IntrospectionStyle::SmileCdr => Answer::Json {
             status: 404,
             body: json!({"active": false, "scope": "", "client_id": "", "username": "", "token_type": "", "exp": null, "iat": null, "sub": "", "aud": "", "iss": "", "jti": ""}),
         },
-        None => Answer::Json { status: 200, body: json!({ "active": false }) },
+        None => Answer::Json { status: 200, body: written(&IntrospectionResponse::inactive())? },
     })
 }
 
@@ -67,7 +72,7 @@ pub async fn revoke(ports: &OAuthPorts<'_>, post: &FormPost) -> Result<Answer, F
     };
     let target = match find(ports, &presented, false).await? {
         Some(Found::Refresh { grant_id, grant }) => Some((grant_id, grant.client_id)),
-        Some(Found::Access(grant)) => grant.grant_id.clone().map(|id| (id, grant.client_id.clone())),
+        Some(Found::Access { token, .. }) => token.grant_id.clone().map(|id| (id, token.client_id.clone())),
         None => None,
     };
     if let Some((grant_id, client_id)) = target {
@@ -113,16 +118,17 @@ async fn caller(ports: &OAuthPorts<'_>, post: &FormPost, endpoint: Endpoint) -> 
     }
 }
 
-/// What a presented token is, if it is one of ours and still alive.
+/// What a presented token is, if it is one of ours and still alive: an access token with the
+/// grant it belongs to (when its record was read and holds one), or a refresh token's grant.
 enum Found {
-    Access(Box<AccessGrant>),
+    Access { token: Box<AccessGrant>, grant: Option<Box<AuthorizationGrant>> },
     Refresh { grant_id: String, grant: Box<AuthorizationGrant> },
 }
 
 impl Found {
     fn client_id(&self) -> &str {
         match self {
-            Found::Access(grant) => &grant.client_id,
+            Found::Access { token, .. } => &token.client_id,
             Found::Refresh { grant, .. } => &grant.client_id,
         }
     }
@@ -142,51 +148,61 @@ async fn find(ports: &OAuthPorts<'_>, presented: &str, check_expiry: bool) -> Re
     }
     let ring = ports.keys.key_ring().await?;
     let now = if check_expiry { ports.clock.now() } else { 0 };
-    let Ok(grant) = guard::verify_access_token(presented, &ring, ports.verifier, ports.urls, now).await else { return Ok(None) };
-    if let (true, Some(id)) = (check_expiry, &grant.grant_id) {
-        if !matches!(ports.grants.apply(id, &Command::Status).await?, Ok(Reply::Active { .. } | Reply::BackendActive { .. })) {
-            return Ok(None);
+    let Ok(token) = guard::verify_access_token(presented, &ring, ports.verifier, ports.urls, now).await else { return Ok(None) };
+    let mut grant = None;
+    if let (true, Some(id)) = (check_expiry, &token.grant_id) {
+        match ports.grants.apply(id, &Command::Status).await? {
+            Ok(Reply::Active { grant: active, .. }) => grant = Some(active),
+            Ok(Reply::BackendActive { .. }) => {}
+            _ => return Ok(None),
         }
     }
-    Ok(Some(Found::Access(Box::new(grant))))
+    Ok(Some(Found::Access { token: Box::new(token), grant }))
 }
 
-/// The introspection response of an active token (RFC 7662 §2.2, with SMART's context).
-fn describe(ports: &OAuthPorts<'_>, found: Found) -> Value {
+/// The introspection response of an active token (RFC 7662 §2.2, SMART 2.2 "Token
+/// Introspection"): what the token response carried — scope, client, expiry and the launch
+/// context (the grant's, as the token response gave it) — with the ID token's `iss` and `sub`,
+/// and `fhirUser` as the ID token gives it (the absolute URL, only with `openid` and
+/// `fhirUser` granted).
+fn describe(ports: &OAuthPorts<'_>, found: Found) -> IntrospectionResponse {
+    let fhir_user = |scope: &ScopeSet, fhir_user: Option<&str>| fhir_user.filter(|_| gives_fhir_user(scope)).map(|u| fhir_user_url(ports.urls, u));
     match found {
-        Found::Access(grant) => {
-            let mut body = json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": grant.scope.to_string(),
-                "client_id": grant.client_id,
-                "sub": grant.sub,
-                "iss": ports.urls.issuer(),
-                "aud": ports.urls.fhir_base(),
-                "exp": grant.exp,
-                "iat": grant.iat,
-            });
-            for name in ["fhirUser", "patient", "encounter", "jti"] {
-                if let Some(value) = grant.claims.get(name) {
-                    body[name] = value.clone();
-                }
+        Found::Access { token, grant } => {
+            // A backend service's token has no grant record with a context (and no user).
+            let context = match grant {
+                Some(grant) => grant.context,
+                None => LaunchContext { patient: token.patient.clone(), encounter: token.encounter.clone(), ..LaunchContext::default() },
+            };
+            IntrospectionResponse {
+                active: true,
+                scope: Some(token.scope.to_string()),
+                client_id: Some(token.client_id.clone()),
+                token_type: Some("Bearer".into()),
+                exp: Some(token.exp),
+                iat: Some(token.iat),
+                sub: Some(token.sub.clone()),
+                aud: Some(ports.urls.fhir_base()),
+                iss: Some(ports.urls.issuer().to_owned()),
+                jti: token.claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+                fhir_user: fhir_user(&token.scope, token.fhir_user.as_deref()),
+                context,
+                ..IntrospectionResponse::default()
             }
-            body
         }
         Found::Refresh { grant, .. } => {
-            let mut body = json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "scope": grant.scope,
-                "client_id": grant.client_id,
-                "sub": grant.user.username,
-                "iss": ports.urls.issuer(),
-                "fhirUser": grant.user.fhir_user,
-            });
-            if let (Value::Object(context), Some(map)) = (serde_json::to_value(&grant.context).unwrap_or_default(), body.as_object_mut()) {
-                map.extend(context);
+            let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
+            IntrospectionResponse {
+                active: true,
+                fhir_user: fhir_user(&scope, Some(&grant.user.fhir_user)),
+                scope: Some(grant.scope),
+                client_id: Some(grant.client_id),
+                token_type: Some("refresh_token".into()),
+                sub: Some(grant.user.username),
+                iss: Some(ports.urls.issuer().to_owned()),
+                context: grant.context,
+                ..IntrospectionResponse::default()
             }
-            body
         }
     }
 }

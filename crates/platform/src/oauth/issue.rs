@@ -1,6 +1,7 @@
 //! What the tokens hold and signing them: the access token (RFC 9068, ES256, with the SMART
 //! launch context and the grant id revocation checks), the ID token (OpenID Connect Core §2,
-//! RS256), a backend service's access token, and the token response around them.
+//! RS256), a backend service's access token, and the token response around them
+//! (`smart_protocol::token::TokenResponse`, for every grant type).
 
 use super::{Failure, OAuthPorts};
 use crate::clients::Client;
@@ -11,7 +12,7 @@ use crate::secret::random_secret;
 use serde_json::{json, Map, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::scopes::{Scope, ScopeSet};
-use smart_protocol::token::AccessTokenClaims;
+use smart_protocol::token::{AccessTokenClaims, TokenResponse};
 use smart_protocol::ServerUrls;
 
 /// `typ` of access tokens (RFC 9068 §2.1).
@@ -40,7 +41,7 @@ pub(super) struct Tokens<'g> {
 }
 
 /// Signs the tokens and builds the response.
-pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<Value, Failure> {
+pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<TokenResponse, Failure> {
     let ring = ports.keys.key_ring().await?;
     let now = ports.clock.now();
     let jti = new_jti(ports)?;
@@ -51,7 +52,7 @@ pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<
         None => None,
     };
     let refresh_token = tokens.refresh_token.map(GrantHandle::encode);
-    Ok(issue.response(&access, id_token.as_deref(), refresh_token.as_deref()))
+    Ok(issue.response(access, id_token, refresh_token))
 }
 
 /// The access token of a backend service: no user, no launch context; `grant_id` is the
@@ -71,6 +72,19 @@ pub fn backend_access_claims(urls: &ServerUrls, client: &Client, scope: &ScopeSe
     }
 }
 
+/// Whether the user's `fhirUser` is told (the ID token, userinfo, introspection): with `openid`
+/// and `fhirUser` granted (SMART 2.2: with `openid`, `fhirUser` asks for the user's FHIR
+/// resource in the ID token; introspection then SHOULD give it too).
+pub fn gives_fhir_user(scope: &ScopeSet) -> bool {
+    scope.contains(&Scope::OpenId) && scope.contains(&Scope::FhirUser)
+}
+
+/// The user's FHIR resource (`Practitioner/…`, as registered) as the absolute URL the ID token,
+/// userinfo and introspection give.
+pub fn fhir_user_url(urls: &ServerUrls, fhir_user: &str) -> String {
+    format!("{}/{fhir_user}", urls.fhir_base())
+}
+
 /// Everything that goes into one token response.
 pub struct Issue<'a> {
     pub urls: &'a ServerUrls,
@@ -88,7 +102,7 @@ impl Issue<'_> {
     }
 
     fn fhir_user_url(&self) -> String {
-        format!("{}/{}", self.urls.fhir_base(), self.grant.user.fhir_user)
+        fhir_user_url(self.urls, &self.grant.user.fhir_user)
     }
 
     /// RFC 9068 access token claims, with the SMART context the resource server needs and the
@@ -127,7 +141,7 @@ impl Issue<'_> {
         if let (true, Some(nonce)) = (with_nonce, &self.grant.nonce) {
             claims.insert("nonce".into(), json!(nonce));
         }
-        if self.scope.contains(&Scope::FhirUser) {
+        if gives_fhir_user(self.scope) {
             claims.insert("fhirUser".into(), json!(self.fhir_user_url()));
         }
         if self.scope.contains(&Scope::Profile) {
@@ -136,24 +150,16 @@ impl Issue<'_> {
         Some(Value::Object(claims))
     }
 
-    /// The JSON body of the token response (RFC 6749 §5.1 + SMART launch context).
-    pub fn response(&self, access_token: &str, id_token: Option<&str>, refresh_token: Option<&str>) -> Value {
-        let mut body = json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in(),
-            "scope": self.scope.to_string(),
-        });
-        let map = body.as_object_mut().expect("an object");
-        if let Some(id_token) = id_token {
-            map.insert("id_token".into(), json!(id_token));
+    /// The token response (RFC 6749 §5.1 + the SMART launch context + the ID token).
+    pub fn response(&self, access_token: String, id_token: Option<String>, refresh_token: Option<String>) -> TokenResponse {
+        TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: Some(self.expires_in()),
+            scope: Some(self.scope.to_string()),
+            refresh_token,
+            id_token,
+            context: self.grant.context.clone(),
         }
-        if let Some(refresh_token) = refresh_token {
-            map.insert("refresh_token".into(), json!(refresh_token));
-        }
-        if let Ok(Value::Object(context)) = serde_json::to_value(&self.grant.context) {
-            map.extend(context);
-        }
-        body
     }
 }

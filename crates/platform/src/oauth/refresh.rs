@@ -9,11 +9,11 @@ use crate::clients::Client;
 use crate::grant_handle::GrantHandle;
 use crate::grants::{self, AuthorizationGrant, Command, Reply};
 use crate::secret::random_secret;
-use serde_json::Value;
 use smart_protocol::scopes::ScopeSet;
+use smart_protocol::token::TokenResponse;
 use smart_protocol::OAuthErrorCode;
 
-pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_token: &str, scope: Option<&str>) -> Checked<Value> {
+pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_token: &str, scope: Option<&str>) -> Checked<TokenResponse> {
     let named = named_client(ports, auth).await?;
     let presented = GrantHandle::parse(refresh_token).ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the refresh token is not valid"))?;
     // The grant object checks the token (current, or the previous one within the grace

@@ -4,14 +4,14 @@
 use super::request::{self, ClientAuth, GrantRequest};
 use super::{refusal, ClientChallenge, Failure, FormPost, FormProblem, OAuthPorts, Stop};
 use crate::grants::GrantError;
-use serde_json::Value;
+use smart_protocol::token::TokenResponse;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// What to answer, for the edge to encode.
 #[derive(Clone, PartialEq)]
 pub enum TokenAnswer {
     /// 200, `no-store`: the token response (RFC 6749 §5.1 + SMART launch context).
-    Tokens(Value),
+    Tokens(Box<TokenResponse>),
     /// The OAuth error (its status follows from the code), with the `WWW-Authenticate`
     /// challenge when it is due.
     Refused { error: OAuthError, challenge: Option<ClientChallenge> },
@@ -60,7 +60,7 @@ pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswe
         GrantRequest::ClientCredentials { scope } => super::backend::client_credentials(ports, auth, scope.as_deref()).await,
     };
     match outcome {
-        Ok(body) => Ok(TokenAnswer::Tokens(body)),
+        Ok(body) => Ok(TokenAnswer::Tokens(Box::new(body))),
         Err(Stop::Refuse(e)) => Ok(TokenAnswer::refuse(e, Some(auth))),
         Err(Stop::Fail(failure)) => Err(failure),
     }
@@ -96,7 +96,8 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_tokens() {
-        let answer = TokenAnswer::Tokens(serde_json::json!({"access_token": "a.b.c", "refresh_token": "g.s3cret"}));
+        let tokens = TokenResponse { access_token: "a.b.c".into(), refresh_token: Some("g.s3cret".into()), ..TokenResponse::default() };
+        let answer = TokenAnswer::Tokens(Box::new(tokens));
         assert_eq!(format!("{answer:?}"), "Tokens([redacted])");
     }
 }

@@ -34,9 +34,9 @@ pub async fn userinfo(ports: &OAuthPorts<'_>, authorization: Option<&str>) -> Re
         return Ok(UserinfoAnswer::InsufficientScope { error, challenge });
     }
     let mut claims = json!({ "sub": grant.sub });
-    if grant.scope.contains(&Scope::FhirUser) {
+    if super::issue::gives_fhir_user(&grant.scope) {
         if let Some(fhir_user) = &grant.fhir_user {
-            claims["fhirUser"] = json!(format!("{}/{fhir_user}", ports.urls.fhir_base()));
+            claims["fhirUser"] = json!(super::issue::fhir_user_url(ports.urls, fhir_user));
         }
     }
     if grant.scope.contains(&Scope::Profile) {

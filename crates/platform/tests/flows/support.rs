@@ -9,7 +9,7 @@ use futures::executor::block_on;
 use platform::authorize::{AuthorizationRequest, Prompt};
 use platform::clients::{ClientRegistration, ConsentPolicy};
 use platform::grant_handle::GrantHandle;
-use platform::grants::{self, AuthenticatedUser, Command, Interaction, Reply};
+use platform::grants::{self, AuthenticatedUser, Command, PendingAuthorization, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
 use platform::oauth::memory::MemoryAuthServer;
@@ -55,7 +55,10 @@ pub fn answer(server: &MemoryAuthServer, call: &FormPost) -> TokenAnswer {
 /// The token response, or a panic with the refusal.
 pub fn tokens(server: &MemoryAuthServer, call: &FormPost) -> (TokenResponse, Value) {
     match answer(server, call) {
-        TokenAnswer::Tokens(body) => (serde_json::from_value(body.clone()).unwrap(), body),
+        TokenAnswer::Tokens(tokens) => {
+            let body = serde_json::to_value(&tokens).unwrap();
+            (*tokens, body)
+        }
         refused => panic!("{refused:?}"),
     }
 }
@@ -78,13 +81,18 @@ pub fn alice() -> AuthenticatedUser {
     }
 }
 
-/// What the sign-in pages do for `client_id`: start the interaction, log alice in, pick the
+/// What the sign-in pages do for `client_id`: start the authorization, log alice in, pick the
 /// patient when asked, consent, issue the code. Returns the code the redirect carries.
 pub fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> String {
+    authorize_launch(server, client_id, scope, None)
+}
+
+/// [`authorize`], for an EHR launch with this context when `launch` is given.
+pub fn authorize_launch(server: &MemoryAuthServer, client_id: &str, scope: &str, launch: Option<platform::launch::LaunchContext>) -> String {
     let grants = &server.grants;
     let id = grants.new_id().unwrap();
     let apply = |command: Command| block_on(grants.apply(&id, &command)).unwrap().unwrap();
-    let interaction = Interaction {
+    let pending = PendingAuthorization {
         request: AuthorizationRequest {
             client_id: client_id.into(),
             redirect_uri: REDIRECT.into(),
@@ -97,8 +105,8 @@ pub fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> Str
         },
         client_name: client_id.into(),
         consent_policy: ConsentPolicy::Ask,
-        allowed_scope: "openid fhirUser profile offline_access online_access launch/patient patient/*.rs".into(),
-        launch: None,
+        allowed_scope: "launch openid fhirUser profile offline_access online_access launch/patient patient/*.rs".into(),
+        launch,
         launch_user: None,
         browser_hash: "b".into(),
         public_client: client_id == "app",
@@ -110,10 +118,10 @@ pub fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> Str
         encounter_chosen: false,
         granted_scope: None,
     };
-    apply(Command::Start { interaction: Box::new(interaction) });
+    apply(Command::Start { pending: Box::new(pending) });
     let b = || "b".to_owned();
     let t = || "t".to_owned();
-    let Reply::Interaction { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
+    let Reply::Pending { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
     if step == grants::Step::PickPatient {
         apply(Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-1".into() });
     }
