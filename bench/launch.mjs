@@ -19,7 +19,7 @@
 // takes the SDK files from the HTTP cache (ours: /sdk/* are cacheable; fhirclient's bundle is
 // served cacheable too). Split at the launch page leaving for /auth/authorize (the redirect
 // page's `performance.timeOrigin`): to_authorize_ms (launch page, SDK load, discovery) and
-// from_authorize_ms (the server's authorize and interaction redirects, the redirect page,
+// from_authorize_ms (the server's authorize and sign-in redirects, the redirect page,
 // ready(), patient.read()). One uncounted warm-up launch per SDK first; rounds alternate which
 // SDK goes first.
 //
@@ -189,7 +189,7 @@ try {
   for (const n of names) process.stderr.write(`${n}, requests of the last launch:\n  ${requests[n].join("\n  ")}\n`);
   // Where the time after the authorize redirect goes: each fetch of the redirect page, [start, end]
   // in median ms since that navigation's start (the launch page leaving for /auth/authorize: the
-  // server's authorize and interaction redirects come first), and the end of patient.read().
+  // server's authorize and sign-in redirects come first), and the end of patient.read().
   for (const n of names) {
     const keys = Object.keys(fetches[n][0].fetched);
     const row = Object.fromEntries(keys.map((k) => [k, [ms(median(fetches[n].map((f) => f.fetched[k]?.start ?? NaN))), ms(median(fetches[n].map((f) => f.fetched[k]?.end ?? NaN)))]]));

@@ -38,7 +38,7 @@ describe("standalone launch", () => {
     const agent = new Agent(w.url);
     let page = await agent.go(authorizeUrl(w, { scope: "launch/patient launch/encounter openid fhirUser patient/*.rs", nonce: "n-1" }));
     assert.equal(page.res.status, 200);
-    assert.equal(page.url.pathname, "/auth/interaction");
+    assert.equal(page.url.pathname, "/auth/sign-in");
     for (const id of ["#username", "#password", "#login-submit"]) assert.ok(page.doc.querySelector(id), id);
     assert.ok(page.doc.querySelector("label[for=username]") && page.doc.querySelector("label[for=password]"), "accessible labels");
     const csp = page.res.headers.get("content-security-policy");
@@ -412,7 +412,7 @@ describe("authorization errors", () => {
     assert.match(stolen.html, /another browser/);
     const noCookie = await new Agent(w.url).go(page.url.pathname + page.url.search);
     assert.equal(noCookie.res.status, 400);
-    const bogus = await agent.go("/auth/interaction?interaction=zz");
+    const bogus = await agent.go("/auth/sign-in?interaction=zz");
     assert.equal(bogus.res.status, 404);
   });
 });

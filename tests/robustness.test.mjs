@@ -14,7 +14,7 @@ before(async () => {
 after(() => w.dispose());
 
 const ROUTES = [
-  "/auth/authorize", "/auth/interaction", "/auth/login", "/auth/logout", "/auth/pick", "/auth/consent", "/auth/token",
+  "/auth/authorize", "/auth/sign-in", "/auth/login", "/auth/logout", "/auth/pick", "/auth/consent", "/auth/token",
   "/auth/introspect", "/auth/revoke", "/auth/userinfo", "/auth/manage", "/auth/manage/login", "/auth/manage/revoke",
   "/auth/ehr/launch", "/admin/settings", "/admin/clients", "/admin/clients/x", "/admin/users", "/admin/users/x",
   "/admin/fhir/bundle", "/admin/keys/rotate", "/fhir/metadata", "/fhir/Patient/1", "/.well-known/jwks.json",

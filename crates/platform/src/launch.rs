@@ -7,7 +7,7 @@
 //! it is bound to its client (`aud`) and it expires ([`LAUNCH_LIFETIME_SECS`]).
 //!
 //! Two rules close what a signed value alone cannot: when the EHR names its `user`, only
-//! that user may complete the launch (`sub`, checked by `grants::Interaction::may_complete`);
+//! that user may complete the launch (`sub`, checked by `grants::PendingAuthorization::may_complete`);
 //! and a launch is single use: its `jti` is recorded by the first authorization request that
 //! presents it (a strongly consistent log, the caller's port), and any later one is refused.
 

@@ -16,8 +16,9 @@ pub enum Route {
     Userinfo,
     /// The authorization endpoint (GET and POST).
     Authorize,
-    /// The next page of a pending authorization (`?interaction=…`).
-    Interaction,
+    /// The sign-in's steps page: the next page of a pending authorization (`?interaction=…`,
+    /// the grant id).
+    SignIn,
     Login,
     /// Ends the browser's login session.
     Logout,
@@ -84,7 +85,7 @@ impl Route {
                 "/revoke" => Route::Revoke,
                 "/userinfo" => Route::Userinfo,
                 "/authorize" => Route::Authorize,
-                "/interaction" => Route::Interaction,
+                "/sign-in" => Route::SignIn,
                 "/login" => Route::Login,
                 "/logout" => Route::Logout,
                 "/pick" => Route::Pick,
@@ -216,6 +217,8 @@ mod tests {
             ("/health", Route::Health),
             ("/admin/settings", Route::AdminSettings),
             ("/auth/authorize", Route::Authorize),
+            ("/auth/sign-in", Route::SignIn),
+            ("/auth/interaction", Route::NotFound),
             ("/auth/ehr/launch", Route::EhrLaunch),
             ("/admin/clients", Route::AdminClients),
             ("/admin/clients/lab-viewer", Route::AdminClient),

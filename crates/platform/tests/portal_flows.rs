@@ -147,7 +147,7 @@ fn sign_in_with(server: &MemoryAuthServer, launch: &str, username: &str) -> Show
     ];
     let call = AuthorizationCall { params: Ok(params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), browser: browser.clone() };
     let Shown::Redirect(location) = keep(&mut browser, block_on(signin::authorize(&server.signin_ports(), call)).unwrap()) else { panic!("not to the steps") };
-    let grant_id = location.strip_prefix("/auth/interaction?interaction=").unwrap().to_owned();
+    let grant_id = location.strip_prefix("/auth/sign-in?interaction=").unwrap().to_owned();
     let visit = Visit { grant_id: Some(grant_id.clone()), browser: browser.clone() };
     let Shown::Page { page: Page::Login { csrf, .. }, .. } = keep(&mut browser, block_on(signin::visit(&server.signin_ports(), visit)).unwrap()) else {
         panic!("not the login page")
@@ -179,5 +179,5 @@ fn a_portal_launch_is_accepted_by_the_sign_in_for_its_user_only() {
 
     let alices = sign_in_with(&server, &launch_value(launch(&server, &alice, &form)), "alice");
     let Shown::Redirect(next) = alices else { panic!("{alices:?}") };
-    assert!(next.starts_with("/auth/interaction?interaction="), "alice goes on to the next step: {next}");
+    assert!(next.starts_with("/auth/sign-in?interaction="), "alice goes on to the next step: {next}");
 }

@@ -75,12 +75,12 @@ impl<'a> Tab<'a> {
 
     fn start(&self, params: &[(&str, &str)]) -> String {
         match self.authorize(params) {
-            Shown::Redirect(location) => location.strip_prefix("/auth/interaction?interaction=").expect("the steps page").to_owned(),
+            Shown::Redirect(location) => location.strip_prefix("/auth/sign-in?interaction=").expect("the steps page").to_owned(),
             other => panic!("{other:?}"),
         }
     }
 
-    /// `GET /auth/interaction?interaction={grant_id}`.
+    /// `GET /auth/sign-in?interaction={grant_id}`.
     fn visit(&self, grant_id: &str) -> Shown {
         let visit = Visit { grant_id: Some(grant_id.into()), browser: self.browser.borrow().clone() };
         self.keep(block_on(signin::visit(&self.server.signin_ports(), visit)).unwrap())
@@ -158,7 +158,7 @@ fn param<'v>(query: &'v [(String, String)], name: &str) -> Option<&'v str> {
 }
 
 fn next_step(grant_id: &str) -> Shown {
-    Shown::Redirect(format!("/auth/interaction?interaction={grant_id}"))
+    Shown::Redirect(format!("/auth/sign-in?interaction={grant_id}"))
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! One Durable Object per authorization grant (see `platform::grants`). Its id starts the
-//! interaction handle and the authorization code.
+//! One Durable Object per authorization grant (see `platform::grants`). Its id is the grant id
+//! of the sign-in URL and starts the authorization code and the refresh tokens.
 
 use super::rpc;
 use super::JsonCell;

@@ -71,9 +71,9 @@ pub async fn authorize(mut req: Request, ctx: &AppContext) -> Result<Response, A
     Ok(encode(ctx, signin::authorize(&server.signin_ports(), call).await.map_err(AppError::internal)?))
 }
 
-/// `GET /auth/interaction?interaction=…`: the automatic steps, then the page the user must
+/// `GET /auth/sign-in?interaction=…`: the automatic steps, then the page the user must
 /// act on, or the redirect to the client.
-pub async fn interaction(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+pub async fn sign_in(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let grant_id = req.url()?.query_pairs().find(|(k, _)| k == "interaction").map(|(_, v)| v.into_owned());
     let visit = Visit { grant_id, browser: browser(&req) };
     let server = AuthServer::new(ctx);

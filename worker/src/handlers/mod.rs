@@ -69,7 +69,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::Revoke => oauth::revoke(req, ctx).await,
         Route::Userinfo => oauth::userinfo(req, ctx).await,
         Route::Authorize => authorize::authorize(req, ctx).await,
-        Route::Interaction => authorize::interaction(req, ctx).await,
+        Route::SignIn => authorize::sign_in(req, ctx).await,
         Route::Login => authorize::login(req, ctx).await,
         Route::Logout => authorize::logout(req, ctx).await,
         Route::Pick => authorize::pick(req, ctx).await,

@@ -4,7 +4,7 @@
 //! the first one issued.
 
 use super::refresh::{wants_refresh, RefreshState};
-use super::{ct_eq, invalid_grant, AuthenticatedUser, GrantError, GrantRecord, Interaction, Reply, Step};
+use super::{ct_eq, invalid_grant, AuthenticatedUser, GrantError, GrantRecord, PendingAuthorization, Reply, Step};
 use crate::launch::LaunchContext;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub struct AuthorizationGrant {
 
 /// Issues the code of a completed authorization (its browser already checked): only at the
 /// last step, and never to a user who may not complete it.
-pub(super) fn issue(i: &Interaction, code_hash: String, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
+pub(super) fn issue(i: &PendingAuthorization, code_hash: String, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     if i.step() != Step::Complete {
         return Err(GrantError::WrongStep);
     }
@@ -44,7 +44,7 @@ pub(super) fn issue(i: &Interaction, code_hash: String, now: i64) -> Result<(Gra
 
 /// The grant a completed authorization makes: the user, the granted scopes, and the launch
 /// context those scopes let the client see.
-fn completed(i: &Interaction, now: i64) -> Option<AuthorizationGrant> {
+fn completed(i: &PendingAuthorization, now: i64) -> Option<AuthorizationGrant> {
     let user = i.user.clone()?;
     let scope = i.granted_scope.clone()?;
     let mut context = i.launch.clone().unwrap_or_default();
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_code_is_issued_once() {
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("openid", None)) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("openid", None)) }, 0).unwrap();
         let (record, _) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
         let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
         let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: "h".into() });

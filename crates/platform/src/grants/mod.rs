@@ -1,6 +1,6 @@
 //! One authorization grant, from the authorization request to the code (and, with the token
 //! endpoint, to its tokens). It lives in one Durable Object per grant, addressed by the id
-//! that starts the interaction handle and the code, so every step on it is strictly ordered:
+//! that starts the sign-in URL, the code and the refresh tokens, so every step on it is strictly ordered:
 //! a code is issued once, consumed once, and a second use is seen.
 //!
 //! [`apply`] is the whole state machine, pure: the Durable Object loads the record, applies a
@@ -16,7 +16,7 @@ mod refresh;
 mod test_support;
 
 pub use code::{AuthorizationGrant, CODE_LIFETIME_SECS};
-pub use pending::{may_pick_patient, next_action, Action, Interaction, Step, INTERACTION_LIFETIME_SECS};
+pub use pending::{may_pick_patient, next_action, Action, PendingAuthorization, Step, SIGN_IN_LIFETIME_SECS};
 pub use refresh::{bound_to_session, wants_refresh, RefreshState, REFRESH_GRACE_SECS};
 
 use crate::secret::Secret;
@@ -46,7 +46,9 @@ impl AuthenticatedUser {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantRecord {
-    Interaction(Interaction),
+    /// The user is signing in (stored as `interaction`, its name before).
+    #[serde(rename = "interaction")]
+    Pending(PendingAuthorization),
     CodeIssued {
         code_hash: String,
         expires_at: i64,
@@ -77,7 +79,8 @@ pub enum GrantRecord {
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     Start {
-        interaction: Box<Interaction>,
+        #[serde(rename = "interaction")]
+        pending: Box<PendingAuthorization>,
     },
     View {
         browser_hash: String,
@@ -156,8 +159,12 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Interaction {
-        interaction: Box<Interaction>,
+    /// The authorization is still pending, at `step` (`interaction` on the wire, its name
+    /// before).
+    #[serde(rename = "interaction")]
+    Pending {
+        #[serde(rename = "interaction")]
+        pending: Box<PendingAuthorization>,
         step: Step,
     },
     CodeIssued {
@@ -232,13 +239,13 @@ impl GrantRecord {
 
     /// When nothing in the record can matter any more, so that its storage may be deleted (a
     /// missing record answers exactly as a closed one: inactive, `invalid_grant`, not found):
-    /// a closed grant at once; an unfinished interaction, an unused code or a backend token
+    /// a closed grant at once; an unfinished sign-in, an unused code or a backend token
     /// when it expires; an active grant when its refresh chain and the access tokens it gave
     /// (at most [`MAX_ACCESS_TOKEN_SECS`] after the last issue) have expired.
     pub fn deletable_at(&self) -> i64 {
         match self {
             GrantRecord::Closed { .. } => 0,
-            GrantRecord::Interaction(i) => i.created_at + INTERACTION_LIFETIME_SECS,
+            GrantRecord::Pending(i) => i.created_at + SIGN_IN_LIFETIME_SECS,
             GrantRecord::CodeIssued { expires_at, .. } | GrantRecord::Backend { expires_at, .. } => *expires_at,
             GrantRecord::Active { issued_at, refresh, .. } => match refresh {
                 Some(chain) => chain.expires_at.max(chain.rotated_at + MAX_ACCESS_TOKEN_SECS),
@@ -270,9 +277,9 @@ impl GrantRecord {
 /// grant, revocation on replay included.
 pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     match (record, command) {
-        (None, Command::Start { interaction }) => {
-            let reply = pending::interaction_reply(&interaction);
-            Ok((GrantRecord::Interaction(*interaction), reply))
+        (None, Command::Start { pending }) => {
+            let reply = pending::pending_reply(&pending);
+            Ok((GrantRecord::Pending(*pending), reply))
         }
         (None, Command::StartBackend { client_id, expires_at }) => {
             let reply = Reply::BackendActive { client_id: client_id.clone() };
@@ -280,7 +287,7 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
         }
         (Some(_), Command::Start { .. } | Command::StartBackend { .. }) => Err(GrantError::AlreadyExists),
         (Some(_), Command::Revoke { reason }) => Ok((GrantRecord::Closed { reason }, Reply::Revoked)),
-        (Some(GrantRecord::Interaction(interaction)), command) => pending::apply(interaction, command, now),
+        (Some(GrantRecord::Pending(pending)), command) => pending::apply(pending, command, now),
         (
             Some(GrantRecord::CodeIssued { code_hash, expires_at, grant }),
             Command::Exchange { code_hash: presented, client_id, redirect_uri, code_verifier, refresh_secret, refresh_lifetime },
@@ -367,8 +374,8 @@ mod tests {
 
     #[test]
     fn a_record_is_deletable_only_when_nothing_in_it_can_matter() {
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("openid", None)) }, 0).unwrap();
-        assert_eq!(record.deletable_at(), INTERACTION_LIFETIME_SECS);
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("openid", None)) }, 0).unwrap();
+        assert_eq!(record.deletable_at(), SIGN_IN_LIFETIME_SECS);
         let (active, _) = apply(Some(with_challenge(issued("openid offline_access"))), exchange(VERIFIER, "https://app.example/cb"), 10).unwrap();
         assert_eq!(active.deletable_at(), (10 + 1000).max(10 + MAX_ACCESS_TOKEN_SECS), "the last access token may live a day");
         let (rotated, _) = apply(Some(active), refresh_cmd("r1", "r2", 30, None), 500).unwrap();
@@ -395,18 +402,21 @@ mod tests {
     #[test]
     fn a_pending_record_stored_before_the_renames_still_reads() {
         let ctx = LaunchContext { patient: Some("p9".into()), ..LaunchContext::default() };
-        let mut expected = interaction("launch openid patient/*.rs", Some(ctx));
+        let mut expected = pending("launch openid patient/*.rs", Some(ctx));
         expected.user = Some(user());
         expected.launch_user = Some("u".into());
         let record: GrantRecord = serde_json::from_str(STORED_PENDING).unwrap();
-        assert_eq!(record, GrantRecord::Interaction(expected.clone()));
+        assert_eq!(record, GrantRecord::Pending(expected.clone()));
         assert_eq!(serde_json::to_string(&record).unwrap(), STORED_PENDING, "written as before");
-        // The command that starts it and the reply, in their old form.
+        // The command that starts it and the reply, in their old form, both ways.
         let pending_json = STORED_PENDING.replacen(r#""state":"interaction","#, "", 1);
-        let command: Command = serde_json::from_str(&format!(r#"{{"command":"start","interaction":{pending_json}}}"#)).unwrap();
-        assert_eq!(command, Command::Start { interaction: Box::new(expected.clone()) });
-        let reply: Reply = serde_json::from_str(&format!(r#"{{"reply":"interaction","interaction":{pending_json},"step":"consent"}}"#)).unwrap();
-        assert_eq!(reply, Reply::Interaction { interaction: Box::new(expected), step: Step::Consent });
-        assert_eq!(serde_json::to_value(&reply).unwrap()["reply"], "interaction");
+        let old_command = format!(r#"{{"command":"start","interaction":{pending_json}}}"#);
+        let command: Command = serde_json::from_str(&old_command).unwrap();
+        assert_eq!(command, Command::Start { pending: Box::new(expected.clone()) });
+        assert_eq!(serde_json::to_string(&command).unwrap(), old_command);
+        let old_reply = format!(r#"{{"reply":"interaction","interaction":{pending_json},"step":"consent"}}"#);
+        let reply: Reply = serde_json::from_str(&old_reply).unwrap();
+        assert_eq!(reply, Reply::Pending { pending: Box::new(expected), step: Step::Consent });
+        assert_eq!(serde_json::to_string(&reply).unwrap(), old_reply);
     }
 }

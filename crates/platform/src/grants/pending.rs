@@ -1,5 +1,5 @@
 //! The pending authorization: the checked request, while the user signs in, picks the launch
-//! context and consents. What step comes next ([`Interaction::step`]), what the sign-in does
+//! context and consents. What step comes next ([`PendingAuthorization::step`]), what the sign-in does
 //! about it ([`next_action`]), and how each form moves it on ([`apply`]) until the code is
 //! issued or the user says no.
 
@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use smart_protocol::scopes::{Scope, ScopeSet};
 
 /// How long a user has to log in, pick and consent.
-pub const INTERACTION_LIFETIME_SECS: i64 = 900;
+pub const SIGN_IN_LIFETIME_SECS: i64 = 900;
 
 /// A pending authorization: the checked request and what the user has done so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Interaction {
+pub struct PendingAuthorization {
     pub request: AuthorizationRequest,
     pub client_name: String,
     pub consent_policy: ConsentPolicy,
@@ -33,7 +33,7 @@ pub struct Interaction {
     /// authentication (SMART 2.2 §2.0.9).
     #[serde(default)]
     pub public_client: bool,
-    /// The anti-CSRF token every form of this interaction carries.
+    /// The anti-CSRF token every form of this sign-in carries.
     pub csrf: String,
     pub created_at: i64,
     pub user: Option<AuthenticatedUser>,
@@ -54,7 +54,7 @@ pub enum Step {
     Complete,
 }
 
-impl Interaction {
+impl PendingAuthorization {
     pub fn requested(&self) -> ScopeSet {
         ScopeSet::parse(&self.request.scope).unwrap_or_default()
     }
@@ -107,7 +107,7 @@ impl Interaction {
     }
 
     pub(super) fn check(&self, browser_hash: &str, csrf: Option<&str>, now: i64) -> Result<(), GrantError> {
-        if now >= self.created_at + INTERACTION_LIFETIME_SECS {
+        if now >= self.created_at + SIGN_IN_LIFETIME_SECS {
             return Err(GrantError::Expired);
         }
         if !ct_eq(&self.browser_hash, browser_hash) {
@@ -120,7 +120,7 @@ impl Interaction {
     }
 }
 
-/// What the sign-in (`crate::signin`) does next for an interaction at its current step.
+/// What the sign-in (`crate::signin`) does next for a pending authorization at its current step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Check the browser's session cookie; call again with `session_available = false` if it
@@ -139,17 +139,17 @@ pub enum Action {
 }
 
 /// Decides the next action (OpenID Connect `prompt`, the client's consent policy).
-pub fn next_action(interaction: &Interaction, session_available: bool, remembered: Option<bool>) -> Action {
+pub fn next_action(pending: &PendingAuthorization, session_available: bool, remembered: Option<bool>) -> Action {
     use smart_protocol::OAuthErrorCode as E;
-    let prompt = interaction.request.prompt;
-    if let Some(refusal) = interaction.refused() {
+    let prompt = pending.request.prompt;
+    if let Some(refusal) = pending.refused() {
         let description = match refusal {
             GrantError::NotLaunchUser => "the launch was made for another user",
             _ => "a patient can only open their own record",
         };
         return Action::Fail(E::AccessDenied, description);
     }
-    match interaction.step() {
+    match pending.step() {
         Step::Login if session_available && !prompt.login => Action::TrySession,
         Step::Login if prompt.none => Action::Fail(E::LoginRequired, "the user is not signed in"),
         Step::Login => Action::ShowLogin,
@@ -157,7 +157,7 @@ pub fn next_action(interaction: &Interaction, session_available: bool, remembere
         Step::PickPatient => Action::ShowPatientPicker,
         Step::PickEncounter => Action::ShowEncounterPicker,
         Step::Consent if prompt.consent => Action::AskConsent,
-        Step::Consent => match (interaction.consent_policy, remembered) {
+        Step::Consent => match (pending.consent_policy, remembered) {
             (ConsentPolicy::PreApproved, _) | (ConsentPolicy::Remember, Some(true)) => Action::AutoConsent,
             (ConsentPolicy::Remember, None) => Action::CheckRememberedConsent,
             _ if prompt.none => Action::Fail(E::ConsentRequired, "the user has not approved this application"),
@@ -173,14 +173,14 @@ pub fn may_pick_patient(user: &AuthenticatedUser, patient_id: &str) -> bool {
     user.patient_id().is_none_or(|own| own == patient_id)
 }
 
-pub(super) fn interaction_reply(interaction: &Interaction) -> Reply {
-    Reply::Interaction { interaction: Box::new(interaction.clone()), step: interaction.step() }
+pub(super) fn pending_reply(pending: &PendingAuthorization) -> Reply {
+    Reply::Pending { pending: Box::new(pending.clone()), step: pending.step() }
 }
 
 /// Applies `command` to a pending authorization: each form is checked (the browser, its CSRF
 /// token, the current step) before it moves the authorization on; the last step issues the
 /// code ([`code::issue`]), a denial closes the grant.
-pub(super) fn apply(mut i: Interaction, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
+pub(super) fn apply(mut i: PendingAuthorization, command: Command, now: i64) -> Result<(GrantRecord, Reply), GrantError> {
     match command {
         Command::Start { .. } | Command::StartBackend { .. } => return Err(GrantError::AlreadyExists),
         Command::Exchange { .. } | Command::Refresh { .. } => return Err(invalid_grant("the authorization is not complete")),
@@ -247,8 +247,8 @@ pub(super) fn apply(mut i: Interaction, command: Command, now: i64) -> Result<(G
             return code::issue(&i, code_hash, now);
         }
     }
-    let reply = interaction_reply(&i);
-    Ok((GrantRecord::Interaction(i), reply))
+    let reply = pending_reply(&i);
+    Ok((GrantRecord::Pending(i), reply))
 }
 
 #[cfg(test)]
@@ -262,17 +262,17 @@ mod tests {
     #[test]
     fn standalone_launch_walks_login_picker_consent_code() {
         let (record, reply) =
-            apply(None, Command::Start { interaction: Box::new(interaction("launch/patient launch/encounter openid patient/*.rs", None)) }, 0).unwrap();
-        assert!(matches!(reply, Reply::Interaction { step: Step::Login, .. }));
+            apply(None, Command::Start { pending: Box::new(pending("launch/patient launch/encounter openid patient/*.rs", None)) }, 0).unwrap();
+        assert!(matches!(reply, Reply::Pending { step: Step::Login, .. }));
         let (record, reply) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
-        assert!(matches!(reply, Reply::Interaction { step: Step::PickPatient, .. }));
+        assert!(matches!(reply, Reply::Pending { step: Step::PickPatient, .. }));
         let (record, reply) = run(record, Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p1".into() });
-        assert!(matches!(reply, Reply::Interaction { step: Step::PickEncounter, .. }));
+        assert!(matches!(reply, Reply::Pending { step: Step::PickEncounter, .. }));
         let (record, reply) = run(record, Command::PickEncounter { browser_hash: b(), csrf: t(), encounter: Some("e1".into()) });
-        assert!(matches!(reply, Reply::Interaction { step: Step::Consent, .. }));
+        assert!(matches!(reply, Reply::Pending { step: Step::Consent, .. }));
         // The user unticks the resource scope.
         let (record, reply) = run(record, Command::Consent { browser_hash: b(), csrf: t(), approved: "launch/patient launch/encounter openid".into() });
-        assert!(matches!(reply, Reply::Interaction { step: Step::Complete, .. }));
+        assert!(matches!(reply, Reply::Pending { step: Step::Complete, .. }));
         let (record, reply) = run(record, Command::IssueCode { browser_hash: b(), code_hash: "h".into() });
         assert_eq!(reply, Reply::CodeIssued { redirect_uri: "https://app.example/cb".into(), state: "st".into() });
         let GrantRecord::CodeIssued { grant, expires_at, .. } = record else { panic!() };
@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn ehr_launch_needs_no_picker_and_keeps_the_ehr_context() {
         let ctx = LaunchContext { patient: Some("p9".into()), intent: Some("reconcile".into()), ..LaunchContext::default() };
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch openid patient/*.rs", Some(ctx))) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("launch openid patient/*.rs", Some(ctx))) }, 0).unwrap();
         let (record, reply) = run(record, Command::AdoptSession { browser_hash: b(), user: user() });
-        assert!(matches!(reply, Reply::Interaction { step: Step::Consent, .. }));
+        assert!(matches!(reply, Reply::Pending { step: Step::Consent, .. }));
         let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
         let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: "h".into() });
         let GrantRecord::CodeIssued { grant, .. } = record else { panic!() };
@@ -301,22 +301,22 @@ mod tests {
 
     #[test]
     fn refuses_other_browsers_forged_forms_skipped_steps_and_late_users() {
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch/patient openid", None)) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("launch/patient openid", None)) }, 0).unwrap();
         let err = |command| apply(Some(record.clone()), command, 10).unwrap_err();
         assert_eq!(err(Command::View { browser_hash: "other".into() }), GrantError::WrongBrowser);
         assert_eq!(err(Command::Login { browser_hash: b(), csrf: "forged".into(), user: user() }), GrantError::BadCsrf);
         assert_eq!(err(Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p".into() }), GrantError::WrongStep);
         assert_eq!(err(Command::IssueCode { browser_hash: b(), code_hash: "h".into() }), GrantError::WrongStep);
-        assert_eq!(err(Command::Start { interaction: Box::new(interaction("openid", None)) }), GrantError::AlreadyExists);
-        assert_eq!(apply(Some(record.clone()), Command::View { browser_hash: b() }, INTERACTION_LIFETIME_SECS).unwrap_err(), GrantError::Expired);
+        assert_eq!(err(Command::Start { pending: Box::new(pending("openid", None)) }), GrantError::AlreadyExists);
+        assert_eq!(apply(Some(record.clone()), Command::View { browser_hash: b() }, SIGN_IN_LIFETIME_SECS).unwrap_err(), GrantError::Expired);
         assert_eq!(apply(None, Command::View { browser_hash: b() }, 0).unwrap_err(), GrantError::NotFound);
     }
 
     #[test]
     fn prompt_login_refuses_a_session_and_deny_closes_the_grant() {
-        let mut i = interaction("openid", None);
+        let mut i = pending("openid", None);
         i.request.prompt.login = true;
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(i) }, 0).unwrap();
         assert_eq!(apply(Some(record.clone()), Command::AdoptSession { browser_hash: b(), user: user() }, 1).unwrap_err(), GrantError::WrongStep);
         let (closed, reply) = run(record, Command::Deny { browser_hash: b(), csrf: t() });
         assert!(matches!(reply, Reply::Denied { .. }));
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn next_action_follows_prompt_and_consent_policy() {
         use smart_protocol::OAuthErrorCode as E;
-        let mut i = interaction("openid", None);
+        let mut i = pending("openid", None);
         assert_eq!(next_action(&i, true, None), Action::TrySession);
         assert_eq!(next_action(&i, false, None), Action::ShowLogin);
         i.request.prompt.none = true;
@@ -358,9 +358,9 @@ mod tests {
     #[test]
     fn a_launch_is_completed_only_by_its_user_and_a_patient_only_about_themselves() {
         let ctx = LaunchContext { patient: Some("p-b".into()), ..LaunchContext::default() };
-        let mut i = interaction("launch openid patient/*.rs", Some(ctx));
+        let mut i = pending("launch openid patient/*.rs", Some(ctx));
         i.launch_user = Some("u".into());
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(i) }, 0).unwrap();
         let other = AuthenticatedUser { username: "someone".into(), ..user() };
         assert_eq!(
             apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: other.clone() }, 1).unwrap_err(),
@@ -371,18 +371,18 @@ mod tests {
 
         // A patient user with a launch for another patient, whoever launched it.
         let ctx = LaunchContext { patient: Some("p-b".into()), ..LaunchContext::default() };
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch openid patient/*.rs", Some(ctx))) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("launch openid patient/*.rs", Some(ctx))) }, 0).unwrap();
         let ned = AuthenticatedUser { username: "ned".into(), fhir_user: "Patient/p-a".into(), ..user() };
         assert_eq!(apply(Some(record.clone()), Command::Login { browser_hash: b(), csrf: t(), user: ned.clone() }, 1).unwrap_err(), GrantError::OtherPatient);
         // A record that already holds such a user (written before the rule) never gets a code.
-        let GrantRecord::Interaction(mut stale) = record else { panic!() };
+        let GrantRecord::Pending(mut stale) = record else { panic!() };
         stale.user = Some(ned.clone());
         stale.granted_scope = Some("launch openid patient/*.rs".into());
         assert_eq!(next_action(&stale, false, None), Action::Fail(smart_protocol::OAuthErrorCode::AccessDenied, "a patient can only open their own record"));
-        let stale = GrantRecord::Interaction(stale);
+        let stale = GrantRecord::Pending(stale);
         assert_eq!(apply(Some(stale), Command::IssueCode { browser_hash: b(), code_hash: "h".into() }, 2).unwrap_err(), GrantError::OtherPatient);
         // Standalone: the picker refuses another patient in the state machine too.
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction("launch/patient openid patient/*.rs", None)) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(pending("launch/patient openid patient/*.rs", None)) }, 0).unwrap();
         let (record, _) = apply(Some(record), Command::Login { browser_hash: b(), csrf: t(), user: ned }, 1).unwrap();
         assert_eq!(
             apply(Some(record.clone()), Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-b".into() }, 2).unwrap_err(),
@@ -393,15 +393,15 @@ mod tests {
 
     #[test]
     fn unenforceable_scopes_are_never_granted_asked_remembered_or_forged() {
-        let mut i = interaction("openid patient/Observation.rs?category=laboratory&foo=bar patient/Observation.rs?category=laboratory", None);
+        let mut i = pending("openid patient/Observation.rs?category=laboratory&foo=bar patient/Observation.rs?category=laboratory", None);
         i.allowed_scope = "openid patient/Observation.rs?category=laboratory".into();
         assert_eq!(i.grantable().to_string(), "openid patient/Observation.rs?category=laboratory");
         i.user = Some(user());
-        let (record, _) = apply(None, Command::Start { interaction: Box::new(i) }, 0).unwrap();
+        let (record, _) = apply(None, Command::Start { pending: Box::new(i) }, 0).unwrap();
         // A forged consent form asking for the wider scope.
         let (record, _) =
             run(record, Command::Consent { browser_hash: b(), csrf: t(), approved: "patient/Observation.rs?category=laboratory&foo=bar openid".into() });
-        let GrantRecord::Interaction(i) = record else { panic!() };
+        let GrantRecord::Pending(i) = record else { panic!() };
         assert_eq!(i.granted_scope.as_deref(), Some("openid"));
     }
 }

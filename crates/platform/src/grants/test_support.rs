@@ -6,8 +6,8 @@ use crate::authorize::{AuthorizationRequest, Prompt};
 use crate::clients::ConsentPolicy;
 use crate::launch::LaunchContext;
 
-pub(super) fn interaction(scope: &str, launch: Option<LaunchContext>) -> Interaction {
-    Interaction {
+pub(super) fn pending(scope: &str, launch: Option<LaunchContext>) -> PendingAuthorization {
+    PendingAuthorization {
         request: AuthorizationRequest {
             client_id: "app".into(),
             redirect_uri: "https://app.example/cb".into(),
@@ -52,14 +52,14 @@ pub(super) fn t() -> String {
 }
 
 pub(super) fn issued(scope: &str) -> GrantRecord {
-    let (record, _) = apply(None, Command::Start { interaction: Box::new(interaction(scope, None)) }, 0).unwrap();
+    let (record, _) = apply(None, Command::Start { pending: Box::new(pending(scope, None)) }, 0).unwrap();
     let (record, _) = run(record, Command::Login { browser_hash: b(), csrf: t(), user: user() });
     let (record, _) = run(record, Command::AutoConsent { browser_hash: b() });
     let (record, _) = run(record, Command::IssueCode { browser_hash: b(), code_hash: crate::secret::opaque_hash("code-secret") });
     record
 }
 
-/// RFC 7636 Appendix B's verifier; `interaction()` uses a dummy challenge, so set it.
+/// RFC 7636 Appendix B's verifier; `pending()` uses a dummy challenge, so set it.
 pub(super) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 pub(super) fn with_challenge(mut record: GrantRecord) -> GrantRecord {

@@ -4,7 +4,7 @@
 use super::{finish, message, steps_url, Browser, SetCookie, Shown, SignInAnswer, SignInPorts, Step, Stop};
 use crate::authorize::{self, AuthorizationRequest, Checked, RedirectError};
 use crate::clients::{Client, ClientType};
-use crate::grants::{Command, Interaction};
+use crate::grants::{Command, PendingAuthorization};
 use crate::launch::{self, LaunchUseError, ResolvedLaunch};
 use crate::oauth::{Failure, FormProblem};
 use crate::secret::{opaque_hash, random_secret};
@@ -89,7 +89,7 @@ fn browser_binding(ports: &SignInPorts<'_>, browser: &Browser) -> Step<(String, 
 
 /// 5. A new grant holds the pending authorization.
 async fn start(ports: &SignInPorts<'_>, client: &Client, request: AuthorizationRequest, launch: Option<ResolvedLaunch>, binding: &str) -> Step<String> {
-    let interaction = Interaction {
+    let pending = PendingAuthorization {
         client_name: client.client_name.clone(),
         consent_policy: client.consent,
         allowed_scope: client.allowed_scopes().to_string(),
@@ -107,7 +107,7 @@ async fn start(ports: &SignInPorts<'_>, client: &Client, request: AuthorizationR
         request,
     };
     let grant_id = ports.grants.new_id()?;
-    if let Err(e) = ports.grants.apply(&grant_id, &Command::Start { interaction: Box::new(interaction) }).await? {
+    if let Err(e) = ports.grants.apply(&grant_id, &Command::Start { pending: Box::new(pending) }).await? {
         return Err(Failure::Unexpected(format!("new grant refused its start: {e}")).into());
     }
     Ok(grant_id)

@@ -1,13 +1,13 @@
 //! The sign-in: what a user's browser goes through between the client's authorization request
 //! and the redirect with the code (RFC 6749 §4.1.1–4.1.2, SMART App Launch 2.2 §2.0.5–2.0.7,
 //! OpenID Connect Core §3.1.2). The pending authorization itself is a grant record
-//! ([`crate::grants::Interaction`], one `Grant` Durable Object per grant); this module runs
+//! ([`crate::grants::PendingAuthorization`], one `Grant` Durable Object per grant); this module runs
 //! the pages around it over the ports in [`SignInPorts`]:
 //!
 //! - [`authorize`] (`GET|POST /auth/authorize`): read the parameters → the request's own rules
 //!   ([`crate::authorize`]: a page until the client and redirect URI are trusted, a redirect
 //!   after) → the EHR `launch`, once → bind the browser → start the grant → go to its steps.
-//! - [`visit`] (`GET /auth/interaction`): the browser's grant → adopt a valid session →
+//! - [`visit`] (`GET /auth/sign-in`): the browser's grant → adopt a valid session →
 //!   remembered or pre-approved consent → the code; or the one page the user must act on
 //!   (login, patient picker, encounter picker, consent), or the client's error (`prompt=none`,
 //!   a user who may not complete the launch).
@@ -33,7 +33,7 @@ pub use password::logout;
 pub use steps::{visit, Visit};
 
 use crate::fhir::store::FhirStore;
-use crate::grants::{Command, GrantError, Interaction, Reply};
+use crate::grants::{Command, GrantError, PendingAuthorization, Reply};
 use crate::oauth::{Failure, FormProblem};
 use crate::pages::{self, Choice};
 use crate::ports::{Accounts, AssertionLog, ClientRegistry, Clock, GrantStore, Random, Settings, SigningKeys, Users, Verifier};
@@ -185,7 +185,7 @@ impl SignInAnswer {
 
 /// Where the browser goes for the grant's next step.
 pub fn steps_url(grant_id: &str) -> String {
-    format!("/auth/interaction?interaction={grant_id}")
+    format!("/auth/sign-in?interaction={grant_id}")
 }
 
 fn message(status: u16, title: &'static str, message: &str) -> Shown {
@@ -253,9 +253,9 @@ fn bound(grant_id: Option<&str>, browser: &Browser) -> Step<(String, String)> {
 }
 
 /// The pending authorization this browser started, as the grant shows it.
-async fn pending(ports: &SignInPorts<'_>, grant_id: &str, browser_hash: &str) -> Step<Interaction> {
+async fn view_pending(ports: &SignInPorts<'_>, grant_id: &str, browser_hash: &str) -> Step<PendingAuthorization> {
     match apply(ports, grant_id, &Command::View { browser_hash: browser_hash.to_owned() }).await? {
-        Reply::Interaction { interaction, .. } => Ok(*interaction),
+        Reply::Pending { pending, .. } => Ok(*pending),
         _ => Err(Stop::show(refused(&GrantError::NotFound))),
     }
 }

@@ -1,15 +1,15 @@
-//! `GET /auth/interaction?interaction={grant id}`: the automatic steps of a pending
+//! `GET /auth/sign-in?interaction={grant id}`: the automatic steps of a pending
 //! authorization ([`grants::next_action`]: adopt a session, consent by policy, issue the code),
 //! then the one page the user must act on, or the redirect to the client.
 
 use super::authorization::client_error;
 use super::password::session_user;
-use super::{apply, bound, finish, pending, Browser, Page, Shown, SignInAnswer, SignInPorts, Step};
+use super::{apply, bound, finish, view_pending, Browser, Page, Shown, SignInAnswer, SignInPorts, Step};
 use crate::accounts::SessionHandle;
 use crate::authorize;
 use crate::fhir::store as fhir_store;
 use crate::grant_handle::GrantHandle;
-use crate::grants::{self, Action, Command, Interaction, Reply};
+use crate::grants::{self, Action, Command, PendingAuthorization, Reply};
 use crate::oauth::Failure;
 use crate::pages::Choice;
 use crate::secret::random_secret;
@@ -41,44 +41,44 @@ struct Progress {
 
 async fn run(ports: &SignInPorts<'_>, visit: Visit) -> Step<Shown> {
     let (grant_id, browser_hash) = bound(visit.grant_id.as_deref(), &visit.browser)?;
-    let mut interaction = pending(ports, &grant_id, &browser_hash).await?;
+    let mut pending = view_pending(ports, &grant_id, &browser_hash).await?;
     let mut progress = Progress { session: visit.browser.session.as_deref().and_then(SessionHandle::parse), remembered: None };
     // Each pass takes one automatic step; a grant has at most four, so this ends.
     for _ in 0..8 {
-        let command = match grants::next_action(&interaction, progress.session.is_some(), progress.remembered) {
-            Action::TrySession => match adopt_session(ports, &interaction, &mut progress, &browser_hash).await? {
+        let command = match grants::next_action(&pending, progress.session.is_some(), progress.remembered) {
+            Action::TrySession => match adopt_session(ports, &pending, &mut progress, &browser_hash).await? {
                 Some(command) => command,
                 None => continue,
             },
             Action::CheckRememberedConsent => {
-                progress.remembered = Some(remembered_consent(ports, &interaction).await?);
+                progress.remembered = Some(remembered_consent(ports, &pending).await?);
                 continue;
             }
             Action::AutoConsent => Command::AutoConsent { browser_hash: browser_hash.clone() },
             Action::IssueCode => return issue_code(ports, &grant_id, &browser_hash).await,
             Action::Fail(code, description) => {
-                let _ = ports.grants.apply(&grant_id, &Command::Deny { browser_hash: browser_hash.clone(), csrf: interaction.csrf.clone() }).await?;
-                return Ok(client_error(ports, &interaction.request, code, description));
+                let _ = ports.grants.apply(&grant_id, &Command::Deny { browser_hash: browser_hash.clone(), csrf: pending.csrf.clone() }).await?;
+                return Ok(client_error(ports, &pending.request, code, description));
             }
-            Action::ShowLogin => return login_page(ports, &grant_id, &interaction, None, "", 200).await,
-            Action::ShowPatientPicker => return patient_picker(ports, &grant_id, &interaction).await,
-            Action::ShowEncounterPicker => return encounter_picker(ports, &grant_id, &interaction).await,
-            Action::AskConsent => return consent_page(ports, &grant_id, &interaction).await,
+            Action::ShowLogin => return login_page(ports, &grant_id, &pending, None, "", 200).await,
+            Action::ShowPatientPicker => return patient_picker(ports, &grant_id, &pending).await,
+            Action::ShowEncounterPicker => return encounter_picker(ports, &grant_id, &pending).await,
+            Action::AskConsent => return consent_page(ports, &grant_id, &pending).await,
         };
-        interaction = match apply(ports, &grant_id, &command).await? {
-            Reply::Interaction { interaction, .. } => *interaction,
-            _ => return Err(Failure::Unexpected("an automatic step left the interaction".into()).into()),
+        pending = match apply(ports, &grant_id, &command).await? {
+            Reply::Pending { pending, .. } => *pending,
+            _ => return Err(Failure::Unexpected("an automatic step left the pending authorization".into()).into()),
         };
     }
-    Err(Failure::Unexpected("interaction did not settle".into()).into())
+    Err(Failure::Unexpected("the pending authorization did not settle".into()).into())
 }
 
 /// The browser's session, if valid and its user may complete this authorization (else someone
 /// else may sign in: the session is set aside).
-async fn adopt_session(ports: &SignInPorts<'_>, interaction: &Interaction, progress: &mut Progress, browser_hash: &str) -> Step<Option<Command>> {
+async fn adopt_session(ports: &SignInPorts<'_>, pending: &PendingAuthorization, progress: &mut Progress, browser_hash: &str) -> Step<Option<Command>> {
     let handle = progress.session.take().ok_or_else(|| Failure::Unexpected("no session".into()))?;
     let Some(user) = session_user(ports.accounts, ports.users, &handle).await? else { return Ok(None) };
-    if interaction.may_complete(&user).is_err() {
+    if pending.may_complete(&user).is_err() {
         return Ok(None);
     }
     progress.session = Some(handle);
@@ -86,9 +86,9 @@ async fn adopt_session(ports: &SignInPorts<'_>, interaction: &Interaction, progr
 }
 
 /// Whether the user remembered a consent that covers what may be granted.
-async fn remembered_consent(ports: &SignInPorts<'_>, interaction: &Interaction) -> Step<bool> {
-    let user = interaction.user.as_ref().ok_or_else(|| Failure::Unexpected("consent without user".into()))?;
-    Ok(ports.accounts.consent_covers(&user.username, &interaction.request.client_id, &interaction.grantable().to_string()).await?)
+async fn remembered_consent(ports: &SignInPorts<'_>, pending: &PendingAuthorization) -> Step<bool> {
+    let user = pending.user.as_ref().ok_or_else(|| Failure::Unexpected("consent without user".into()))?;
+    Ok(ports.accounts.consent_covers(&user.username, &pending.request.client_id, &pending.grantable().to_string()).await?)
 }
 
 /// The code, and the browser back to the client with it.
@@ -103,9 +103,9 @@ async fn issue_code(ports: &SignInPorts<'_>, grant_id: &str, browser_hash: &str)
 
 /// A page of this authorization: its forms may end at the client's origin, and the EHRs the
 /// settings name may frame it.
-async fn shown(ports: &SignInPorts<'_>, interaction: &Interaction, status: u16, page: Page, retry_after: Option<i64>) -> Step<Shown> {
+async fn shown(ports: &SignInPorts<'_>, pending: &PendingAuthorization, status: u16, page: Page, retry_after: Option<i64>) -> Step<Shown> {
     let frame_ancestors = ports.settings.settings().await?.ehr_origins;
-    let form_targets = Url::parse(&interaction.request.redirect_uri).map(|u| vec![u.origin().ascii_serialization()]).unwrap_or_default();
+    let form_targets = Url::parse(&pending.request.redirect_uri).map(|u| vec![u.origin().ascii_serialization()]).unwrap_or_default();
     Ok(Shown::Page { status, page, form_targets, frame_ancestors, retry_after })
 }
 
@@ -113,19 +113,19 @@ async fn shown(ports: &SignInPorts<'_>, interaction: &Interaction, status: u16, 
 pub(super) async fn login_page(
     ports: &SignInPorts<'_>,
     grant_id: &str,
-    interaction: &Interaction,
+    pending: &PendingAuthorization,
     error: Option<String>,
     username: &str,
     status: u16,
 ) -> Step<Shown> {
-    login_page_after(ports, grant_id, interaction, error, username, status, None).await
+    login_page_after(ports, grant_id, pending, error, username, status, None).await
 }
 
 /// The login page for a locked source, which may try again after `retry_after` seconds.
 pub(super) async fn login_page_after(
     ports: &SignInPorts<'_>,
     grant_id: &str,
-    interaction: &Interaction,
+    pending: &PendingAuthorization,
     error: Option<String>,
     username: &str,
     status: u16,
@@ -134,18 +134,18 @@ pub(super) async fn login_page_after(
     let server_name = ports.settings.settings().await?.server_name;
     let page = Page::Login {
         interaction: grant_id.to_owned(),
-        csrf: interaction.csrf.clone(),
-        client_name: interaction.client_name.clone(),
+        csrf: pending.csrf.clone(),
+        client_name: pending.client_name.clone(),
         server_name,
         error,
         username: username.to_owned(),
     };
-    shown(ports, interaction, status, page, retry_after).await
+    shown(ports, pending, status, page, retry_after).await
 }
 
 /// The patients the user may choose from: a patient user only themselves.
-async fn patient_picker(ports: &SignInPorts<'_>, grant_id: &str, interaction: &Interaction) -> Step<Shown> {
-    let user = interaction.user.as_ref().ok_or_else(|| Failure::Unexpected("picker without user".into()))?;
+async fn patient_picker(ports: &SignInPorts<'_>, grant_id: &str, pending: &PendingAuthorization) -> Step<Shown> {
+    let user = pending.user.as_ref().ok_or_else(|| Failure::Unexpected("picker without user".into()))?;
     let patients = match user.patient_id() {
         Some(own) => ports.patients.read("Patient", own).await?.into_iter().collect(),
         None => ports.patients.list_patients(PICKER_LIMIT).await?,
@@ -154,13 +154,13 @@ async fn patient_picker(ports: &SignInPorts<'_>, grant_id: &str, interaction: &I
         .iter()
         .map(|p| Choice { id: p["id"].as_str().unwrap_or_default().to_owned(), label: fhir_store::patient_name(p), detail: fhir_store::patient_detail(p) })
         .collect();
-    let page = Page::PatientPicker { interaction: grant_id.to_owned(), csrf: interaction.csrf.clone(), client_name: interaction.client_name.clone(), patients };
-    shown(ports, interaction, 200, page, None).await
+    let page = Page::PatientPicker { interaction: grant_id.to_owned(), csrf: pending.csrf.clone(), client_name: pending.client_name.clone(), patients };
+    shown(ports, pending, 200, page, None).await
 }
 
 /// The patient's encounters.
-async fn encounter_picker(ports: &SignInPorts<'_>, grant_id: &str, interaction: &Interaction) -> Step<Shown> {
-    let patient = interaction.patient().ok_or_else(|| Failure::Unexpected("encounter picker without patient".into()))?;
+async fn encounter_picker(ports: &SignInPorts<'_>, grant_id: &str, pending: &PendingAuthorization) -> Step<Shown> {
+    let patient = pending.patient().ok_or_else(|| Failure::Unexpected("encounter picker without patient".into()))?;
     let encounters = ports.patients.patient_encounters(patient, ENCOUNTER_LIMIT).await?;
     let encounters = encounters
         .iter()
@@ -169,25 +169,24 @@ async fn encounter_picker(ports: &SignInPorts<'_>, grant_id: &str, interaction: 
             Choice { id: e["id"].as_str().unwrap_or_default().to_owned(), label, detail: date }
         })
         .collect();
-    let page =
-        Page::EncounterPicker { interaction: grant_id.to_owned(), csrf: interaction.csrf.clone(), client_name: interaction.client_name.clone(), encounters };
-    shown(ports, interaction, 200, page, None).await
+    let page = Page::EncounterPicker { interaction: grant_id.to_owned(), csrf: pending.csrf.clone(), client_name: pending.client_name.clone(), encounters };
+    shown(ports, pending, 200, page, None).await
 }
 
 /// What the user is asked to approve, about whom.
-async fn consent_page(ports: &SignInPorts<'_>, grant_id: &str, interaction: &Interaction) -> Step<Shown> {
-    let user = interaction.user.as_ref().ok_or_else(|| Failure::Unexpected("consent without user".into()))?;
-    let patient_label = match interaction.patient() {
+async fn consent_page(ports: &SignInPorts<'_>, grant_id: &str, pending: &PendingAuthorization) -> Step<Shown> {
+    let user = pending.user.as_ref().ok_or_else(|| Failure::Unexpected("consent without user".into()))?;
+    let patient_label = match pending.patient() {
         Some(id) => ports.patients.read("Patient", id).await?.map(|p| fhir_store::patient_name(&p)),
         None => None,
     };
     let page = Page::Consent {
         interaction: grant_id.to_owned(),
-        csrf: interaction.csrf.clone(),
-        client_name: interaction.client_name.clone(),
+        csrf: pending.csrf.clone(),
+        client_name: pending.client_name.clone(),
         user_name: user.display_name.clone(),
         patient_label,
-        scopes: interaction.grantable(),
+        scopes: pending.grantable(),
     };
-    shown(ports, interaction, 200, page, None).await
+    shown(ports, pending, 200, page, None).await
 }

@@ -9,7 +9,7 @@ use futures::executor::block_on;
 use platform::authorize::{AuthorizationRequest, Prompt};
 use platform::clients::{ClientRegistration, ConsentPolicy};
 use platform::grant_handle::GrantHandle;
-use platform::grants::{self, AuthenticatedUser, Command, Interaction, Reply};
+use platform::grants::{self, AuthenticatedUser, Command, PendingAuthorization, Reply};
 use platform::guard::{self, AccessGrant, BearerError};
 use platform::memory::{FakeKeyGenerator, FakeSigner, FakeVerifier};
 use platform::oauth::memory::MemoryAuthServer;
@@ -81,7 +81,7 @@ pub fn alice() -> AuthenticatedUser {
     }
 }
 
-/// What the sign-in pages do for `client_id`: start the interaction, log alice in, pick the
+/// What the sign-in pages do for `client_id`: start the authorization, log alice in, pick the
 /// patient when asked, consent, issue the code. Returns the code the redirect carries.
 pub fn authorize(server: &MemoryAuthServer, client_id: &str, scope: &str) -> String {
     authorize_launch(server, client_id, scope, None)
@@ -92,7 +92,7 @@ pub fn authorize_launch(server: &MemoryAuthServer, client_id: &str, scope: &str,
     let grants = &server.grants;
     let id = grants.new_id().unwrap();
     let apply = |command: Command| block_on(grants.apply(&id, &command)).unwrap().unwrap();
-    let interaction = Interaction {
+    let pending = PendingAuthorization {
         request: AuthorizationRequest {
             client_id: client_id.into(),
             redirect_uri: REDIRECT.into(),
@@ -118,10 +118,10 @@ pub fn authorize_launch(server: &MemoryAuthServer, client_id: &str, scope: &str,
         encounter_chosen: false,
         granted_scope: None,
     };
-    apply(Command::Start { interaction: Box::new(interaction) });
+    apply(Command::Start { pending: Box::new(pending) });
     let b = || "b".to_owned();
     let t = || "t".to_owned();
-    let Reply::Interaction { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
+    let Reply::Pending { step, .. } = apply(Command::Login { browser_hash: b(), csrf: t(), user: alice() }) else { panic!() };
     if step == grants::Step::PickPatient {
         apply(Command::PickPatient { browser_hash: b(), csrf: t(), patient: "p-1".into() });
     }
