@@ -62,6 +62,15 @@ test("openid-client completes the whole lifecycle", async () => {
   const active = await oidc.tokenIntrospection(config, refreshed.access_token);
   assert.equal(active.active, true);
   assert.equal(active.client_id, CLIENT.client_id);
+  // SMART 2.2 token introspection: the ID token's iss and sub (SHALL) and fhirUser (SHOULD),
+  // the same values, and the launch context the token response gave.
+  for (const described of [active, await oidc.tokenIntrospection(config, refreshed.refresh_token)]) {
+    assert.equal(described.active, true);
+    assert.equal(described.iss, claims.iss);
+    assert.equal(described.sub, claims.sub);
+    assert.equal(described.fhirUser, claims.fhirUser);
+    assert.equal(described.patient, tokens.patient);
+  }
 
   await oidc.tokenRevocation(config, refreshed.refresh_token);
   const inactive = await oidc.tokenIntrospection(config, refreshed.access_token);

@@ -263,12 +263,15 @@ describe("introspection, revocation, userinfo", () => {
     assert.equal(body.sub, PRACTITIONER.username);
     assert.equal(body.iss, w.url);
     assert.equal(body.patient, NED);
-    assert.equal(body.fhirUser, PRACTITIONER.fhir_user);
+    assert.equal(body.need_patient_banner, true);
+    assert.equal(body.fhirUser, `${w.url}/fhir/${PRACTITIONER.fhir_user}`, "the ID token's fhirUser, an absolute URL");
     assert.equal(body.token_type, "Bearer");
     assert.ok(body.exp > body.iat);
     const refreshInfo = (await introspect(tokens.refresh_token)).body;
     assert.equal(refreshInfo.active, true);
     assert.equal(refreshInfo.token_type, "refresh_token");
+    assert.equal(refreshInfo.fhirUser, body.fhirUser);
+    assert.equal(refreshInfo.sub, body.sub);
     for (const token of ["nonsense", `${"a".repeat(64)}.secret`, tokens.id_token]) {
       assert.deepEqual((await introspect(token)).body, { active: false });
     }
@@ -276,6 +279,76 @@ describe("introspection, revocation, userinfo", () => {
     assertError(anonymous, 401, "invalid_client");
     const publicCaller = await w.fetch("/auth/introspect", form({ token: tokens.access_token, client_id: APP.client_id }));
     assert.equal(publicCaller.status, 401, "a public client cannot introspect");
+  });
+
+  test("introspection gives fhirUser only with openid and fhirUser granted, as the ID token does", async () => {
+    for (const scope of ["launch/patient openid offline_access patient/*.rs", "launch/patient fhirUser offline_access patient/*.rs"]) {
+      const { code, verifier } = await authorize(w, { scope });
+      const tokens = (await exchange(w, code, verifier)).body;
+      assert.equal(tokens.scope, scope);
+      if (tokens.id_token) assert.equal(jose.decodeJwt(tokens.id_token).fhirUser, undefined);
+      for (const token of [tokens.access_token, tokens.refresh_token]) {
+        const { body } = await introspect(token);
+        assert.equal(body.active, true);
+        assert.equal(body.sub, PRACTITIONER.username);
+        assert.equal(body.fhirUser, undefined, `${scope}: ${JSON.stringify(body)}`);
+      }
+    }
+  });
+
+  test("introspection of an EHR-launch token echoes the launch context exactly as the token response gave it", async () => {
+    const context = {
+      patient: NED,
+      encounter: "enc-1",
+      fhirContext: [
+        { reference: `Patient/${NED}`, role: "launch" },
+        { canonical: "http://example.org/Questionnaire/q|1", type: "Questionnaire" },
+        {
+          identifier: {
+            use: "official",
+            type: { coding: [{ system: "http://terminology.hl7.org/CodeSystem/v2-0203", code: "MR", display: "Medical record number" }], text: "MRN" },
+            system: "urn:example:mrn",
+            value: "12345",
+            period: { start: "2020-01-01" },
+            assigner: { display: "General Hospital" },
+          },
+          type: "Patient",
+        },
+      ],
+      intent: "reconcile-medications",
+      need_patient_banner: false,
+      smart_style_url: "https://ehr.example/style.json",
+      tenant: "t-1",
+    };
+    const created = await w.fetch("/auth/ehr/launch", {
+      method: "POST",
+      headers: adminHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ client_id: APP.client_id, ...context }),
+    });
+    assert.equal(created.status, 201);
+    const { launch } = await created.json();
+    // What the launch API would drop (an unknown member, a member of the wrong type) is a 400.
+    for (const fhirContext of [[{ identifier: { system: "urn:s", extension: [] } }], [{ identifier: "urn:s|v" }], [{ reference: "Patient/x", note: 1 }]]) {
+      const refused = await w.fetch("/auth/ehr/launch", {
+        method: "POST",
+        headers: adminHeaders({ "Content-Type": "application/json" }),
+        body: JSON.stringify({ client_id: APP.client_id, patient: NED, fhirContext }),
+      });
+      const body = await refused.json();
+      assert.equal(refused.status, 400, JSON.stringify(body));
+      assert.equal(body.error, "invalid_request");
+      assert.match(body.error_description, /fhirContext item/);
+    }
+    const { code, verifier } = await authorize(w, { launch, scope: "launch openid fhirUser offline_access patient/*.rs" });
+    const tokens = (await exchange(w, code, verifier)).body;
+    const members = Object.keys(context);
+    assert.deepEqual(Object.fromEntries(members.map((m) => [m, tokens[m]])), context, "the token response carries the launch context");
+    const refreshed = (await refresh(w, tokens.refresh_token)).body;
+    for (const [issued, token] of [[tokens, tokens.access_token], [refreshed, refreshed.access_token], [refreshed, refreshed.refresh_token]]) {
+      const { body } = await introspect(token);
+      assert.equal(body.active, true);
+      for (const member of members) assert.deepEqual(body[member], issued[member], member);
+    }
   });
 
   test("the Smile CDR compatibility setting answers 404 with every field empty", async () => {

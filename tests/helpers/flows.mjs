@@ -3,12 +3,13 @@ import { Agent, pkce } from "./agent.mjs";
 import { authorizeUrl, PRACTITIONER, NED, REDIRECT } from "./fixtures.mjs";
 
 /**
- * Runs an authorization with `scope` to the code. Returns { code, verifier, agent }.
+ * Runs an authorization with `scope` to the code (an EHR launch with `launch`, the value
+ * `POST /auth/ehr/launch` gave). Returns { code, verifier, agent }.
  * The agent keeps the session, so further flows can reuse it.
  */
-export async function authorize(w, { scope = "launch/patient openid fhirUser offline_access patient/*.rs", client_id, agent = new Agent(w.url), user = PRACTITIONER, nonce = "nonce-1", patient = NED } = {}) {
+export async function authorize(w, { scope = "launch/patient openid fhirUser offline_access patient/*.rs", client_id, agent = new Agent(w.url), user = PRACTITIONER, nonce = "nonce-1", patient = NED, launch } = {}) {
   const { verifier, challenge } = await pkce();
-  let page = await agent.go(authorizeUrl(w, { scope, code_challenge: challenge, nonce, ...(client_id ? { client_id } : {}) }));
+  let page = await agent.go(authorizeUrl(w, { scope, code_challenge: challenge, nonce, ...(client_id ? { client_id } : {}), ...(launch ? { launch } : {}) }));
   if (page.doc?.querySelector("#login-submit")) {
     page = await agent.submit(page, "#login-submit", { fill: { username: user.username, password: user.password } });
   }
