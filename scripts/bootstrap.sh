@@ -47,11 +47,12 @@ if ! has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# Python: the independent FHIR R4 validator the tests use (fhir.resources, from PyPI).
-FHIR_RESOURCES_VERSION=8.3.0
-if ! .venv/bin/python -c "import fhir.resources, sys; sys.exit(fhir.resources.__version__ != '$FHIR_RESOURCES_VERSION')" 2>/dev/null; then
-  step "python venv: fhir.resources $FHIR_RESOURCES_VERSION"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "fhir.resources==$FHIR_RESOURCES_VERSION"
+# Python: the independent FHIR R4 validator and OAuth clients the tests run (fhir.resources,
+# authlib, fhirclient; pinned in tests/python/requirements.txt, from PyPI).
+if ! cmp -s tests/python/requirements.txt .venv/.bootstrap-requirements.txt 2>/dev/null; then
+  step "python venv: tests/python/requirements.txt"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  cp tests/python/requirements.txt .venv/.bootstrap-requirements.txt
 fi
 

@@ -88,9 +88,12 @@ for (const [alg, client] of [["ES384", "inline-backend"], ["ES256", "inline-back
   });
 }
 
-test("without scope the client gets everything it may hold; other scopes are invalid_scope", async () => {
+test("without scope the client gets everything it may hold; a subset of what it asks (RFC 6749 §3.3); invalid_scope when none remains", async () => {
   const all = await token(await assertion(keys.ES384, "inline-backend"));
   assert.equal(all.body.scope, "system/Patient.rs system/Observation.rs");
+  const subset = await token(await assertion(keys.ES384, "inline-backend"), { scope: "launch/patient openid patient/*.rs system/Observation.rs system/Condition.rs" });
+  assert.equal(subset.res.status, 200, JSON.stringify(subset.body));
+  assert.equal(subset.body.scope, "system/Observation.rs", "only what a backend may hold and the registration allows");
   refused(await token(await assertion(keys.ES384, "inline-backend"), { scope: "patient/*.rs" }), "invalid_scope", 400);
   refused(await token(await assertion(keys.ES384, "inline-backend"), { scope: "system/Condition.rs" }), "invalid_scope", 400);
 });

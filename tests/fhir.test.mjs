@@ -14,7 +14,7 @@ import { authorize, exchange } from "./helpers/flows.mjs";
 let w;
 let tokens = {};
 // Every FHIR response body of this file is kept and, at the end, validated against R4 by an
-// independent implementation (tests/validate_r4.py, the fhir.resources package).
+// independent implementation (tests/python/validate_r4.py, the fhir.resources package).
 const captured = tempDir("fhir-bodies-");
 let captures = 0;
 const FHIR_ALL = { ...APP, client_id: "fhir-app", scope: "launch launch/patient openid fhirUser patient/*.cruds user/*.cruds patient/Observation.rs?category=laboratory", consent: "pre-approved" };
@@ -338,13 +338,13 @@ test("every FHIR response body above validates against R4 (fhir.resources, indep
   writeFileSync(join(captured, "metadata.json"), await metadata.text());
   const python = join(ROOT, ".venv", "bin", "python");
   // Last in the file: node:test runs top-level tests in order.
-  const output = execFileSync(python, [join(ROOT, "tests", "validate_r4.py"), captured], { encoding: "utf8" });
+  const output = execFileSync(python, [join(ROOT, "tests", "python", "validate_r4.py"), captured], { encoding: "utf8" });
   t.diagnostic(output.trim());
   assert.match(output, /validated \d+ FHIR response bodies, 0 invalid/);
   // The validator is not vacuous: a body with a wrong type is refused.
   const broken = tempDir("fhir-broken-");
   writeFileSync(join(broken, "bad.json"), JSON.stringify({ resourceType: "Patient", birthDate: "not-a-date" }));
-  assert.throws(() => execFileSync(python, [join(ROOT, "tests", "validate_r4.py"), broken], { encoding: "utf8", stdio: "pipe" }), (e) => /INVALID bad.json/.test(e.stdout));
+  assert.throws(() => execFileSync(python, [join(ROOT, "tests", "python", "validate_r4.py"), broken], { encoding: "utf8", stdio: "pipe" }), (e) => /INVALID bad.json/.test(e.stdout));
 });
 
 async function fhir(path, { as = "ned", method = "GET", body, headers = {} } = {}) {

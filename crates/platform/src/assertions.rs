@@ -32,17 +32,40 @@ pub struct Accepted {
 /// The `iss` (= client id) an assertion claims, read before anything is verified, so the
 /// caller can load that client's keys.
 pub fn claimed_client(assertion: &str) -> Result<String, OAuthError> {
-    let jws = jose::parse_compact(assertion).map_err(|e| invalid(&format!("client_assertion: {e}")))?;
+    let jws = jose::parse_compact_any_kid(assertion).map_err(|e| invalid(&format!("client_assertion: {e}")))?;
     jws.payload.get("iss").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| invalid("client_assertion has no iss"))
 }
 
-/// Whether the key set has a key for the assertion's `kid` (else the JWKS URL is fetched
-/// again: the client may have rotated).
-pub fn has_key(assertion: &str, keys: &Jwks) -> bool {
-    jose::parse_compact(assertion).is_ok_and(|jws| keys.keys.iter().any(|k| k.kid.as_deref() == Some(jws.header.kid.as_str())))
+/// The most registered keys tried for an assertion without `kid`: each try is a signature
+/// verification, so a client with many keys cannot make one request cost many.
+pub const MAX_KEYS_WITHOUT_KID: usize = 3;
+
+/// The registered keys that may have signed an assertion with this header: the one named by
+/// `kid`, or, when the header has none, the first [`MAX_KEYS_WITHOUT_KID`] keys of its
+/// algorithm. SMART requires `kid`, but libraries such as authlib leave it out by default;
+/// RFC 7515 §4.1.4 makes it optional, and trying a few keys of the right algorithm is what
+/// their users expect.
+fn candidates<'k>(header: &jose::JwsHeader, keys: &'k Jwks) -> Vec<&'k Jwk> {
+    let of_alg = keys.keys.iter().filter(|k| k.validate_public().ok() == Some(header.alg));
+    if header.kid.is_empty() {
+        of_alg.take(MAX_KEYS_WITHOUT_KID).collect()
+    } else {
+        of_alg.filter(|k| k.kid.as_deref() == Some(header.kid.as_str())).take(1).collect()
+    }
 }
 
-/// Verifies the signature with the client's key named by `kid` and checks the claims:
+/// Whether the key set has a key that may have signed the assertion (else the JWKS URL is
+/// fetched again: the client may have rotated).
+pub fn has_key(assertion: &str, keys: &Jwks) -> bool {
+    jose::parse_compact_any_kid(assertion).is_ok_and(|jws| !candidates(&jws.header, keys).is_empty())
+}
+
+fn key_names(keys: &[&Jwk]) -> String {
+    keys.iter().map(|k| k.kid.as_deref().unwrap_or("(no kid)")).collect::<Vec<_>>().join(", ")
+}
+
+/// Verifies the signature with the client's key named by `kid` (or, without `kid`, with the
+/// first registered keys of the header's algorithm, see [`candidates`]) and checks the claims:
 /// `iss` = `sub` = client id, `aud` = one of `audiences` (the token URL; at introspection and
 /// revocation also that endpoint's URL, RFC 7523 §3), `exp` in the future and at most five
 /// minutes ahead, a `jti`.
@@ -54,19 +77,28 @@ pub async fn verify(
     verifier: &dyn Verifier,
     now: i64,
 ) -> Result<Result<Accepted, OAuthError>, CryptoError> {
-    let jws = match jose::parse_compact(assertion) {
+    let jws = match jose::parse_compact_any_kid(assertion) {
         Ok(jws) => jws,
         Err(e) => return Ok(Err(invalid(&format!("client_assertion: {e}")))),
     };
     if !ALGORITHMS.contains(&jws.header.alg) {
         return Ok(Err(invalid("client_assertion alg is not accepted")));
     }
-    let key: Option<&Jwk> = keys.keys.iter().find(|k| k.kid.as_deref() == Some(jws.header.kid.as_str()) && k.validate_public().ok() == Some(jws.header.alg));
-    let Some(key) = key else {
-        return Ok(Err(invalid("no registered key matches the assertion's kid and alg")));
-    };
-    if !verifier.verify(key, jws.signing_input.as_bytes(), &jws.signature).await? {
-        return Ok(Err(invalid("the client_assertion signature does not verify")));
+    let candidates = candidates(&jws.header, keys);
+    if candidates.is_empty() {
+        let which = if jws.header.kid.is_empty() { "alg" } else { "kid and alg" };
+        return Ok(Err(invalid(&format!("no registered key matches the assertion's {which}"))));
+    }
+    let mut verified = false;
+    for key in &candidates {
+        if verifier.verify(key, jws.signing_input.as_bytes(), &jws.signature).await? {
+            verified = true;
+            break;
+        }
+    }
+    if !verified {
+        let tried = key_names(&candidates);
+        return Ok(Err(invalid(&format!("the client_assertion signature does not verify with the registered key(s) tried: {tried}"))));
     }
     let claims = &jws.payload;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
@@ -240,6 +272,67 @@ mod tests {
         other.kid = Some("k1".into());
         let token = assertion(&other, JwsAlgorithm::RS384, claims(1200));
         assert!(block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_err());
+    }
+
+    /// An assertion signed by `key` whose header has no `kid` (authlib's default).
+    fn assertion_without_kid(key: &Jwk, alg: JwsAlgorithm, claims: Value) -> String {
+        let header = b64url_json(&json!({"alg": alg, "typ": "JWT"}));
+        let input = format!("{header}.{}", b64url_json(&claims));
+        jose::compact(&input, &block_on(FakeSigner.sign(key, input.as_bytes())).unwrap())
+    }
+
+    fn b64url_json(value: &Value) -> String {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, value.to_string())
+    }
+
+    fn named(alg: JwsAlgorithm, kid: &str) -> Jwk {
+        let mut jwk = block_on(FakeKeyGenerator::default().generate(alg)).unwrap();
+        jwk.kid = Some(kid.into());
+        jwk
+    }
+
+    #[test]
+    fn without_kid_the_first_keys_of_the_algorithm_are_tried_and_named_when_none_verifies() {
+        let (a, b, rsa) = (named(JwsAlgorithm::ES384, "a"), named(JwsAlgorithm::ES384, "b"), named(JwsAlgorithm::RS384, "r"));
+        let jwks = Jwks { keys: vec![rsa.to_public(), a.to_public(), b.to_public()] };
+        let by_b = assertion_without_kid(&b, JwsAlgorithm::ES384, claims(1200));
+        assert_eq!(claimed_client(&by_b).unwrap(), "backend");
+        assert!(has_key(&by_b, &jwks));
+        let accepted = block_on(verify(&by_b, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap();
+        assert_eq!(accepted.client_id, "backend", "the second ES384 key verifies");
+
+        let stranger = named(JwsAlgorithm::ES384, "s");
+        let by_stranger = assertion_without_kid(&stranger, JwsAlgorithm::ES384, claims(1200));
+        let refused = block_on(verify(&by_stranger, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
+        assert_eq!(refused.error, OAuthErrorCode::InvalidClient);
+        assert_eq!(refused.error_description.as_deref(), Some("the client_assertion signature does not verify with the registered key(s) tried: a, b"));
+
+        let by_es256 = assertion_without_kid(&named(JwsAlgorithm::ES256, "e"), JwsAlgorithm::ES256, claims(1200));
+        assert!(!has_key(&by_es256, &jwks), "no key of that algorithm: the JWKS URL may be fetched again");
+        let refused = block_on(verify(&by_es256, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
+        assert_eq!(refused.error_description.as_deref(), Some("no registered key matches the assertion's alg"));
+    }
+
+    #[test]
+    fn without_kid_at_most_three_keys_are_tried() {
+        let keys: Vec<Jwk> = (0..5).map(|i| named(JwsAlgorithm::ES384, &format!("k{i}"))).collect();
+        let jwks = Jwks { keys: keys.iter().map(Jwk::to_public).collect() };
+        let by_fourth = assertion_without_kid(&keys[3], JwsAlgorithm::ES384, claims(1200));
+        let refused = block_on(verify(&by_fourth, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
+        assert!(refused.error_description.unwrap().ends_with("tried: k0, k1, k2"));
+        let by_third = assertion_without_kid(&keys[2], JwsAlgorithm::ES384, claims(1200));
+        assert!(block_on(verify(&by_third, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_ok());
+    }
+
+    #[test]
+    fn with_a_kid_only_that_key_is_tried() {
+        let (a, b) = (named(JwsAlgorithm::ES384, "a"), named(JwsAlgorithm::ES384, "b"));
+        let jwks = Jwks { keys: vec![a.to_public(), b.to_public()] };
+        // Signed by b but naming a: b is not tried.
+        let input = format!("{}.{}", b64url_json(&json!({"alg": "ES384", "kid": "a"})), b64url_json(&claims(1200)));
+        let token = jose::compact(&input, &block_on(FakeSigner.sign(&b, input.as_bytes())).unwrap());
+        let refused = block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
+        assert!(refused.error_description.unwrap().ends_with("tried: a"));
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
         Some(Ok(set)) if set.is_empty() => return fail(OAuthErrorCode::InvalidScope, "scope is required"),
         Some(Ok(set)) => set,
     };
-    if let Err(e) = scope_policy::check_requested(&requested, Holder::Interactive) {
+    if let Err(e) = scope_policy::check_requested(&requested) {
         return fail(OAuthErrorCode::InvalidScope, e.error_description.as_deref().unwrap_or("scope is not valid"));
     }
     if scope_policy::grantable(&requested, &client.allowed_scopes(), Holder::Interactive).is_empty() {

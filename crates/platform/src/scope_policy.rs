@@ -58,17 +58,17 @@ pub fn holdable_only(set: &ScopeSet, holder: Holder) -> ScopeSet {
 }
 
 /// Checks the scopes a client asks for: an unenforceable granular scope is `invalid_scope`
-/// whoever asks. An interactive client's `system/` scope is only dropped (the request may
-/// still get the rest); a backend service asking for anything but `system/` is refused.
-pub fn check_requested(requested: &ScopeSet, holder: Holder) -> Result<(), OAuthError> {
+/// whoever asks (granting it without its constraint would grant more than it says). A scope
+/// the holder may not hold is only dropped, the request may still get the rest (RFC 6749
+/// §3.3 lets the server grant less than asked, and says so in the response's `scope`): an
+/// interactive client's `system/` scope, a backend service's `launch/patient` or `patient/`
+/// scope (Python's fhirclient always asks for `launch/patient` next to its system scopes).
+pub fn check_requested(requested: &ScopeSet) -> Result<(), OAuthError> {
     for scope in requested.iter() {
-        let refused = match scope {
-            Scope::Resource(r) => unenforceable(r) || (holder == Holder::Backend && r.context != ScopeContext::System),
-            _ => holder == Holder::Backend,
-        };
-        if refused {
-            let reason = refusal(scope, holder).unwrap_or_default();
-            return Err(OAuthError::new(OAuthErrorCode::InvalidScope, reason));
+        if let Scope::Resource(r) = scope {
+            if unenforceable(r) {
+                return Err(OAuthError::new(OAuthErrorCode::InvalidScope, format!("the constraint of {r} cannot be enforced by this server")));
+            }
         }
     }
     Ok(())
@@ -92,7 +92,7 @@ pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet,
     let granted = holdable_only(&ScopeSet::parse(granted).unwrap_or_default(), Holder::Interactive);
     let Some(requested) = requested else { return Ok(granted) };
     let requested = ScopeSet::parse(requested).map_err(|e| OAuthError::new(OAuthErrorCode::InvalidScope, e.to_string()))?;
-    check_requested(&requested, Holder::Interactive)?;
+    check_requested(&requested)?;
     if !granted.covers_all(&requested) {
         return Err(OAuthError::new(OAuthErrorCode::InvalidScope, "scope may only narrow the original grant"));
     }
@@ -100,14 +100,15 @@ pub fn refresh_scope(granted: &str, requested: Option<&str>) -> Result<ScopeSet,
 }
 
 /// The scopes of a `client_credentials` token: what the client asks for (everything it may
-/// hold when it asks for nothing) narrowed by its registration; `system/` scopes only.
+/// hold when it asks for nothing) narrowed by its registration; `system/` scopes only, others
+/// dropped; `invalid_scope` when nothing allowed remains.
 pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, OAuthError> {
     let allowed = client.allowed_scopes();
     let requested = match requested {
         Some(r) => ScopeSet::parse(r).map_err(|e| OAuthError::new(OAuthErrorCode::InvalidScope, e.to_string()))?,
         None => allowed.clone(),
     };
-    check_requested(&requested, Holder::Backend)?;
+    check_requested(&requested)?;
     let granted = grantable(&requested, &allowed, Holder::Backend);
     if granted.is_empty() {
         return Err(OAuthError::new(OAuthErrorCode::InvalidScope, "none of the requested scopes is allowed for this client"));
@@ -126,20 +127,20 @@ mod tests {
     #[test]
     fn unenforceable_granular_scopes_are_refused_and_never_granted() {
         let lab = "patient/Observation.rs?category=laboratory";
-        assert!(check_requested(&set(lab), Holder::Interactive).is_ok());
+        assert!(check_requested(&set(lab)).is_ok());
         for bad in [
             "patient/Observation.rs?category=laboratory&foo=bar",
             "patient/Observation.rs?_count=5",
             "patient/Observation.rs?code:text=x",
             "patient/*.rs?foo=bar",
         ] {
-            let err = check_requested(&set(&format!("openid {bad}")), Holder::Interactive).unwrap_err();
+            let err = check_requested(&set(&format!("openid {bad}"))).unwrap_err();
             assert_eq!(err.error, OAuthErrorCode::InvalidScope, "{bad}");
             assert!(grantable(&set(bad), &set(lab), Holder::Interactive).is_empty(), "{bad}");
             assert!(check_registration(&set(bad), Holder::Interactive).is_err(), "{bad}");
         }
         // A scope without a query is never refused for its type.
-        assert!(check_requested(&set("patient/Spaceship.rs"), Holder::Interactive).is_ok());
+        assert!(check_requested(&set("patient/Spaceship.rs")).is_ok());
         // Narrowing can make a constraint land on a type that cannot enforce it.
         assert!(grantable(&set("patient/*.rs?category=laboratory"), &set("patient/Patient.rs"), Holder::Interactive).is_empty());
         assert_eq!(grantable(&set(lab), &set("patient/*.rs"), Holder::Interactive).to_string(), lab);
@@ -151,11 +152,13 @@ mod tests {
         assert!(check_registration(&set("system/*.rs"), Holder::Backend).is_ok());
         assert!(check_registration(&set("patient/*.rs"), Holder::Backend).is_err());
         assert!(check_registration(&set("openid"), Holder::Backend).is_err());
-        // At authorize a system/ scope is dropped, not fatal; for a backend anything else is.
-        assert!(check_requested(&set("openid system/*.rs"), Holder::Interactive).is_ok());
+        // At authorize a system/ scope is dropped, not fatal; for a backend, anything else is dropped.
+        assert!(check_requested(&set("openid system/*.rs")).is_ok());
         assert_eq!(grantable(&set("openid system/*.rs"), &set("openid system/*.rs"), Holder::Interactive).to_string(), "openid");
-        assert_eq!(check_requested(&set("patient/*.rs"), Holder::Backend).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(check_requested(&set("openid"), Holder::Backend).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert!(check_requested(&set("launch/patient patient/*.rs openid system/*.rs")).is_ok());
+        assert_eq!(grantable(&set("launch/patient patient/*.rs system/*.rs"), &set("system/*.rs patient/*.rs"), Holder::Backend).to_string(), "system/*.rs");
+        let unenforceable = set("system/Observation.rs?category=laboratory&foo=bar");
+        assert_eq!(check_requested(&unenforceable).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(holdable_only(&set("openid system/*.rs patient/*.rs"), Holder::Interactive).to_string(), "openid patient/*.rs");
     }
 
@@ -171,8 +174,11 @@ mod tests {
         assert_eq!(backend_scope(&client, Some("system/*.rs")).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
         assert_eq!(backend_scope(&client, Some("system/Observation.r")).unwrap().to_string(), "system/Observation.r");
         assert_eq!(backend_scope(&client, Some("system/Condition.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
-        assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        assert_eq!(backend_scope(&client, Some("patient/*.rs")).unwrap_err().error, OAuthErrorCode::InvalidScope, "nothing allowed remains");
         assert_eq!(backend_scope(&client, Some("openid")).unwrap_err().error, OAuthErrorCode::InvalidScope);
+        // What Python's fhirclient asks for: the allowed subset, said in the response's scope.
+        assert_eq!(backend_scope(&client, Some("launch/patient system/*.rs")).unwrap().to_string(), "system/Patient.rs system/Observation.rs");
+        assert_eq!(backend_scope(&client, Some("openid fhirUser patient/*.rs system/Observation.rs")).unwrap().to_string(), "system/Observation.rs");
         assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory&foo=bar")).unwrap_err().error, OAuthErrorCode::InvalidScope);
         assert_eq!(backend_scope(&client, Some("system/Observation.rs?category=laboratory")).unwrap().to_string(), "system/Observation.rs?category=laboratory");
     }
