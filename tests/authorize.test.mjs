@@ -185,6 +185,21 @@ describe("EHR launch", () => {
     assert.equal(grant.scope, "launch openid patient/*.rs");
   });
 
+  test("a client without launch_uri gets the launch value and no launch_url; the value works", async () => {
+    const { launch_uri, ...noLaunchUri } = { ...APP, client_id: "no-launch-uri-app" };
+    assert.ok(launch_uri);
+    const registered = await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify(noLaunchUri) });
+    assert.equal(registered.status, 201, await registered.text());
+    const { res, body } = await createLaunch({ client_id: "no-launch-uri-app", patient: NED });
+    assert.equal(res.status, 201, JSON.stringify(body));
+    assert.deepEqual(Object.keys(body).sort(), ["expires_in", "launch"]);
+    const agent = new Agent(w.url);
+    let page = await agent.go(authorizeUrl(w, { client_id: "no-launch-uri-app", launch: body.launch, scope: "launch openid patient/*.rs" }));
+    page = await login(agent, page);
+    const q = expectRedirect(await agent.submit(page, "#approve"));
+    assert.equal((await grantOf(w, q.get("code"))).grant.context.patient, NED);
+  });
+
   test("a launch for another client, a forged or a garbled launch is refused with invalid_request", async () => {
     await w.fetch("/admin/clients", { method: "POST", headers: adminHeaders(), body: JSON.stringify({ ...APP, client_id: "other-app" }) });
     const other = (await createLaunch({ client_id: "other-app", patient: NED })).body.launch;

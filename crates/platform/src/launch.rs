@@ -57,19 +57,20 @@ pub enum LaunchError {
     BadFhirContextMember,
     #[error("smart_style_url must be an absolute https URL (http only on loopback)")]
     BadStyleUrl,
-    #[error("the client has no launch_uri registered")]
-    NoLaunchUri,
     #[error("the client is a backend service and cannot be launched")]
     NotLaunchable,
     #[error("user must be a username")]
     BadUser,
 }
 
-/// What `POST /auth/ehr/launch` answers.
+/// What `POST /auth/ehr/launch` answers: the `launch` value, and the URL that opens the app
+/// with it when the client registered a `launch_uri` (an EHR that knows the app's address on
+/// its own needs only the value).
 #[derive(Debug, Clone, Serialize)]
 pub struct LaunchCreated {
     pub launch: String,
-    pub launch_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_url: Option<String>,
     pub expires_in: i64,
 }
 
@@ -174,9 +175,6 @@ pub async fn create(
     if client.client_type == crate::clients::ClientType::Backend {
         return Ok(Err(LaunchError::NotLaunchable));
     }
-    let Some(launch_uri) = client.launch_uri.as_deref().and_then(|u| Url::parse(u).ok()) else {
-        return Ok(Err(LaunchError::NoLaunchUri));
-    };
     let mut bytes = [0u8; 16];
     random.fill(&mut bytes)?;
     let claims = LaunchClaims {
@@ -189,14 +187,16 @@ pub async fn create(
         ctx: request.context.clone(),
     };
     let launch = sign_jwt(ring, signer, JwsAlgorithm::ES256, LAUNCH_TYP, &claims, now).await?;
-    let mut url = launch_uri;
-    url.query_pairs_mut().append_pair("iss", &urls.fhir_base()).append_pair("launch", &launch);
-    Ok(Ok(LaunchCreated { launch, launch_url: url.into(), expires_in: LAUNCH_LIFETIME_SECS }))
+    let launch_url = client.launch_uri.as_deref().and_then(|u| Url::parse(u).ok()).map(|mut url| {
+        url.query_pairs_mut().append_pair("iss", &urls.fhir_base()).append_pair("launch", &launch);
+        String::from(url)
+    });
+    Ok(Ok(LaunchCreated { launch, launch_url, expires_in: LAUNCH_LIFETIME_SECS }))
 }
 
 /// `POST /auth/ehr/launch` and the portal's launches, as one use case: the client must be
-/// registered, the user the EHR names must exist, then [`create`] (launchable client, its
-/// `launch_uri`, the signed launch). `Ok(Err(why))` is a request that cannot be launched (400).
+/// registered, the user the EHR names must exist, then [`create`] (a launchable client, the
+/// signed launch, the URL when it has a `launch_uri`). `Ok(Err(why))` is a request that cannot be launched (400).
 pub async fn start(ports: &crate::oauth::OAuthPorts<'_>, request: &LaunchRequest) -> Result<Result<LaunchCreated, String>, crate::oauth::Failure> {
     let Some(client) = ports.clients.client(&request.client_id).await? else {
         return Ok(Err("no such client_id".into()));
@@ -272,7 +272,7 @@ mod tests {
         .unwrap();
         let random = SeededRandom::default();
         let created = block_on(create(&request, &client(Some("https://app.example/launch?x=1")), &urls, &ring, &FakeSigner, &random, 1000)).unwrap().unwrap();
-        let url = Url::parse(&created.launch_url).unwrap();
+        let url = Url::parse(created.launch_url.as_deref().unwrap()).unwrap();
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert_eq!(query[0], ("x".into(), "1".into()));
         assert_eq!(query[1], ("iss".into(), "https://ehr.example/fhir".into()));
@@ -300,10 +300,12 @@ mod tests {
         assert!(matches!(LaunchRequest::parse(r#"{"client_id":"app","surprise":1}"#).unwrap_err(), LaunchError::Invalid(_)));
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();
         let ring = block_on(ensure_keys(&MemoryKeyStore::default(), &FakeKeyGenerator::default(), 0)).unwrap();
-        let request = LaunchRequest::parse(r#"{"client_id":"app"}"#).unwrap();
-        assert_eq!(
-            block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, &SeededRandom::default(), 0)).unwrap().unwrap_err(),
-            LaunchError::NoLaunchUri
-        );
+        // A client without launch_uri still gets a launch value (the EHR knows the app's URL).
+        let request = LaunchRequest::parse(r#"{"client_id":"app","patient":"p1"}"#).unwrap();
+        let created = block_on(create(&request, &client(None), &urls, &ring, &FakeSigner, &SeededRandom::default(), 0)).unwrap().unwrap();
+        assert_eq!(created.launch_url, None);
+        assert_eq!(serde_json::to_value(&created).unwrap().get("launch_url"), None, "absent, not null");
+        let resolved = block_on(resolve(&created.launch, "app", &urls, &ring, &FakeVerifier, 1)).unwrap();
+        assert_eq!(resolved.context.patient.as_deref(), Some("p1"));
     }
 }

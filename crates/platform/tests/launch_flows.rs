@@ -38,7 +38,7 @@ fn start(server: &MemoryAuthServer, request: serde_json::Value) -> Result<launch
 fn a_launch_names_the_app_the_fhir_base_and_a_value_only_that_client_can_use() {
     let server = launch_server();
     let created = start(&server, json!({"client_id": "ehr-app", "user": "alice", "patient": "p-1"})).unwrap();
-    let url = Url::parse(&created.launch_url).unwrap();
+    let url = Url::parse(created.launch_url.as_deref().unwrap()).unwrap();
     assert_eq!((url.host_str(), url.path()), (Some("app.example"), "/launch"));
     let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     assert_eq!(query, vec![("iss".into(), format!("{BASE}/fhir")), ("launch".into(), created.launch.clone())]);
@@ -53,11 +53,12 @@ fn a_launch_names_the_app_the_fhir_base_and_a_value_only_that_client_can_use() {
 }
 
 #[test]
-fn unknown_clients_users_and_clients_that_cannot_be_launched_are_refused_in_that_order() {
+fn unknown_clients_users_and_backend_services_are_refused_in_that_order() {
     let server = launch_server();
     assert_eq!(start(&server, json!({"client_id": "nobody", "user": "nobody", "patient": "p-1"})).unwrap_err(), "no such client_id");
     assert_eq!(start(&server, json!({"client_id": "ehr-app", "user": "nobody", "patient": "p-1"})).unwrap_err(), "no such user");
-    assert_eq!(start(&server, json!({"client_id": "app", "patient": "p-1"})).unwrap_err(), "the client has no launch_uri registered");
+    let without_launch_uri = start(&server, json!({"client_id": "app", "patient": "p-1"})).unwrap();
+    assert_eq!(without_launch_uri.launch_url, None, "the EHR may know the app's URL: the launch value alone");
     assert_eq!(start(&server, json!({"client_id": "svc", "patient": "p-1"})).unwrap_err(), "the client is a backend service and cannot be launched");
 }
 

@@ -209,9 +209,13 @@ pub async fn launch(ports: &SignInPorts<'_>, launcher: &OAuthPorts<'_>, form: &P
         Ok(created) => created,
         Err(description) => return Ok(PortalAnswer::refused(400, "The app cannot be opened", &description)),
     };
+    // The portal lists only apps with a launch_uri, so the launch has a URL.
+    let Some(launch_url) = created.launch_url else {
+        return Ok(PortalAnswer::refused(400, "The app cannot be opened", "The app has no launch address registered."));
+    };
     Ok(match form.mode {
-        Mode::NewTab => PortalAnswer::Redirect(created.launch_url),
-        Mode::Embedded => PortalAnswer::Page(Box::new(view(ports, &post.handle, &post.user, &form.query, Some((app.name.clone(), created.launch_url))).await?)),
+        Mode::NewTab => PortalAnswer::Redirect(launch_url),
+        Mode::Embedded => PortalAnswer::Page(Box::new(view(ports, &post.handle, &post.user, &form.query, Some((app.name.clone(), launch_url))).await?)),
     })
 }
 
