@@ -64,6 +64,36 @@ pub struct AccessTokenClaims {
     pub encounter: Option<String>,
 }
 
+/// The claims of this server's ID tokens (OpenID Connect Core §2, with SMART's `fhirUser`, the
+/// user's FHIR resource as an absolute URL, and `name` with `profile`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nonce: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none", default)]
+    pub fhir_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+}
+
+/// The UserInfo response (OpenID Connect Core §5.3.2): `sub` always, `fhirUser` and `name` as
+/// the ID token gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UserInfo {
+    pub sub: String,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none", default)]
+    pub fhir_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+}
+
 /// The tokens print as `[redacted]`; the launch context as it is.
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -9,10 +9,9 @@ use crate::grant_handle::GrantHandle;
 use crate::grants::AuthorizationGrant;
 use crate::jwt::sign_jwt;
 use crate::secret::random_secret;
-use serde_json::{json, Map, Value};
 use smart_protocol::jose::JwsAlgorithm;
 use smart_protocol::scopes::{Scope, ScopeSet};
-use smart_protocol::token::{AccessTokenClaims, TokenResponse};
+use smart_protocol::token::{AccessTokenClaims, IdTokenClaims, TokenResponse};
 use smart_protocol::ServerUrls;
 
 /// `typ` of access tokens (RFC 9068 §2.1).
@@ -127,27 +126,21 @@ impl Issue<'_> {
 
     /// The ID token's claims when `openid` was granted (OpenID Connect Core §2, §5.1; SMART
     /// `fhirUser`).
-    pub fn id_token_claims(&self, with_nonce: bool) -> Option<Value> {
+    pub fn id_token_claims(&self, with_nonce: bool) -> Option<IdTokenClaims> {
         if !self.scope.contains(&Scope::OpenId) {
             return None;
         }
-        let mut claims = Map::new();
-        claims.insert("iss".into(), json!(self.urls.issuer()));
-        claims.insert("sub".into(), json!(self.grant.user.username));
-        claims.insert("aud".into(), json!(self.client.client_id));
-        claims.insert("iat".into(), json!(self.now));
-        claims.insert("exp".into(), json!(self.now + ID_TOKEN_LIFETIME_SECS));
-        claims.insert("auth_time".into(), json!(self.grant.user.auth_time));
-        if let (true, Some(nonce)) = (with_nonce, &self.grant.nonce) {
-            claims.insert("nonce".into(), json!(nonce));
-        }
-        if gives_fhir_user(self.scope) {
-            claims.insert("fhirUser".into(), json!(self.fhir_user_url()));
-        }
-        if self.scope.contains(&Scope::Profile) {
-            claims.insert("name".into(), json!(self.grant.user.display_name));
-        }
-        Some(Value::Object(claims))
+        Some(IdTokenClaims {
+            iss: self.urls.issuer().to_owned(),
+            sub: self.grant.user.username.clone(),
+            aud: self.client.client_id.clone(),
+            iat: self.now,
+            exp: self.now + ID_TOKEN_LIFETIME_SECS,
+            auth_time: Some(self.grant.user.auth_time),
+            nonce: self.grant.nonce.clone().filter(|_| with_nonce),
+            fhir_user: gives_fhir_user(self.scope).then(|| self.fhir_user_url()),
+            name: self.scope.contains(&Scope::Profile).then(|| self.grant.user.display_name.clone()),
+        })
     }
 
     /// The token response (RFC 6749 §5.1 + the SMART launch context + the ID token).

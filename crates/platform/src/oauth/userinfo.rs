@@ -4,16 +4,16 @@
 
 use super::{Failure, OAuthPorts, REALM};
 use crate::guard::{self, BearerError};
-use serde_json::{json, Value};
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::scopes::Scope;
+use smart_protocol::token::UserInfo;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// What to answer, for the edge to encode.
 #[derive(Debug)]
 pub enum UserinfoAnswer {
     /// 200, `no-store`.
-    Claims(Value),
+    Claims(UserInfo),
     /// The bearer token is missing or not valid (RFC 6750 §3: 401 and its challenge).
     Unauthenticated(BearerError),
     /// A valid token without `openid`: `insufficient_scope` (403) and the challenge to send.
@@ -33,16 +33,10 @@ pub async fn userinfo(ports: &OAuthPorts<'_>, authorization: Option<&str>) -> Re
         let challenge = bearer_challenge(REALM, Some(&error));
         return Ok(UserinfoAnswer::InsufficientScope { error, challenge });
     }
-    let mut claims = json!({ "sub": grant.sub });
-    if super::issue::gives_fhir_user(&grant.scope) {
-        if let Some(fhir_user) = &grant.fhir_user {
-            claims["fhirUser"] = json!(super::issue::fhir_user_url(ports.urls, fhir_user));
-        }
-    }
-    if grant.scope.contains(&Scope::Profile) {
-        if let Some(user) = ports.users.user(&grant.sub).await? {
-            claims["name"] = json!(user.display_name);
-        }
-    }
-    Ok(UserinfoAnswer::Claims(claims))
+    let fhir_user = grant.fhir_user.as_deref().filter(|_| super::issue::gives_fhir_user(&grant.scope)).map(|u| super::issue::fhir_user_url(ports.urls, u));
+    let name = match grant.scope.contains(&Scope::Profile) {
+        true => ports.users.user(&grant.sub).await?.map(|user| user.display_name),
+        false => None,
+    };
+    Ok(UserinfoAnswer::Claims(UserInfo { sub: grant.sub, fhir_user, name }))
 }
