@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, adminHeaders } from "./helpers/worker.mjs";
 import { seed } from "./helpers/fixtures.mjs";
+import { authorize, exchange, refresh } from "./helpers/flows.mjs";
 
 let w;
 before(async () => {
@@ -91,4 +92,27 @@ test("a chunked body without Content-Length is refused as soon as it passes the 
     clearTimeout(timeout);
     controller.abort();
   }
+});
+
+test("after a panic the wasm instance restarts: later requests and the Durable Objects made before it keep working", async () => {
+  // A grant (its Durable Object holds a Rust object) and a session, made before the panic.
+  const { code, verifier } = await authorize(w);
+  const issued = await exchange(w, code, verifier);
+  assert.equal(issued.res.status, 200, JSON.stringify(issued.body));
+
+  const panicked = await w.fetch("/_dev/panic", { method: "POST" });
+  assert.equal(panicked.status, 500, "the deliberate panic (a dev route, refused on an https issuer)");
+  await panicked.arrayBuffer();
+
+  const health = await w.fetch("/health");
+  assert.equal(health.status, 200);
+  await health.arrayBuffer();
+  const refreshed = await refresh(w, issued.body.refresh_token);
+  assert.equal(refreshed.res.status, 200, JSON.stringify(refreshed.body));
+  const read = await w.fetch(`/fhir/Patient/${issued.body.patient}`, { headers: { Authorization: `Bearer ${refreshed.body.access_token}` } });
+  assert.ok([200, 404].includes(read.status), `the FHIR API answers (${read.status})`);
+  await read.arrayBuffer();
+  // The refresh token rotated before the panic is still recognised as reused by its grant.
+  const again = await refresh(w, issued.body.refresh_token);
+  assert.equal(again.res.status, 200, "within the grace window the previous token still answers");
 });

@@ -55,6 +55,9 @@ pub enum Route {
     DevPbkdf2,
     /// A bare Durable Object point read (the FHIR benchmark's ceiling); only with `DEV_ROUTES`.
     DevDoRead,
+    /// Panics on purpose: the test that the Worker's entry restarts the wasm instance after a
+    /// panic; only with `DEV_ROUTES`.
+    DevPanic,
     /// Everything else below the FHIR base: the RESTful API (`fhir::rest::Interaction`).
     Fhir,
     /// Nothing here (answered with a JSON error).
@@ -117,6 +120,7 @@ impl Route {
             "/_dev/sign" => Route::DevSign,
             "/_dev/pbkdf2" => Route::DevPbkdf2,
             "/_dev/do-read" => Route::DevDoRead,
+            "/_dev/panic" => Route::DevPanic,
             _ => Route::NotFound,
         }
     }
@@ -135,6 +139,7 @@ impl Route {
             | Route::AdminRotateKeys
             | Route::DevSign
             | Route::DevPbkdf2
+            | Route::DevPanic
             | Route::Login
             | Route::Logout
             | Route::Pick
@@ -159,7 +164,7 @@ impl Route {
 
     /// Development-only routes (tests and benchmarks).
     pub fn is_dev(self) -> bool {
-        matches!(self, Route::DevSign | Route::DevPbkdf2 | Route::DevDoRead)
+        matches!(self, Route::DevSign | Route::DevPbkdf2 | Route::DevDoRead | Route::DevPanic)
     }
 
     pub fn error_style(self) -> ErrorStyle {

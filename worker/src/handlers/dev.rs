@@ -63,3 +63,10 @@ pub async fn do_read(req: Request, ctx: &AppContext) -> Result<Response, AppErro
     let body = outcome.content.map(|c| c.get().to_owned()).unwrap_or_default();
     Ok(http::text(200, &body, platform::fhir::FHIR_JSON, "no-store"))
 }
+
+/// `POST /_dev/panic`: panics, on purpose. `tests/robustness.test.mjs` checks that the Worker's
+/// entry (`worker/entry.mjs`) then restarts the wasm instance, and that the next requests and
+/// the Durable Objects created before the panic keep working.
+pub fn panic() -> Result<Response, AppError> {
+    panic!("a panic on purpose (POST /_dev/panic)")
+}

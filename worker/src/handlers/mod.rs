@@ -94,6 +94,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::DevSign => dev::sign(req, ctx).await,
         Route::DevPbkdf2 => dev::pbkdf2(req).await,
         Route::DevDoRead => dev::do_read(req, ctx).await,
+        Route::DevPanic => dev::panic(),
         Route::Fhir => fhir::handle(req, ctx).await,
         Route::NotFound => Ok(http::not_found(route, &req.path())),
     }
