@@ -121,9 +121,8 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
             return Ok(response);
         }
     };
-    // A bundle is not even read for a caller who could write none of it.
-    if interaction == Interaction::Bundle && !api::may_write(&grant) {
-        return Ok(encode(FhirResponse::forbidden("the token's scopes allow no create or update")));
+    if let Some(refusal) = api::refuse_unread(&grant, &interaction) {
+        return Ok(encode(refusal));
     }
     let request = match decode(&mut req, interaction).await {
         Ok(r) => r,

@@ -90,6 +90,12 @@ pub fn may_write(grant: &AccessGrant) -> bool {
     grant.scope.resource_scopes().any(|s| !s.permissions.intersection(Permissions::CREATE.union(Permissions::UPDATE)).is_empty())
 }
 
+/// The answer to give before the request body is even read, if there is one: a bundle from a
+/// caller who could write none of it (its body may be large; it is not read or parsed).
+pub fn refuse_unread(grant: &AccessGrant, interaction: &Interaction) -> Option<FhirResponse> {
+    (*interaction == Interaction::Bundle && !may_write(grant)).then(|| FhirResponse::forbidden("the token's scopes allow no create or update"))
+}
+
 /// Runs one interaction for `grant`.
 pub async fn handle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
     let Some(interaction) = &request.interaction else {

@@ -193,4 +193,7 @@ fn writes_and_bundles_obey_granular_filters_and_unwritable_bundles_are_refused_u
     let reader = grant("patient/*.rs", Some("a"), None);
     let unread = w.call(&reader, Interaction::Bundle, None, &[]);
     assert_eq!(unread.status, 403, "no create or update scope: the body is not even parsed");
+    assert_eq!(super::refuse_unread(&reader, &Interaction::Bundle).map(|r| r.status), Some(403), "refused before the body is read");
+    assert!(super::refuse_unread(&grant("patient/*.cruds", Some("a"), None), &Interaction::Bundle).is_none());
+    assert!(super::refuse_unread(&reader, &Interaction::Search { resource_type: "Observation".into() }).is_none());
 }
