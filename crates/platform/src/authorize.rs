@@ -16,7 +16,7 @@ pub const MAX_PARAM_LEN: usize = 4096;
 pub const MAX_TOTAL_LEN: usize = 16 * 1024;
 
 /// The parameters this server reads; any of them given twice is refused (RFC 6749 §3.1).
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 15] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -28,6 +28,8 @@ const KNOWN: [&str; 13] = [
     "launch",
     "nonce",
     "prompt",
+    "max_age",
+    "login_hint",
     "request",
     "request_uri",
 ];
@@ -52,6 +54,54 @@ pub struct AuthorizationRequest {
     pub launch: Option<String>,
     pub nonce: Option<String>,
     pub prompt: Prompt,
+    /// `max_age` (OpenID Connect Core §3.1.2.1): the oldest sign-in, in seconds, the user may
+    /// come with; older, they sign in again. `0` is `prompt=login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    /// `login_hint` (OpenID Connect Core §3.1.2.1): the username to prefill on the login page;
+    /// a hint, never an identity (see [`AuthorizationRequest::session_matches_hint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_hint: Option<String>,
+}
+
+/// Longest `login_hint` kept (the login form's username limit); a longer one is ignored.
+pub const MAX_LOGIN_HINT_LEN: usize = crate::signin::password::MAX_USERNAME_LEN;
+
+impl AuthorizationRequest {
+    /// Whether the user must type their password whatever their session (`prompt=login`, or
+    /// `max_age=0`, which OpenID Connect Core §3.1.2.1 makes the same).
+    pub fn forces_login(&self) -> bool {
+        self.prompt.login || self.max_age == Some(0)
+    }
+
+    /// Whether a sign-in made at `auth_time` is recent enough at `now` for `max_age`: the
+    /// elapsed time may not be greater than it (§3.1.2.1).
+    pub fn accepts_auth_time(&self, auth_time: i64, now: i64) -> bool {
+        match self.max_age {
+            None => true,
+            Some(0) => false,
+            Some(max_age) => now.saturating_sub(auth_time) <= max_age,
+        }
+    }
+
+    /// Whether a session of `username` may stand for this request's `login_hint`: with a hint
+    /// naming someone else the session is not adopted (the login page is shown, prefilled), so
+    /// the hint never silently switches users — nor logs anyone in.
+    pub fn session_matches_hint(&self, username: &str) -> bool {
+        self.login_hint.as_deref().is_none_or(|hint| hint == username)
+    }
+}
+
+/// `max_age`: a non-negative integer of decimal digits (an empty value is no value, RFC 6749
+/// §3.1); too large to count is as good as no limit.
+fn parse_max_age(value: &str) -> Result<Option<i64>, ()> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    Ok(Some(value.parse::<i64>().unwrap_or(i64::MAX)))
 }
 
 /// An error shown to the user, because the client or redirect URI could not be trusted.
@@ -188,6 +238,11 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
     if prompt.none && prompt_words.len() > 1 {
         return fail(OAuthErrorCode::InvalidRequest, "prompt=none cannot be combined with other values");
     }
+    let Ok(max_age) = parse_max_age(get("max_age").unwrap_or("")) else {
+        return fail(OAuthErrorCode::InvalidRequest, "max_age must be a non-negative whole number of seconds");
+    };
+    let login_hint =
+        get("login_hint").map(str::trim).filter(|h| !h.is_empty() && h.len() <= MAX_LOGIN_HINT_LEN && !h.chars().any(char::is_control)).map(str::to_owned);
     let nonce = get("nonce").filter(|n| !n.is_empty()).map(str::to_owned);
     if requested.contains(&Scope::OpenId) && nonce.as_ref().is_some_and(|n| n.len() > 512) {
         return fail(OAuthErrorCode::InvalidRequest, "nonce is too long");
@@ -201,6 +256,8 @@ pub fn check(raw: &RawRequest, client: Option<&Client>, urls: &ServerUrls) -> Ch
         launch,
         nonce,
         prompt,
+        max_age,
+        login_hint,
     })
 }
 
@@ -349,10 +406,47 @@ mod tests {
             ([good(), vec![("scope".into(), "openid".into())]].concat(), "invalid_request"),
             ([good(), vec![("state".into(), "other".into())]].concat(), "invalid_request"),
             (with("nonce", Some(&"n".repeat(MAX_PARAM_LEN + 1))), "invalid_request"),
+            (with("max_age", Some("-1")), "invalid_request"),
+            (with("max_age", Some("1.5")), "invalid_request"),
+            (with("max_age", Some("+5")), "invalid_request"),
+            (with("max_age", Some(" 5")), "invalid_request"),
+            (with("max_age", Some("ten")), "invalid_request"),
+            ([good(), vec![("max_age".into(), "5".into()), ("max_age".into(), "6".into())]].concat(), "invalid_request"),
         ];
         for (pairs, code) in cases {
             assert_eq!(redirect_code(run(pairs.clone())), code, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn max_age_and_login_hint_are_read_and_decide_the_session() {
+        let valid = |pairs| match run(pairs) {
+            Checked::Valid(req) => req,
+            other => panic!("expected a valid request, got {other:?}"),
+        };
+        assert_eq!(valid(good()).max_age, None);
+        assert_eq!(valid(with("max_age", Some(""))).max_age, None, "an empty value is no value");
+        assert_eq!(valid(with("max_age", Some("0"))).max_age, Some(0));
+        assert_eq!(valid(with("max_age", Some("300"))).max_age, Some(300));
+        assert_eq!(valid(with("max_age", Some("99999999999999999999999"))).max_age, Some(i64::MAX));
+
+        let req = valid(with("max_age", Some("300")));
+        assert!(req.accepts_auth_time(1000, 1300), "elapsed 300 is not greater than 300");
+        assert!(!req.accepts_auth_time(1000, 1301));
+        assert!(!req.forces_login());
+        let zero = valid(with("max_age", Some("0")));
+        assert!(zero.forces_login() && !zero.accepts_auth_time(1000, 1000), "max_age=0 is prompt=login");
+        assert!(valid(good()).accepts_auth_time(0, i64::MAX));
+        assert!(valid(with("prompt", Some("login"))).forces_login());
+
+        let hinted = valid(with("login_hint", Some("  alice ")));
+        assert_eq!(hinted.login_hint.as_deref(), Some("alice"));
+        assert!(hinted.session_matches_hint("alice") && !hinted.session_matches_hint("bob"));
+        assert!(valid(good()).session_matches_hint("bob"), "no hint, any session");
+        for ignored in ["", "   ", "a\nb"] {
+            assert_eq!(valid(with("login_hint", Some(ignored))).login_hint, None, "{ignored:?}");
+        }
+        assert_eq!(valid(with("login_hint", Some(&"a".repeat(MAX_LOGIN_HINT_LEN + 1)))).login_hint, None, "too long to be a username");
     }
 
     #[test]

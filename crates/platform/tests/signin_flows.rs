@@ -238,6 +238,100 @@ fn a_second_authorization_adopts_the_session_and_logout_ends_it() {
     login_csrf(&tab.visit(&third));
 }
 
+/// Consents on the page the steps show and follows the redirect to the client: its code.
+fn consent_and_code(tab: &Tab, grant_id: &str) -> String {
+    let consent = tab.visit(grant_id);
+    let Shown::Page { page: Page::Consent { csrf, .. }, .. } = &consent else { panic!("not the consent page: {consent:?}") };
+    let form = [("interaction", grant_id), ("csrf", csrf.as_str()), ("decision", "approve"), ("scope", "openid"), ("scope", "patient/*.rs")];
+    assert_eq!(tab.post("consent", &form), next_step(grant_id));
+    let back = client_redirect(&tab.visit(grant_id));
+    param(&back, "code").expect("a code").to_owned()
+}
+
+#[test]
+fn max_age_asks_for_a_new_login_when_the_session_is_older_and_auth_time_tells_when() {
+    let server = signin_server();
+    let tab = Tab::new(&server);
+    let with_max_age = |max_age: &str| {
+        let mut params = standalone("app", "openid patient/*.rs");
+        params.push(("max_age", max_age.into()));
+        params
+    };
+    let first = tab.start(&pairs(&standalone("app", "openid patient/*.rs")));
+    tab.log_in(&first, "alice", PASSWORD);
+    let signed_in_at = server.clock_now();
+    consent_and_code(&tab, &first);
+
+    // 10 minutes later: a session of 600 s is recent enough for max_age=600 …
+    server.clock.advance(600);
+    let recent = tab.start(&pairs(&with_max_age("600")));
+    let code = consent_and_code(&tab, &recent);
+    let (issued, _) = tokens(&server, &exchange(&code, VERIFIER));
+    assert_eq!(claims(issued.id_token.as_deref().unwrap())["auth_time"], signed_in_at, "auth_time is the session's sign-in");
+    // … but not for max_age=599: the login page, although the browser has a session.
+    let stale = tab.start(&pairs(&with_max_age("599")));
+    login_csrf(&tab.visit(&stale));
+    assert_eq!(tab.log_in(&stale, "alice", PASSWORD), next_step(&stale));
+    let code = consent_and_code(&tab, &stale);
+    let (issued, _) = tokens(&server, &exchange(&code, VERIFIER));
+    assert_eq!(claims(issued.id_token.as_deref().unwrap())["auth_time"], server.clock_now(), "a new sign-in, a new auth_time");
+
+    // max_age=0 is prompt=login, even for a session a second old.
+    server.clock.advance(1);
+    let zero = tab.start(&pairs(&with_max_age("0")));
+    login_csrf(&tab.visit(&zero));
+    // With prompt=none, a session too old is login_required.
+    server.clock.advance(100);
+    let mut silent = with_max_age("50");
+    silent.push(("prompt", "none".into()));
+    let grant = tab.start(&pairs(&silent));
+    let back = client_redirect(&tab.visit(&grant));
+    assert_eq!(param(&back, "error"), Some("login_required"));
+    // A malformed max_age goes back to the client as invalid_request.
+    for bad in ["-1", "1.5", "soon"] {
+        let back = client_redirect(&tab.authorize(&pairs(&with_max_age(bad))));
+        assert_eq!((param(&back, "error"), param(&back, "state")), (Some("invalid_request"), Some("st-1")), "{bad}");
+    }
+}
+
+#[test]
+fn login_hint_prefills_the_login_page_and_never_switches_users() {
+    let server = signin_server();
+    let tab = Tab::new(&server);
+    let hinted = |hint: &str| {
+        let mut params = standalone("app", "openid patient/*.rs");
+        params.push(("login_hint", hint.into()));
+        params
+    };
+    // No session: the login page, the username prefilled (the page escapes it).
+    let grant = tab.start(&pairs(&hinted("bob")));
+    let login = tab.visit(&grant);
+    let Shown::Page { page: page @ Page::Login { username, .. }, .. } = &login else { panic!("{login:?}") };
+    assert_eq!(username, "bob");
+    assert!(page.render().contains(r#"value="bob""#));
+    let odd = tab.start(&pairs(&hinted("\"><script>")));
+    let Shown::Page { page, .. } = tab.visit(&odd) else { panic!() };
+    assert!(page.render().contains("value=\"&quot;&gt;&lt;script&gt;\""), "escaped");
+    // The hint is only a hint: alice signs in on bob's hinted page and is alice.
+    tab.log_in(&grant, "alice", PASSWORD);
+    let Shown::Page { page: Page::Consent { user_name, .. }, .. } = tab.visit(&grant) else { panic!() };
+    assert_eq!(user_name, "alice (display)");
+
+    // alice's session and a hint for bob: not adopted, the login page prefilled with bob.
+    let other = tab.start(&pairs(&hinted("bob")));
+    let Shown::Page { page: Page::Login { username, .. }, .. } = tab.visit(&other) else { panic!("the session was adopted") };
+    assert_eq!(username, "bob");
+    // A hint for alice herself: her session is adopted.
+    let same = tab.start(&pairs(&hinted("alice")));
+    let Shown::Page { page: Page::Consent { user_name, .. }, .. } = tab.visit(&same) else { panic!() };
+    assert_eq!(user_name, "alice (display)");
+    // prompt=none with a hint for someone else than the session's user: login_required.
+    let mut silent = hinted("bob");
+    silent.push(("prompt", "none".into()));
+    let grant = tab.start(&pairs(&silent));
+    assert_eq!(param(&client_redirect(&tab.visit(&grant)), "error"), Some("login_required"));
+}
+
 /// An EHR launch for `user` about patient p-1: the `launch` value the EHR opens the app with.
 fn ehr_launch(server: &MemoryAuthServer, user: &str) -> String {
     let request = LaunchRequest::parse(&json!({"client_id": "ehr-app", "user": user, "patient": "p-1"}).to_string()).unwrap();

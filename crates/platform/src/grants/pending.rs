@@ -77,6 +77,14 @@ impl PendingAuthorization {
         }
     }
 
+    /// Whether a login session of `user` may sign them in here at `now`: not when the client
+    /// asks for a fresh login (`prompt=login`, `max_age=0`), nor when the session's sign-in is
+    /// older than `max_age`, nor when the `login_hint` names someone else (OpenID Connect Core
+    /// §3.1.2.1).
+    pub fn may_adopt(&self, user: &AuthenticatedUser, now: i64) -> bool {
+        !self.request.forces_login() && self.request.accepts_auth_time(user.auth_time, now) && self.request.session_matches_hint(&user.username)
+    }
+
     /// The refusal of the signed-in user, if any.
     pub(super) fn refused(&self) -> Option<GrantError> {
         self.user.as_ref().and_then(|u| self.may_complete(u).err())
@@ -150,7 +158,7 @@ pub fn next_action(pending: &PendingAuthorization, session_available: bool, reme
         return Action::Fail(E::AccessDenied, description);
     }
     match pending.step() {
-        Step::Login if session_available && !prompt.login => Action::TrySession,
+        Step::Login if session_available && !pending.request.forces_login() => Action::TrySession,
         Step::Login if prompt.none => Action::Fail(E::LoginRequired, "the user is not signed in"),
         Step::Login => Action::ShowLogin,
         Step::PickPatient | Step::PickEncounter if prompt.none => Action::Fail(E::InteractionRequired, "the user must choose the launch context"),
@@ -189,7 +197,7 @@ pub(super) fn apply(mut i: PendingAuthorization, command: Command, now: i64) -> 
         Command::View { browser_hash } => i.check(&browser_hash, None, now)?,
         Command::Login { browser_hash, csrf, user } => {
             i.check(&browser_hash, Some(&csrf), now)?;
-            if i.step() != Step::Login && i.user.is_some() && !i.request.prompt.login {
+            if i.step() != Step::Login && i.user.is_some() && !i.request.forces_login() {
                 return Err(GrantError::WrongStep);
             }
             i.may_complete(&user)?;
@@ -197,7 +205,8 @@ pub(super) fn apply(mut i: PendingAuthorization, command: Command, now: i64) -> 
         }
         Command::AdoptSession { browser_hash, user } => {
             i.check(&browser_hash, None, now)?;
-            if i.step() != Step::Login || i.request.prompt.login {
+            // A session is no sign-in for prompt=login or max_age=0, nor one older than max_age.
+            if i.step() != Step::Login || !i.may_adopt(&user, now) {
                 return Err(GrantError::WrongStep);
             }
             i.may_complete(&user)?;
@@ -321,6 +330,33 @@ mod tests {
         let (closed, reply) = run(record, Command::Deny { browser_hash: b(), csrf: t() });
         assert!(matches!(reply, Reply::Denied { .. }));
         assert_eq!(apply(Some(closed), Command::View { browser_hash: b() }, 1).unwrap_err(), GrantError::NotFound);
+    }
+
+    #[test]
+    fn max_age_and_login_hint_decide_whether_a_session_signs_in() {
+        // user() signed in at 5.
+        let start = |max_age: Option<i64>, hint: Option<&str>| {
+            let mut i = pending("openid", None);
+            i.request.max_age = max_age;
+            i.request.login_hint = hint.map(str::to_owned);
+            apply(None, Command::Start { pending: Box::new(i) }, 0).unwrap().0
+        };
+        let adopt = |record: &GrantRecord, now| apply(Some(record.clone()), Command::AdoptSession { browser_hash: b(), user: user() }, now);
+        let ten = start(Some(10), None);
+        assert!(adopt(&ten, 15).is_ok(), "elapsed 10 is not greater than max_age 10");
+        assert_eq!(adopt(&ten, 16).unwrap_err(), GrantError::WrongStep, "elapsed 11: sign in again");
+        assert_eq!(adopt(&start(Some(0), None), 5).unwrap_err(), GrantError::WrongStep, "max_age=0 is prompt=login");
+        assert!(adopt(&start(None, Some("u")), 100).is_ok());
+        assert_eq!(adopt(&start(None, Some("someone-else")), 10).unwrap_err(), GrantError::WrongStep, "a hint for another user");
+        // A fresh login always passes (its auth_time is now), max_age=0 included.
+        let fresh = AuthenticatedUser { auth_time: 20, ..user() };
+        assert!(apply(Some(start(Some(0), None)), Command::Login { browser_hash: b(), csrf: t(), user: fresh }, 20).is_ok());
+
+        let GrantRecord::Pending(mut i) = start(Some(0), None) else { panic!() };
+        assert_eq!(next_action(&i, true, None), Action::ShowLogin, "max_age=0 does not even look at the session");
+        i.request.max_age = Some(60);
+        assert_eq!(next_action(&i, true, None), Action::TrySession, "a session may be recent enough");
+        assert!(i.may_adopt(&user(), 65) && !i.may_adopt(&user(), 66));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(super) fn pending(scope: &str, launch: Option<LaunchContext>) -> PendingAuth
             launch: None,
             nonce: Some("n".into()),
             prompt: Prompt::default(),
+            max_age: None,
+            login_hint: None,
         },
         client_name: "App".into(),
         consent_policy: ConsentPolicy::Ask,

@@ -50,8 +50,9 @@ pub async fn login(ports: &SignInPorts<'_>, form: PageForm) -> Result<SignInAnsw
 async fn log_in(ports: &SignInPorts<'_>, form: &PageForm) -> Step<SignInAnswer> {
     let posted = posted(ports, form).await?;
     let (grant_id, pending) = (&posted.grant_id, &posted.pending);
-    // A login is due at the login step, or again when the client asked for one (prompt=login).
-    if pending.step() != GrantStep::Login && !pending.request.prompt.login {
+    // A login is due at the login step, or again when the client asked for one (prompt=login,
+    // max_age=0).
+    if pending.step() != GrantStep::Login && !pending.request.forces_login() {
         return next_step(grant_id);
     }
     let credentials = Credentials::from_form(&posted.pairs);

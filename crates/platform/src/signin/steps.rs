@@ -60,7 +60,8 @@ async fn run(ports: &SignInPorts<'_>, visit: Visit) -> Step<Shown> {
                 let _ = ports.grants.apply(&grant_id, &Command::Deny { browser_hash: browser_hash.clone(), csrf: pending.csrf.clone() }).await?;
                 return Ok(client_error(ports, &pending.request, code, description));
             }
-            Action::ShowLogin => return login_page(ports, &grant_id, &pending, None, "", 200).await,
+            // The login page, prefilled with the client's `login_hint` (only prefilled).
+            Action::ShowLogin => return login_page(ports, &grant_id, &pending, None, pending.request.login_hint.as_deref().unwrap_or(""), 200).await,
             Action::ShowPatientPicker => return patient_picker(ports, &grant_id, &pending).await,
             Action::ShowEncounterPicker => return encounter_picker(ports, &grant_id, &pending).await,
             Action::AskConsent => return consent_page(ports, &grant_id, &pending).await,
@@ -73,12 +74,13 @@ async fn run(ports: &SignInPorts<'_>, visit: Visit) -> Step<Shown> {
     Err(Failure::Unexpected("the pending authorization did not settle".into()).into())
 }
 
-/// The browser's session, if valid and its user may complete this authorization (else someone
-/// else may sign in: the session is set aside).
+/// The browser's session, if valid, recent enough for `max_age`, of the user a `login_hint`
+/// names, and its user may complete this authorization (else the login page: the session is
+/// set aside).
 async fn adopt_session(ports: &SignInPorts<'_>, pending: &PendingAuthorization, progress: &mut Progress, browser_hash: &str) -> Step<Option<Command>> {
     let handle = progress.session.take().ok_or_else(|| Failure::Unexpected("no session".into()))?;
     let Some(user) = session_user(ports.accounts, ports.users, &handle).await? else { return Ok(None) };
-    if pending.may_complete(&user).is_err() {
+    if !pending.may_adopt(&user, ports.clock.now()) || pending.may_complete(&user).is_err() {
         return Ok(None);
     }
     progress.session = Some(handle);
