@@ -327,6 +327,21 @@ fn parse(token: &str, require_kid: bool) -> Result<UnverifiedJws<'_>, JwsError> 
     Ok(UnverifiedJws { header, signing_input: parts.signing_input, payload, signature: parts.signature })
 }
 
+/// The most keys of a published key set a client tries for one signature.
+pub const MAX_KEYS_TRIED: usize = 4;
+
+/// The keys of a published key set (JWKS members, read through [`crate::fields::Object`])
+/// that may have made a signature with `header`: the algorithm's key type, a signing key (`use`
+/// absent or `sig`), the header's `kid` when it names one (OpenID Connect Core §10.1 lets it be
+/// left out when the set holds one key per algorithm); at most [`MAX_KEYS_TRIED`].
+pub fn verification_candidates<'k, K: crate::fields::Object>(keys: &'k [K], header: &JwsHeader) -> Vec<&'k K> {
+    keys.iter()
+        .filter(|k| k.text("kty") == Some(header.alg.key_type()) && k.text("use").is_none_or(|u| u == "sig"))
+        .filter(|k| header.kid.is_empty() || k.text("kid") == Some(header.kid.as_str()))
+        .take(MAX_KEYS_TRIED)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +423,30 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert_eq!(B64URL.decode(parts[0]).unwrap(), br#"{"alg":"ES256","typ":"JWT","kid":"k1"}"#);
         assert_eq!(parts[2], "AQID");
+    }
+
+    #[test]
+    fn verification_candidates_follow_key_type_use_and_kid() {
+        let set = serde_json::json!([
+            {"kty": "RSA", "kid": "r1"},
+            {"kty": "EC", "kid": "e1", "use": "enc"},
+            {"kty": "EC", "kid": "e2", "use": "sig"},
+            {"kty": "EC", "kid": "e3"},
+            {"kty": "EC", "kid": "e4"},
+            {"kty": "EC", "kid": "e5"},
+            {"kty": "EC", "kid": "e6"}
+        ]);
+        let keys: Vec<serde_json::Map<String, serde_json::Value>> = set.as_array().unwrap().iter().map(|k| k.as_object().unwrap().clone()).collect();
+        let kids = |header: &JwsHeader| {
+            verification_candidates(&keys, header).iter().map(|k| crate::fields::Object::text(*k, "kid").unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        let named = JwsHeader { alg: JwsAlgorithm::ES256, typ: None, kid: "e3".into() };
+        assert_eq!(kids(&named), ["e3"]);
+        let unnamed = JwsHeader { kid: String::new(), ..named.clone() };
+        assert_eq!(kids(&unnamed), ["e2", "e3", "e4", "e5"], "EC signing keys, at most four");
+        let rsa = JwsHeader { alg: JwsAlgorithm::RS256, ..unnamed.clone() };
+        assert_eq!(kids(&rsa), ["r1"]);
+        let encryption_key = JwsHeader { kid: "e1".into(), ..named };
+        assert!(kids(&encryption_key).is_empty(), "an encryption key never verifies a signature");
     }
 }

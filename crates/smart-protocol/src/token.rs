@@ -117,6 +117,79 @@ impl TokenResponse {
     }
 }
 
+/// Seconds of clock difference a client tolerates in an ID token's `exp` and `iat`.
+pub const ID_TOKEN_LEEWAY_SECS: i64 = 60;
+
+/// What a client expects of the ID token it asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct IdTokenExpected<'a> {
+    /// The issuer discovery named, when it named one (`iss` must equal it, trailing `/` aside).
+    pub issuer: Option<&'a str>,
+    pub client_id: &'a str,
+    /// The `nonce` the authorization request sent.
+    pub nonce: &'a str,
+    pub now: i64,
+}
+
+/// Why a client refuses an ID token's claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTokenRefusal {
+    NoIssuer,
+    OtherIssuer,
+    OtherAudience,
+    Expired,
+    IssuedInFuture,
+    OtherNonce,
+}
+
+impl IdTokenRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NoIssuer => "the ID token names no issuer (iss)",
+            Self::OtherIssuer => "the ID token was issued by another server than the one discovered",
+            Self::OtherAudience => "the ID token is for another client",
+            Self::Expired => "the ID token has expired",
+            Self::IssuedInFuture => "the ID token was issued in the future",
+            Self::OtherNonce => "the ID token's nonce is not the one this app sent",
+        }
+    }
+}
+
+impl std::fmt::Display for IdTokenRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for IdTokenRefusal {}
+
+/// The claim checks of OpenID Connect Core §3.1.3.7 (items 2, 3, 9, 10, 11) a client makes
+/// before it checks the signature: `iss` (the discovered issuer), `aud` (contains the client),
+/// `exp` (not past, with [`ID_TOKEN_LEEWAY_SECS`]), `iat` (not ahead), `nonce` (the one sent).
+/// Answers the issuer, whose key set then verifies the signature.
+pub fn check_id_token_claims(claims: &dyn crate::fields::Object, expected: &IdTokenExpected) -> Result<String, IdTokenRefusal> {
+    let issuer = claims.text("iss").ok_or(IdTokenRefusal::NoIssuer)?;
+    if let Some(wanted) = expected.issuer {
+        if wanted.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(IdTokenRefusal::OtherIssuer);
+        }
+    }
+    let for_us = claims.text("aud") == Some(expected.client_id) || claims.texts("aud").iter().any(|a| a == expected.client_id);
+    if !for_us {
+        return Err(IdTokenRefusal::OtherAudience);
+    }
+    if claims.integer("exp").is_none_or(|exp| exp + ID_TOKEN_LEEWAY_SECS < expected.now) {
+        return Err(IdTokenRefusal::Expired);
+    }
+    if claims.integer("iat").is_some_and(|iat| iat > expected.now + ID_TOKEN_LEEWAY_SECS) {
+        return Err(IdTokenRefusal::IssuedInFuture);
+    }
+    if claims.text("nonce") != Some(expected.nonce) {
+        return Err(IdTokenRefusal::OtherNonce);
+    }
+    Ok(issuer.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +211,37 @@ mod tests {
         assert!(back.get("refresh_token").is_none());
         let shown = format!("{:?}", TokenResponse { refresh_token: Some("r-secret".into()), id_token: Some("i-secret".into()), ..t });
         assert!(!shown.contains("secret") && !shown.contains("\"a\"") && shown.contains("[redacted]"), "{shown}");
+    }
+    #[test]
+    fn id_token_claims_are_checked_in_the_specification_order() {
+        let expected = IdTokenExpected { issuer: Some("https://ehr.example/"), client_id: "app", nonce: "n-1", now: 1000 };
+        let good = json!({"iss": "https://ehr.example", "aud": "app", "exp": 1100, "iat": 990, "nonce": "n-1", "sub": "u"});
+        let check = |patch: serde_json::Value| {
+            let mut claims = good.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                if v.is_null() {
+                    claims.as_object_mut().unwrap().remove(k);
+                } else {
+                    claims[k] = v.clone();
+                }
+            }
+            check_id_token_claims(claims.as_object().unwrap(), &expected)
+        };
+        assert_eq!(check(json!({})), Ok("https://ehr.example".to_owned()));
+        assert_eq!(check(json!({"aud": ["other", "app"]})), Ok("https://ehr.example".to_owned()), "aud may be a list");
+        assert_eq!(check(json!({"exp": 1000 - ID_TOKEN_LEEWAY_SECS})), Ok("https://ehr.example".to_owned()), "within the leeway");
+        assert_eq!(check(json!({"iss": null})), Err(IdTokenRefusal::NoIssuer));
+        assert_eq!(check(json!({"iss": "https://evil.example"})), Err(IdTokenRefusal::OtherIssuer));
+        assert_eq!(check(json!({"aud": "other"})), Err(IdTokenRefusal::OtherAudience));
+        assert_eq!(check(json!({"aud": ["other"]})), Err(IdTokenRefusal::OtherAudience));
+        assert_eq!(check(json!({"aud": null})), Err(IdTokenRefusal::OtherAudience));
+        assert_eq!(check(json!({"exp": 1000 - ID_TOKEN_LEEWAY_SECS - 1})), Err(IdTokenRefusal::Expired));
+        assert_eq!(check(json!({"exp": null})), Err(IdTokenRefusal::Expired), "an ID token without exp never counts as fresh");
+        assert_eq!(check(json!({"iat": 1000 + ID_TOKEN_LEEWAY_SECS + 1})), Err(IdTokenRefusal::IssuedInFuture));
+        assert_eq!(check(json!({"nonce": "n-2"})), Err(IdTokenRefusal::OtherNonce));
+        assert_eq!(check(json!({"nonce": null})), Err(IdTokenRefusal::OtherNonce));
+        let anywhere = IdTokenExpected { issuer: None, ..expected };
+        let elsewhere = json!({"iss": "https://other.example", "aud": "app", "exp": 1100, "nonce": "n-1"});
+        assert!(check_id_token_claims(elsewhere.as_object().unwrap(), &anywhere).is_ok(), "no discovered issuer to compare with");
     }
 }

@@ -10,14 +10,11 @@ use super::error::SdkError;
 use super::state::{load, pending_key, save, session_key, Pending, Session, CURRENT, PENDING_TTL_SECS};
 use super::url;
 use crate::json::Json;
-use smart_protocol::jose::{split_compact, CompactParts, RawHeader};
-use smart_protocol::token::TokenResponse;
+use smart_protocol::jose::{split_compact, verification_candidates, CompactParts, RawHeader};
+use smart_protocol::token::{check_id_token_claims, IdTokenExpected, TokenResponse};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
-
-/// Seconds of clock difference tolerated in `exp` / `iat`.
-const LEEWAY: i64 = 60;
 
 /// The session after the redirect, or the one this tab already has.
 pub async fn ready(env: &impl Environment) -> Result<Session, SdkError> {
@@ -205,31 +202,8 @@ pub async fn verify_id_token(
     if !matches!(claims, Json::Object(_)) {
         return Err(id_error("the ID token's payload is not a JSON object"));
     }
-    let text = |k: &str| claims.get(k).and_then(Json::as_str);
-    let issuer = text("iss").ok_or_else(|| id_error("no iss"))?.to_owned();
-    if let Some(expected) = &pending.endpoints.issuer {
-        if expected.trim_end_matches('/') != issuer.trim_end_matches('/') {
-            return Err(id_error(format!("issued by {issuer}, not {expected}")));
-        }
-    }
-    let audience_ok = match claims.get("aud") {
-        Some(Json::String(a)) => *a == pending.client_id,
-        Some(Json::Array(list)) => list.iter().any(|a| a.as_str() == Some(&pending.client_id)),
-        _ => false,
-    };
-    if !audience_ok {
-        return Err(id_error("the ID token is for another client"));
-    }
-    let now = env.now();
-    if claims.get("exp").and_then(Json::as_i64).is_none_or(|exp| exp + LEEWAY < now) {
-        return Err(id_error("the ID token has expired"));
-    }
-    if claims.get("iat").and_then(Json::as_i64).is_some_and(|iat| iat > now + LEEWAY) {
-        return Err(id_error("the ID token was issued in the future"));
-    }
-    if text("nonce") != Some(pending.nonce.as_str()) {
-        return Err(id_error("the ID token's nonce is not the one this app sent"));
-    }
+    let expected = IdTokenExpected { issuer: pending.endpoints.issuer.as_deref(), client_id: &pending.client_id, nonce: &pending.nonce, now: env.now() };
+    let issuer = check_id_token_claims(&claims, &expected).map_err(|e| id_error(e.message()))?;
     // The signature, over the key set the issuer publishes.
     let uri = jwks_uri(env, pending, &issuer).await?;
     let res = match prefetched {
@@ -238,19 +212,10 @@ pub async fn verify_id_token(
     };
     let set = Json::parse(&res.body).map_err(|_| id_error(format!("{uri} is not a key set")))?;
     let alg = header.alg.as_str();
-    let kty = header.alg.key_type();
-    let member = |k: &Json, name: &str| k.get(name).and_then(Json::as_str).map(str::to_owned);
-    let keys: Vec<&Json> = set
-        .get("keys")
-        .and_then(Json::as_array)
-        .unwrap_or_default()
-        .iter()
-        .filter(|k| member(k, "kty").as_deref() == Some(kty) && k.get("use").is_none_or(|u| u.as_str() == Some("sig")))
-        .filter(|k| header.kid.is_empty() || member(k, "kid").as_deref() == Some(header.kid.as_str()))
-        .collect();
-    for jwk in keys.into_iter().take(4) {
+    let candidates = verification_candidates(set.get("keys").and_then(Json::as_array).unwrap_or_default(), &header);
+    for jwk in candidates {
         if env.verify(SignatureCheck { alg, jwk, signed: jws.signing_input.as_bytes(), signature: &jws.signature }).await? {
-            let fhir_user = text("fhirUser").map(str::to_owned);
+            let fhir_user = claims.get("fhirUser").and_then(Json::as_str).map(str::to_owned);
             return Ok((claims, fhir_user));
         }
     }
