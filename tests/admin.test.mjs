@@ -33,9 +33,10 @@ test("settings: defaults, a validated update stored in KV, visible in metadata",
   const initial = await w.json("/admin/settings", { headers: adminHeaders() });
   assert.equal(initial.res.status, 200);
   assert.equal(initial.res.headers.get("cache-control"), "no-store");
-  assert.deepEqual(initial.body, { server_name: "smart-edge", ehr_origins: [], introspection_style: "rfc7662", refresh_grace_secs: 30 });
+  const registration = { open_registration: false, registration_token_hash: null, associated_endpoints: [], user_access_brand: null };
+  assert.deepEqual(initial.body, { server_name: "smart-edge", ehr_origins: [], introspection_style: "rfc7662", refresh_grace_secs: 30, ...registration });
 
-  const update = { server_name: "Demo General Hospital", ehr_origins: ["https://ehr.example.org"], introspection_style: "rfc7662", refresh_grace_secs: 30 };
+  const update = { server_name: "Demo General Hospital", ehr_origins: ["https://ehr.example.org"], introspection_style: "rfc7662", refresh_grace_secs: 30, ...registration };
   const put = await w.json("/admin/settings", { method: "PUT", headers: adminHeaders(), body: JSON.stringify(update) });
   assert.equal(put.res.status, 200);
   assert.deepEqual(put.body, update);

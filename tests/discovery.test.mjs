@@ -156,3 +156,57 @@ test("DEV_ROUTES=true with an https PUBLIC_BASE_URL (a deployment) refuses every
   }
 });
 
+
+test("both discovery documents advertise the registration endpoint (RFC 7591)", async () => {
+  const smart = (await w.json("/fhir/.well-known/smart-configuration")).body;
+  const openid = (await w.json("/.well-known/openid-configuration")).body;
+  assert.equal(smart.registration_endpoint, `${w.url}/auth/register`);
+  assert.equal(openid.registration_endpoint, `${w.url}/auth/register`);
+  // Nothing is published about brands or associated endpoints unless configured.
+  assert.equal(smart.associated_endpoints, undefined);
+  assert.equal(smart.user_access_brand_bundle, undefined);
+  const { res, body } = await w.json("/user-access-brands.json");
+  assert.equal(res.status, 404);
+  assert.equal(body.error, "not_found");
+});
+
+test("associated endpoints and the User-access Brand come from the settings (SMART 2.2)", async () => {
+  const admin = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
+  const settings = {
+    server_name: "Example Health",
+    associated_endpoints: [{ url: "https://imaging.example.org/dicomweb", capabilities: ["launch-ehr"] }],
+    user_access_brand: { website: "https://example-health.org", logo_uri: "https://example-health.org/logo.svg", portal_url: "https://portal.example-health.org" },
+  };
+  const refused = await w.fetch("/admin/settings", { method: "PUT", headers: admin, body: JSON.stringify({ ...settings, associated_endpoints: [{ url: "http://x.example", capabilities: [] }] }) });
+  assert.equal(refused.status, 400);
+  assert.equal((await refused.json()).error, "invalid_request");
+  const put = await w.fetch("/admin/settings", { method: "PUT", headers: admin, body: JSON.stringify(settings) });
+  assert.equal(put.status, 200);
+  try {
+    const smart = (await w.json("/fhir/.well-known/smart-configuration")).body;
+    assert.deepEqual(smart.associated_endpoints, settings.associated_endpoints);
+    assert.equal(smart.user_access_brand_bundle, `${w.url}/user-access-brands.json`);
+    assert.deepEqual(smart.user_access_brand_identifier, { system: "urn:ietf:rfc:3986", value: "https://example-health.org" });
+
+    const { res, body } = await w.json(new URL(smart.user_access_brand_bundle).pathname);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type"), /^application\/fhir\+json/);
+    assert.equal(res.headers.get("access-control-allow-origin"), "*");
+    assert.equal(body.resourceType, "Bundle");
+    assert.equal(body.type, "collection");
+    const [organization, endpoint] = body.entry.map((e) => e.resource);
+    assert.equal(organization.resourceType, "Organization");
+    assert.equal(organization.name, "Example Health");
+    assert.deepEqual(organization.identifier, [smart.user_access_brand_identifier], "the configuration identifies the brand of the bundle");
+    const brand = organization.extension.find((e) => e.url === "http://hl7.org/fhir/StructureDefinition/organization-brand");
+    assert.equal(brand.extension.find((e) => e.url === "brandLogo").valueUrl, settings.user_access_brand.logo_uri);
+    const portal = organization.extension.find((e) => e.url === "http://hl7.org/fhir/StructureDefinition/organization-portal");
+    assert.equal(portal.extension.find((e) => e.url === "portalUrl").valueUrl, settings.user_access_brand.portal_url);
+    assert.equal(portal.extension.find((e) => e.url === "portalEndpoint").valueReference.reference, "Endpoint/fhir");
+    assert.equal(endpoint.resourceType, "Endpoint");
+    assert.equal(endpoint.address, `${w.url}/fhir`);
+    assert.equal(endpoint.connectionType.code, "hl7-fhir-rest");
+  } finally {
+    await w.fetch("/admin/settings", { method: "PUT", headers: admin, body: JSON.stringify({}) });
+  }
+});

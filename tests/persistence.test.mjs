@@ -8,7 +8,16 @@ test("keys and settings survive a restart with the same persistence folder", asy
   const persistTo = tempDir();
   const first = await startWorker({ persistTo });
   const keys = (await first.json("/.well-known/jwks.json")).body;
-  const settings = { server_name: "Persistent EHR", ehr_origins: [], introspection_style: "rfc7662", refresh_grace_secs: 30 };
+  const settings = {
+    server_name: "Persistent EHR",
+    ehr_origins: [],
+    introspection_style: "rfc7662",
+    refresh_grace_secs: 30,
+    open_registration: true,
+    registration_token_hash: null,
+    associated_endpoints: [],
+    user_access_brand: null,
+  };
   const put = await first.fetch("/admin/settings", { method: "PUT", headers: adminHeaders(), body: JSON.stringify(settings) });
   assert.equal(put.status, 200);
   await first.dispose();

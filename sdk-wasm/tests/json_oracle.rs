@@ -923,6 +923,8 @@ const TOKEN_RESPONSE: &[Field] = &[
 ];
 const SMART_CONFIGURATION: &[Field] = &[
     ("issuer", Kind::Str, false),
+    ("registration_endpoint", Kind::Str, false),
+    ("user_access_brand_bundle", Kind::Str, false),
     ("jwks_uri", Kind::Str, false),
     ("authorization_endpoint", Kind::Str, false),
     ("token_endpoint", Kind::Str, true),

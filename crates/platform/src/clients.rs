@@ -41,26 +41,83 @@ pub enum ConsentPolicy {
     PreApproved,
 }
 
+/// Access token lifetime unless registered otherwise, in seconds.
+pub const DEFAULT_ACCESS_LIFETIME: u32 = 3600;
+/// Refresh token lifetime unless registered otherwise, in seconds.
+pub const DEFAULT_REFRESH_LIFETIME: u32 = 90 * 24 * 3600;
+
 fn default_access_lifetime() -> u32 {
-    3600
+    DEFAULT_ACCESS_LIFETIME
 }
 
 fn default_refresh_lifetime() -> u32 {
-    90 * 24 * 3600
+    DEFAULT_REFRESH_LIFETIME
 }
 
-/// A registration as an administrator sends it. Secrets arrive in clear and are hashed
-/// before anything is stored.
-#[derive(Debug, Clone, Deserialize)]
+/// The token endpoint authentication methods (RFC 7591 §2 `token_endpoint_auth_method`).
+pub const AUTH_METHODS: [&str; 4] = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+
+/// The grant types a client may register (RFC 7591 §2 `grant_types`).
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// RFC 7591 §2 metadata kept with a client: what it registered besides what this server acts
+/// on (kept to be shown back; the registration's kind is [`ClientType`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grant_types: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_types: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+}
+
+/// A registration as an administrator sends it (or as [`crate::registration`] builds it from
+/// an RFC 7591 request). Secrets arrive in clear and are hashed before anything is stored.
+///
+/// The kind of client is `client_type`, or the RFC 7591 names `token_endpoint_auth_method`
+/// and `grant_types` (both may be given when they agree).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRegistration {
     pub client_id: String,
     pub client_name: String,
-    pub client_type: ClientType,
+    #[serde(default)]
+    pub client_type: Option<ClientType>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_types: Option<Vec<String>>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
     /// The scopes the client may be granted (space-separated).
     pub scope: String,
+    #[serde(default)]
+    pub contacts: Vec<String>,
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    #[serde(default)]
+    pub policy_uri: Option<String>,
+    #[serde(default)]
+    pub tos_uri: Option<String>,
+    /// RFC 7591's single secret (the admin API's `client_secrets` holds several).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
     #[serde(default)]
     pub launch_uri: Option<String>,
     #[serde(default)]
@@ -81,6 +138,18 @@ pub struct ClientRegistration {
     pub resource_server: bool,
 }
 
+/// A client registered through RFC 7591: the hash of its registration access token (RFC
+/// 7592) and when its `client_id` was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicRegistration {
+    /// [`crate::secret::opaque_hash`] of the registration access token.
+    pub token_hash: String,
+    pub issued_at: i64,
+    /// Registered without an initial access token (open registration of a public client).
+    #[serde(default)]
+    pub open: bool,
+}
+
 /// A stored client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Client {
@@ -99,6 +168,15 @@ pub struct Client {
     pub consent: ConsentPolicy,
     #[serde(default)]
     pub resource_server: bool,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub metadata: ClientMetadata,
+    /// Present for a client registered through the registration endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<DynamicRegistration>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// What the admin API shows of a client: everything but the secret hashes.
@@ -123,6 +201,10 @@ pub struct ClientPublic<'a> {
     pub refresh_token_lifetime: u32,
     pub consent: ConsentPolicy,
     pub resource_server: bool,
+    #[serde(flatten)]
+    pub metadata: &'a ClientMetadata,
+    /// Registered through the registration endpoint (RFC 7591).
+    pub dynamic: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +227,8 @@ pub enum ClientError {
     WeakSecret,
     #[error("token lifetimes out of range (access 60..=86400 s, refresh 0..=31536000 s)")]
     BadLifetime,
+    #[error("{0}")]
+    BadMetadata(String),
 }
 
 /// https, or http on a loopback host (RFC 8252 §7.3).
@@ -166,8 +250,106 @@ impl ClientRegistration {
         serde_json::from_str(body).map_err(|e| ClientError::Invalid(e.to_string()))
     }
 
+    /// The kind of client, from `client_type` or the RFC 7591 names (which must agree when
+    /// both are given). RFC 7591 §2 defaults: `client_secret_basic`, `authorization_code`.
+    pub fn resolve_type(&self) -> Result<ClientType, ClientError> {
+        let bad = |why: String| Err(ClientError::BadMetadata(why));
+        if self.token_endpoint_auth_method.is_none() && self.grant_types.is_none() {
+            if let Some(client_type) = self.client_type {
+                return Ok(client_type);
+            }
+        }
+        let method = match (&self.token_endpoint_auth_method, self.client_type) {
+            (Some(method), _) => method.as_str(),
+            (None, Some(ClientType::Public)) => "none",
+            (None, Some(ClientType::ConfidentialAsymmetric | ClientType::Backend)) => "private_key_jwt",
+            (None, _) => "client_secret_basic",
+        };
+        if !AUTH_METHODS.contains(&method) {
+            return bad(format!("token_endpoint_auth_method {method:?} is not supported (none, client_secret_basic, client_secret_post, private_key_jwt)"));
+        }
+        let grants: Vec<&str> = match (&self.grant_types, self.client_type) {
+            (Some(grants), _) => grants.iter().map(String::as_str).collect(),
+            (None, Some(ClientType::Backend)) => vec!["client_credentials"],
+            (None, _) => vec!["authorization_code"],
+        };
+        if let Some(unknown) = grants.iter().find(|g| !GRANT_TYPES.contains(g)) {
+            return bad(format!("grant type {unknown:?} is not supported (authorization_code, refresh_token, client_credentials)"));
+        }
+        let code = grants.contains(&"authorization_code");
+        let credentials = grants.contains(&"client_credentials");
+        let responses: Vec<&str> = match &self.response_types {
+            Some(types) => types.iter().map(String::as_str).collect(),
+            None if code => vec!["code"],
+            None => Vec::new(),
+        };
+        if responses.iter().any(|r| *r != "code") {
+            return bad("the only response type is \"code\"".into());
+        }
+        if code != responses.contains(&"code") {
+            return bad("response_types [\"code\"] goes with the authorization_code grant type, and only with it (RFC 7591 §2.1)".into());
+        }
+        let client_type = match (code, credentials, method) {
+            (true, true, _) => return bad("a client uses authorization_code or client_credentials, not both".into()),
+            (false, false, _) => return bad("grant_types must hold authorization_code or client_credentials".into()),
+            (false, true, "private_key_jwt") => {
+                if grants.contains(&"refresh_token") {
+                    return bad("a client_credentials client gets no refresh token".into());
+                }
+                ClientType::Backend
+            }
+            (false, true, _) => return bad("a client_credentials client (SMART Backend Services) authenticates with private_key_jwt".into()),
+            (true, false, "none") => ClientType::Public,
+            (true, false, "private_key_jwt") => ClientType::ConfidentialAsymmetric,
+            (true, false, _) => ClientType::ConfidentialSymmetric,
+        };
+        match self.client_type {
+            Some(given) if given != client_type => bad(format!("client_type {given:?} disagrees with token_endpoint_auth_method and grant_types")),
+            _ => Ok(client_type),
+        }
+    }
+
+    /// The metadata to keep: what was sent, with the kind's defaults filled in.
+    fn metadata(&self, client_type: ClientType) -> ClientMetadata {
+        let method = self.token_endpoint_auth_method.clone().unwrap_or_else(|| {
+            match client_type {
+                ClientType::Public => "none",
+                ClientType::ConfidentialSymmetric => "client_secret_basic",
+                ClientType::ConfidentialAsymmetric | ClientType::Backend => "private_key_jwt",
+            }
+            .to_owned()
+        });
+        let (grants, responses) = match client_type {
+            ClientType::Backend => (vec!["client_credentials".to_owned()], Vec::new()),
+            _ => (vec!["authorization_code".to_owned()], vec!["code".to_owned()]),
+        };
+        ClientMetadata {
+            token_endpoint_auth_method: Some(method),
+            grant_types: self.grant_types.clone().unwrap_or(grants),
+            response_types: self.response_types.clone().unwrap_or(responses),
+            contacts: self.contacts.clone(),
+            logo_uri: self.logo_uri.clone(),
+            client_uri: self.client_uri.clone(),
+            policy_uri: self.policy_uri.clone(),
+            tos_uri: self.tos_uri.clone(),
+        }
+    }
+
     /// Checks the registration and turns it into a stored client.
-    pub fn into_client(self) -> Result<Client, ClientError> {
+    pub fn into_client(mut self) -> Result<Client, ClientError> {
+        let client_type = self.resolve_type()?;
+        if let Some(secret) = self.client_secret.take() {
+            self.client_secrets.push(secret);
+        }
+        for (name, uri) in [("logo_uri", &self.logo_uri), ("client_uri", &self.client_uri), ("policy_uri", &self.policy_uri), ("tos_uri", &self.tos_uri)] {
+            if uri.as_deref().is_some_and(|u| is_acceptable_url(u).is_none()) {
+                return Err(ClientError::BadMetadata(format!("{name} must be an absolute https URL (http only on loopback)")));
+            }
+        }
+        if self.contacts.len() > 20 || self.contacts.iter().any(|c| !(1..=254).contains(&c.len()) || c.chars().any(char::is_control)) {
+            return Err(ClientError::BadMetadata("contacts must be at most 20 addresses of 1 to 254 characters".into()));
+        }
+        let metadata = self.metadata(client_type);
         let id_ok = (1..=128).contains(&self.client_id.len()) && self.client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
         if !id_ok {
             return Err(ClientError::BadId);
@@ -203,7 +385,7 @@ impl ClientRegistration {
         }
         let has_keys = self.jwks.is_some() || self.jwks_uri.is_some();
         let has_secret = !self.client_secrets.is_empty();
-        match self.client_type {
+        match client_type {
             ClientType::Public if has_secret || has_keys => return Err(ClientError::Inconsistent("a public client has no secret and no keys")),
             ClientType::ConfidentialSymmetric if !has_secret => return Err(ClientError::Inconsistent("a confidential-symmetric client needs client_secrets")),
             ClientType::ConfidentialAsymmetric | ClientType::Backend if !has_keys || has_secret => {
@@ -214,14 +396,14 @@ impl ClientRegistration {
         if self.jwks.is_some() && self.jwks_uri.is_some() {
             return Err(ClientError::Inconsistent("give jwks or jwks_uri, not both"));
         }
-        scope_policy::check_registration(&scopes, holder(self.client_type)).map_err(ClientError::BadScope)?;
-        if self.client_type != ClientType::Backend && self.redirect_uris.is_empty() {
+        scope_policy::check_registration(&scopes, holder(client_type)).map_err(ClientError::BadScope)?;
+        if client_type != ClientType::Backend && self.redirect_uris.is_empty() {
             return Err(ClientError::Inconsistent("an interactive client needs at least one redirect URI"));
         }
         Ok(Client {
             client_id: self.client_id,
             client_name: self.client_name,
-            client_type: self.client_type,
+            client_type,
             redirect_uris: self.redirect_uris,
             scope: scopes.to_string(),
             launch_uri: self.launch_uri,
@@ -232,6 +414,8 @@ impl ClientRegistration {
             refresh_token_lifetime: self.refresh_token_lifetime,
             consent: self.consent,
             resource_server: self.resource_server,
+            metadata,
+            registration: None,
         })
     }
 }
@@ -263,6 +447,13 @@ impl Client {
         self.secret_hashes.iter().fold(false, |found, stored| found | bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
     }
 
+    /// An administrator's replacement of `existing`: a client registered through RFC 7591
+    /// keeps its registration access token and issue time.
+    pub fn keeping_registration(mut self, existing: Option<&Client>) -> Client {
+        self.registration = existing.and_then(|c| c.registration.clone());
+        self
+    }
+
     pub fn view(&self) -> ClientView<'_> {
         ClientView {
             client: ClientPublic {
@@ -278,6 +469,8 @@ impl Client {
                 refresh_token_lifetime: self.refresh_token_lifetime,
                 consent: self.consent,
                 resource_server: self.resource_server,
+                metadata: &self.metadata,
+                dynamic: self.registration.is_some(),
             },
             secret_count: self.secret_hashes.len(),
         }
@@ -369,6 +562,58 @@ mod tests {
             let err = registration(json.clone()).unwrap_err();
             assert!(expected(&err), "{patch} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn the_rfc_7591_names_say_the_kind_of_client() {
+        let cases = [
+            (serde_json::json!({"token_endpoint_auth_method": "none"}), ClientType::Public),
+            (serde_json::json!({"token_endpoint_auth_method": "client_secret_post", "client_secret": "s".repeat(40)}), ClientType::ConfidentialSymmetric),
+            (
+                serde_json::json!({"client_secrets": ["s".repeat(40)], "grant_types": ["authorization_code", "refresh_token"]}),
+                ClientType::ConfidentialSymmetric,
+            ),
+            (serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example/jwks"}), ClientType::ConfidentialAsymmetric),
+            (
+                serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"], "jwks_uri": "https://app.example/jwks",
+                    "scope": "system/*.rs", "redirect_uris": []}),
+                ClientType::Backend,
+            ),
+        ];
+        for (patch, expected) in cases {
+            let mut json = public_app();
+            json.as_object_mut().unwrap().remove("client_type");
+            for (k, v) in patch.as_object().unwrap() {
+                json[k] = v.clone();
+            }
+            let client = registration(json.clone()).unwrap_or_else(|e| panic!("{patch}: {e}"));
+            assert_eq!(client.client_type, expected, "{patch}");
+        }
+        let refusals = [
+            serde_json::json!({"client_type": "public", "token_endpoint_auth_method": "client_secret_basic"}),
+            serde_json::json!({"token_endpoint_auth_method": "tls_client_auth"}),
+            serde_json::json!({"token_endpoint_auth_method": "none", "grant_types": ["implicit"]}),
+            serde_json::json!({"token_endpoint_auth_method": "none", "response_types": ["token"]}),
+            serde_json::json!({"token_endpoint_auth_method": "none", "grant_types": ["refresh_token"]}),
+            serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": ["client_credentials"]}),
+            serde_json::json!({"token_endpoint_auth_method": "none", "logo_uri": "http://app.example/logo.png"}),
+        ];
+        for patch in refusals {
+            let mut json = public_app();
+            for (k, v) in patch.as_object().unwrap() {
+                json[k] = v.clone();
+            }
+            assert!(matches!(registration(json), Err(ClientError::BadMetadata(_))), "{patch}");
+        }
+    }
+
+    #[test]
+    fn an_admin_replacement_keeps_a_dynamic_registration() {
+        let mut registered = registration(public_app()).unwrap();
+        registered.registration = Some(DynamicRegistration { token_hash: "h".into(), issued_at: 1, open: true });
+        let replaced = registration(public_app()).unwrap().keeping_registration(Some(&registered));
+        assert_eq!(replaced.registration, registered.registration);
+        assert_eq!(registration(public_app()).unwrap().keeping_registration(None).registration, None);
     }
 
     #[test]

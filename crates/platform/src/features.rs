@@ -59,5 +59,6 @@ pub fn current() -> Features {
         revocation: true,
         userinfo: true,
         management: true,
+        registration: true,
     }
 }

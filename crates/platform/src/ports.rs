@@ -111,6 +111,14 @@ pub trait ClientRegistry {
     async fn all(&self) -> Result<Vec<crate::clients::Client>, StoreError>;
 }
 
+/// Writes to the client registry (the registration endpoint's; KV in production, with the
+/// isolate's cache kept in step).
+#[async_trait(?Send)]
+pub trait ClientStore {
+    async fn save(&self, client: &crate::clients::Client) -> Result<(), StoreError>;
+    async fn delete(&self, client_id: &str) -> Result<(), StoreError>;
+}
+
 /// A client's keys could not be had (its JWKS URL failed, or it registered none). The text
 /// is part of the `invalid_client` description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -38,6 +38,12 @@ pub enum Route {
     PortalLogin,
     /// Creates a launch from the portal (a form POST with the session-bound CSRF token).
     PortalLaunch,
+    /// RFC 7591 client registration endpoint (`POST /auth/register`).
+    Register,
+    /// RFC 7592 client configuration endpoint (`/auth/register/{client_id}`).
+    RegisteredClient,
+    /// The User-access Brands Bundle (SMART App Launch 2.2), when configured.
+    UserAccessBrands,
     AdminSettings,
     AdminClients,
     /// `/admin/clients/{client_id}`.
@@ -82,7 +88,11 @@ impl Route {
             };
         }
         if let Some(rest) = path.strip_prefix(AUTH_PREFIX) {
+            if Self::path_param(rest, "/register/").is_some() {
+                return Route::RegisteredClient;
+            }
             return match rest {
+                "/register" => Route::Register,
                 "/token" => Route::Token,
                 "/introspect" => Route::Introspect,
                 "/revoke" => Route::Revoke,
@@ -109,6 +119,7 @@ impl Route {
             "/ehr" | "/ehr/" => Route::EhrHome,
             "/.well-known/openid-configuration" => Route::OpenIdConfiguration,
             "/.well-known/jwks.json" => Route::Jwks,
+            "/user-access-brands.json" => Route::UserAccessBrands,
             "/admin/settings" => Route::AdminSettings,
             "/admin/keys/rotate" => Route::AdminRotateKeys,
             "/admin/clients" => Route::AdminClients,
@@ -150,11 +161,12 @@ impl Route {
             | Route::PortalLogin
             | Route::PortalLaunch
             | Route::AdminClients
+            | Route::Register
             | Route::AdminUsers
             | Route::AdminFhirBundle => &["POST"],
             Route::Authorize | Route::Userinfo => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
-            Route::AdminClient => &["GET", "PUT", "DELETE"],
+            Route::AdminClient | Route::RegisteredClient => &["GET", "PUT", "DELETE"],
             Route::AdminUser => &["GET", "PUT"],
             Route::NotFound => &[],
             Route::Fhir => &["GET", "POST", "PUT", "DELETE"],
@@ -188,6 +200,9 @@ impl Route {
                 | Route::Token
                 | Route::Revoke
                 | Route::Userinfo
+                | Route::Register
+                | Route::RegisteredClient
+                | Route::UserAccessBrands
                 | Route::Fhir
         )
     }
@@ -236,6 +251,11 @@ mod tests {
             ("/auth/portal", Route::Portal),
             ("/auth/portal/login", Route::PortalLogin),
             ("/auth/portal/launch", Route::PortalLaunch),
+            ("/auth/register", Route::Register),
+            ("/auth/register/abc-1", Route::RegisteredClient),
+            ("/auth/register/", Route::NotFound),
+            ("/auth/register/a/b", Route::NotFound),
+            ("/user-access-brands.json", Route::UserAccessBrands),
             ("/", Route::NotFound),
         ];
         for (path, route) in cases {

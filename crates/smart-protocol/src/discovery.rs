@@ -8,6 +8,7 @@
 //! The documents are built from [`Features`], the list of what the server really implements:
 //! a capability is advertised only once the code behind it has landed.
 
+use crate::datatypes::Identifier;
 use crate::jose::JwsAlgorithm;
 use crate::urls::ServerUrls;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,26 @@ pub struct Features {
     pub revocation: bool,
     pub management: bool,
     pub userinfo: bool,
+    /// RFC 7591 dynamic client registration (`registration_endpoint`).
+    pub registration: bool,
+}
+
+/// SMART App Launch 2.2 §2.0.4 `associated_endpoints`: another endpoint that shares this
+/// server's authorization, and what it can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociatedEndpoint {
+    pub url: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// What the server adds to its SMART configuration from its settings (SMART App Launch 2.2
+/// §2.0.4: `associated_endpoints`, `user_access_brand_bundle`, `user_access_brand_identifier`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub associated_endpoints: Vec<AssociatedEndpoint>,
+    /// The URL of the User-access Brands Bundle and the brand's identifier in it.
+    pub user_access_brand: Option<(String, Identifier)>,
 }
 
 /// `GET {fhirBase}/.well-known/smart-configuration`.
@@ -61,6 +82,15 @@ pub struct SmartConfiguration {
     pub revocation_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub management_endpoint: Option<String>,
+    /// RFC 7591 §3 (SMART App Launch 2.2 §2.0.4 lists it as optional).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub registration_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub associated_endpoints: Vec<AssociatedEndpoint>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_access_brand_bundle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_access_brand_identifier: Option<Identifier>,
     #[serde(default)]
     pub capabilities: Vec<String>,
     #[serde(default)]
@@ -82,10 +112,24 @@ impl SmartConfiguration {
             introspection_endpoint: features.introspection.then(|| urls.introspect()),
             revocation_endpoint: features.revocation.then(|| urls.revoke()),
             management_endpoint: features.management.then(|| urls.manage()),
+            registration_endpoint: features.registration.then(|| urls.register()),
+            associated_endpoints: Vec::new(),
+            user_access_brand_bundle: None,
+            user_access_brand_identifier: None,
             capabilities: features.capabilities.clone(),
             // RFC 7636 S256 only: SMART App Launch 2.2 forbids `plain`.
             code_challenge_methods_supported: vec!["S256".to_owned()],
         }
+    }
+
+    /// The document with what the settings publish.
+    pub fn publishing(mut self, published: Published) -> Self {
+        self.associated_endpoints = published.associated_endpoints;
+        if let Some((bundle, identifier)) = published.user_access_brand {
+            self.user_access_brand_bundle = Some(bundle);
+            self.user_access_brand_identifier = Some(identifier);
+        }
+        self
     }
 }
 
@@ -114,6 +158,9 @@ pub struct OpenIdConfiguration {
     pub introspection_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// OpenID Connect Discovery 1.0 §3 (RFC 7591 registration).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub registration_endpoint: Option<String>,
     /// RFC 8414 §2: how clients authenticate at introspection (the token endpoint's methods).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
@@ -143,6 +190,7 @@ impl OpenIdConfiguration {
             code_challenge_methods_supported: vec!["S256".to_owned()],
             introspection_endpoint: features.introspection.then(|| urls.introspect()),
             revocation_endpoint: features.revocation.then(|| urls.revoke()),
+            registration_endpoint: features.registration.then(|| urls.register()),
             introspection_endpoint_auth_methods_supported: if features.introspection { features.token_auth_methods.clone() } else { Vec::new() },
             revocation_endpoint_auth_methods_supported: if features.revocation {
                 features.token_auth_methods.iter().cloned().chain(std::iter::once("none".to_owned())).collect()
@@ -184,7 +232,15 @@ mod tests {
         assert_eq!(doc["grant_types_supported"], Value::Array(vec![]));
         assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
         // Nothing that does not exist is advertised.
-        for absent in ["authorization_endpoint", "introspection_endpoint", "revocation_endpoint", "management_endpoint"] {
+        for absent in [
+            "authorization_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+            "management_endpoint",
+            "registration_endpoint",
+            "associated_endpoints",
+            "user_access_brand_bundle",
+        ] {
             assert!(doc.get(absent).is_none(), "{absent} advertised without the feature");
         }
     }
@@ -203,6 +259,26 @@ mod tests {
         assert_eq!(doc.introspection_endpoint.as_deref(), Some("https://ehr.example.org/auth/introspect"));
         assert_eq!(doc.response_types_supported, vec!["code"]);
         assert_eq!(doc.revocation_endpoint, None);
+        assert_eq!(doc.registration_endpoint, None);
+        let doc = SmartConfiguration::new(&urls(), &Features { registration: true, ..Features::default() });
+        assert_eq!(doc.registration_endpoint.as_deref(), Some("https://ehr.example.org/auth/register"));
+        let doc = OpenIdConfiguration::new(&urls(), &Features { registration: true, ..Features::default() });
+        assert_eq!(doc.registration_endpoint.as_deref(), Some("https://ehr.example.org/auth/register"));
+    }
+
+    #[test]
+    fn publishes_associated_endpoints_and_the_brand() {
+        let identifier = Identifier { system: Some("urn:ietf:rfc:3986".into()), value: Some("https://ehr.example.org".into()), ..Identifier::default() };
+        let published = Published {
+            associated_endpoints: vec![AssociatedEndpoint { url: "https://other.example/fhir".into(), capabilities: vec!["launch-ehr".into()] }],
+            user_access_brand: Some(("https://ehr.example.org/brands.json".into(), identifier)),
+        };
+        let doc = serde_json::to_value(SmartConfiguration::new(&urls(), &Features::default()).publishing(published)).unwrap();
+        assert_eq!(doc["associated_endpoints"], serde_json::json!([{"url": "https://other.example/fhir", "capabilities": ["launch-ehr"]}]));
+        assert_eq!(doc["user_access_brand_bundle"], "https://ehr.example.org/brands.json");
+        assert_eq!(doc["user_access_brand_identifier"], serde_json::json!({"system": "urn:ietf:rfc:3986", "value": "https://ehr.example.org"}));
+        let back: SmartConfiguration = serde_json::from_value(doc).unwrap();
+        assert_eq!(back.associated_endpoints.len(), 1);
     }
 
     #[test]

@@ -152,6 +152,14 @@ impl SmartConfiguration {
             introspection_endpoint: text(o, "introspection_endpoint"),
             revocation_endpoint: text(o, "revocation_endpoint"),
             management_endpoint: text(o, "management_endpoint"),
+            registration_endpoint: text(o, "registration_endpoint"),
+            associated_endpoints: o
+                .objects("associated_endpoints")
+                .into_iter()
+                .filter_map(|e| Some(crate::discovery::AssociatedEndpoint { url: text(e, "url")?, capabilities: e.texts("capabilities") }))
+                .collect(),
+            user_access_brand_bundle: text(o, "user_access_brand_bundle"),
+            user_access_brand_identifier: o.object("user_access_brand_identifier").map(Identifier::read),
             capabilities: o.texts("capabilities"),
             code_challenge_methods_supported: o.texts("code_challenge_methods_supported"),
         })
@@ -247,6 +255,8 @@ mod tests {
     ];
     const CONFIG: &[(&str, u8)] = &[
         ("issuer", 0),
+        ("registration_endpoint", 0),
+        ("user_access_brand_bundle", 0),
         ("jwks_uri", 0),
         ("authorization_endpoint", 0),
         ("token_endpoint", 0),

@@ -13,6 +13,7 @@ pub mod introspection;
 pub mod jose;
 pub mod launch;
 pub mod pkce;
+pub mod registration;
 pub mod scopes;
 pub mod token;
 pub mod urls;

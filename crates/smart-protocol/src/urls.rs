@@ -103,6 +103,21 @@ impl ServerUrls {
         self.auth("manage")
     }
 
+    /// RFC 7591 §3 client registration endpoint.
+    pub fn register(&self) -> String {
+        self.auth("register")
+    }
+
+    /// RFC 7592 §1 `registration_client_uri` of one client.
+    pub fn registration_client(&self, client_id: &str) -> String {
+        format!("{}/{client_id}", self.register())
+    }
+
+    /// The User-access Brands Bundle (SMART App Launch 2.2 `user_access_brand_bundle`).
+    pub fn user_access_brands(&self) -> String {
+        format!("{}/user-access-brands.json", self.issuer)
+    }
+
     fn auth(&self, endpoint: &str) -> String {
         format!("{}{AUTH_PREFIX}/{endpoint}", self.issuer)
     }

@@ -19,7 +19,7 @@ use platform::clients::Client;
 use platform::grants::{Command, GrantError, Reply};
 use platform::keys::KeyRing;
 use platform::oauth::OAuthPorts;
-use platform::ports::{Accounts, AssertionLog, ClientRegistry, Clock, GrantStore, LoginAttempt, Settings, SigningKeys, StoreError, Users};
+use platform::ports::{Accounts, AssertionLog, ClientRegistry, ClientStore, Clock, GrantStore, LoginAttempt, Settings, SigningKeys, StoreError, Users};
 use platform::settings::ServerSettings;
 use platform::signin::SignInPorts;
 use platform::users::User;
@@ -66,6 +66,17 @@ impl ClientRegistry for KvClients<'_> {
 
     async fn all(&self) -> Result<Vec<Client>, StoreError> {
         registry::all_clients(self.0).await.map_err(store_error)
+    }
+}
+
+#[async_trait(?Send)]
+impl ClientStore for KvClients<'_> {
+    async fn save(&self, client: &Client) -> Result<(), StoreError> {
+        registry::save_client(self.0, client).await.map_err(store_error)
+    }
+
+    async fn delete(&self, client_id: &str) -> Result<(), StoreError> {
+        registry::delete_client(self.0, client_id).await.map_err(store_error)
     }
 }
 
@@ -232,6 +243,20 @@ impl<'a> AuthServer<'a> {
             verifier: &WebCryptoVerifier,
             random: &WebCryptoRandom,
             clock: &WorkerClock,
+        }
+    }
+
+    /// The registration endpoints' ports (RFC 7591, RFC 7592); `admin_token` is the
+    /// `ADMIN_TOKEN` secret, an initial access token.
+    pub fn registration_ports<'b>(&'b self, admin_token: Option<&'b str>) -> platform::registration::RegistrationPorts<'b> {
+        platform::registration::RegistrationPorts {
+            urls: &self.ctx.urls,
+            clients: &self.clients,
+            store: &self.clients,
+            settings: &self.settings,
+            random: &WebCryptoRandom,
+            clock: &WorkerClock,
+            admin_token,
         }
     }
 

@@ -92,6 +92,8 @@ pub async fn put_client(mut req: Request, ctx: &AppContext) -> Result<Response, 
             return Ok(http::oauth(OAuthErrorCode::InvalidRequest, "the client_id in the body differs from the URL"));
         }
     }
+    let existing = registry::client(ctx, &client.client_id).await?;
+    let client = client.keeping_registration(existing.as_ref());
     registry::save_client(ctx, &client).await?;
     Ok(http::no_store(http::json(201, &client.view(), "application/json")))
 }

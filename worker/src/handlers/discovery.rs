@@ -4,8 +4,8 @@ use crate::context::AppContext;
 use crate::http::{self, AppError};
 use crate::{keyring, settings};
 use platform::fhir::{capability, FHIR_JSON};
-use platform::{features, keys::KEY_CACHE_SECS};
-use smart_protocol::discovery::{OpenIdConfiguration, SmartConfiguration};
+use platform::routes::Route;
+use platform::{discovery, keys::KEY_CACHE_SECS};
 use worker::Response;
 
 fn cacheable(response: Response, seconds: i64) -> Response {
@@ -13,12 +13,23 @@ fn cacheable(response: Response, seconds: i64) -> Response {
     response
 }
 
-pub fn smart_configuration(ctx: &AppContext) -> Response {
-    cacheable(http::ok_json(&SmartConfiguration::new(&ctx.urls, &features::current())), 300)
+pub async fn smart_configuration(ctx: &AppContext) -> Result<Response, AppError> {
+    let settings = settings::load(ctx).await?;
+    Ok(cacheable(http::ok_json(&discovery::smart_configuration(&ctx.urls, &settings)), 300))
 }
 
 pub fn openid_configuration(ctx: &AppContext) -> Response {
-    cacheable(http::ok_json(&OpenIdConfiguration::new(&ctx.urls, &features::current())), 300)
+    cacheable(http::ok_json(&discovery::openid_configuration(&ctx.urls)), 300)
+}
+
+/// The User-access Brands Bundle, when a brand is configured (404 otherwise).
+pub async fn user_access_brands(ctx: &AppContext) -> Result<Response, AppError> {
+    let settings = settings::load(ctx).await?;
+    let date: String = js_sys::Date::new_0().to_iso_string().into();
+    Ok(match discovery::user_access_brands(&ctx.urls, &settings, &date) {
+        Some(bundle) => cacheable(http::json(200, &bundle, FHIR_JSON), 300),
+        None => http::not_found(Route::UserAccessBrands, "/user-access-brands.json"),
+    })
 }
 
 /// The public keys. Cached no longer than isolates cache the key ring, so a rotated key is in

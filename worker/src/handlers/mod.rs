@@ -10,6 +10,7 @@ mod fhir;
 mod manage;
 mod oauth;
 mod portal;
+mod registration;
 mod signin;
 mod token;
 
@@ -60,7 +61,10 @@ pub async fn dispatch(mut req: Request, env: Env) -> Response {
 async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     match route {
         Route::Health => Ok(http::ok_json(&serde_json::json!({ "status": "ok" }))),
-        Route::SmartConfiguration => Ok(discovery::smart_configuration(ctx)),
+        Route::SmartConfiguration => discovery::smart_configuration(ctx).await,
+        Route::UserAccessBrands => discovery::user_access_brands(ctx).await,
+        Route::Register => registration::register(req, ctx).await,
+        Route::RegisteredClient => registration::registered_client(req, ctx).await,
         Route::OpenIdConfiguration => Ok(discovery::openid_configuration(ctx)),
         Route::Jwks => discovery::jwks(ctx).await,
         Route::Metadata => discovery::metadata(ctx).await,

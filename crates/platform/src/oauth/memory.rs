@@ -130,6 +130,19 @@ impl ClientRegistry for MemoryClients {
     }
 }
 
+#[async_trait(?Send)]
+impl crate::ports::ClientStore for MemoryClients {
+    async fn save(&self, client: &Client) -> Result<(), StoreError> {
+        self.add(client.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, client_id: &str) -> Result<(), StoreError> {
+        self.remove(client_id);
+        Ok(())
+    }
+}
+
 /// Client keys: an inline JWKS as registered; a JWKS URL answered from what the test
 /// published there, cached as the Worker caches it (5 minutes without `Cache-Control`; an
 /// unknown `kid` fetches again at most every [`assertions::JWKS_REFETCH_MIN_SECS`]).
@@ -364,6 +377,19 @@ impl MemoryAuthServer {
             random: SeededRandom::default(),
             patients: MemoryPatients::default(),
             clock,
+        }
+    }
+
+    /// The registration endpoints' ports; `admin_token` plays the `ADMIN_TOKEN` secret.
+    pub fn registration_ports<'a>(&'a self, admin_token: Option<&'a str>) -> crate::registration::RegistrationPorts<'a> {
+        crate::registration::RegistrationPorts {
+            urls: &self.urls,
+            clients: &self.clients,
+            store: &self.clients,
+            settings: &self.settings,
+            random: &self.random,
+            clock: self.clock.as_ref(),
+            admin_token,
         }
     }
 
