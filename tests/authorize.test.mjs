@@ -108,6 +108,37 @@ describe("standalone launch", () => {
     expectRedirect(await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", prompt: "none" })), { error: "consent_required" });
   });
 
+  test("max_age: a session older than max_age signs in again (max_age=0 always); prompt=none then hears login_required", async () => {
+    const agent = new Agent(w.url);
+    let page = await login(agent, await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs" })));
+    expectRedirect(await agent.submit(page, "#approve"));
+    page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", max_age: "3600" }));
+    assert.ok(page.doc.querySelector("#approve"), "a session of a few seconds is recent enough for max_age=3600");
+    page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", max_age: "0" }));
+    assert.ok(page.doc.querySelector("#username"), "max_age=0 shows the login page");
+    // Two seconds on, a session is older than max_age=1.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", max_age: "1" }));
+    assert.ok(page.doc.querySelector("#username"), "an older session: the login page");
+    expectRedirect(await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", max_age: "1", prompt: "none" })), { error: "login_required" });
+  });
+
+  test("login_hint prefills the username (escaped) and never switches users silently", async () => {
+    const agent = new Agent(w.url);
+    let page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", login_hint: PRACTITIONER.username }));
+    assert.equal(page.doc.querySelector("#username").getAttribute("value"), PRACTITIONER.username);
+    const odd = await new Agent(w.url).go(authorizeUrl(w, { login_hint: '"><b id="x">' }));
+    assert.equal(odd.doc.querySelector("#x"), null, "no markup from the hint");
+    assert.equal(odd.doc.querySelector("#username").getAttribute("value"), '"><b id="x">');
+    // Signed in as dr.test, a hint for ned shows the login page prefilled with ned.
+    page = await login(agent, page);
+    expectRedirect(await agent.submit(page, "#approve"));
+    page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", login_hint: PATIENT_USER.username }));
+    assert.equal(page.doc.querySelector("#username")?.getAttribute("value"), PATIENT_USER.username, "the session is not adopted for another user");
+    page = await agent.go(authorizeUrl(w, { scope: "openid patient/*.rs", login_hint: PRACTITIONER.username }));
+    assert.ok(page.doc.querySelector("#approve"), "a hint for the session's own user adopts it");
+  });
+
   test("consent policies: remember asks once per user and client, pre-approved never asks", async () => {
     const remember = { ...APP, client_id: "remembering-app", consent: "remember" };
     const trusted = { ...APP, client_id: "trusted-app", consent: "pre-approved" };
@@ -354,6 +385,9 @@ describe("authorization errors", () => {
       [{ scope: "system/*.rs" }, "invalid_scope"],
       [{ request: "eyJhbGciOiJub25lIn0.e30." }, "request_not_supported"],
       [{ prompt: "none login" }, "invalid_request"],
+      [{ max_age: "-1" }, "invalid_request"],
+      [{ max_age: "1.5" }, "invalid_request"],
+      [{ max_age: "soon" }, "invalid_request"],
     ];
     for (const [params, error] of cases) {
       expectRedirect(await new Agent(w.url).go(authorizeUrl(w, params)), { error });

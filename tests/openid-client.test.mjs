@@ -77,3 +77,38 @@ test("openid-client completes the whole lifecycle", async () => {
   assert.deepEqual(inactive, { active: false });
   await assert.rejects(oidc.refreshTokenGrant(config, refreshed.refresh_token), (e) => e.error === "invalid_grant");
 });
+
+test("openid-client sends max_age and checks auth_time itself", async () => {
+  const config = await oidc.discovery(new URL(w.url), CLIENT.client_id, { redirect_uris: [REDIRECT] }, oidc.ClientSecretBasic(SECRET), {
+    execute: [oidc.allowInsecureRequests],
+  });
+  const agent = new Agent(w.url);
+  const run = async (maxAge, { login }) => {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: REDIRECT,
+      scope: "openid patient/*.rs",
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: "S256",
+      state,
+      nonce,
+      max_age: String(maxAge),
+      aud: `${w.url}/fhir`,
+    });
+    let page = await agent.go(url.pathname + url.search);
+    assert.equal(Boolean(page.doc?.querySelector("#login-submit")), login, login ? "max_age asks for a new login" : "the session is recent enough");
+    if (login) page = await agent.submit(page, "#login-submit", { fill: { username: PRACTITIONER.username, password: PRACTITIONER.password } });
+    page = await agent.submit(page, "#approve");
+    // maxAge: openid-client requires auth_time and checks it is within max_age (plus its skew).
+    const tokens = await oidc.authorizationCodeGrant(config, page.redirect, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, maxAge });
+    return tokens.claims();
+  };
+  const first = await run(0, { login: true });
+  assert.equal(typeof first.auth_time, "number");
+  const again = await run(600, { login: false });
+  assert.equal(again.auth_time, first.auth_time, "the session's sign-in, not the token's time");
+  const fresh = await run(0, { login: true });
+  assert.ok(fresh.auth_time >= first.auth_time);
+});
