@@ -152,11 +152,14 @@ pub struct App {
 }
 
 /// The registered clients that can be launched (a `launch_uri`, not a backend service),
-/// [`FIRST_APP`] first, then by name.
+/// [`FIRST_APP`] first, then by name. A client anyone registered (open RFC 7591 registration,
+/// no initial access token) is not offered: the portal lists, frames and posts to apps an
+/// administrator or a holder of an initial access token vouched for.
 pub fn launchable_apps(clients: &[Client]) -> Vec<App> {
     let mut apps: Vec<App> = clients
         .iter()
         .filter(|c| c.client_type != ClientType::Backend)
+        .filter(|c| !c.registration.as_ref().is_some_and(|r| r.open))
         .filter_map(|c| {
             let url = Url::parse(c.launch_uri.as_deref()?).ok()?;
             Some(App { client_id: c.client_id.clone(), name: c.client_name.clone(), origin: url.origin().ascii_serialization() })
@@ -334,6 +337,18 @@ mod tests {
         assert!(policy.contains("frame-src 'self' http://127.0.0.1:8787 https://alpha.example https://beta.example;"), "{policy}");
         assert!(policy.contains("form-action 'self' http://127.0.0.1:8787 https://alpha.example https://beta.example;"), "{policy}");
         assert!(policy.contains("frame-ancestors 'none'") && policy.starts_with("default-src 'none'"));
+    }
+
+    #[test]
+    fn an_openly_registered_app_is_not_offered() {
+        let registration = |open| crate::clients::DynamicRegistration { token_hash: "h".into(), issued_at: 0, open };
+        let mut open = client("open", "Open", Some("https://open.example/launch"), "public");
+        open.registration = Some(registration(true));
+        let mut vouched = client("vouched", "Vouched", Some("https://vouched.example/launch"), "public");
+        vouched.registration = Some(registration(false));
+        let apps = launchable_apps(&[open, vouched]);
+        assert_eq!(apps.iter().map(|a| a.client_id.as_str()).collect::<Vec<_>>(), ["vouched"]);
+        assert!(!csp(&apps).contains("open.example"));
     }
 
     #[test]
