@@ -136,6 +136,10 @@ pub struct ClientRegistration {
     /// introspect the tokens of every client. Other clients introspect only their own.
     #[serde(default)]
     pub resource_server: bool,
+    /// A test client: the admin API may make its next call fail on purpose
+    /// ([`crate::simulate`]).
+    #[serde(default)]
+    pub test_client: bool,
 }
 
 /// A client registered through RFC 7591: the hash of its registration access token (RFC
@@ -168,6 +172,9 @@ pub struct Client {
     pub consent: ConsentPolicy,
     #[serde(default)]
     pub resource_server: bool,
+    /// May have a simulated failure ([`crate::simulate`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_client: bool,
     #[serde(default, skip_serializing_if = "is_default")]
     pub metadata: ClientMetadata,
     /// Present for a client registered through the registration endpoint.
@@ -201,6 +208,7 @@ pub struct ClientPublic<'a> {
     pub refresh_token_lifetime: u32,
     pub consent: ConsentPolicy,
     pub resource_server: bool,
+    pub test_client: bool,
     #[serde(flatten)]
     pub metadata: &'a ClientMetadata,
     /// Registered through the registration endpoint (RFC 7591).
@@ -414,6 +422,7 @@ impl ClientRegistration {
             refresh_token_lifetime: self.refresh_token_lifetime,
             consent: self.consent,
             resource_server: self.resource_server,
+            test_client: self.test_client,
             metadata,
             registration: None,
         })
@@ -469,6 +478,7 @@ impl Client {
                 refresh_token_lifetime: self.refresh_token_lifetime,
                 consent: self.consent,
                 resource_server: self.resource_server,
+                test_client: self.test_client,
                 metadata: &self.metadata,
                 dynamic: self.registration.is_some(),
             },

@@ -31,6 +31,7 @@ pub mod scope_policy;
 pub mod secret;
 pub mod settings;
 pub mod signin;
+pub mod simulate;
 pub mod users;
 
 pub use ports::{CryptoError, StoreError};

@@ -48,6 +48,9 @@ pub enum Route {
     AdminClients,
     /// `/admin/clients/{client_id}`.
     AdminClient,
+    /// `/admin/clients/{client_id}/simulate`: the test client's next failure on purpose
+    /// (`platform::simulate`).
+    AdminClientSimulate,
     AdminUsers,
     /// `/admin/users/{username}`.
     AdminUser,
@@ -127,6 +130,7 @@ impl Route {
             "/admin/fhir/bundle" => Route::AdminFhirBundle,
             "/admin/fhir/status" => Route::AdminFhirStatus,
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
+            _ if Self::simulated_client(path).is_some() => Route::AdminClientSimulate,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
             "/_dev/sign" => Route::DevSign,
             "/_dev/pbkdf2" => Route::DevPbkdf2,
@@ -134,6 +138,11 @@ impl Route {
             "/_dev/panic" => Route::DevPanic,
             _ => Route::NotFound,
         }
+    }
+
+    /// The client id of `/admin/clients/{client_id}/simulate`.
+    pub fn simulated_client(path: &str) -> Option<&str> {
+        Self::path_param(path.strip_suffix("/simulate")?, "/admin/clients/")
     }
 
     /// The last path segment after `prefix`, when it is one non-empty segment.
@@ -168,6 +177,7 @@ impl Route {
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient | Route::RegisteredClient => &["GET", "PUT", "DELETE"],
             Route::AdminUser => &["GET", "PUT"],
+            Route::AdminClientSimulate => &["GET", "PUT", "DELETE"],
             Route::NotFound => &[],
             Route::Fhir => &["GET", "POST", "PUT", "DELETE"],
             _ => &["GET", "HEAD"],
@@ -244,6 +254,9 @@ mod tests {
             ("/admin/clients/lab-viewer", Route::AdminClient),
             ("/admin/clients/", Route::NotFound),
             ("/admin/clients/a/b", Route::NotFound),
+            ("/admin/clients/lab-viewer/simulate", Route::AdminClientSimulate),
+            ("/admin/clients//simulate", Route::NotFound),
+            ("/admin/clients/a/b/simulate", Route::NotFound),
             ("/admin/users/dr.smith", Route::AdminUser),
             ("/ehr/", Route::EhrHome),
             ("/ehr", Route::EhrHome),
@@ -276,6 +289,7 @@ mod tests {
             Route::AdminRotateKeys,
             Route::DevSign,
             Route::AdminClient,
+            Route::AdminClientSimulate,
             Route::Login,
             Route::Consent,
             Route::EhrLaunch,

@@ -209,6 +209,7 @@ pub struct AuthServer<'a> {
     keys: IsolateKeyRing<'a>,
     settings: IsolateSettings<'a>,
     patients: Partitions<'a>,
+    simulations: super::simulations::KvSimulations<'a>,
 }
 
 impl<'a> AuthServer<'a> {
@@ -224,6 +225,7 @@ impl<'a> AuthServer<'a> {
             keys: IsolateKeyRing(ctx),
             settings: IsolateSettings(ctx),
             patients: Partitions(&ctx.env),
+            simulations: super::simulations::KvSimulations(ctx),
         }
     }
 
@@ -243,6 +245,7 @@ impl<'a> AuthServer<'a> {
             verifier: &WebCryptoVerifier,
             random: &WebCryptoRandom,
             clock: &WorkerClock,
+            simulations: &self.simulations,
         }
     }
 
@@ -275,6 +278,7 @@ impl<'a> AuthServer<'a> {
             verifier: &WebCryptoVerifier,
             random: &WebCryptoRandom,
             clock: &WorkerClock,
+            simulations: &self.simulations,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! the answer. No access rule lives here.
 
 use super::oauth::bearer_refusal;
+use crate::adapters::auth_server::KvClients;
 use crate::adapters::fhir_store::Partitions;
+use crate::adapters::simulations::KvSimulations;
 use crate::adapters::webcrypto::{new_id, WebCryptoVerifier};
 use crate::context::AppContext;
 use crate::grant_status::DoGrantStatus;
@@ -15,6 +17,7 @@ use platform::fhir::rest::{Interaction, RestError};
 use platform::fhir::validate::MAX_RESOURCE_BYTES;
 use platform::fhir::FHIR_JSON;
 use platform::guard;
+use platform::simulate::{self, FhirFailure};
 use smart_protocol::error::bearer_challenge;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 use worker::{Request, Response};
@@ -99,6 +102,16 @@ fn encode(answer: FhirResponse) -> Response {
     response
 }
 
+/// A failed bearer authentication: 401, an OperationOutcome, the RFC 6750 challenge.
+fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
+    let refusal = bearer_refusal(e, "smart-edge")?;
+    let response = http::json(401, &platform::fhir::outcome::error(IssueType::Security, &e.to_string()), FHIR_JSON);
+    if let Some(challenge) = refusal.headers().get("WWW-Authenticate").ok().flatten() {
+        let _ = response.headers().set("WWW-Authenticate", &challenge);
+    }
+    Ok(response)
+}
+
 pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let interaction = match interaction(&req, ctx) {
         Ok(i) => i,
@@ -112,15 +125,15 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
     let authorization = header(&req, "Authorization");
     let grant = match guard::authenticate(authorization.as_deref(), &ring, &WebCryptoVerifier, &DoGrantStatus(&ctx.env), &ctx.urls, now_secs()).await {
         Ok(grant) => grant,
-        Err(e) => {
-            let refusal = bearer_refusal(&e, "smart-edge")?;
-            let response = http::json(401, &platform::fhir::outcome::error(IssueType::Security, &e.to_string()), FHIR_JSON);
-            if let Some(challenge) = refusal.headers().get("WWW-Authenticate").ok().flatten() {
-                let _ = response.headers().set("WWW-Authenticate", &challenge);
-            }
-            return Ok(response);
-        }
+        Err(e) => return unauthenticated(&e),
     };
+    // A test client's simulated failure, before anything is read or done.
+    if let Some(failure) = simulate::at_fhir(&KvSimulations(ctx), &KvClients(ctx), &grant).await.map_err(AppError::internal)? {
+        return match failure {
+            FhirFailure::Response(answer) => Ok(encode(answer)),
+            FhirFailure::Unauthenticated(e) => unauthenticated(&e),
+        };
+    }
     if let Some(refusal) = api::refuse_unread(&grant, &interaction) {
         return Ok(encode(refusal));
     }

@@ -12,6 +12,7 @@ mod oauth;
 mod portal;
 mod registration;
 mod signin;
+mod simulate;
 mod token;
 
 use crate::context::AppContext;
@@ -90,6 +91,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::AdminSettings => admin::settings(req, ctx).await,
         Route::AdminClients => admin::put_client(req, ctx).await,
         Route::AdminClient => admin::client(req, ctx).await,
+        Route::AdminClientSimulate => simulate::admin(req, ctx).await,
         Route::AdminUsers => admin::put_user(req, ctx).await,
         Route::AdminUser => admin::user(req, ctx).await,
         Route::AdminFhirBundle => admin::fhir_bundle(req, ctx).await,

@@ -355,6 +355,8 @@ pub struct MemoryAuthServer {
     pub random: SeededRandom,
     /// The patients and encounters the sign-in's pickers offer.
     pub patients: MemoryPatients,
+    /// The configuration store's `simulate:{client_id}` records ([`crate::simulate`]).
+    pub simulations: crate::memory::MemoryKv,
 }
 
 impl MemoryAuthServer {
@@ -376,6 +378,7 @@ impl MemoryAuthServer {
             settings: MemorySettings::default(),
             random: SeededRandom::default(),
             patients: MemoryPatients::default(),
+            simulations: crate::memory::MemoryKv::default(),
             clock,
         }
     }
@@ -409,6 +412,7 @@ impl MemoryAuthServer {
             verifier: &FakeVerifier,
             random: &self.random,
             clock: self.clock.as_ref(),
+            simulations: &self.simulations,
         }
     }
 
@@ -427,6 +431,7 @@ impl MemoryAuthServer {
             verifier: &FakeVerifier,
             random: &self.random,
             clock: self.clock.as_ref(),
+            simulations: &self.simulations,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct OAuthPorts<'a> {
     pub verifier: &'a dyn Verifier,
     pub random: &'a dyn Random,
     pub clock: &'a dyn Clock,
+    /// A test client's next failure on purpose ([`crate::simulate`]).
+    pub simulations: &'a dyn crate::simulate::Simulations,
 }
 
 /// Why a body is not a form the endpoint can read.

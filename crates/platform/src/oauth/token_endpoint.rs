@@ -52,6 +52,9 @@ pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswe
         Err(e) => return Ok(TokenAnswer::refuse(e, None)),
     };
     let auth = &request.auth;
+    if let Some(error) = simulated(ports, auth).await? {
+        return Ok(TokenAnswer::refuse(error, Some(auth)));
+    }
     let outcome = match request.grant {
         GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
             super::code::authorization_code(ports, auth, &code, redirect_uri, code_verifier).await
@@ -64,6 +67,23 @@ pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswe
         Err(Stop::Refuse(e)) => Ok(TokenAnswer::refuse(e, Some(auth))),
         Err(Stop::Fail(failure)) => Err(failure),
     }
+}
+
+/// A test client's simulated failure ([`crate::simulate`]), answered as the real error would
+/// be (its status, and the challenge for `invalid_client`), before the client authenticates or
+/// any grant is touched: no code is consumed, no refresh token rotates, no assertion is
+/// recorded. The client is the one the request names (`client_id`, HTTP Basic, or the `sub` of
+/// an assertion, unverified: a simulation grants nothing).
+async fn simulated(ports: &OAuthPorts<'_>, auth: &ClientAuth) -> Result<Option<OAuthError>, Failure> {
+    let named = match auth {
+        ClientAuth::Assertion { client_id: None, assertion } => smart_protocol::jose::parse_compact_any_kid(assertion)
+            .ok()
+            .and_then(|jws| jws.payload.get("sub").and_then(serde_json::Value::as_str).map(str::to_owned)),
+        other => other.client_id().map(str::to_owned),
+    };
+    let Some(client_id) = named else { return Ok(None) };
+    let simulation = crate::simulate::take_for(ports.simulations, ports.clients, &client_id, crate::simulate::Stage::Token).await?;
+    Ok(simulation.map(|s| s.oauth_error()))
 }
 
 /// The form is one, its parameters are single and short, the grant type is known and its

@@ -8,6 +8,7 @@ use crate::grants::{Command, PendingAuthorization};
 use crate::launch::{self, LaunchUseError, ResolvedLaunch};
 use crate::oauth::{Failure, FormProblem};
 use crate::secret::{opaque_hash, random_secret};
+use crate::simulate;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 
 /// The binding cookie's length (a [`random_secret`]); anything else is replaced.
@@ -29,6 +30,7 @@ pub async fn authorize(ports: &SignInPorts<'_>, call: AuthorizationCall) -> Resu
 async fn run(ports: &SignInPorts<'_>, call: AuthorizationCall) -> Step<SignInAnswer> {
     let params = readable(call.params)?;
     let (client, request) = checked(ports, params).await?;
+    simulated(ports, &client, &request).await?;
     let launch = launch_once(ports, &client, &request).await?;
     let (binding, new_browser) = browser_binding(ports, &call.browser)?;
     let grant_id = start(ports, &client, request, launch, &binding).await?;
@@ -58,6 +60,19 @@ async fn checked(ports: &SignInPorts<'_>, params: Vec<(String, String)>) -> Step
     };
     let client = client.ok_or_else(|| Failure::Unexpected("checked request without client".into()))?;
     Ok((client, request))
+}
+
+/// 2b. A test client's simulated failure ([`simulate`]), redirected as a real one would be —
+///     before the launch is used or a grant starts, so nothing real changes.
+async fn simulated(ports: &SignInPorts<'_>, client: &Client, request: &AuthorizationRequest) -> Step<()> {
+    match simulate::take(ports.simulations, client, simulate::Stage::Authorize).await? {
+        Some(simulation) => {
+            let error = simulation.oauth_error();
+            let description = error.error_description.clone().unwrap_or_default();
+            Err(Stop::show(client_error(ports, request, error.error, &description)))
+        }
+        None => Ok(()),
+    }
 }
 
 /// The redirect carrying an error to a trusted redirect URI.

@@ -57,6 +57,8 @@ pub struct SignInPorts<'a> {
     pub verifier: &'a dyn Verifier,
     pub random: &'a dyn Random,
     pub clock: &'a dyn Clock,
+    /// A test client's next failure on purpose ([`crate::simulate`]).
+    pub simulations: &'a dyn crate::simulate::Simulations,
 }
 
 /// What every sign-in request carries about the browser, decoded at the edge.
