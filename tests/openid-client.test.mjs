@@ -89,7 +89,7 @@ test("openid-client sends max_age and checks auth_time itself", async () => {
     const nonce = oidc.randomNonce();
     const url = oidc.buildAuthorizationUrl(config, {
       redirect_uri: REDIRECT,
-      scope: "openid patient/*.rs",
+      scope: "openid fhirUser profile patient/*.rs",
       code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
       code_challenge_method: "S256",
       state,
@@ -107,6 +107,9 @@ test("openid-client sends max_age and checks auth_time itself", async () => {
   };
   const first = await run(0, { login: true });
   assert.equal(typeof first.auth_time, "number");
+  // claims_supported (OpenID Connect Discovery §3) lists every claim the ID token carries.
+  const supported = config.serverMetadata().claims_supported;
+  for (const claim of Object.keys(first)) assert.ok(supported.includes(claim), `${claim} is in claims_supported`);
   const again = await run(600, { login: false });
   assert.equal(again.auth_time, first.auth_time, "the session's sign-in, not the token's time");
   const fresh = await run(0, { login: true });

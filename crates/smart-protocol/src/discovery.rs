@@ -169,6 +169,10 @@ pub struct OpenIdConfiguration {
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// RFC 9207: the authorization response carries `iss`.
     pub authorization_response_iss_parameter_supported: bool,
+    /// OpenID Connect Discovery 1.0 §3: the claims the ID token may carry (with an
+    /// authorization endpoint, the only way to one).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub claims_supported: Vec<String>,
 }
 
 impl OpenIdConfiguration {
@@ -198,6 +202,7 @@ impl OpenIdConfiguration {
                 Vec::new()
             },
             authorization_response_iss_parameter_supported: features.authorize,
+            claims_supported: if features.authorize { crate::token::ID_TOKEN_CLAIMS.iter().map(|c| (*c).to_owned()).collect() } else { Vec::new() },
         }
     }
 }
@@ -288,6 +293,9 @@ mod tests {
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
         assert_eq!(json["subject_types_supported"], serde_json::json!(["public"]));
+        assert!(json.get("claims_supported").is_none(), "no ID tokens without an authorization endpoint");
+        let doc = OpenIdConfiguration::new(&urls(), &Features { authorize: true, ..Features::default() });
+        assert_eq!(doc.claims_supported, ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "fhirUser", "name"]);
     }
 
     #[test]

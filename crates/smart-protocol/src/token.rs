@@ -64,6 +64,10 @@ pub struct AccessTokenClaims {
     pub encounter: Option<String>,
 }
 
+/// Every claim an ID token of this server may carry ([`IdTokenClaims`]): the OpenID
+/// configuration's `claims_supported` (OpenID Connect Discovery 1.0 §3).
+pub const ID_TOKEN_CLAIMS: [&str; 9] = ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "fhirUser", "name"];
+
 /// The claims of this server's ID tokens (OpenID Connect Core §2, with SMART's `fhirUser`, the
 /// user's FHIR resource as an absolute URL, and `name` with `profile`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -194,6 +198,27 @@ pub fn check_id_token_claims(claims: &dyn crate::fields::Object, expected: &IdTo
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn claims_supported_names_exactly_what_an_id_token_can_carry() {
+        let full = IdTokenClaims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: "a".into(),
+            iat: 1,
+            exp: 2,
+            auth_time: Some(0),
+            nonce: Some("n".into()),
+            fhir_user: Some("f".into()),
+            name: Some("m".into()),
+        };
+        let json = serde_json::to_value(full).unwrap();
+        let mut written: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut listed = ID_TOKEN_CLAIMS.to_vec();
+        written.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(written, listed);
+    }
 
     #[test]
     fn reads_a_smart_token_response_and_ignores_unknown_fields() {
