@@ -6,6 +6,11 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
+# One build at a time (wrangler's [build] and scripts/build.sh may start together): the others
+# wait, then find the output current and skip.
+mkdir -p "$ROOT/worker"
+exec 9>"$ROOT/worker/.build.lock"
+flock 9
 
 PROFILE="${WORKER_PROFILE:-release}"
 OUT="$ROOT/worker/build"

@@ -141,20 +141,23 @@ test("dev routes are off unless DEV_ROUTES is true", async () => {
   }
 });
 
-test("DEV_ROUTES=true with an https PUBLIC_BASE_URL (a deployment) refuses every request with a clear 503", async () => {
-  const deployed = await startWorker({ bindings: { PUBLIC_BASE_URL: "https://ehr.example.org", DEV_ROUTES: "true" } });
-  try {
-    for (const [path, init] of [["/_dev/sign?alg=RS256", { method: "POST", body: "{}" }], ["/fhir/.well-known/smart-configuration"], ["/auth/token", { method: "POST" }]]) {
-      const res = await deployed.fetch(path, init);
-      assert.equal(res.status, 503, path);
-      const body = await res.json();
-      assert.equal(body.error, "server_error");
-      assert.match(body.error_description, /DEV_ROUTES=true is for local development only/);
+for (const issuer of ["https://ehr.example.org", "http://ehr.example.org"]) {
+  test(`DEV_ROUTES=true with a non-loopback issuer (${issuer}: a deployment) refuses every request with a clear 503`, async () => {
+    const deployed = await startWorker({ bindings: { PUBLIC_BASE_URL: issuer, DEV_ROUTES: "true" } });
+    try {
+      const paths = [["/_dev/sign?alg=RS256", { method: "POST", body: "{}" }], ["/_dev/panic", { method: "POST" }], ["/fhir/.well-known/smart-configuration"], ["/auth/token", { method: "POST" }]];
+      for (const [path, init] of paths) {
+        const res = await deployed.fetch(path, init);
+        assert.equal(res.status, 503, path);
+        const body = await res.json();
+        assert.equal(body.error, "server_error");
+        assert.match(body.error_description, /DEV_ROUTES=true is for local development only/);
+      }
+    } finally {
+      await deployed.dispose();
     }
-  } finally {
-    await deployed.dispose();
-  }
-});
+  });
+}
 
 
 test("both discovery documents advertise the registration endpoint (RFC 7591)", async () => {

@@ -95,6 +95,7 @@ test("fhirclient 4.4's backend flow gets the system scopes it may hold and reads
     .sign(keys.es384.privateKey);
   const out = await python("fhirclient", `${w.url}/fhir`, "py-backend", assertion, "system/*.rs");
   assert.equal(out.asked, "launch/patient system/*.rs", "what fhirclient asks for");
+  assert.equal(out.granted, "system/Patient.rs system/Observation.rs", "launch/patient dropped, the registration's system/ scopes granted");
   assert.equal(out.ready, true);
   assert.equal(out.bundle_type, "Bundle/searchset");
 });

@@ -11,6 +11,7 @@ import * as rust from "./smart_edge.js";
 
 // Shared with the `worker` crate's panic hook, which sets `criticalError`.
 const state = rust.__worker_init_state();
+Error.stackTraceLimit = 100;
 
 function restartIfBroken() {
   if (!state.criticalError) return;
@@ -59,7 +60,13 @@ function durableObject(Rust) {
 
     #current() {
       if (this.#instance !== state.instanceId) {
-        this.#object = new Rust(...this.#args);
+        try {
+          this.#object = new Rust(...this.#args);
+        } catch (error) {
+          // A constructor that throws leaves the instance in an unknown state: restart it.
+          state.criticalError = true;
+          throw error;
+        }
         this.#instance = state.instanceId;
       }
       return this.#object;

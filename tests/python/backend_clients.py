@@ -49,11 +49,21 @@ def with_fhirclient(fhir_base, client_id, assertion, scope):
 
     smart = client.FHIRClient(settings={"app_id": client_id, "api_base": fhir_base, "jwt_token": assertion, "scope": scope})
     smart.prepare()
+    # What the token endpoint answered, as fhirclient received it.
+    granted = []
+    request_access_token = smart.server.auth._request_access_token
+
+    def recording(server, params):
+        answer = request_access_token(server, params)
+        granted.append(answer.get("scope"))
+        return answer
+
+    smart.server.auth._request_access_token = recording
     smart.authorize()
     bundle = smart.server.request_json("Patient?_count=1")
     return {
         "ready": smart.ready,
-        "scope": smart.server.auth.scope if hasattr(smart.server.auth, "scope") else None,
+        "granted": granted[0] if granted else None,
         "asked": smart.desired_scope,
         "bundle_type": bundle.get("resourceType") + "/" + bundle.get("type", ""),
     }

@@ -40,18 +40,26 @@ pub fn claimed_client(assertion: &str) -> Result<String, OAuthError> {
 /// verification, so a client with many keys cannot make one request cost many.
 pub const MAX_KEYS_WITHOUT_KID: usize = 3;
 
-/// The registered keys that may have signed an assertion with this header: the one named by
-/// `kid`, or, when the header has none, the first [`MAX_KEYS_WITHOUT_KID`] keys of its
-/// algorithm. SMART requires `kid`, but libraries such as authlib leave it out by default;
-/// RFC 7515 §4.1.4 makes it optional, and trying a few keys of the right algorithm is what
-/// their users expect.
+/// The registered keys that may have signed an assertion with this header
+/// ([`jose::key_may_verify`]: key type, `use`, `kid`, and here also the key's own `alg`): the
+/// one named by `kid`, or, when the header has none, the last [`MAX_KEYS_WITHOUT_KID`] keys of
+/// its algorithm (the most recently listed: a rotation appends the new key). SMART requires
+/// `kid`, but libraries such as authlib leave it out by default; RFC 7515 §4.1.4 makes it
+/// optional, and trying a few keys of the right algorithm is what their users expect.
 fn candidates<'k>(header: &jose::JwsHeader, keys: &'k Jwks) -> Vec<&'k Jwk> {
-    let of_alg = keys.keys.iter().filter(|k| k.validate_public().ok() == Some(header.alg));
-    if header.kid.is_empty() {
-        of_alg.take(MAX_KEYS_WITHOUT_KID).collect()
-    } else {
-        of_alg.filter(|k| k.kid.as_deref() == Some(header.kid.as_str())).take(1).collect()
-    }
+    let usable: Vec<&Jwk> = keys
+        .keys
+        .iter()
+        .filter(|k| k.validate_public().ok() == Some(header.alg) && jose::key_may_verify(Some(&k.kty), k.use_.as_deref(), k.kid.as_deref(), header))
+        .collect();
+    let limit = if header.kid.is_empty() { MAX_KEYS_WITHOUT_KID } else { 1 };
+    usable[usable.len().saturating_sub(limit)..].to_vec()
+}
+
+/// Whether the assertion's header names no key (`kid`): then no cached key set can tell
+/// whether the client rotated, and the caller fetches it again when none verifies.
+pub fn names_no_key(assertion: &str) -> bool {
+    jose::parse_compact_any_kid(assertion).is_ok_and(|jws| jws.header.kid.is_empty())
 }
 
 /// Whether the key set has a key that may have signed the assertion (else the JWKS URL is
@@ -317,11 +325,25 @@ mod tests {
     fn without_kid_at_most_three_keys_are_tried() {
         let keys: Vec<Jwk> = (0..5).map(|i| named(JwsAlgorithm::ES384, &format!("k{i}"))).collect();
         let jwks = Jwks { keys: keys.iter().map(Jwk::to_public).collect() };
-        let by_fourth = assertion_without_kid(&keys[3], JwsAlgorithm::ES384, claims(1200));
-        let refused = block_on(verify(&by_fourth, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
-        assert!(refused.error_description.unwrap().ends_with("tried: k0, k1, k2"));
+        let by_second = assertion_without_kid(&keys[1], JwsAlgorithm::ES384, claims(1200));
+        let refused = block_on(verify(&by_second, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().unwrap_err();
+        assert!(refused.error_description.unwrap().ends_with("tried: k2, k3, k4"), "the most recently listed keys");
         let by_third = assertion_without_kid(&keys[2], JwsAlgorithm::ES384, claims(1200));
         assert!(block_on(verify(&by_third, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_ok());
+        assert!(names_no_key(&by_third));
+        assert!(!names_no_key(&assertion(&keys[0], JwsAlgorithm::ES384, claims(1200))));
+    }
+
+    #[test]
+    fn an_encryption_key_never_verifies_an_assertion() {
+        let enc = named(JwsAlgorithm::ES384, "enc");
+        let mut registered = enc.to_public();
+        registered.use_ = Some("enc".into());
+        let jwks = Jwks { keys: vec![registered] };
+        for token in [assertion(&enc, JwsAlgorithm::ES384, claims(1200)), assertion_without_kid(&enc, JwsAlgorithm::ES384, claims(1200))] {
+            assert!(!has_key(&token, &jwks));
+            assert!(block_on(verify(&token, "backend", &jwks, &[TOKEN_URL], &FakeVerifier, 1000)).unwrap().is_err());
+        }
     }
 
     #[test]

@@ -219,12 +219,20 @@ impl Route {
 }
 
 /// Why this configuration must not serve at all, if it must not: the `/_dev/*` routes (an
-/// unauthenticated partition read, a signer for arbitrary claims) exist for tests and
-/// benchmarks on a developer's machine. An https issuer means a deployment, and a deployment
-/// with them on would hand out tokens to anyone, so the Worker refuses every request instead.
+/// unauthenticated partition read, a signer for arbitrary claims, a deliberate panic) exist
+/// for tests and benchmarks on a developer's machine. Any issuer whose host is not loopback
+/// means a deployment (with `PUBLIC_BASE_URL` empty the issuer is the request's own origin, so
+/// a plain-http request to a deployed Worker counts too), and a deployment with them on would
+/// hand out tokens to anyone, so the Worker refuses every request instead.
 pub fn refuse_configuration(dev_routes: bool, issuer: &str) -> Option<&'static str> {
-    (dev_routes && issuer.starts_with("https://")).then_some(
-        "this deployment is misconfigured: DEV_ROUTES=true is for local development only and is refused when PUBLIC_BASE_URL (the issuer) is https; set DEV_ROUTES to false",
+    let loopback = url::Url::parse(issuer).is_ok_and(|u| match u.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    });
+    (dev_routes && !loopback).then_some(
+        "this deployment is misconfigured: DEV_ROUTES=true is for local development only and is refused unless the issuer (PUBLIC_BASE_URL, or the request's origin) is on loopback; set DEV_ROUTES to false",
     )
 }
 
@@ -301,9 +309,15 @@ mod tests {
     }
 
     #[test]
-    fn dev_routes_are_refused_on_an_https_issuer() {
+    fn dev_routes_are_refused_unless_the_issuer_is_on_loopback() {
         assert!(refuse_configuration(true, "https://ehr.example").is_some());
+        assert!(refuse_configuration(true, "http://ehr.example").is_some(), "a plain-http request to a deployment");
+        assert!(refuse_configuration(true, "http://smart-edge.example.workers.dev:80").is_some());
+        assert!(refuse_configuration(true, "http://127.0.0.1.example").is_some(), "a name that only starts like loopback");
         assert!(refuse_configuration(true, "http://127.0.0.1:8787").is_none());
+        assert!(refuse_configuration(true, "http://localhost:8787").is_none());
+        assert!(refuse_configuration(true, "http://[::1]:8787").is_none());
         assert!(refuse_configuration(false, "https://ehr.example").is_none());
+        assert!(refuse_configuration(false, "http://ehr.example").is_none());
     }
 }

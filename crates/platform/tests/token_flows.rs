@@ -237,6 +237,44 @@ fn backend_services_with_a_jti_used_once() {
     assert!(matches!(bearer(&server, &response.access_token), Err(BearerError::Invalid(m)) if m == "the access token has been revoked"));
 }
 
+/// An assertion whose header names no key (authlib's default), signed by `key`.
+fn assertion_without_kid(key: &Jwk, claims: serde_json::Value) -> String {
+    let b64 = |v: serde_json::Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.to_string());
+    let input = format!("{}.{}", b64(json!({"alg": "ES384", "typ": "JWT"})), b64(claims));
+    smart_protocol::jose::compact(&input, &block_on(platform::ports::Signer::sign(&platform::memory::FakeSigner, key, input.as_bytes())).unwrap())
+}
+
+#[test]
+fn an_assertion_without_kid_follows_a_rotation_at_most_every_ten_seconds() {
+    let server = server();
+    let k1 = service_key("k1");
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k1.to_public()] });
+    let signed =
+        |key: &Jwk, jti: &str, now: i64| assertion_without_kid(key, json!({"iss": "svc", "sub": "svc", "aud": TOKEN_URL, "exp": now + 240, "jti": jti}));
+    assert!(matches!(answer(&server, &backend_call(&signed(&k1, "j-1", START), None)), TokenAnswer::Tokens(_)));
+    let fetches = server.client_keys.fetches();
+
+    // The service replaces k1 by k2: the cached set still has a key of the alg, so only the
+    // failed verification tells; the set is fetched again, once, and k2 verifies.
+    server.clock.advance(assertions::JWKS_REFETCH_MIN_SECS);
+    let k2 = service_key("k2-rotated");
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k2.to_public()] });
+    assert!(matches!(answer(&server, &backend_call(&signed(&k2, "j-2", START + 10), None)), TokenAnswer::Tokens(_)));
+    assert_eq!(server.client_keys.fetches(), fetches + 1);
+
+    // Within ten seconds of that fetch, a key nobody has seen is refused without a fetch, and
+    // the refusal names the keys tried.
+    let k3 = service_key("k3-rotated-again");
+    server.client_keys.publish("https://svc.example/jwks", Jwks { keys: vec![k3.to_public()] });
+    assert_eq!(
+        refused(&server, &backend_call(&signed(&k3, "j-3", START + 10), None)).1,
+        "the client_assertion signature does not verify with the registered key(s) tried: k2-rotated"
+    );
+    assert_eq!(server.client_keys.fetches(), fetches + 1);
+    // A replayed kid-less assertion is refused like any other.
+    assert_eq!(refused(&server, &backend_call(&signed(&k2, "j-2", START + 10), None)).1, "this client_assertion (jti) was already used");
+}
+
 #[test]
 fn client_credentials_is_for_backend_services_with_an_assertion_only() {
     let server = server();

@@ -311,9 +311,10 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
     parse(token, true)
 }
 
-/// [`parse_compact`] for a token from another server, where `kid` is optional (OpenID Connect
-/// Core §10.1: it may be left out when the key set has one key per algorithm); a missing `kid`
-/// is the empty string.
+/// [`parse_compact`] where `kid` is optional (RFC 7515 §4.1.4): a token from another server
+/// (OpenID Connect Core §10.1: it may be left out when the key set has one key per algorithm)
+/// and a client's `private_key_jwt` assertion (authlib leaves it out by default; the server then
+/// tries a few of the client's keys). A missing `kid` is the empty string.
 pub fn parse_compact_any_kid(token: &str) -> Result<UnverifiedJws<'_>, JwsError> {
     parse(token, false)
 }
@@ -335,11 +336,14 @@ pub const MAX_KEYS_TRIED: usize = 4;
 /// absent or `sig`), the header's `kid` when it names one (OpenID Connect Core §10.1 lets it be
 /// left out when the set holds one key per algorithm); at most [`MAX_KEYS_TRIED`].
 pub fn verification_candidates<'k, K: crate::fields::Object>(keys: &'k [K], header: &JwsHeader) -> Vec<&'k K> {
-    keys.iter()
-        .filter(|k| k.text("kty") == Some(header.alg.key_type()) && k.text("use").is_none_or(|u| u == "sig"))
-        .filter(|k| header.kid.is_empty() || k.text("kid") == Some(header.kid.as_str()))
-        .take(MAX_KEYS_TRIED)
-        .collect()
+    keys.iter().filter(|k| key_may_verify(k.text("kty"), k.text("use"), k.text("kid"), header)).take(MAX_KEYS_TRIED).collect()
+}
+
+/// Whether a key (its `kty`, `use`, `kid`) may have made a signature with `header`: the
+/// algorithm's key type, a signing key (`use` absent or `sig`), and the header's `kid` when it
+/// names one. The one rule for the SDK (ID tokens) and the server (client assertions).
+pub fn key_may_verify(kty: Option<&str>, use_: Option<&str>, kid: Option<&str>, header: &JwsHeader) -> bool {
+    kty == Some(header.alg.key_type()) && use_.is_none_or(|u| u == "sig") && (header.kid.is_empty() || kid == Some(header.kid.as_str()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `POST /auth/ehr/launch`: the EHR-side API that creates a launch context for a client and
-//! answers the opaque `launch` value and the URL to open. Authenticated with the admin token
+//! answers the opaque `launch` value, and the URL to open when the client registered a
+//! `launch_uri`. Authenticated with the admin token
 //! (an EHR integration is an administrative credential here). The EHR may name its signed-in
 //! `user`; only that user can then complete the launch, and a launch is used once. The EHR
 //! launch portal creates its launches through the same [`create`].

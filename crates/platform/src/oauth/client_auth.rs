@@ -37,17 +37,26 @@ fn named_client(auth: &ClientAuth) -> Result<String, OAuthError> {
     }
 }
 
-/// `private_key_jwt`: the client's registered keys (fetched again for an unknown `kid`), the
-/// signature and claims, and a `jti` not seen before.
+/// `private_key_jwt`: the client's registered keys (fetched again for an unknown `kid`, or when
+/// an assertion without `kid` verifies with none of them), the signature and claims, and a
+/// `jti` not seen before.
 async fn check_assertion(ports: &OAuthPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<()> {
     let unreadable = |e: crate::ports::KeysUnavailable| refusal(OAuthErrorCode::InvalidClient, &format!("the client's keys could not be read: {e}"));
     let mut keys = ports.client_keys.keys(client, false).await.map_err(unreadable)?;
-    if !assertions::has_key(assertion, &keys) {
+    let refetched = !assertions::has_key(assertion, &keys);
+    if refetched {
         keys = ports.client_keys.keys(client, true).await.map_err(unreadable)?;
     }
     let token_url = ports.urls.token();
     let audiences: Vec<&str> = std::iter::once(token_url.as_str()).chain(endpoint).collect();
-    let accepted = assertions::verify(assertion, &client.client_id, &keys, &audiences, ports.verifier, ports.clock.now()).await??;
+    let mut verdict = assertions::verify(assertion, &client.client_id, &keys, &audiences, ports.verifier, ports.clock.now()).await?;
+    // Without `kid` no cached key set can say whether the client rotated: when none of its keys
+    // verifies, the set is fetched again (at most every ten seconds) and tried once more.
+    if verdict.is_err() && !refetched && assertions::names_no_key(assertion) {
+        keys = ports.client_keys.keys(client, true).await.map_err(unreadable)?;
+        verdict = assertions::verify(assertion, &client.client_id, &keys, &audiences, ports.verifier, ports.clock.now()).await?;
+    }
+    let accepted = verdict?;
     if !ports.assertions.record(&client.client_id, &accepted.jti, accepted.exp).await? {
         return Err(refusal(OAuthErrorCode::InvalidClient, "this client_assertion (jti) was already used"));
     }
