@@ -270,6 +270,7 @@ describe("introspection, revocation, userinfo", () => {
     const refreshInfo = (await introspect(tokens.refresh_token)).body;
     assert.equal(refreshInfo.active, true);
     assert.equal(refreshInfo.token_type, "refresh_token");
+    assert.ok(refreshInfo.exp > body.exp, `the refresh token's own expiry (${refreshInfo.exp}), later than the access token's`);
     assert.equal(refreshInfo.fhirUser, body.fhirUser);
     assert.equal(refreshInfo.sub, body.sub);
     for (const token of ["nonsense", `${"a".repeat(64)}.secret`, tokens.id_token]) {

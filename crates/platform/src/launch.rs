@@ -49,7 +49,7 @@ pub enum LaunchError {
     Invalid(String),
     #[error("patient and encounter must be FHIR ids")]
     BadId,
-    #[error("each fhirContext item needs exactly one of reference, canonical or identifier")]
+    #[error("each fhirContext item needs exactly one of reference, canonical or identifier (an identifier with a system or a value)")]
     BadFhirContext,
     #[error(
         "a fhirContext item has only reference, canonical, identifier (a FHIR Identifier: use, type, system, value, period, assigner), type and role, each of its JSON type"
@@ -112,7 +112,8 @@ impl ValidLaunchContext for LaunchContext {
         }
         for item in &self.fhir_context {
             let given = [item.reference.is_some(), item.canonical.is_some(), item.identifier.is_some()];
-            if given.iter().filter(|g| **g).count() != 1 {
+            let empty_identifier = item.identifier.as_ref().is_some_and(|i| i.system.is_none() && i.value.is_none());
+            if given.iter().filter(|g| **g).count() != 1 || empty_identifier {
                 return Err(LaunchError::BadFhirContext);
             }
         }
@@ -136,6 +137,10 @@ impl LaunchRequest {
             return Err(LaunchError::BadUser);
         }
         let raw: serde_json::Value = serde_json::from_str(body).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        // An item that names nothing is dropped when read: here it is refused for what it is.
+        if raw.get("fhirContext").and_then(serde_json::Value::as_array).is_some_and(|items| items.len() != request.context.fhir_context.len()) {
+            return Err(LaunchError::BadFhirContext);
+        }
         if !read_exactly(raw.get("fhirContext"), &request.context.fhir_context) {
             return Err(LaunchError::BadFhirContextMember);
         }
@@ -296,6 +301,9 @@ mod tests {
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","patient":"bad id"}"#).unwrap_err(), LaunchError::BadId);
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","user":"bad user!"}"#).unwrap_err(), LaunchError::BadUser);
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"role":"x"}]}"#).unwrap_err(), LaunchError::BadFhirContext);
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"identifier":{}}]}"#).unwrap_err(), LaunchError::BadFhirContext);
+        assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"identifier":{"use":"official"}}]}"#).unwrap_err(), LaunchError::BadFhirContext);
+        assert!(LaunchRequest::parse(r#"{"client_id":"app","fhirContext":[{"identifier":{"value":"123"}}]}"#).is_ok());
         assert_eq!(LaunchRequest::parse(r#"{"client_id":"app","smart_style_url":"http://evil.example/s.json"}"#).unwrap_err(), LaunchError::BadStyleUrl);
         assert!(matches!(LaunchRequest::parse(r#"{"client_id":"app","surprise":1}"#).unwrap_err(), LaunchError::Invalid(_)));
         let urls = ServerUrls::new("https://ehr.example", "/fhir").unwrap();

@@ -85,14 +85,16 @@ fn a_stored_identifier_of_another_shape_does_not_fail_its_grant_record() {
         .replace(r#"{"reference":"Observation/o-1","role":"launch"}"#, r#"{"identifier":"urn:mrn|9","role":"launch"}"#);
     let record: platform::grants::GrantRecord = serde_json::from_str(&odd).unwrap();
     let platform::grants::GrantRecord::Active { grant, .. } = &record else { panic!("{record:?}") };
+    // The first item's identifier reads as absent, so it names nothing and is dropped (an app
+    // is never shown an item SMART says must name one thing); the second keeps its value.
     let items = &grant.context.fhir_context;
-    assert_eq!((items[0].identifier.as_ref(), items[0].role.as_deref()), (None, Some("launch")));
-    let identifier = items[1].identifier.as_ref().unwrap();
+    assert_eq!(items.len(), 1);
+    let identifier = items[0].identifier.as_ref().unwrap();
     assert_eq!((identifier.system.as_deref(), identifier.value.as_deref()), (None, Some("123")));
     assert_eq!(grant.context.tenant.as_deref(), Some("t-1"));
     // What is read is written (and so shown in the token response) without the odd members.
     let written = serde_json::to_value(&grant.context).unwrap();
-    assert_eq!(written["fhirContext"][1]["identifier"].get("extension"), None);
+    assert_eq!(written["fhirContext"][0]["identifier"].get("extension"), None);
 }
 
 #[test]
@@ -112,7 +114,6 @@ fn the_launch_api_takes_a_full_identifier_and_refuses_members_it_would_drop() {
     assert!(parse(json!([{"identifier": {"system": "urn:s", "value": null}}])).is_ok());
     for odd in [
         json!([{"reference": "Patient/p-1", "surprise": 1}]),
-        json!([{"identifier": "urn:s|v"}]),
         json!([{"identifier": {"system": "urn:s", "extension": []}}]),
         json!([{"identifier": {"system": 7}}]),
         json!([{"identifier": {"type": {"coding": [{"code": 1}]}}}]),
@@ -120,6 +121,8 @@ fn the_launch_api_takes_a_full_identifier_and_refuses_members_it_would_drop() {
     ] {
         assert_eq!(parse(odd.clone()).unwrap_err(), launch::LaunchError::BadFhirContextMember, "{odd}");
     }
+    // An identifier that is no object leaves the item naming nothing.
+    assert_eq!(parse(json!([{"identifier": "urn:s|v"}])).unwrap_err(), launch::LaunchError::BadFhirContext);
     assert!(matches!(parse(json!([7])).unwrap_err(), launch::LaunchError::Invalid(_)));
     assert!(matches!(LaunchRequest::parse(r#"{"client_id":"ehr-app","surprise":1}"#).unwrap_err(), launch::LaunchError::Invalid(_)));
 }

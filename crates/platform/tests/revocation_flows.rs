@@ -79,6 +79,8 @@ fn introspection_describes_a_token_to_its_client_or_a_resource_server_only() {
         (refresh["token_type"].clone(), refresh["fhirUser"].clone(), refresh["patient"].clone()),
         (json!("refresh_token"), json!("https://ehr.example/fhir/Practitioner/pr-1"), json!("p-1"))
     );
+    // SMART 2.2 lists exp among what introspection SHALL give: the refresh token's own expiry.
+    assert_eq!(refresh["exp"].as_i64(), Some(START + i64::from(platform::clients::DEFAULT_REFRESH_LIFETIME)));
     // Another client learns nothing, exactly as for an unknown token.
     assert_eq!(json_body(introspect(&server, &as_caller("other", SECRET_OTHER, &issued.access_token))), json!({"active": false}));
     assert_eq!(json_body(introspect(&server, &as_caller("web", &web_secret(), "nonsense"))), json!({"active": false}));

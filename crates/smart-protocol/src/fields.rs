@@ -67,7 +67,7 @@ impl LaunchContext {
         LaunchContext {
             patient: text(o, "patient"),
             encounter: text(o, "encounter"),
-            fhir_context: o.objects("fhirContext").into_iter().map(FhirContextItem::read).collect(),
+            fhir_context: o.objects("fhirContext").into_iter().map(FhirContextItem::read).filter(FhirContextItem::names_something).collect(),
             intent: text(o, "intent"),
             need_patient_banner: o.boolean("need_patient_banner"),
             smart_style_url: text(o, "smart_style_url"),

@@ -18,7 +18,9 @@ pub struct LaunchContext {
     pub patient: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encounter: Option<String>,
-    #[serde(default, rename = "fhirContext", skip_serializing_if = "Vec::is_empty")]
+    /// Read leniently: an item that names nothing (no reference, canonical or identifier, as a
+    /// stored record of an older version may hold) is dropped, never echoed to an app.
+    #[serde(default, rename = "fhirContext", deserialize_with = "items_naming_something", skip_serializing_if = "Vec::is_empty")]
     pub fhir_context: Vec<FhirContextItem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
@@ -54,6 +56,18 @@ impl LaunchContext {
     }
 }
 
+impl FhirContextItem {
+    /// Whether the item names a resource: a `reference`, a `canonical` or an `identifier`.
+    pub fn names_something(&self) -> bool {
+        self.reference.is_some() || self.canonical.is_some() || self.identifier.is_some()
+    }
+}
+
+fn items_naming_something<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<FhirContextItem>, D::Error> {
+    let items = Vec::<FhirContextItem>::deserialize(deserializer)?;
+    Ok(items.into_iter().filter(FhirContextItem::names_something).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,8 +93,16 @@ mod tests {
 
     #[test]
     fn an_identifier_that_is_no_object_is_absent_and_nothing_fails() {
-        let read: LaunchContext = serde_json::from_value(json!({"fhirContext": [{"identifier": "urn:s|v", "type": "Patient"}, {"identifier": null}]})).unwrap();
-        assert_eq!(read.fhir_context[0], FhirContextItem { resource_type: Some("Patient".into()), ..FhirContextItem::default() });
-        assert_eq!(read.fhir_context[1], FhirContextItem::default());
+        let read: LaunchContext = serde_json::from_value(json!({"fhirContext": [{"identifier": "urn:s|v", "type": "Patient"}, {"identifier": null},
+            {"reference": "Encounter/e", "identifier": 7}]}))
+        .unwrap();
+        // The first two then name nothing, and are dropped; the third keeps its reference.
+        assert_eq!(read.fhir_context, [FhirContextItem { reference: Some("Encounter/e".into()), ..FhirContextItem::default() }]);
+        let fields =
+            crate::fields::Object::objects(json!({"fhirContext": [{"type": "Patient"}, {"canonical": "http://q|1"}]}).as_object().unwrap(), "fhirContext")
+                .len();
+        assert_eq!(fields, 2);
+        let map = json!({"fhirContext": [{"type": "Patient"}, {"canonical": "http://q|1"}]});
+        assert_eq!(LaunchContext::read(map.as_object().unwrap()).fhir_context.len(), 1, "the SDK's reader drops it too");
     }
 }

@@ -185,6 +185,9 @@ pub enum Reply {
     Active {
         grant: Box<AuthorizationGrant>,
         refresh_hash: Option<String>,
+        /// When the current refresh token expires (with `refresh_hash`).
+        #[serde(default)]
+        refresh_expires_at: Option<i64>,
     },
     /// A backend service's token, still valid and not revoked.
     BackendActive {
@@ -304,8 +307,12 @@ pub fn apply(record: Option<GrantRecord>, command: Command, now: i64) -> Result<
             refresh::redeem(grant, issued_at, refresh, code_hash, presented, now)
         }
         (Some(GrantRecord::Active { grant, issued_at, refresh, code_hash }), Command::Status) => {
-            let refresh_hash = refresh.as_ref().filter(|r| now < r.expires_at).map(|r| r.current_hash.clone());
-            let reply = Reply::Active { grant: Box::new(grant.clone()), refresh_hash };
+            let live = refresh.as_ref().filter(|r| now < r.expires_at);
+            let reply = Reply::Active {
+                grant: Box::new(grant.clone()),
+                refresh_hash: live.map(|r| r.current_hash.clone()),
+                refresh_expires_at: live.map(|r| r.expires_at),
+            };
             Ok((GrantRecord::Active { grant, issued_at, refresh, code_hash }, reply))
         }
         (Some(GrantRecord::Backend { client_id, expires_at }), Command::Status) if now < expires_at => {

@@ -71,7 +71,7 @@ pub async fn revoke(ports: &OAuthPorts<'_>, post: &FormPost) -> Result<Answer, F
         Err(refusal) => return Ok(refusal),
     };
     let target = match find(ports, &presented, false).await? {
-        Some(Found::Refresh { grant_id, grant }) => Some((grant_id, grant.client_id)),
+        Some(Found::Refresh { grant_id, grant, .. }) => Some((grant_id, grant.client_id)),
         Some(Found::Access { token, .. }) => token.grant_id.clone().map(|id| (id, token.client_id.clone())),
         None => None,
     };
@@ -122,7 +122,7 @@ async fn caller(ports: &OAuthPorts<'_>, post: &FormPost, endpoint: Endpoint) -> 
 /// grant it belongs to (when its record was read and holds one), or a refresh token's grant.
 enum Found {
     Access { token: Box<AccessGrant>, grant: Option<Box<AuthorizationGrant>> },
-    Refresh { grant_id: String, grant: Box<AuthorizationGrant> },
+    Refresh { grant_id: String, grant: Box<AuthorizationGrant>, expires_at: Option<i64> },
 }
 
 impl Found {
@@ -140,8 +140,8 @@ impl Found {
 async fn find(ports: &OAuthPorts<'_>, presented: &str, check_expiry: bool) -> Result<Option<Found>, Failure> {
     if let Some(handle) = GrantHandle::parse(presented) {
         return Ok(match ports.grants.apply(handle.grant_id(), &Command::Status).await? {
-            Ok(Reply::Active { grant, refresh_hash: Some(hash) }) if hash_matches(&hash, handle.secret()) => {
-                Some(Found::Refresh { grant_id: handle.grant_id().to_owned(), grant })
+            Ok(Reply::Active { grant, refresh_hash: Some(hash), refresh_expires_at }) if hash_matches(&hash, handle.secret()) => {
+                Some(Found::Refresh { grant_id: handle.grant_id().to_owned(), grant, expires_at: refresh_expires_at })
             }
             _ => None,
         });
@@ -190,10 +190,11 @@ fn describe(ports: &OAuthPorts<'_>, found: Found) -> IntrospectionResponse {
                 ..IntrospectionResponse::default()
             }
         }
-        Found::Refresh { grant, .. } => {
+        Found::Refresh { grant, expires_at, .. } => {
             let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
             IntrospectionResponse {
                 active: true,
+                exp: expires_at,
                 fhir_user: fhir_user(&scope, Some(&grant.user.fhir_user)),
                 scope: Some(grant.scope),
                 client_id: Some(grant.client_id),
