@@ -3,6 +3,7 @@
 //! that saw it active, and at once everywhere else (a revocation in this isolate drops its
 //! cache entry immediately).
 
+use crate::durable::assertion_log::GrantCall;
 use crate::durable::rpc;
 use crate::http::AppError;
 use crate::keyring::now_secs;
@@ -30,9 +31,23 @@ pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
     env.durable_object("GRANTS").ok()?.id_from_string(id).ok()?.get_stub().ok()
 }
 
+/// The object that keeps a backend token's grant: its client's assertion log, whose id the
+/// grant id starts with (`platform::grant_handle::is_backend_grant_id`).
+fn backend_stub(env: &Env, id: &str) -> Option<worker::Stub> {
+    if !platform::grant_handle::is_backend_grant_id(id) {
+        return None;
+    }
+    env.durable_object("ASSERTIONS").ok()?.id_from_string(&id[..64]).ok()?.get_stub().ok()
+}
+
 pub async fn apply(env: &Env, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, AppError> {
-    let Some(stub) = stub(env, id) else { return Ok(Err(GrantError::NotFound)) };
-    let reply = rpc::call(&stub, "/apply", command).await?;
+    let reply = if let Some(stub) = stub(env, id) {
+        rpc::call(&stub, "/apply", command).await?
+    } else if let Some(stub) = backend_stub(env, id) {
+        rpc::call(&stub, "/grant", &GrantCall { id: id.to_owned(), command: command.clone() }).await?
+    } else {
+        return Ok(Err(GrantError::NotFound));
+    };
     if matches!(reply, Ok(Reply::Revoked)) {
         forget(id);
     }

@@ -101,6 +101,9 @@ pub trait GrantStore {
     async fn apply(&self, id: &str, command: &crate::grants::Command) -> Result<Result<crate::grants::Reply, crate::grants::GrantError>, StoreError>;
     /// A fresh grant id no grant has yet (64 hex digits).
     fn new_id(&self) -> Result<String, StoreError>;
+    /// A fresh id for a backend service token's grant, stored with `client_id`'s other backend
+    /// grants ([`crate::grant_handle::is_backend_grant_id`]).
+    fn new_backend_id(&self, client_id: &str) -> Result<String, StoreError>;
 }
 
 /// The registered clients (KV, cached per isolate, in production).

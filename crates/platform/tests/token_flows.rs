@@ -231,8 +231,10 @@ fn backend_services_with_a_jti_used_once() {
     assert!(matches!(answer(&server, &backend_call(&signed(&k2, "j-6"), None)), TokenAnswer::Tokens(_)));
     assert_eq!(server.client_keys.fetches(), fetches + 1);
 
-    // Revoking the backend token's grant ends it at the resource server.
+    // Revoking the backend token's grant ends it at the resource server. The grant is one of
+    // the client's backend grants (an id of 96 hex digits), not an object of its own.
     let grant_id = access.grant_id.clone().unwrap();
+    assert!(platform::grant_handle::is_backend_grant_id(&grant_id) && !platform::grant_handle::is_grant_id(&grant_id), "{grant_id}");
     assert_eq!(block_on(server.grants.apply(&grant_id, &Command::Revoke { reason: "revoked by the client".into() })).unwrap(), Ok(Reply::Revoked));
     assert!(matches!(bearer(&server, &response.access_token), Err(BearerError::Invalid(m)) if m == "the access token has been revoked"));
 }

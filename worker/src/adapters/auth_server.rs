@@ -43,6 +43,13 @@ impl GrantStore for DoGrants<'_> {
         let namespace = self.0.env.durable_object("GRANTS").map_err(|e| StoreError(e.to_string()))?;
         Ok(namespace.unique_id().map_err(|e| StoreError(e.to_string()))?.to_string())
     }
+
+    /// The client's `AssertionLog` object id (64 hex digits) and 128 random bits.
+    fn new_backend_id(&self, client_id: &str) -> Result<String, StoreError> {
+        let namespace = self.0.env.durable_object("ASSERTIONS").map_err(|e| StoreError(e.to_string()))?;
+        let object = namespace.id_from_name(client_id).map_err(|e| StoreError(e.to_string()))?.to_string();
+        Ok(format!("{object}{}", crate::adapters::webcrypto::new_id()))
+    }
 }
 
 /// Users from KV (`registry`, not cached).

@@ -24,7 +24,7 @@ pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth
     let ring = ports.keys.key_ring().await?;
     let now = ports.clock.now();
     let jti = new_jti(ports)?;
-    let grant_id = ports.grants.new_id()?;
+    let grant_id = ports.grants.new_backend_id(&client.client_id)?;
     let start = Command::StartBackend { client_id: client.client_id.clone(), expires_at: now + BACKEND_TOKEN_LIFETIME_SECS };
     if let Err(e) = ports.grants.apply(&grant_id, &start).await? {
         return Err(Failure::Unexpected(format!("new backend grant refused its start: {e}")).into());

@@ -6,7 +6,7 @@ use super::OAuthPorts;
 use crate::accounts::{unknown_user_shard, AccountState, GrantEntry, LoginOutcome, SessionHandle, SessionRecord, UnknownUsers, SESSION_LIFETIME_SECS};
 use crate::assertions::{self, JtiLog};
 use crate::clients::Client;
-use crate::grant_handle::is_grant_id;
+use crate::grant_handle::{is_backend_grant_id, is_grant_id};
 use crate::grants::{self, Command, GrantError, GrantRecord, Reply};
 use crate::guard::GrantStatus;
 use crate::keys::KeyRing;
@@ -81,7 +81,7 @@ impl MemoryGrants {
 #[async_trait(?Send)]
 impl GrantStore for MemoryGrants {
     async fn apply(&self, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, StoreError> {
-        if !is_grant_id(id) {
+        if !is_grant_id(id) && !is_backend_grant_id(id) {
             return Ok(Err(GrantError::NotFound));
         }
         let now = self.clock.now();
@@ -94,6 +94,12 @@ impl GrantStore for MemoryGrants {
     fn new_id(&self) -> Result<String, StoreError> {
         self.issued.set(self.issued.get() + 1);
         Ok(format!("{:064x}", 0xb000_0000_u64 + self.issued.get()))
+    }
+
+    fn new_backend_id(&self, client_id: &str) -> Result<String, StoreError> {
+        self.issued.set(self.issued.get() + 1);
+        let client = client_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        Ok(format!("{client:064x}{:032x}", self.issued.get()))
     }
 }
 
