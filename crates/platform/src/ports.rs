@@ -143,6 +143,25 @@ pub trait ClientKeys {
 pub trait AssertionLog {
     /// Records `jti` until `exp`; `false` when it was already used (a replay).
     async fn record(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, StoreError>;
+
+    /// A backend token's two writes as one step: records `jti` and, when it is new, applies
+    /// `start` to the client's backend grant `grant_id`. `None` for a replay (nothing started).
+    /// By default two calls; the Worker's adapter makes it one round trip to the client's
+    /// object, which keeps both the `jti`s and the backend grants.
+    async fn record_and_start(
+        &self,
+        grants: &dyn GrantStore,
+        client_id: &str,
+        jti: &str,
+        exp: i64,
+        grant_id: &str,
+        start: &crate::grants::Command,
+    ) -> Result<Option<Result<crate::grants::Reply, crate::grants::GrantError>>, StoreError> {
+        if !self.record(client_id, jti, exp).await? {
+            return Ok(None);
+        }
+        Ok(Some(grants.apply(grant_id, start).await?))
+    }
 }
 
 /// A password attempt as an account's record judges it (throttling included).

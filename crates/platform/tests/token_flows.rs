@@ -216,6 +216,9 @@ fn backend_services_with_a_jti_used_once() {
     // Everything it may hold when it asks for nothing; never what it may not.
     assert_eq!(tokens(&server, &backend_call(&signed(&k1, "j-2"), None)).0.scope.as_deref(), Some("system/Patient.rs system/Observation.rs"));
     assert_eq!(refused(&server, &backend_call(&signed(&k1, "j-3"), Some("system/Condition.rs"))).0, "invalid_scope");
+    // A refused request writes nothing: its jti is recorded with the token's grant, in one step.
+    assert!(matches!(answer(&server, &backend_call(&signed(&k1, "j-3"), Some("system/Patient.rs"))), TokenAnswer::Tokens(_)));
+    assert_eq!(refused(&server, &backend_call(&signed(&k1, "j-3"), None)).1, "this client_assertion (jti) was already used");
     // Claims are checked: another audience.
     let elsewhere = assertion(&k1, json!({"iss": "svc", "sub": "svc", "aud": "https://other.example/token", "exp": now + 240, "jti": "j-4"}));
     assert_eq!(refused(&server, &backend_call(&elsewhere, None)).1, "client_assertion aud must be the token endpoint URL");

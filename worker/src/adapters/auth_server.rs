@@ -7,7 +7,7 @@ use super::fhir_store::Partitions;
 use super::webcrypto::{WebCryptoRandom, WebCryptoSigner, WebCryptoVerifier};
 use crate::context::AppContext;
 use crate::durable::account::{ConsentRequest, GrantRef, LoginRequest, SessionRequest};
-use crate::durable::assertion_log::RecordRequest;
+use crate::durable::assertion_log::{GrantCall, RecordRequest, TokenRequest};
 use crate::durable::rpc;
 use crate::grant_status::{self, DoGrantStatus};
 use crate::http::AppError;
@@ -97,6 +97,27 @@ impl AssertionLog for DoAssertionLog<'_> {
         let request = RecordRequest { jti: jti.to_owned(), exp };
         let fresh: Result<bool, serde_json::Value> = rpc::call(&stub, "/record", &request).await.map_err(store_error)?;
         Ok(fresh.unwrap_or(false))
+    }
+
+    /// One round trip: the client's object keeps both the `jti`s and its backend grants.
+    async fn record_and_start(
+        &self,
+        _grants: &dyn GrantStore,
+        client_id: &str,
+        jti: &str,
+        exp: i64,
+        grant_id: &str,
+        start: &Command,
+    ) -> Result<Option<Result<Reply, GrantError>>, StoreError> {
+        let stub = rpc::by_name(&self.0.env, "ASSERTIONS", client_id).map_err(store_error)?;
+        let request =
+            TokenRequest { assertion: RecordRequest { jti: jti.to_owned(), exp }, grant: GrantCall { id: grant_id.to_owned(), command: start.clone() } };
+        let answer: Result<Option<Reply>, GrantError> = rpc::call(&stub, "/token", &request).await.map_err(store_error)?;
+        Ok(match answer {
+            Ok(None) => None,
+            Ok(Some(reply)) => Some(Ok(reply)),
+            Err(error) => Some(Err(error)),
+        })
     }
 }
 

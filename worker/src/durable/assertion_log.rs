@@ -10,7 +10,7 @@
 use super::rpc;
 use crate::keyring::now_secs;
 use platform::assertions::forget_before;
-use platform::grants::{self, Command, GrantRecord};
+use platform::grants::{self, Command, GrantError, GrantRecord, Reply};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -18,6 +18,13 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 pub struct RecordRequest {
     pub jti: String,
     pub exp: i64,
+}
+
+/// A `jti` to record and a backend grant to start, in one call.
+#[derive(Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub assertion: RecordRequest,
+    pub grant: GrantCall,
 }
 
 /// A command for one of the client's backend grants.
@@ -41,6 +48,7 @@ impl DurableObject for AssertionLog {
         match req.path().as_str() {
             "/record" => self.record(rpc::body(req).await?),
             "/grant" => self.grant(rpc::body(req).await?),
+            "/token" => self.token(rpc::body(req).await?),
             _ => Response::error("unknown assertion log operation", 404),
         }
     }
@@ -48,6 +56,30 @@ impl DurableObject for AssertionLog {
 
 impl AssertionLog {
     fn record(&self, request: RecordRequest) -> Result<Response> {
+        Response::from_json(&self.insert_jti(request)?)
+    }
+
+    fn grant(&self, call: GrantCall) -> Result<Response> {
+        match self.apply_grant(call)? {
+            Ok(reply) => Response::from_json(&reply),
+            Err(error) => rpc::domain_error(&error),
+        }
+    }
+
+    /// A backend token's two writes in one call: the `jti`, then, when it is new, the start of
+    /// the token's grant. `null` for a replay (nothing started).
+    fn token(&self, request: TokenRequest) -> Result<Response> {
+        if !self.insert_jti(request.assertion)? {
+            return Response::from_json(&Option::<Reply>::None);
+        }
+        match self.apply_grant(request.grant)? {
+            Ok(reply) => Response::from_json(&Some(reply)),
+            Err(error) => rpc::domain_error(&error),
+        }
+    }
+
+    /// Whether `jti` was new (and is now recorded until its assertion expires).
+    fn insert_jti(&self, request: RecordRequest) -> Result<bool> {
         let sql = self.state.storage().sql();
         sql.exec("CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)", None)?;
         sql.exec("CREATE INDEX IF NOT EXISTS jti_by_exp ON jti (exp)", None)?;
@@ -57,11 +89,11 @@ impl AssertionLog {
         let inserted: Vec<serde_json::Value> = sql
             .exec("INSERT INTO jti (jti, exp) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING RETURNING jti", vec![request.jti.into(), request.exp.into()])?
             .to_array()?;
-        Response::from_json(&(inserted.len() == 1))
+        Ok(inserted.len() == 1)
     }
 
     /// Load, apply, store with no await between, as the `Grant` object does.
-    fn grant(&self, call: GrantCall) -> Result<Response> {
+    fn apply_grant(&self, call: GrantCall) -> Result<std::result::Result<Reply, GrantError>> {
         let sql = self.state.storage().sql();
         sql.exec("CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, record TEXT NOT NULL, deletable_at INTEGER NOT NULL)", None)?;
         sql.exec("CREATE INDEX IF NOT EXISTS grants_by_deletable_at ON grants (deletable_at)", None)?;
@@ -76,14 +108,14 @@ impl AssertionLog {
             Some(row) => Some(serde_json::from_str(&row.record).map_err(|e| worker::Error::RustError(e.to_string()))?),
             None => None,
         };
-        match grants::apply(record, call.command, now) {
+        Ok(match grants::apply(record, call.command, now) {
             Ok((record, reply)) => {
                 let text = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let upsert = "INSERT INTO grants (id, record, deletable_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET record = excluded.record, deletable_at = excluded.deletable_at";
                 sql.exec(upsert, vec![call.id.into(), text.into(), record.deletable_at().into()])?;
-                Response::from_json(&reply)
+                Ok(reply)
             }
-            Err(error) => rpc::domain_error(&error),
-        }
+            Err(error) => Err(error),
+        })
     }
 }

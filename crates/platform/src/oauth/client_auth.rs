@@ -18,14 +18,36 @@ pub async fn authenticate(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: O
 }
 
 pub(super) async fn authenticated(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: Option<&str>) -> Checked<Client> {
+    let (client, accepted) = authenticated_unrecorded(ports, auth, endpoint).await?;
+    if let Some(accepted) = accepted {
+        if !ports.assertions.record(&client.client_id, &accepted.jti, accepted.exp).await? {
+            return Err(replayed());
+        }
+    }
+    Ok(client)
+}
+
+/// [`authenticated`] without recording the assertion's `jti`: the caller records it (and
+/// refuses a replay with [`replayed`]) in the same step as its own write (`client_credentials`).
+pub(super) async fn authenticated_unrecorded(
+    ports: &OAuthPorts<'_>,
+    auth: &ClientAuth,
+    endpoint: Option<&str>,
+) -> Checked<(Client, Option<assertions::Accepted>)> {
     let client_id = named_client(auth)?;
     let client = ports.clients.client(&client_id).await?;
     request::authenticate(client.as_ref(), auth)?;
     let Some(client) = client else { return Err(refusal(OAuthErrorCode::InvalidClient, "unknown client")) };
-    if let ClientAuth::Assertion { assertion, .. } = auth {
-        check_assertion(ports, &client, assertion, endpoint).await?;
-    }
-    Ok(client)
+    let accepted = match auth {
+        ClientAuth::Assertion { assertion, .. } => Some(verified_assertion(ports, &client, assertion, endpoint).await?),
+        _ => None,
+    };
+    Ok((client, accepted))
+}
+
+/// The refusal of an assertion whose `jti` was used before.
+pub(super) fn replayed() -> Stop {
+    refusal(OAuthErrorCode::InvalidClient, "this client_assertion (jti) was already used")
 }
 
 /// The client id the request names; RFC 7523 §3: an assertion's `iss` when `client_id` is
@@ -38,9 +60,9 @@ fn named_client(auth: &ClientAuth) -> Result<String, OAuthError> {
 }
 
 /// `private_key_jwt`: the client's registered keys (fetched again for an unknown `kid`, or when
-/// an assertion without `kid` verifies with none of them), the signature and claims, and a
-/// `jti` not seen before.
-async fn check_assertion(ports: &OAuthPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<()> {
+/// an assertion without `kid` verifies with none of them), the signature and claims. Its `jti`
+/// is the caller's to record.
+async fn verified_assertion(ports: &OAuthPorts<'_>, client: &Client, assertion: &str, endpoint: Option<&str>) -> Checked<assertions::Accepted> {
     let unreadable = |e: crate::ports::KeysUnavailable| refusal(OAuthErrorCode::InvalidClient, &format!("the client's keys could not be read: {e}"));
     let mut keys = ports.client_keys.keys(client, false).await.map_err(unreadable)?;
     let refetched = !assertions::has_key(assertion, &keys);
@@ -56,9 +78,5 @@ async fn check_assertion(ports: &OAuthPorts<'_>, client: &Client, assertion: &st
         keys = ports.client_keys.keys(client, true).await.map_err(unreadable)?;
         verdict = assertions::verify(assertion, &client.client_id, &keys, &audiences, ports.verifier, ports.clock.now()).await?;
     }
-    let accepted = verdict?;
-    if !ports.assertions.record(&client.client_id, &accepted.jti, accepted.exp).await? {
-        return Err(refusal(OAuthErrorCode::InvalidClient, "this client_assertion (jti) was already used"));
-    }
-    Ok(())
+    Ok(verdict?)
 }
