@@ -22,7 +22,7 @@ CHROMEDRIVER="$(command -v chromedriver)" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RU
   cargo test -p smart-edge-sdk --target wasm32-unknown-unknown --test web
 
 step "integration and end-to-end tests (workerd)"
-node --test --test-concurrency=2 tests/*.test.mjs
+node --test --test-concurrency=2 --test-timeout=300000 tests/*.test.mjs
 
 step "deploy dry run (offline, with the real wrangler.toml and its [build])"
 wrangler deploy --dry-run > .wrangler/dry-run.log 2>&1 || { cat .wrangler/dry-run.log; exit 1; }
