@@ -11,6 +11,8 @@ pub enum IssueType {
     Security,
     Exception,
     TooCostly,
+    /// A version conflict (409).
+    Conflict,
 }
 
 impl IssueType {
@@ -22,6 +24,7 @@ impl IssueType {
             IssueType::Security => "security",
             IssueType::Exception => "exception",
             IssueType::TooCostly => "too-costly",
+            IssueType::Conflict => "conflict",
         }
     }
 }
