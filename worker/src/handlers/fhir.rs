@@ -112,6 +112,21 @@ fn encode(answer: FhirResponse) -> Response {
     response
 }
 
+/// The answer for a request for or in a format other than FHIR JSON (406 / 415), if so.
+fn refuse_format(req: &Request) -> Option<Response> {
+    let query: Vec<(String, String)> = req.url().map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
+    let body_type = header(req, "Content-Type").filter(|_| !matches!(req.method(), worker::Method::Get | worker::Method::Head | worker::Method::Delete));
+    api::refuse_format(&query, header(req, "Accept").as_deref(), body_type.as_deref()).map(encode)
+}
+
+/// `GET [base]/metadata`: the CapabilityStatement, in JSON only.
+pub async fn metadata(req: &Request, ctx: &AppContext) -> Result<Response, AppError> {
+    match refuse_format(req) {
+        Some(refusal) => Ok(refusal),
+        None => super::discovery::metadata(ctx).await,
+    }
+}
+
 /// A failed bearer authentication: 401, an OperationOutcome, the RFC 6750 challenge.
 fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
     let refusal = bearer_refusal(e, "smart-edge")?;
@@ -128,10 +143,8 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Err(refusal) => return Ok(refusal),
     };
     // JSON only: a request for or in another format is answered before anything else.
-    let query: Vec<(String, String)> = req.url().map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
-    let body_type = header(&req, "Content-Type").filter(|_| !matches!(req.method(), worker::Method::Get | worker::Method::Head | worker::Method::Delete));
-    if let Some(refusal) = api::refuse_format(&query, header(&req, "Accept").as_deref(), body_type.as_deref()) {
-        return Ok(encode(refusal));
+    if let Some(refusal) = refuse_format(&req) {
+        return Ok(refusal);
     }
     if interaction == Interaction::Capabilities {
         return super::discovery::metadata(ctx).await;

@@ -74,11 +74,11 @@ fn resources() -> Vec<Value> {
                     json!({ "name": p.name, "type": kind })
                 })
                 .collect();
-            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+            let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
                 .map(|code| json!({ "code": code }))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "versioning": "versioned",
                 "readHistory": true,
@@ -89,7 +89,12 @@ fn resources() -> Vec<Value> {
                 "conditionalDelete": "not-supported",
                 "interaction": interactions,
                 "searchParam": search_params
-            })
+            });
+            if *resource_type == "Patient" {
+                // Patient/{id}/$everything (api::everything).
+                resource["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+            }
+            resource
         })
         .collect()
 }
@@ -112,5 +117,8 @@ mod tests {
         let observation = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
         assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &json!({"name": "code", "type": "token"})));
         assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 17);
+        let patient = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
+        assert_eq!(patient["operation"][0]["name"], "everything");
+        assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));
     }
 }
