@@ -328,7 +328,7 @@ describe("search", () => {
   test("the CapabilityStatement lists the resources, interactions and search parameters served", async () => {
     const cs = (await w.json("/fhir/metadata")).body;
     const obs = cs.rest[0].resource.find((r) => r.type === "Observation");
-    assert.deepEqual(obs.interaction.map((i) => i.code).sort(), ["create", "delete", "history-instance", "history-type", "read", "search-type", "update", "vread"]);
+    assert.deepEqual(obs.interaction.map((i) => i.code).sort(), ["create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread"]);
     assert.ok(obs.searchParam.some((p) => p.name === "value-quantity" && p.type === "quantity"));
   });
 });

@@ -179,7 +179,7 @@ impl Route {
             Route::AdminUser => &["GET", "PUT"],
             Route::AdminClientSimulate => &["GET", "PUT", "DELETE"],
             Route::NotFound => &[],
-            Route::Fhir => &["GET", "POST", "PUT", "DELETE"],
+            Route::Fhir => &["GET", "POST", "PUT", "PATCH", "DELETE"],
             _ => &["GET", "HEAD"],
         }
     }

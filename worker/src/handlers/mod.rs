@@ -68,7 +68,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::RegisteredClient => registration::registered_client(req, ctx).await,
         Route::OpenIdConfiguration => Ok(discovery::openid_configuration(ctx)),
         Route::Jwks => discovery::jwks(ctx).await,
-        Route::Metadata => discovery::metadata(ctx).await,
+        Route::Metadata => fhir::metadata(&req, ctx).await,
         Route::Token => token::token(req, ctx).await,
         Route::Introspect => oauth::introspect(req, ctx).await,
         Route::Revoke => oauth::revoke(req, ctx).await,

@@ -65,11 +65,11 @@ fn resources() -> Vec<Value> {
                 .chain(params.iter())
                 .map(|p| json!({ "name": p.name, "definition": p.definition(resource_type), "type": p.kind.code() }))
                 .collect();
-            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+            let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
                 .map(|code| json!({ "code": code }))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "versioning": "versioned",
                 "readHistory": true,
@@ -80,7 +80,12 @@ fn resources() -> Vec<Value> {
                 "conditionalDelete": "not-supported",
                 "interaction": interactions,
                 "searchParam": search_params
-            })
+            });
+            if *resource_type == "Patient" {
+                // Patient/{id}/$everything (api::everything).
+                resource["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+            }
+            resource
         })
         .collect()
 }
@@ -104,5 +109,8 @@ mod tests {
         let code = json!({"name": "code", "definition": "http://hl7.org/fhir/SearchParameter/clinical-code", "type": "token"});
         assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &code));
         assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 145);
+        let patient = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
+        assert_eq!(patient["operation"][0]["name"], "everything");
+        assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));
     }
 }
