@@ -120,19 +120,28 @@ fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
         (Kind::Token, Value::Bool(b)) => out.push(entry(IndexEntry { code: Some(b.to_string()), ..Default::default() })),
         (Kind::Token, Value::Object(o)) => {
             let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            // `:text` (search-helper): the lower-cased Coding.display, CodeableConcept.text or
+            // Identifier.type.text rides along in `text`.
+            let display = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_lowercase);
             if let Some(codings) = o.get("coding").and_then(Value::as_array) {
                 for c in codings {
                     let code = c.get("code").and_then(Value::as_str).map(str::to_owned);
                     let sys = c.get("system").and_then(Value::as_str).map(str::to_owned);
-                    out.push(entry(IndexEntry { sys, code, ..Default::default() }));
+                    out.push(entry(IndexEntry { sys, code, text: display(c.get("display")), ..Default::default() }));
                 }
             } else if o.contains_key("value") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), ..Default::default() }));
+                let type_text = display(o.get("type").and_then(|t| t.get("text")));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), text: type_text, ..Default::default() }));
             } else if o.contains_key("code") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), ..Default::default() }));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), text: display(o.get("display")), ..Default::default() }));
+            }
+            if let Some(cc_text) = display(o.get("text")) {
+                out.push(entry(IndexEntry { text: Some(cc_text), ..Default::default() }));
             }
         }
-        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })),
+        // The lower-cased text for the default and `:contains` matches, the value as written
+        // (in `code`) for `:exact`.
+        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), code: Some(s.clone()), ..Default::default() })),
         (Kind::Date, Value::String(s)) => {
             if let Some((lo, hi)) = date_range(s) {
                 out.push(entry(IndexEntry { date_lo: Some(lo), date_hi: Some(hi), ..Default::default() }));

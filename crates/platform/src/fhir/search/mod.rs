@@ -19,3 +19,5 @@ pub use sql::*;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_modifiers;
