@@ -302,21 +302,17 @@ impl Searchset<'_> {
 /// The tag of a resource returned in part (R4 §3.1.1.5.5, §3.1.1.5.6).
 const SUBSETTED: (&str, &str) = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED");
 
-/// The elements `_summary=true` keeps besides `resourceType`, `id` and `meta`. A stand-in
-/// (the mandatory set only) until the generated table's `params::summary_elements` is merged.
-fn summary_elements(_resource_type: &str) -> &'static [&'static str] {
-    &[]
-}
-
 /// `resource` cut down to what `how` asks for, marked SUBSETTED.
 fn subset(resource: Value, how: &Subset) -> Value {
     let Value::Object(mut fields) = resource else { return resource };
     let resource_type = fields.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
     let always = ["resourceType", "id", "meta"];
-    let keep = |name: &str| -> bool {
+    let keep = |key: &str| -> bool {
+        // `_birthDate` (a primitive's id and extensions) goes with `birthDate`.
+        let name = key.strip_prefix('_').unwrap_or(key);
         always.contains(&name)
             || match how {
-                Subset::Summary => summary_elements(&resource_type).contains(&name),
+                Subset::Summary => crate::fhir::params::is_summary_key(&resource_type, key),
                 Subset::Text => name == "text",
                 Subset::Data => name != "text",
                 Subset::Elements(names) => names.iter().any(|n| n == name || choice_of(name, n)),

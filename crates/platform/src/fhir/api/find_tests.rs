@@ -86,6 +86,9 @@ fn chains_resolve_within_what_the_caller_may_search() {
     assert_eq!(matches(&w, &doctor(), "Observation", "patient.name=jones&category=laboratory"), ["Observation/b-lab"]);
     assert_eq!(matches(&w, &doctor(), "Observation", "subject:Patient.name=nobody"), Vec::<String>::new());
     assert_eq!(search(&w, &doctor(), "Observation", "subject:Patient.name.family=x").status, 400, "one level");
+    let bad = search(&w, &doctor(), "Observation", "subject.name=x");
+    assert_eq!(bad.status, 400, "subject can point to several types with a name: {}", bad.body);
+    assert_eq!(matches(&w, &doctor(), "Observation", "performer:Practitioner.name=doe&patient=a"), ["Observation/a-lab", "Observation/a-vital"]);
     // Attackers: another patient's name through a chain finds nothing; without a Patient
     // scope the chain is refused; a granular filter still applies to the results.
     let ann = grant("patient/*.rs", Some("a"), None);
@@ -153,6 +156,10 @@ fn elements_and_summary_return_marked_subsets() {
     assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
     let data = body(&search(&w, &doctor(), "Observation", "_id=a-lab&patient=a&_summary=data"));
     assert!(data["entry"][0]["resource"].get("subject").is_some());
+    let summary = body(&search(&w, &doctor(), "Observation", "_id=a-lab&patient=a&_summary=true"));
+    let mut keys: Vec<&str> = summary["entry"][0]["resource"].as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["code", "encounter", "id", "meta", "performer", "resourceType", "status", "subject"], "Observation's isSummary elements");
     let count = body(&search(&w, &doctor(), "Observation", "patient=a&_summary=count"));
     assert_eq!((count["total"].as_i64(), count["entry"].as_array().unwrap().len()), (Some(2), 0));
 }

@@ -460,7 +460,12 @@ pub fn parse_at(resource_type: &str, pairs: &[(String, String)], strict: bool, n
                 // The type modifier (`subject:Patient=123`): a bare id of that type.
                 Clause::Reference { name, any_of: values.iter().map(|v| if v.contains('/') { (*v).to_owned() } else { format!("{t}/{v}") }).collect() }
             }
-            (Kind::Quantity, None) => {
+            // A uri matches exactly (R4 §3.1.1.5.13), like a token without a system; `:below`
+            // and `:above` by prefix either way.
+            (Kind::Uri, None) => Clause::Token { name, any_of: values.iter().map(|v| (None, Some((*v).to_owned()))).collect() },
+            (Kind::Uri, Some("below")) => Clause::Below { name, any_of: owned() },
+            (Kind::Uri, Some("above")) => Clause::Above { name, any_of: owned() },
+            (Kind::Quantity | Kind::Number, None) => {
                 let mut quantities = Vec::new();
                 for v in &values {
                     let (prefix, rest) = split_prefix(v);
@@ -538,7 +543,7 @@ fn chain_of(resource_type: &str, key: &str, value: &str) -> Result<Option<Chain>
 
 /// The types a reference parameter can point to.
 fn targets_of(resource_type: &str, name: &str) -> Vec<&'static str> {
-    vec![reference_target(resource_type, name)]
+    params::find(resource_type, name).map(|p| p.targets.to_vec()).unwrap_or_default()
 }
 
 /// The range of an `ap` date: widened on both sides by 10% of the gap between the date and
@@ -564,8 +569,11 @@ fn approximate(lo: &str, hi: &str, now: Option<i64>) -> (String, String) {
     (fmt(l.saturating_sub(widen), "0000-01-01T00:00:00Z"), fmt(h.saturating_add(widen), "9999-12-31T23:59:59Z"))
 }
 
-/// The type a bare id in a reference parameter refers to.
-fn reference_target(_resource_type: &str, name: &str) -> &'static str {
+/// The type a bare id in a reference parameter refers to: its one target, else by name.
+fn reference_target(resource_type: &str, name: &str) -> &'static str {
+    if let [one] = targets_of(resource_type, name).as_slice() {
+        return one;
+    }
     match name {
         "encounter" => "Encounter",
         _ => "Patient",
