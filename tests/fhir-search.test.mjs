@@ -34,6 +34,9 @@ const RESOURCES = [
   obs("oa4", "pa", { category: category("laboratory"), code: { text: "free text only" }, effectiveDateTime: "2022" }),
   obs("oa5", "pa", { status: "final", category: category("vital-signs"), code: HEIGHT, effectiveDateTime: "2023-03-03" }),
   obs("ob1", "pb", { status: "final", category: category("laboratory"), code: HEMOGLOBIN, effectiveDateTime: "2020-02-02", encounter: { reference: "Encounter/eb" } }),
+  { resourceType: "ValueSet", id: "vs1", status: "active", url: "http://acme.org/fhir/ValueSet/123" },
+  { resourceType: "ValueSet", id: "vs2", status: "active", url: "http://acme.org/fhir/ValueSet/1234" },
+  { resourceType: "ValueSet", id: "vs3", status: "active", url: "http://other.org/ValueSet/1" },
   obs("ob2", "pb", { status: "final", category: category("vital-signs"), code: HEIGHT, effectiveDateTime: "2020-02-02" }),
 ];
 
@@ -121,6 +124,14 @@ describe("modifiers", () => {
     assert.deepEqual(await ids("/Patient?family:contains=MITHE"), ["pb"]);
     assert.deepEqual(await ids("/Patient?name:contains=car"), ["pc"]);
     assert.deepEqual(await ids("/Patient?name:contains=ob,nn"), ["pa", "pb"]);
+  });
+
+  test(":below and :above on a uri", async () => {
+    assert.deepEqual(await ids("/ValueSet?url=http://acme.org/fhir/ValueSet/123"), ["vs1"]);
+    assert.deepEqual(await ids("/ValueSet?url:below=http://acme.org/fhir/"), ["vs1", "vs2"]);
+    assert.deepEqual(await ids("/ValueSet?url:above=http://acme.org/fhir/ValueSet/123/_history/2"), ["vs1"]);
+    assert.deepEqual(await ids("/ValueSet?url:below=http://acme.org/fhir/ValueSet/123,http://other.org/"), ["vs1", "vs3"], "…/1234 is not below …/123");
+    assert.deepEqual(await ids("/ValueSet?url:above=http://acme.org/fhir"), []);
   });
 
   test(":above and :below where they mean nothing here, and unknown modifiers, are 400", async () => {

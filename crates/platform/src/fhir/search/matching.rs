@@ -38,8 +38,9 @@ fn row_matches(r: &IndexEntry, clause: &Clause) -> bool {
         Clause::Text { any_of, exact, .. } => r.text.as_deref().is_some_and(|t| any_of.iter().any(|v| if *exact { t == v } else { t.starts_with(v.as_str()) })),
         Clause::Contains { any_of, .. } => r.text.as_deref().is_some_and(|t| any_of.iter().any(|v| t.contains(v.as_str()))),
         Clause::Exact { any_of, .. } => code.is_some_and(|c| any_of.iter().any(|v| c == v)),
-        Clause::Below { any_of, .. } => code.is_some_and(|c| any_of.iter().any(|v| c.starts_with(v.as_str()))),
-        Clause::Above { any_of, .. } => code.is_some_and(|c| !c.is_empty() && any_of.iter().any(|v| v.starts_with(c))),
+        Clause::Below { any_of, .. } => {
+            code.is_some_and(|c| any_of.iter().any(|v| c == v || c.strip_prefix(v.as_str()).is_some_and(|rest| rest.starts_with('/'))))
+        }
         Clause::Date { prefix, lo, hi, .. } => {
             let (Some(rlo), Some(rhi)) = (r.date_lo.as_deref(), r.date_hi.as_deref()) else { return false };
             let (lo, hi) = (lo.as_str(), hi.as_str());

@@ -85,13 +85,10 @@ pub enum Clause {
         name: String,
         any_of: Vec<String>,
     },
-    /// Uri `:below`: the indexed uri starts with one of the values.
+    /// Uri `:below`: the indexed uri is one of the values or lies below one in the path
+    /// (`http://acme.org/fhir/` holds `http://acme.org/fhir/ValueSet/1`). (`:above` is a
+    /// [`Clause::Token`] over the value's path ancestors, see [`uri_ancestors`].)
     Below {
-        name: String,
-        any_of: Vec<String>,
-    },
-    /// Uri `:above`: one of the values starts with the indexed uri.
-    Above {
         name: String,
         any_of: Vec<String>,
     },
@@ -119,7 +116,6 @@ impl Clause {
             | Clause::Contains { name, .. }
             | Clause::Exact { name, .. }
             | Clause::Below { name, .. }
-            | Clause::Above { name, .. }
             | Clause::Missing { name, .. } => Some(name),
             Clause::Not(inner) => inner.name(),
             Clause::AnyOf(_) => None,
@@ -463,8 +459,8 @@ pub fn parse_at(resource_type: &str, pairs: &[(String, String)], strict: bool, n
             // A uri matches exactly (R4 §3.1.1.5.13), like a token without a system; `:below`
             // and `:above` by prefix either way.
             (Kind::Uri, None) => Clause::Token { name, any_of: values.iter().map(|v| (None, Some((*v).to_owned()))).collect() },
-            (Kind::Uri, Some("below")) => Clause::Below { name, any_of: owned() },
-            (Kind::Uri, Some("above")) => Clause::Above { name, any_of: owned() },
+            (Kind::Uri, Some("below")) => Clause::Below { name, any_of: values.iter().map(|v| v.trim_end_matches('/').to_owned()).collect() },
+            (Kind::Uri, Some("above")) => Clause::Token { name, any_of: values.iter().flat_map(|v| uri_ancestors(v)).map(|a| (None, Some(a))).collect() },
             (Kind::Quantity | Kind::Number, None) => {
                 let mut quantities = Vec::new();
                 for v in &values {
@@ -490,6 +486,27 @@ pub fn parse_at(resource_type: &str, pairs: &[(String, String)], strict: bool, n
         return Err(SearchError::TooComplex);
     }
     Ok(search)
+}
+
+/// Most path steps of a uri `:above` value (each becomes two bound values).
+const MAX_URI_STEPS: usize = 8;
+
+/// A uri and the uris above it in the path, each with and without a trailing `/`
+/// (`http://a.org/fhir/ValueSet/1` → `…/ValueSet/1`, `…/ValueSet`, `…/fhir`, `http://a.org`),
+/// at most [`MAX_URI_STEPS`] steps up and never into the scheme.
+pub fn uri_ancestors(uri: &str) -> Vec<String> {
+    let root = uri.find("://").map_or(0, |i| i + 3);
+    let mut out = Vec::new();
+    let mut current = uri.trim_end_matches('/');
+    while current.len() > root && out.len() < 2 * MAX_URI_STEPS {
+        out.push(current.to_owned());
+        out.push(format!("{current}/"));
+        match current[root..].rfind('/') {
+            Some(i) => current = current[..root + i].trim_end_matches('/'),
+            None => break,
+        }
+    }
+    out
 }
 
 /// Most chained and `_has` parameters in one search (each costs a search of its own).

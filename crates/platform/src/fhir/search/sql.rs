@@ -137,17 +137,11 @@ fn clause_sql(clause: &Clause, params: &mut Vec<SqlValue>) -> String {
         Clause::Below { name, any_of } => {
             let mut ors = Vec::new();
             for v in any_of {
-                ors.push("substr(i.code, 1, ?) = ?".to_owned());
-                params.push(SqlValue::Int(v.chars().count() as i64));
+                let below = format!("{v}/");
+                ors.push("(i.code = ? OR substr(i.code, 1, ?) = ?)".to_owned());
                 text(params, v);
-            }
-            exists(name, &any(ors))
-        }
-        Clause::Above { name, any_of } => {
-            let mut ors = Vec::new();
-            for v in any_of {
-                ors.push("(i.code IS NOT NULL AND length(i.code) > 0 AND substr(?, 1, length(i.code)) = i.code)".to_owned());
-                text(params, v);
+                params.push(SqlValue::Int(below.chars().count() as i64));
+                text(params, &below);
             }
             exists(name, &any(ors))
         }

@@ -182,6 +182,18 @@ mod fuzz {
             "code:text",
             "name:exact",
             "date:missing",
+            "code:not",
+            "name:contains",
+            "url:below",
+            "url:above",
+            "value-quantity:missing",
+            "subject:Patient.name",
+            "patient.name",
+            "_has:Observation:patient:code",
+            "_include:iterate",
+            "_revinclude:iterate",
+            "_elements",
+            "_total",
         ];
         prop_oneof![proptest::sample::select(known.to_vec()).prop_map(str::to_owned), any::<String>()]
     }
@@ -190,7 +202,7 @@ mod fuzz {
     /// spliced in, and arbitrary strings.
     fn value() -> impl Strategy<Value = String> {
         prop_oneof![
-            "(eq|ne|lt|gt|le|ge|sa)?[0-9]{0,4}-?[0-9]{0,2}-?[0-9]{0,2}(T[0-9]{0,2}:?[0-9]{0,2}:?[0-9]{0,2})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+            "(eq|ne|lt|gt|le|ge|sa|eb|ap)?[0-9]{0,4}-?[0-9]{0,2}-?[0-9]{0,2}(T[0-9]{0,2}:?[0-9]{0,2}:?[0-9]{0,2})?(Z|[+-][0-9]{2}:[0-9]{2})?",
             (any::<String>(), "[0-9T:+-]{0,20}", any::<String>()).prop_map(|(a, b, c)| format!("{b}{a}{b}{c}")),
             "[a-z:/.]{0,12}\\|?[0-9a-zé-]{0,8}(,[a-z]{0,4})?",
             any::<String>(),

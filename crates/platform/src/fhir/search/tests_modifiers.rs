@@ -108,20 +108,19 @@ fn above_and_below_where_meaningful_and_400_elsewhere() {
         assert!(refused("Observation", &[(k, v)]), "{k}");
     }
     assert!(refused("Observation", &[("code:foo", "x")]));
-    // Uri parameters keep the uri in `code`.
-    let row = |uri: &str| IndexEntry { name: "url".into(), code: Some(uri.into()), ..Default::default() };
-    let vs = [row("http://acme.org/fhir/ValueSet/123")];
-    let below = |v: &str| Clause::Below { name: "url".into(), any_of: vec![v.into()] };
-    let above = |v: &str| Clause::Above { name: "url".into(), any_of: vec![v.into()] };
-    assert!(matches(&vs, &[below("http://acme.org/fhir/")]));
-    assert!(!matches(&vs, &[below("http://acme.org/fhir/ValueSet/1234")]));
-    assert!(matches(&vs, &[above("http://acme.org/fhir/ValueSet/123/_history/5")]));
-    assert!(!matches(&vs, &[above("http://acme.org/")]));
-    let mut s = query("Observation", &[]);
-    s.clauses = vec![below("http://acme.org/"), above("http://acme.org/x")];
-    let sql = to_sql(&s);
-    assert_eq!(sql.select.matches('?').count(), sql.select_params.len());
-    assert!(sql.select.contains("substr(i.code, 1, ?) = ?") && sql.select.contains("substr(?, 1, length(i.code)) = i.code"));
+    // Uri parameters keep the uri in `code`; :below and :above follow the path.
+    let vs = |id: &str, url: &str| json!({"resourceType": "ValueSet", "id": id, "url": url});
+    let sets = [vs("v1", "http://acme.org/fhir/ValueSet/123"), vs("v2", "http://acme.org/fhir/ValueSet/1234"), vs("v3", "http://other.org/ValueSet/1")];
+    assert_eq!(ids(&sets, &[("url:below", "http://acme.org/fhir/")]), ["v1", "v2"]);
+    assert_eq!(ids(&sets, &[("url:below", "http://acme.org/fhir/ValueSet/123")]), ["v1"], "1234 is not below 123");
+    assert_eq!(ids(&sets, &[("url:above", "http://acme.org/fhir/ValueSet/123/_history/5")]), ["v1"]);
+    assert_eq!(ids(&sets, &[("url:above", "http://acme.org/fhir")]), Vec::<String>::new());
+    assert_eq!(uri_ancestors("http://a.org/fhir/"), ["http://a.org/fhir", "http://a.org/fhir/", "http://a.org", "http://a.org/"]);
+    assert_eq!(uri_ancestors("urn:x"), ["urn:x", "urn:x/"]);
+    let sql = to_sql(&query("ValueSet", &[("url:below", "http://acme.org/")]));
+    assert!(sql.select.contains("(i.code = ? OR substr(i.code, 1, ?) = ?)"));
+    let deep = format!("http://a.org/{}", ["x"; 40].join("/"));
+    assert_eq!(uri_ancestors(&deep).len(), 2 * 8, "bounded");
 }
 
 #[test]
