@@ -107,19 +107,28 @@ fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
         (Kind::Token, Value::Bool(b)) => out.push(entry(IndexEntry { code: Some(b.to_string()), ..Default::default() })),
         (Kind::Token, Value::Object(o)) => {
             let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            // `:text` (search-helper): the lower-cased Coding.display, CodeableConcept.text or
+            // Identifier.type.text rides along in `text`.
+            let display = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_lowercase);
             if let Some(codings) = o.get("coding").and_then(Value::as_array) {
                 for c in codings {
                     let code = c.get("code").and_then(Value::as_str).map(str::to_owned);
                     let sys = c.get("system").and_then(Value::as_str).map(str::to_owned);
-                    out.push(entry(IndexEntry { sys, code, ..Default::default() }));
+                    out.push(entry(IndexEntry { sys, code, text: display(c.get("display")), ..Default::default() }));
                 }
             } else if o.contains_key("value") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), ..Default::default() }));
+                let type_text = display(o.get("type").and_then(|t| t.get("text")));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), text: type_text, ..Default::default() }));
             } else if o.contains_key("code") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), ..Default::default() }));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), text: display(o.get("display")), ..Default::default() }));
+            }
+            if let Some(cc_text) = display(o.get("text")) {
+                out.push(entry(IndexEntry { text: Some(cc_text), ..Default::default() }));
             }
         }
-        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })),
+        // The lower-cased text for the default and `:contains` matches, the value as written
+        // (in `code`) for `:exact`.
+        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), code: Some(s.clone()), ..Default::default() })),
         // A HumanName or an Address: each of its parts (R4 §3.1.1.5.10).
         (Kind::String, Value::Object(o)) => {
             for part in ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"] {
@@ -128,7 +137,7 @@ fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
                     Some(Value::String(s)) => vec![s.as_str()],
                     _ => Vec::new(),
                 };
-                out.extend(values.into_iter().map(|s| entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })));
+                out.extend(values.into_iter().map(|s| entry(IndexEntry { text: Some(s.to_lowercase()), code: Some(s.to_owned()), ..Default::default() })));
             }
         }
         (Kind::Uri, Value::String(uri)) => out.push(entry(IndexEntry { code: Some(uri.clone()), ..Default::default() })),
