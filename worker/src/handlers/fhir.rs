@@ -78,7 +78,7 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
 }
 
 /// The HTTP response of a use case's answer.
-fn encode(answer: FhirResponse) -> Response {
+pub(super) fn encode(answer: FhirResponse) -> Response {
     let response = if answer.body.is_empty() {
         http::text(answer.status, "", FHIR_JSON, "no-store")
     } else {
@@ -103,7 +103,7 @@ fn encode(answer: FhirResponse) -> Response {
 }
 
 /// A failed bearer authentication: 401, an OperationOutcome, the RFC 6750 challenge.
-fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
+pub(super) fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
     let refusal = bearer_refusal(e, "smart-edge")?;
     let response = http::json(401, &platform::fhir::outcome::error(IssueType::Security, &e.to_string()), FHIR_JSON);
     if let Some(challenge) = refusal.headers().get("WWW-Authenticate").ok().flatten() {
