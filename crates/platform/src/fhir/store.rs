@@ -8,8 +8,8 @@
 //! picker and patient search).
 
 use super::params;
-use super::search::values_at;
 use super::search::Search;
+use super::search::{references_at, values_of};
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -139,9 +139,10 @@ pub fn compartment_patient(resource: &Value) -> Result<Option<String>, Unplaceab
     if resource_type == "Patient" {
         return Ok(resource.get("id").and_then(Value::as_str).map(str::to_owned));
     }
-    let Some(paths) = params::compartment_paths(resource_type) else { return Ok(None) };
+    let Some(names) = params::compartment_params(resource_type) else { return Ok(None) };
     let mut found = None;
-    for reference in paths.iter().flat_map(|path| values_at(resource, path)).filter_map(|v| v.get("reference").and_then(Value::as_str)) {
+    let compartment_params = names.iter().filter_map(|name| params::find(resource_type, name));
+    for reference in compartment_params.flat_map(|param| references_at(&values_of(resource, &param))) {
         if let Some(patient) = patient_of_reference(reference)? {
             found.get_or_insert(patient);
         }

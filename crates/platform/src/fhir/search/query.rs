@@ -206,7 +206,9 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
                     .map(|v| if v.contains('/') { (*v).to_owned() } else { format!("{}/{v}", reference_target(resource_type, &name)) })
                     .collect(),
             },
-            (Kind::Quantity, None) => {
+            // A uri matches exactly (R4 §3.1.1.5.13), like a token without a system.
+            (Kind::Uri, None) => Clause::Token { name, any_of: values.iter().map(|v| (None, Some((*v).to_owned()))).collect() },
+            (Kind::Quantity | Kind::Number, None) => {
                 let (prefix, rest) = split_prefix(values[0]);
                 let mut parts = rest.splitn(3, '|');
                 // Finite numbers only: SQLite stores a NaN as NULL and JSON has no infinity.
