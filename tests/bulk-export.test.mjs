@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import * as jose from "jose";
-import { startWorker, tempDir, ROOT } from "./helpers/worker.mjs";
+import { startWorker, tempDir, ROOT, adminHeaders } from "./helpers/worker.mjs";
 import { seed, APP, NED, BUSTER } from "./helpers/fixtures.mjs";
 import { authorize, exchange, form } from "./helpers/flows.mjs";
 
@@ -24,11 +24,19 @@ const tokens = {};
 const USER_APP = { ...APP, client_id: "bulk-user-app", scope: "launch launch/patient openid fhirUser patient/*.rs user/*.rs", consent: "pre-approved" };
 const FHIR_JSON = "application/fhir+json";
 
-// What the fixtures hold, by type: the ids the exports must return exactly.
+// What the fixtures hold, by type: the ids the exports must return exactly; and by patient,
+// the compartment's (every resource of a patient's bundle but the shared Organization and
+// Practitioner).
 const fixtures = {};
+const byPatient = {};
 for (const file of readdirSync(join(ROOT, "tests", "fixtures", "synthea")).filter((f) => f.endsWith(".json"))) {
   const bundle = JSON.parse(readFileSync(join(ROOT, "tests", "fixtures", "synthea", file), "utf8"));
-  for (const { resource } of bundle.entry) (fixtures[resource.resourceType] ??= []).push(resource.id);
+  const patient = bundle.entry.find((e) => e.resource.resourceType === "Patient").resource.id;
+  byPatient[patient] = {};
+  for (const { resource } of bundle.entry) {
+    (fixtures[resource.resourceType] ??= []).push(resource.id);
+    if (!["Organization", "Practitioner"].includes(resource.resourceType)) (byPatient[patient][resource.resourceType] ??= []).push(resource.id);
+  }
 }
 for (const ids of Object.values(fixtures)) ids.sort();
 
@@ -87,6 +95,7 @@ async function started(path, options) {
 }
 
 /** Polls the status URL to the manifest; every 202 carries X-Progress and Retry-After. */
+let inProgress = 0;
 async function manifestOf(location, as = tokens.all) {
   for (let i = 0; i < 300; i++) {
     const res = await fetch(location, { headers: auth(as) });
@@ -97,6 +106,7 @@ async function manifestOf(location, as = tokens.all) {
     assert.equal(res.status, 202, await res.text());
     assert.match(res.headers.get("x-progress"), /^\d+% \(\d+ of \d+ partitions, \d+ resources\)$/);
     assert.equal(res.headers.get("retry-after"), "1");
+    inProgress++;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("the export did not finish");
@@ -133,6 +143,7 @@ test("a system-level export: 202 + Content-Location, progress, the manifest, eve
   const kickOffUrl = `${w.url}/fhir/$export`;
   const location = await started("/$export");
   const manifest = await manifestOf(location);
+  assert.ok(inProgress > 0, "the status said 202 (in progress) at least once: every served type's shared partition is asked, 50 calls a batch");
   assert.match(manifest.transactionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.equal(manifest.request, kickOffUrl);
   assert.equal(manifest.requiresAccessToken, true);
@@ -255,4 +266,22 @@ test("an export runs in the background: the FHIR API answers while it runs", asy
   assert.equal(search.status, 200);
   const manifest = await manifestOf(location);
   assert.ok(manifest.output.length > 0);
+});
+
+test("a Group-level export holds its member patients' compartments only", async () => {
+  const group = { resourceType: "Group", id: "bulk-cohort", type: "person", actual: true, member: [{ entity: { reference: `Patient/${NED}` } }, { entity: { reference: `Patient/${BUSTER}` } }, { entity: { reference: "Patient/not-loaded" }, inactive: true }] };
+  const bundle = { resourceType: "Bundle", type: "transaction", entry: [{ resource: group, request: { method: "PUT", url: "Group/bulk-cohort" } }] };
+  const loaded = await w.fetch("/admin/fhir/bundle", { method: "POST", headers: { ...adminHeaders(), "Content-Type": FHIR_JSON }, body: JSON.stringify(bundle) });
+  assert.equal(loaded.status, 200, await loaded.text());
+  const exported = ids(await download(await manifestOf(await started("/Group/bulk-cohort/$export"))));
+  const expected = {};
+  for (const patient of [NED, BUSTER]) for (const [t, list] of Object.entries(byPatient[patient])) (expected[t] ??= []).push(...list);
+  for (const list of Object.values(expected)) list.sort();
+  assert.deepEqual(exported, expected);
+  const patients = ids(await download(await manifestOf(await started("/Group/bulk-cohort/$export?_type=Patient"))));
+  assert.deepEqual(patients, { Patient: [NED, BUSTER].sort() });
+  // Reading the Group takes a scope on Group: an Observation-only token gets 403.
+  const refused = await kickOff("/Group/bulk-cohort/$export", { as: tokens.obs });
+  assert.equal(refused.status, 403);
+  outcome(await refused.json(), "security");
 });

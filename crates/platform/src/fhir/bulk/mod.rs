@@ -118,6 +118,11 @@ pub struct Cursor {
     /// Index into the types that apply to the first partition.
     pub type_index: usize,
     pub offset: usize,
+    /// The types the first partition holds, once asked (`None`: the store cannot tell).
+    #[serde(default)]
+    pub present: Option<Vec<String>>,
+    #[serde(default)]
+    pub asked_types: bool,
     pub partitions_done: usize,
     /// Partitions known so far (the directory's patient total once it was listed).
     pub partitions_known: usize,
@@ -197,10 +202,10 @@ pub const ERRORS_FILE: &str = "errors.ndjson";
 
 /// Resource types that belong to patients (the Patient and its compartment).
 pub fn is_patient_data(resource_type: &str) -> bool {
-    resource_type == "Patient" || super::params::compartment_paths(resource_type).is_some()
+    super::params::in_patient_compartment(resource_type)
 }
 
 /// Every resource type served.
 pub fn served_types() -> Vec<&'static str> {
-    super::params::TYPES.iter().map(|(t, _)| *t).collect()
+    super::params::RESOURCE_TYPES.iter().copied().filter(|t| super::params::is_served(t)).collect()
 }

@@ -46,16 +46,18 @@ pub fn search_for(job: &Job, plan: &TypePlan, filter: &Filter) -> Result<Option<
     Ok(Some(query))
 }
 
-/// The indexes of the job's types a partition can hold.
+/// The indexes of the job's types a partition can hold (and holds, when the store said).
 fn types_in(job: &Job, partition: &str) -> Vec<usize> {
     let shared_type = partition.strip_prefix("shared/");
+    let present = job.cursor.present.as_ref();
     (0..job.types.len())
         .filter(|i| {
             let t = job.types[*i].resource_type.as_str();
-            match shared_type {
+            let fits = match shared_type {
                 Some(s) => s == t,
                 None => is_patient_data(t),
-            }
+            };
+            fits && present.is_none_or(|p| p.iter().any(|x| x == t))
         })
         .collect()
 }
@@ -102,12 +104,18 @@ pub async fn run_batch(store: &dyn Partitions, job: &mut Job) -> Result<Vec<Piec
             }
             continue;
         };
+        if !work.cursor.asked_types {
+            // Which types the partition holds: one call instead of one search per type.
+            work.cursor.present = store.types_in(&partition).await?;
+            work.cursor.asked_types = true;
+            calls += 1;
+        }
         let types = types_in(&work, &partition);
         let Some(&type_index) = types.get(work.cursor.type_index) else {
             let cursor = &mut work.cursor;
             cursor.partitions.pop_front();
             cursor.partitions_done += 1;
-            (cursor.type_index, cursor.offset) = (0, 0);
+            (cursor.type_index, cursor.offset, cursor.present, cursor.asked_types) = (0, 0, None, false);
             continue;
         };
         let plan = work.types[type_index].clone();
