@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod bulk;
 pub mod capability;
 pub mod fhirpath;
 pub mod gate;

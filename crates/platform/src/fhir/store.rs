@@ -128,6 +128,11 @@ pub trait Partitions {
     async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError>;
     /// Records `(Type, id, partition)` in the directory. An existing entry is never re-pointed.
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError>;
+    /// The resource types a partition holds (not deleted), sorted; `None` when the adapter
+    /// cannot tell (the caller then asks type by type). Bulk export reads only these.
+    async fn types_in(&self, _partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A reference that could tie a resource to a patient, in a form the server cannot resolve
