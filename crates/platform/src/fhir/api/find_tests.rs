@@ -163,3 +163,14 @@ fn elements_and_summary_return_marked_subsets() {
     let count = body(&search(&w, &doctor(), "Observation", "patient=a&_summary=count"));
     assert_eq!((count["total"].as_i64(), count["entry"].as_array().unwrap().len()), (Some(2), 0));
 }
+
+#[test]
+fn an_unresolved_chain_matches_nothing_in_the_store_either() {
+    // Other callers of search::parse (conditional writes, exports) never resolve chains: the
+    // store answers nothing rather than ignore them.
+    let w = world();
+    let q = crate::fhir::search::parse("Observation", &[("patient.name".into(), "smith".into())], true).unwrap();
+    assert!(q.unresolved() && q.clauses.is_empty());
+    let found = block_on(w.search("patient/a", &q)).unwrap();
+    assert_eq!((found.total, found.resources.len()), (0, 0));
+}
