@@ -174,3 +174,17 @@ fn an_unresolved_chain_matches_nothing_in_the_store_either() {
     let found = block_on(w.search("patient/a", &q)).unwrap();
     assert_eq!((found.total, found.resources.len()), (0, 0));
 }
+
+#[test]
+fn includes_never_reach_another_patients_compartment() {
+    let w = world();
+    let mut cross = obs("a-cross", "a", "laboratory", "1234-5");
+    cross["encounter"] = json!({"reference": "Encounter/e-b"});
+    cross["performer"] = json!([{"reference": "Practitioner/d1"}, {"reference": "Patient/b"}]);
+    block_on(w.write("patient/a", vec![cross], None)).unwrap();
+    let ann = grant("patient/*.rs", Some("a"), None);
+    let query = "_id=a-cross&_include=Observation:encounter&_include=Observation:performer&_include:iterate=Encounter:patient&_revinclude:iterate=Observation:encounter";
+    let r = search(&w, &ann, "Observation", query);
+    assert_eq!(entries(&r, "match"), ["Observation/a-cross"]);
+    assert_eq!(entries(&r, "include"), ["Practitioner/d1"], "Patient/b and Encounter/e-b (and what they would lead to) stay out");
+}
