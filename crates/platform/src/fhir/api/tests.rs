@@ -240,9 +240,9 @@ fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_inclu
     );
     put(json!({"resourceType": "ImagingStudy", "id": "img1", "status": "available", "subject": a, "started": "2020-06-01T10:00:00Z"}));
 
-    // Each in its place: the Patient compartment decides (Device, Medication are shared).
+    // Each in its place: the Patient compartment decides (Device by its one patient; Medication is shared).
     for (t, id, partition) in
-        [("CareTeam", "ct1", "patient/a"), ("Provenance", "prov1", "patient/a"), ("Device", "dev1", "shared/Device"), ("Medication", "m1", "shared/Medication")]
+        [("CareTeam", "ct1", "patient/a"), ("Provenance", "prov1", "patient/a"), ("Device", "dev1", "patient/a"), ("Medication", "m1", "shared/Medication")]
     {
         assert_eq!(block_on(w.store.locate(&[(t.into(), id.into())])).unwrap(), vec![Some(partition.to_owned())], "{t}/{id}");
         assert_eq!(w.read(&sys, t, id).status, 200);
@@ -286,4 +286,31 @@ fn a_patient_reference_that_cannot_be_placed_is_refused_whatever_the_compartment
         }
     }
     assert!(w.search(&system(), "Condition", "").is_empty() || w.search(&system(), "Condition", "").iter().all(|id| !id.starts_with("new")));
+}
+
+/// Review finding (high): patient data R4 keeps outside the compartment (a Device affixed to
+/// one patient, a Group of patients) must not be readable by another patient's token through
+/// the shared partition.
+#[test]
+fn a_patient_token_reads_no_other_patients_device_or_group() {
+    let w = World::new();
+    let sys = system();
+    let put = |r: Value| {
+        let (t, id) = type_and_id(&r);
+        assert_eq!(w.call(&sys, Interaction::Update { resource_type: t.into(), id: id.into() }, Some(r.clone()), &[]).status, 201);
+    };
+    put(json!({"resourceType": "Device", "id": "dev-b", "status": "active", "patient": {"reference": "Patient/b"}, "serialNumber": "PACEMAKER-SN-0042"}));
+    put(json!({"resourceType": "Device", "id": "dev-a", "status": "active", "patient": {"reference": "Patient/a"}}));
+    put(json!({"resourceType": "Group", "id": "cohort", "type": "person", "actual": true, "member": [{"entity": {"reference": "Patient/b"}}]}));
+    let ned = grant("patient/*.rs", Some("a"), None);
+    assert_eq!(w.read(&ned, "Device", "dev-b").status, 404);
+    assert_eq!(w.read(&ned, "Device", "dev-a").status, 200, "its own device, in its compartment");
+    assert_eq!(w.search(&ned, "Device", ""), vec!["dev-a"]);
+    assert!(w.search(&ned, "Device", "patient=Patient/b").is_empty());
+    assert_eq!(w.read(&ned, "Group", "cohort").status, 404, "a group is patient data no patient token reaches");
+    let groups = w.call(&ned, Interaction::Search { resource_type: "Group".into() }, None, &[("query", "member=Patient/b")]);
+    assert!(groups.status == 403 || !groups.body.contains("cohort"), "{} {}", groups.status, groups.body);
+    assert_eq!(w.read(&sys, "Group", "cohort").status, 200, "a backend service reads it");
+    let doctor = grant("user/*.rs", None, Some("Practitioner/d1"));
+    assert_eq!(w.read(&doctor, "Group", "cohort").status, 200, "so does a practitioner who reaches every compartment");
 }
