@@ -68,6 +68,10 @@ impl Port for Partitions<'_> {
         let _: bool = self.call(DIRECTORY, "/dir/put", &crate::durable::fhir_partition::DirEntries { entries }).await?;
         Ok(())
     }
+
+    async fn types_in(&self, partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.call(partition, "/types", &()).await.map(Some)
+    }
 }
 
 fn parse_all(result: SearchResult) -> Result<Vec<Value>, StoreError> {

@@ -95,6 +95,11 @@ struct PartitionRow {
 }
 
 #[derive(Deserialize)]
+struct TypeRow {
+    r#type: String,
+}
+
+#[derive(Deserialize)]
 struct CountRow {
     n: i64,
 }
@@ -203,6 +208,16 @@ impl DurableObject for FhirPartition {
         }
         self.served.set(self.served.get() + 1);
         let sql = self.state.storage().sql();
+        if req.path() == "/types" {
+            // Bulk export asks every partition it may read: one never written stays without
+            // storage (no tables are created to answer "nothing").
+            let tables: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'res'", None)?.to_array()?;
+            if tables.first().is_none_or(|t| t.n == 0) {
+                return Response::from_json(&Vec::<String>::new());
+            }
+            let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
+            return Response::from_json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
+        }
         open(&sql)?;
         match req.path().as_str() {
             "/write" => {

@@ -83,7 +83,7 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
 }
 
 /// The HTTP response of a use case's answer.
-fn encode(answer: FhirResponse) -> Response {
+pub(super) fn encode(answer: FhirResponse) -> Response {
     let response = if answer.status == 304 {
         // Not Modified: no body (RFC 7232 §4.1); ETag and Last-Modified below.
         let response = Response::empty().map(|r| r.with_status(304)).unwrap_or_else(|_| http::text(500, "", FHIR_JSON, "no-store"));
@@ -128,7 +128,7 @@ pub async fn metadata(req: &Request, ctx: &AppContext) -> Result<Response, AppEr
 }
 
 /// A failed bearer authentication: 401, an OperationOutcome, the RFC 6750 challenge.
-fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
+pub(super) fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
     let refusal = bearer_refusal(e, "smart-edge")?;
     let response = http::json(401, &platform::fhir::outcome::error(IssueType::Security, &e.to_string()), FHIR_JSON);
     if let Some(challenge) = refusal.headers().get("WWW-Authenticate").ok().flatten() {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod authorize;
+mod bulk;
 mod dev;
 mod discovery;
 mod ehr;
@@ -102,6 +103,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::DevDoRead => dev::do_read(req, ctx).await,
         Route::DevPanic => dev::panic(),
         Route::Fhir => fhir::handle(req, ctx).await,
+        Route::BulkExport => bulk::handle(req, ctx).await,
         Route::NotFound => Ok(http::not_found(route, &req.path())),
     }
 }

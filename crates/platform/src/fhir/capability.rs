@@ -56,23 +56,14 @@ pub fn capability_statement(urls: &ServerUrls, settings: &ServerSettings, date: 
 
 /// Each served type with exactly the interactions and search parameters implemented.
 fn resources() -> Vec<Value> {
-    use super::params::{Kind, COMMON, TYPES};
+    use super::params::{COMMON, TYPES};
     TYPES
         .iter()
         .map(|(resource_type, params)| {
             let search_params: Vec<Value> = COMMON
                 .iter()
                 .chain(params.iter())
-                .map(|p| {
-                    let kind = match p.kind {
-                        Kind::Token => "token",
-                        Kind::String => "string",
-                        Kind::Date => "date",
-                        Kind::Reference => "reference",
-                        Kind::Quantity => "quantity",
-                    };
-                    json!({ "name": p.name, "type": kind })
-                })
+                .map(|p| json!({ "name": p.name, "definition": p.definition(resource_type), "type": p.kind.code() }))
                 .collect();
             let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
@@ -115,8 +106,9 @@ mod tests {
         assert_eq!(cs["fhirVersion"], "4.0.1");
         assert_eq!(cs["implementation"]["url"], "https://ehr.example.org/fhir");
         let observation = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
-        assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &json!({"name": "code", "type": "token"})));
-        assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 17);
+        let code = json!({"name": "code", "definition": "http://hl7.org/fhir/SearchParameter/clinical-code", "type": "token"});
+        assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &code));
+        assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 145);
         let patient = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
         assert_eq!(patient["operation"][0]["name"], "everything");
         assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));

@@ -5,6 +5,7 @@
 
 use super::params;
 use super::store::{partition_for, DIRECTORY};
+use super::validate::{self, Issue};
 use crate::users::is_fhir_id;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,20 @@ pub enum IngestError {
     Duplicate(usize),
     #[error("entry {0}: conditional requests (ifMatch, ifNoneExist, ifNoneMatch, ifModifiedSince) are not supported in bundles")]
     Conditional(usize),
+    /// The entry's resource fails its R4 definition; each issue's expression is rooted at the
+    /// resource (`Observation.status`).
+    #[error("entry {}: the resource does not conform to its R4 definition: {}", .0, validate::summary(.1))]
+    Invalid(usize, Vec<Issue>),
+}
+
+impl IngestError {
+    /// The OperationOutcome refusing the bundle: one issue per problem for `Invalid`.
+    pub fn outcome(&self) -> Value {
+        match self {
+            IngestError::Invalid(i, issues) => validate::outcome_of(issues, &format!("entry {i}: ")),
+            other => super::outcome::error(super::outcome::IssueType::Invalid, &other.to_string()),
+        }
+    }
 }
 
 pub const MAX_ENTRIES: usize = 5000;
@@ -120,6 +135,7 @@ pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&
         }
         let resource = entry.get("resource").filter(|r| r.is_object()).ok_or(IngestError::BadEntry(i))?;
         let resource_type = resource.get("resourceType").and_then(Value::as_str).filter(|t| params::is_served(t)).ok_or(IngestError::BadEntry(i))?;
+        validate::structure(resource).map_err(|issues| IngestError::Invalid(i, issues))?;
         let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST");
         let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or(resource_type);
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
@@ -207,8 +223,8 @@ mod tests {
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
             {"fullUrl": "urn:uuid:org-1", "resource": {"resourceType": "Organization"}, "request": {"method": "POST", "url": "Organization"}},
-            {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
-            {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
+            {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
+            {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
             {"resource": {"resourceType": "Practitioner", "id": "d1"}, "request": {"method": "PUT", "url": "Practitioner/d1"}}
         ]});
         let plan = plan(&bundle, &mut ids(), &|_, _| false).unwrap();
@@ -240,24 +256,43 @@ mod tests {
         assert_eq!(
             plan(
                 &b(
-                    json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
+                    json!([{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
                 ),
                 &mut ids(),
                 &|_, _| false
             ),
             Err(IngestError::Dangling("urn:uuid:nowhere".into()))
         );
-        let twice = json!({"resourceType": "Observation", "subject": {"reference": "Patient/a"}});
+        let twice = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/a"}});
         let post = |url: &str| json!({"fullUrl": url, "resource": twice, "request": {"method": "POST", "url": "Observation"}});
         assert_eq!(plan(&b(json!([post("urn:uuid:dup"), post("urn:uuid:dup")])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
         let put = json!({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a"}});
         assert_eq!(plan(&b(json!([put, put])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
         let conditional = json!({"resource": twice, "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x"}});
         assert_eq!(plan(&b(json!([conditional])), &mut ids(), &|_, _| false), Err(IngestError::Conditional(0)));
-        let absolute = json!({"resource": {"resourceType": "Observation", "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
+        let absolute = json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
         assert!(matches!(plan(&b(json!([absolute])), &mut ids(), &|_, _| false), Err(IngestError::Unplaceable(_))));
         let generated =
             plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
         assert_eq!(generated.order[0].0, "Patient/gen-1");
+    }
+
+    #[test]
+    fn refuses_a_bundle_with_an_entry_that_fails_its_r4_definition() {
+        let entry = |resource: Value| json!({"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}});
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry(json!({"resourceType": "Patient", "name": [{"given": ["a"]}]})),
+            entry(json!({"resourceType": "Observation", "code": {"text": "x"}, "valueQuantity": {"value": "high"}}))
+        ]});
+        let refused = plan(&bundle, &mut ids(), &|_, _| false).unwrap_err();
+        let IngestError::Invalid(1, issues) = &refused else { panic!("{refused:?}") };
+        let found: Vec<(&str, &str)> = issues.iter().map(|i| (i.code.code(), i.expression.as_str())).collect();
+        assert_eq!(found, vec![("value", "Observation.value.value"), ("required", "Observation.status")]);
+        let outcome = refused.outcome();
+        assert_eq!(
+            outcome["issue"][1],
+            json!({"severity": "error", "code": "required", "diagnostics": "entry 1: Observation.status is required (1..1)", "expression": ["Observation.status"]})
+        );
+        assert_eq!(IngestError::NotABundle.outcome()["issue"][0]["code"], "invalid");
     }
 }

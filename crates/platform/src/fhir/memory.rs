@@ -201,4 +201,13 @@ impl Partitions for MemoryPartitions {
         }
         Ok(())
     }
+
+    async fn types_in(&self, partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.touch(partition);
+        let data = self.data.borrow();
+        let mut types: Vec<String> =
+            data.get(partition).into_iter().flatten().filter(|(_, vs)| vs.last().is_some_and(|s| !s.deleted)).map(|((t, _), _)| t.clone()).collect();
+        types.dedup();
+        Ok(Some(types))
+    }
 }

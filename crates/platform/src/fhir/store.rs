@@ -8,8 +8,8 @@
 //! picker and patient search).
 
 use super::params;
-use super::search::values_at;
 use super::search::Search;
+use super::search::{references_at, values_of};
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,11 @@ pub trait Partitions {
     async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError>;
     /// Records `(Type, id, partition)` in the directory. An existing entry is never re-pointed.
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError>;
+    /// The resource types a partition holds (not deleted), sorted; `None` when the adapter
+    /// cannot tell (the caller then asks type by type). Bulk export reads only these.
+    async fn types_in(&self, _partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A reference that could tie a resource to a patient, in a form the server cannot resolve
@@ -166,9 +171,10 @@ pub fn compartment_patient(resource: &Value) -> Result<Option<String>, Unplaceab
     if resource_type == "Patient" {
         return Ok(resource.get("id").and_then(Value::as_str).map(str::to_owned));
     }
-    let Some(paths) = params::compartment_paths(resource_type) else { return Ok(None) };
+    let Some(names) = params::compartment_params(resource_type) else { return Ok(None) };
     let mut found = None;
-    for reference in paths.iter().flat_map(|path| values_at(resource, path)).filter_map(|v| v.get("reference").and_then(Value::as_str)) {
+    let compartment_params = names.iter().filter_map(|name| params::find(resource_type, name));
+    for reference in compartment_params.flat_map(|param| references_at(&values_of(resource, &param))) {
         if let Some(patient) = patient_of_reference(reference)? {
             found.get_or_insert(patient);
         }

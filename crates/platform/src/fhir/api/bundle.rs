@@ -37,7 +37,7 @@ async fn transaction(fhir: &Fhir<'_>, grant: &AccessGrant, bundle: &Value) -> Re
     let taken: HashSet<(String, String)> = wished.into_iter().zip(located).filter(|(_, at)| at.is_some()).map(|(k, _)| k).collect();
     let mut plan = match ingest::plan(bundle, &mut || (fhir.new_id)(), &|t, id| taken.contains(&(t.to_owned(), id.to_owned()))) {
         Ok(plan) => plan,
-        Err(e) => return Ok(Err(FhirResponse::outcome(400, IssueType::Invalid, &e.to_string()))),
+        Err(e) => return Ok(Err(FhirResponse::json(400, e.outcome().to_string()))),
     };
     let mut created = HashSet::new();
     for (partition, writes) in &plan.partitions {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use smart_protocol::scopes::Permissions;
 
 pub(super) fn is_patient_data(resource_type: &str) -> bool {
-    resource_type == "Patient" || params::compartment_paths(resource_type).is_some()
+    params::in_patient_compartment(resource_type)
 }
 
 /// The one patient every usable scope is confined to, if so.

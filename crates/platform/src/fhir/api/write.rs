@@ -27,7 +27,7 @@ fn body(request: &FhirRequest, resource_type: &str, id: Option<&str>) -> Result<
     if !fhir_content(request) {
         return Err(FhirResponse::outcome(415, IssueType::NotSupported, "send application/fhir+json"));
     }
-    validate::resource(&request.body, resource_type, id).map_err(|e| FhirResponse::outcome(e.status(), IssueType::Invalid, &e.to_string()))
+    validate::resource(&request.body, resource_type, id).map_err(|e| FhirResponse::json(e.status(), e.outcome().to_string()))
 }
 
 /// Whether the caller may `permission` at the partition with this content.
