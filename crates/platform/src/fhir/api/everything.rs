@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 /// Patient and every type of the R4 Patient compartment.
 fn compartment_types() -> Vec<&'static str> {
-    params::TYPES.iter().map(|(t, _)| *t).filter(|t| *t == "Patient" || params::compartment_paths(t).is_some()).collect()
+    params::RESOURCE_TYPES.iter().copied().filter(|t| params::in_patient_compartment(t)).collect()
 }
 
 /// The operation's parameters from a `Parameters` body (POST), as query pairs: `_count`,
