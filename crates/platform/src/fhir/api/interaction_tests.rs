@@ -291,6 +291,9 @@ fn history_is_paged_with_count_offset_and_since() {
     assert_eq!(versions(&first), ["5", "4"]);
     let rest = type_history(&lab, &query_of(&link(&first, "next").unwrap()));
     assert_eq!(versions(&rest), ["3", "2"]);
+    let relative = AccessGrant::for_tests("user/*.rs", None, Some("RelatedPerson/r"));
+    let none = type_history(&relative, "");
+    assert_eq!((none["total"].as_i64(), none.get("link")), (Some(0), None), "no compartment reached: empty, and no empty arrays but entry");
 }
 
 #[test]
