@@ -18,6 +18,8 @@ pub enum IssueType {
     Required,
     /// An element's value is invalid for its type.
     Value,
+    /// A version conflict (409).
+    Conflict,
 }
 
 impl IssueType {
@@ -32,6 +34,7 @@ impl IssueType {
             IssueType::Structure => "structure",
             IssueType::Required => "required",
             IssueType::Value => "value",
+            IssueType::Conflict => "conflict",
         }
     }
 }

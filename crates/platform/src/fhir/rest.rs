@@ -39,6 +39,15 @@ pub enum Interaction {
         resource_type: String,
         id: String,
     },
+    /// `PATCH [base]/{type}/{id}` with a JSON Patch (RFC 6902).
+    Patch {
+        resource_type: String,
+        id: String,
+    },
+    /// `GET|POST [base]/Patient/{id}/$everything` (R4 Patient operation `everything`).
+    Everything {
+        patient: String,
+    },
     /// `POST [base]` with a transaction or batch Bundle.
     Bundle,
 }
@@ -73,6 +82,9 @@ impl Interaction {
             ("GET", [t, i]) => Ok(Interaction::Read { resource_type: typed(t)?, id: id(i)? }),
             ("PUT", [t, i]) => Ok(Interaction::Update { resource_type: typed(t)?, id: id(i)? }),
             ("DELETE", [t, i]) => Ok(Interaction::Delete { resource_type: typed(t)?, id: id(i)? }),
+            ("PATCH", [t, i]) => Ok(Interaction::Patch { resource_type: typed(t)?, id: id(i)? }),
+            ("GET" | "POST", ["Patient", i, "$everything" | "%24everything"]) => Ok(Interaction::Everything { patient: id(i)? }),
+            (_, ["Patient", _, "$everything" | "%24everything"]) => wrong(),
             ("GET", [t, i, "_history"]) => Ok(Interaction::History { resource_type: typed(t)?, id: id(i)? }),
             ("GET", [t, i, "_history", v]) => Ok(Interaction::Vread { resource_type: typed(t)?, id: id(i)?, version: id(v)? }),
             (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => wrong(),
@@ -86,8 +98,10 @@ impl Interaction {
             Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } | Interaction::TypeHistory { .. } => Permissions::READ,
             Interaction::Search { .. } => Permissions::SEARCH,
             Interaction::Create { .. } => Permissions::CREATE,
-            Interaction::Update { .. } => Permissions::UPDATE,
+            Interaction::Update { .. } | Interaction::Patch { .. } => Permissions::UPDATE,
             Interaction::Delete { .. } => Permissions::DELETE,
+            // Each type of the compartment is read under its own scopes.
+            Interaction::Everything { .. } => Permissions::READ,
             Interaction::Capabilities | Interaction::Bundle => Permissions::default(),
         }
     }
@@ -101,7 +115,9 @@ impl Interaction {
             | Interaction::Search { resource_type }
             | Interaction::Create { resource_type }
             | Interaction::Update { resource_type, .. }
-            | Interaction::Delete { resource_type, .. } => Some(resource_type),
+            | Interaction::Delete { resource_type, .. }
+            | Interaction::Patch { resource_type, .. } => Some(resource_type),
+            Interaction::Everything { .. } => Some("Patient"),
             Interaction::Capabilities | Interaction::Bundle => None,
         }
     }
@@ -125,7 +141,14 @@ mod tests {
         assert_eq!(Interaction::parse("GET", "/Observation/_history"), Ok(Interaction::TypeHistory { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("GET", "/Spaceship/1"), Err(RestError::UnknownType("Spaceship".into())));
         assert_eq!(Interaction::parse("GET", "/Patient/bad id"), Err(RestError::BadId("bad id".into())));
-        assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Err(RestError::Method("PATCH".into())));
+        assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Ok(Interaction::Patch { resource_type: "Patient".into(), id: "1".into() }));
+        assert_eq!(Interaction::parse("PATCH", "/Patient"), Err(RestError::Method("PATCH".into())));
+        assert_eq!(Interaction::parse("GET", "/Patient/p-1/$everything"), Ok(Interaction::Everything { patient: "p-1".into() }));
+        assert_eq!(Interaction::parse("POST", "/Patient/p-1/$everything"), Ok(Interaction::Everything { patient: "p-1".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Patient/p-1/$everything"), Err(RestError::Method("DELETE".into())));
+        assert_eq!(Interaction::parse("GET", "/Observation/o-1/$everything"), Err(RestError::NoSuchPath));
+        assert_eq!(Interaction::parse("GET", "/Patient/bad id/$everything"), Err(RestError::BadId("bad id".into())));
+        assert_eq!(Interaction::parse("PATCH", "/Observation/1").unwrap().permission(), Permissions::UPDATE);
         assert_eq!(Interaction::parse("GET", "/Patient/1/x/y/z"), Err(RestError::NoSuchPath));
         assert_eq!(Interaction::parse("GET", "/Patient/1").unwrap().permission(), Permissions::READ);
     }
