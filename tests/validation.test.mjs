@@ -92,6 +92,24 @@ test("an update that fails the R4 definition is 400 and leaves the resource as i
   assert.equal(after.body.contact, before.body.contact);
 });
 
+test("a PATCH whose result fails the R4 definition is 422 with the issues, and changes nothing", async () => {
+  const created = await fhir("/Observation", { method: "POST", body: { ...ACCEPTED, ...identified("p-1") } });
+  assert.equal(created.status, 201);
+  const id = created.body.id;
+  const res = await w.fetch(`/fhir/Observation/${id}`, {
+    method: "PATCH",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json-patch+json" },
+    body: JSON.stringify([{ op: "replace", path: "/status", value: ["final"] }, { op: "remove", path: "/code" }]),
+  });
+  assert.equal(res.status, 422);
+  const outcome = await res.json();
+  assert.deepEqual(issues(outcome), [["structure", "Observation.status"], ["required", "Observation.code"]]);
+  assert.equal(outcome.issue[1].diagnostics, "the patched resource is not valid: Observation.code is required (1..1)");
+  const after = await fhir(`/Observation/${id}`);
+  assert.equal(after.body.meta.versionId, "1");
+  assert.equal(after.body.status, "final");
+});
+
 test("a transaction with one entry that fails is refused whole; a batch refuses that entry alone", async () => {
   const entry = (resource) => ({ resource, request: { method: "POST", url: resource.resourceType } });
   const good = { ...ACCEPTED, ...identified("t-ok") };

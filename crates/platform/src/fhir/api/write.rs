@@ -270,6 +270,10 @@ pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &
     let bytes = patched.to_string().into_bytes();
     let resource = match validate::resource(&bytes, resource_type, Some(id)) {
         Ok(r) => r,
+        // One issue per problem, each with its FHIRPath, as for a create or update.
+        Err(validate::Invalid::Structure(issues)) => {
+            return Ok(FhirResponse::json(422, validate::outcome_of(&issues, "the patched resource is not valid: ").to_string()));
+        }
         Err(e) => {
             let status = if e.status() == 413 { 413 } else { 422 };
             return Ok(FhirResponse::outcome(status, IssueType::Invalid, &format!("the patched resource is not valid: {e}")));
