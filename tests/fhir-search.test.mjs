@@ -31,7 +31,8 @@ const RESOURCES = [
   obs("oa1", "pa", { status: "final", category: category("laboratory"), code: HEMOGLOBIN, effectiveDateTime: "2020-01-15", encounter: { reference: "Encounter/ea" }, valueQuantity: { value: 170, system: "http://unitsofmeasure.org", code: "cm" } }),
   obs("oa2", "pa", { status: "amended", category: category("vital-signs"), code: { ...HEIGHT, text: "Height" }, effectiveDateTime: "2021-06-01", encounter: { reference: "Encounter/ea" }, valueQuantity: { value: 70, system: "http://unitsofmeasure.org", code: "kg" } }),
   obs("oa3", "pa", { status: "preliminary", category: category("laboratory"), code: HEMOGLOBIN, effectivePeriod: { start: "2019-12-01", end: "2020-02-01" } }),
-  obs("oa4", "pa", { category: category("laboratory"), code: { text: "free text only" }, effectiveDateTime: "2022" }),
+  // No status value (valid R4: Observation.status is 1..1, so it is present as its extension only).
+  obs("oa4", "pa", { _status: { extension: [{ url: "http://hl7.org/fhir/StructureDefinition/data-absent-reason", valueCode: "unknown" }] }, category: category("laboratory"), code: { text: "free text only" }, effectiveDateTime: "2022" }),
   obs("oa5", "pa", { status: "final", category: category("vital-signs"), code: HEIGHT, effectiveDateTime: "2023-03-03" }),
   obs("ob1", "pb", { status: "final", category: category("laboratory"), code: HEMOGLOBIN, effectiveDateTime: "2020-02-02", encounter: { reference: "Encounter/eb" } }),
   { resourceType: "ValueSet", id: "vs1", status: "active", url: "http://acme.org/fhir/ValueSet/123" },
