@@ -12,7 +12,9 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const DEFS = join(ROOT, "node_modules", "@medplum", "definitions");
-const OUT = join(ROOT, "crates", "platform", "src", "fhir", "structures_generated.rs");
+// `--file PATH` writes or checks another copy (the freshness test uses it on a tampered copy).
+const fileArg = process.argv.indexOf("--file");
+const OUT = fileArg > 0 ? process.argv[fileArg + 1] : join(ROOT, "crates", "platform", "src", "fhir", "structures_generated.rs");
 const FHIR_TYPE = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
 
 const version = JSON.parse(readFileSync(join(DEFS, "package.json"), "utf8")).version;

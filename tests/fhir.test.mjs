@@ -171,7 +171,7 @@ describe("interactions", () => {
       [{ method: "GET" }, "/Observation?foo=1", 400, { Prefer: "handling=strict" }],
       [{ method: "PATCH", body: {} }, "/Observation/abc", 415], // a JSON Patch, not a resource
       [{ method: "PATCH", body: [] }, "/Observation", 405],
-      [{ method: "POST", body: { resourceType: "Bundle", type: "transaction", entry: [{ fullUrl: "urn:uuid:a", resource: { resourceType: "Observation", subject: { reference: "urn:uuid:dangling" } }, request: { method: "POST", url: "Observation" } }] } }, "", 400],
+      [{ method: "POST", body: { resourceType: "Bundle", type: "transaction", entry: [{ fullUrl: "urn:uuid:a", resource: { resourceType: "Observation", status: "final", code: { text: "x" }, subject: { reference: "urn:uuid:dangling" } }, request: { method: "POST", url: "Observation" } }] } }, "", 400],
     ];
     for (const [init, path, status, headers] of cases) {
       const res = await fhir(path, { ...init, headers });

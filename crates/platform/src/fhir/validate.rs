@@ -433,17 +433,28 @@ mod dates {
         if year == 0 {
             return None;
         }
-        let mut parts = 1;
-        for max in [12, 31] {
+        let mut parts = vec![year];
+        while parts.len() < 3 {
             let Some(after) = rest.strip_prefix('-') else { break };
             let (n, after) = digits(after, 2)?;
+            let max = if parts.len() == 1 { 12 } else { days_in_month(year, parts[1]) };
             if n == 0 || n > max {
                 return None;
             }
             rest = after;
-            parts += 1;
+            parts.push(n);
         }
-        Some((parts, rest))
+        Some((parts.len(), rest))
+    }
+
+    /// "Dates SHALL be valid dates" (R4 datatypes.html): no 30 February.
+    fn days_in_month(year: u32, month: u32) -> u32 {
+        match month {
+            2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
     }
 
     /// `hh:mm:ss(.fff)`; what follows.
@@ -710,7 +721,8 @@ mod tests {
         for d in ["2018", "1973-06", "1905-08-23"] {
             assert!(ok("date", json!(d)) && ok("dateTime", json!(d)), "{d}");
         }
-        for d in ["0000", "2018-13", "2018-02-32", "2018-1-01", "20180101", "2018-01-01T10:00:00Z"] {
+        assert!(ok("date", json!("2024-02-29")) && ok("date", json!("2000-02-29")) && ok("date", json!("2018-04-30")));
+        for d in ["0000", "2018-13", "2018-02-32", "2023-02-29", "1900-02-29", "2018-04-31", "2018-1-01", "20180101", "2018-01-01T10:00:00Z"] {
             assert!(!ok("date", json!(d)), "{d}");
         }
         for d in ["2015-02-07T13:28:17-05:00", "2017-01-01T00:00:00.000Z", "2017-01-01T00:00:60+14:00"] {
