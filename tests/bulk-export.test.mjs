@@ -285,3 +285,14 @@ test("a Group-level export holds its member patients' compartments only", async 
   assert.equal(refused.status, 403);
   outcome(await refused.json(), "security");
 });
+
+test("the CapabilityStatement instantiates the Bulk Data one and names its three operations", async () => {
+  const { res, body } = await w.json("/fhir/metadata");
+  assert.equal(res.status, 200);
+  assert.deepEqual(body.instantiates, ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+  assert.deepEqual(body.rest[0].operation.map((o) => [o.name, o.definition]), [
+    ["export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"],
+    ["patient-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"],
+    ["group-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"],
+  ]);
+});

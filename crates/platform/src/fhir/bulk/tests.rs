@@ -201,9 +201,17 @@ fn type_filters_since_and_the_patient_level() {
     let mut earlier = kick(&store, &g, Level::System, &[("_since", "2025-12-31T23:59:59Z"), ("_type", "Patient")], ASYNC).unwrap();
     let files = run_all(&store, &mut earlier);
     assert_eq!(exported(&earlier, &files), ["Patient/a", "Patient/b"]);
+    // Nothing changed after the transaction time is exported (the next export's _since gets it).
+    let mut before = kick(&store, &g, Level::System, &[], ASYNC).unwrap();
+    before.transaction_time = "2025-12-31T23:59:59Z".into();
+    assert_eq!(exported(&before.clone(), &run_all(&store, &mut before)), Vec::<String>::new());
     // Patient level: the compartments only (no Practitioner, no Organization).
     let mut patients = kick(&store, &g, Level::Patient, &[], ASYNC).unwrap();
+    let searches_before = store.calls.borrow().get("patient/a").copied().unwrap_or_default();
     let files = run_all(&store, &mut patients);
+    // Patient a's partition: one question for its types, then one search for each it holds
+    // (Observation, Patient), not one per compartment type.
+    assert_eq!(store.calls.borrow()["patient/a"] - searches_before, 3);
     assert_eq!(exported(&patients, &files), ["Condition/b-cond", "Observation/a-lab", "Observation/a-vital", "Observation/b-lab", "Patient/a", "Patient/b"]);
 }
 
