@@ -88,8 +88,12 @@ async function kickOff(path, { as = tokens.all, method = "GET", body, headers = 
 
 async function started(path, options) {
   const res = await kickOff(path, options);
-  assert.equal(res.status, 202, await res.text());
+  assert.equal(res.status, 202, await res.clone().text());
   const location = res.headers.get("content-location");
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  const accepted = await res.json();
+  assert.equal(accepted.resourceType, "OperationOutcome");
+  assert.equal(accepted.issue[0].severity, "information");
   assert.match(location, new RegExp(`^${w.url}/fhir/bulk/[A-Za-z0-9-]+$`));
   return location;
 }
@@ -101,6 +105,7 @@ async function manifestOf(location, as = tokens.all) {
     const res = await fetch(location, { headers: auth(as) });
     if (res.status === 200) {
       assert.match(res.headers.get("content-type"), /^application\/json/);
+      assert.equal(res.headers.get("cache-control"), "no-store");
       return res.json();
     }
     assert.equal(res.status, 202, await res.text());
@@ -249,6 +254,7 @@ test("the status and the files are the exporting client's only; DELETE cancels",
   assert.equal(notMine.status, 404);
   const cancelled = await fetch(location, { method: "DELETE", headers: auth(tokens.all) });
   assert.equal(cancelled.status, 202);
+  assert.equal((await cancelled.json()).issue[0].severity, "information");
   assert.equal((await fetch(location, { headers: auth(tokens.all) })).status, 404, "gone after DELETE");
   assert.equal((await fetch(file, { headers: auth(tokens.all) })).status, 404, "its files too");
   // A running export can be cancelled as well.

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 
 pub use kickoff::{kick_off, parameters, KickOff};
 pub use run::run_batch;
-pub use status::{errors_ndjson, manifest, status, Status};
+pub use status::{accepted, errors_ndjson, manifest, status, Status};
 
 /// What an export needs on each type: read and search (a bulk export discloses what a search
 /// of every resource would).

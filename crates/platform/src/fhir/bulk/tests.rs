@@ -241,6 +241,9 @@ fn files_split_and_the_job_is_its_clients() {
     assert!(!job.belongs_to(&AccessGrant { client_id: "other".into(), ..g.clone() }));
     assert_eq!(job.file_index(&job.file_name(0)), Some(0));
     assert_eq!(job.file_index("Patient-9.ndjson"), None);
+    let failed = Job { state: JobState::Failed("partition patient/p0001 unavailable".into()), ..job };
+    let Status::Failed(outcome) = status(&failed) else { panic!("failed") };
+    assert_eq!(outcome["issue"][0]["code"], json!("exception"));
 }
 
 #[test]
