@@ -114,10 +114,15 @@ pub enum JobState {
 pub struct Cursor {
     /// The next page of the directory's patients to list, while some remain.
     pub directory_offset: Option<usize>,
+    /// The last patient id listed (keyset paging by id).
+    #[serde(default)]
+    pub directory_after: Option<String>,
     pub partitions: VecDeque<String>,
     /// Index into the types that apply to the first partition.
     pub type_index: usize,
-    pub offset: usize,
+    /// The last id read of the current type (keyset paging by id).
+    #[serde(default)]
+    pub after: Option<String>,
     /// The types the first partition holds, once asked (`None`: the store cannot tell).
     #[serde(default)]
     pub present: Option<Vec<String>>,
