@@ -264,3 +264,26 @@ fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_inclu
     let revinclude = w.call(&ned, Interaction::Search { resource_type: "Patient".into() }, None, &[("query", "_revinclude=CareTeam:subject")]);
     assert_eq!(all_ids(&revinclude), ["CareTeam/ct1", "Patient/a"]);
 }
+
+/// Review finding: placement follows `Condition.subject.where(resolve() is Patient)`; a
+/// reference to a Patient in a form the server cannot place (conditional, bare type) must be
+/// refused, not stored in `shared/Condition` outside the patient's compartment.
+#[test]
+fn a_patient_reference_that_cannot_be_placed_is_refused_whatever_the_compartment_expression() {
+    let w = World::new();
+    for reference in ["Patient?identifier=http://hospital/mrn|B", "Patient", "https://elsewhere.example/fhir/Patient/b"] {
+        for t in ["Condition", "Observation", "DocumentReference"] {
+            let resource = json!({"resourceType": t, "status": "final", "subject": {"reference": reference}, "code": {"text": "x"}});
+            let resource = if t == "DocumentReference" {
+                json!({"resourceType": t, "status": "current", "subject": {"reference": reference}, "content": [{"attachment": {"url": "https://x/a"}}]})
+            } else if t == "Condition" {
+                json!({"resourceType": t, "subject": {"reference": reference}, "code": {"text": "x"}})
+            } else {
+                resource
+            };
+            let r = w.call(&system(), Interaction::Create { resource_type: t.into() }, Some(resource), &[]);
+            assert_eq!(r.status, 422, "{t} with {reference}: {:?} {}", r.location, r.body);
+        }
+    }
+    assert!(w.search(&system(), "Condition", "").is_empty() || w.search(&system(), "Condition", "").iter().all(|id| !id.starts_with("new")));
+}
