@@ -3,7 +3,8 @@
 // system-level export with a backend-services token (client_credentials + private_key_jwt):
 // kick-off, polling every 100 ms, download of every NDJSON file. Prints one JSON line:
 // resources exported, seconds from kick-off to the manifest and to the last byte, resources/s,
-// and workerd's CPU (user+system from /proc) per resource.
+// and workerd's CPU (user+system from /proc) per resource; also the ingest rate of the load
+// (POST /admin/fhir/bundle, one bundle at a time).
 //   node bench/export.mjs [rounds=3]
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
@@ -37,12 +38,14 @@ const admin = (path, body) => w.fetch(path, { method: "POST", headers: adminHead
 await admin("/admin/clients", JSON.stringify({ client_id: "bench-bulk", client_name: "bench-bulk", client_type: "backend", scope: "system/*.rs", jwks: { keys: [jwk] } }));
 const files = readdirSync(dataDir).filter((f) => f.endsWith(".json")).sort((a, b) => Number(!/Information/.test(a)) - Number(!/Information/.test(b)));
 let loaded = 0;
+const ingestStart = performance.now();
 for (const file of files) {
   const body = readFileSync(join(dataDir, file), "utf8");
   const res = await admin("/admin/fhir/bundle", body);
   if (!res.ok) throw new Error(`${file}: ${res.status} ${await res.text()}`);
   loaded += JSON.parse(body).entry?.length ?? 0;
 }
+const ingestSeconds = (performance.now() - ingestStart) / 1000;
 
 async function token() {
   const assertion = await new jose.SignJWT({ iss: "bench-bulk", sub: "bench-bulk", aud: `${w.url}/auth/token`, jti: randomUUID() })
@@ -84,7 +87,7 @@ const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const total = median(runs.map((r) => r.total_s));
 console.log(JSON.stringify({
   bench: "$export (system level, backend token, kick-off → manifest → every file downloaded)",
-  data: dataDir, bundles: files.length, loaded_resources: loaded, exported_resources: runs[0].resources, files: runs[0].files, rounds: ROUNDS,
+  data: dataDir, bundles: files.length, loaded_resources: loaded, ingest_resources_per_s: Math.round(loaded / ingestSeconds), exported_resources: runs[0].resources, files: runs[0].files, rounds: ROUNDS,
   manifest_s: median(runs.map((r) => r.manifest_s)), total_s: total,
   resources_per_s: Math.round(runs[0].resources / total),
   cpu_ms_per_resource: Number(median(runs.map((r) => r.cpu_ms / r.resources)).toFixed(3)),

@@ -88,8 +88,12 @@ async function kickOff(path, { as = tokens.all, method = "GET", body, headers = 
 
 async function started(path, options) {
   const res = await kickOff(path, options);
-  assert.equal(res.status, 202, await res.text());
+  assert.equal(res.status, 202, await res.clone().text());
   const location = res.headers.get("content-location");
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  const accepted = await res.json();
+  assert.equal(accepted.resourceType, "OperationOutcome");
+  assert.equal(accepted.issue[0].severity, "information");
   assert.match(location, new RegExp(`^${w.url}/fhir/bulk/[A-Za-z0-9-]+$`));
   return location;
 }
@@ -101,6 +105,7 @@ async function manifestOf(location, as = tokens.all) {
     const res = await fetch(location, { headers: auth(as) });
     if (res.status === 200) {
       assert.match(res.headers.get("content-type"), /^application\/json/);
+      assert.equal(res.headers.get("cache-control"), "no-store");
       return res.json();
     }
     assert.equal(res.status, 202, await res.text());
@@ -249,6 +254,7 @@ test("the status and the files are the exporting client's only; DELETE cancels",
   assert.equal(notMine.status, 404);
   const cancelled = await fetch(location, { method: "DELETE", headers: auth(tokens.all) });
   assert.equal(cancelled.status, 202);
+  assert.equal((await cancelled.json()).issue[0].severity, "information");
   assert.equal((await fetch(location, { headers: auth(tokens.all) })).status, 404, "gone after DELETE");
   assert.equal((await fetch(file, { headers: auth(tokens.all) })).status, 404, "its files too");
   // A running export can be cancelled as well.
@@ -284,4 +290,15 @@ test("a Group-level export holds its member patients' compartments only", async 
   const refused = await kickOff("/Group/bulk-cohort/$export", { as: tokens.obs });
   assert.equal(refused.status, 403);
   outcome(await refused.json(), "security");
+});
+
+test("the CapabilityStatement instantiates the Bulk Data one and names its three operations", async () => {
+  const { res, body } = await w.json("/fhir/metadata");
+  assert.equal(res.status, 200);
+  assert.deepEqual(body.instantiates, ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+  assert.deepEqual(body.rest[0].operation.map((o) => [o.name, o.definition]), [
+    ["export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"],
+    ["patient-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"],
+    ["group-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"],
+  ]);
 });

@@ -85,7 +85,7 @@ async fn kick_off(req: &mut Request, ctx: &AppContext, grant: &AccessGrant, leve
     if started.is_err() {
         return Err(AppError::internal("export job id collision"));
     }
-    let response = http::text(202, "", FHIR_JSON, "no-store");
+    let response = http::no_store(http::json(202, &bulk::accepted("the export started: poll the Content-Location URL for its status"), FHIR_JSON));
     let _ = response.headers().set("Content-Location", &job.status_url());
     Ok(response)
 }
@@ -111,8 +111,8 @@ async fn status(ctx: &AppContext, grant: &AccessGrant, id: &str) -> Result<Respo
             let _ = response.headers().set("Retry-After", &retry_after.to_string());
             response
         }
-        Status::Complete(manifest) => http::json(200, &manifest, "application/json"),
-        Status::Failed(outcome) => http::json(500, &outcome, FHIR_JSON),
+        Status::Complete(manifest) => http::no_store(http::json(200, &manifest, "application/json")),
+        Status::Failed(outcome) => http::no_store(http::json(500, &outcome, FHIR_JSON)),
     })
 }
 
@@ -121,7 +121,7 @@ async fn cancel(ctx: &AppContext, grant: &AccessGrant, id: &str) -> Result<Respo
         return Ok(unknown(id));
     }
     let _: Result<bool, Value> = rpc::call(&job_stub(ctx, id)?, "/cancel", &()).await?;
-    Ok(http::text(202, "", FHIR_JSON, "no-store"))
+    Ok(http::no_store(http::json(202, &bulk::accepted("the export was cancelled and its files deleted"), FHIR_JSON)))
 }
 
 async fn file(ctx: &AppContext, grant: &AccessGrant, id: &str, name: &str) -> Result<Response, AppError> {

@@ -34,6 +34,8 @@ pub fn capability_statement(urls: &ServerUrls, settings: &ServerSettings, date: 
         "software": { "name": "smart-edge", "version": env!("CARGO_PKG_VERSION") },
         "implementation": { "description": settings.server_name, "url": urls.fhir_base() },
         "fhirVersion": "4.0.1",
+        // Bulk Data Access 2.0.0 (`super::bulk`).
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json"],
         "rest": [{
             "mode": "server",
@@ -49,9 +51,18 @@ pub fn capability_statement(urls: &ServerUrls, settings: &ServerSettings, date: 
                 }]
             },
             "resource": resources(),
-            "interaction": [{ "code": "transaction" }, { "code": "batch" }]
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }],
+            "operation": bulk_operations()
         }]
     })
+}
+
+/// The Bulk Data operations (`super::bulk`), by their OperationDefinitions.
+fn bulk_operations() -> Vec<Value> {
+    ["export", "patient-export", "group-export"]
+        .iter()
+        .map(|name| json!({ "name": name, "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{name}") }))
+        .collect()
 }
 
 /// Each served type with exactly the interactions and search parameters implemented.
@@ -112,5 +123,6 @@ mod tests {
         let patient = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
         assert_eq!(patient["operation"][0]["name"], "everything");
         assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));
+        assert_eq!(cs["rest"][0]["operation"][2]["definition"], "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export");
     }
 }

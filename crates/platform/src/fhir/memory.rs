@@ -180,6 +180,7 @@ impl Partitions for MemoryPartitions {
             .into_iter()
             .flat_map(|p| p.iter())
             .filter_map(|((t, id), vs)| vs.last().filter(|s| t == &query.resource_type && !s.deleted).map(|s| (id.clone(), &s.content)))
+            .filter(|(id, _)| query.more.after_id.as_ref().is_none_or(|after| id > after))
             .filter(|(_, content)| {
                 let rows = search::index(content);
                 search::matches(&rows, &query.clauses) && (query.filters.is_empty() || query.filters.iter().any(|g| search::matches(&rows, g)))

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 
 pub use kickoff::{kick_off, parameters, KickOff};
 pub use run::run_batch;
-pub use status::{errors_ndjson, manifest, status, Status};
+pub use status::{accepted, errors_ndjson, manifest, status, Status};
 
 /// What an export needs on each type: read and search (a bulk export discloses what a search
 /// of every resource would).
@@ -114,10 +114,15 @@ pub enum JobState {
 pub struct Cursor {
     /// The next page of the directory's patients to list, while some remain.
     pub directory_offset: Option<usize>,
+    /// The last patient id listed (keyset paging by id).
+    #[serde(default)]
+    pub directory_after: Option<String>,
     pub partitions: VecDeque<String>,
     /// Index into the types that apply to the first partition.
     pub type_index: usize,
-    pub offset: usize,
+    /// The last id read of the current type (keyset paging by id).
+    #[serde(default)]
+    pub after: Option<String>,
     /// The types the first partition holds, once asked (`None`: the store cannot tell).
     #[serde(default)]
     pub present: Option<Vec<String>>,

@@ -91,13 +91,15 @@ pub async fn run_batch(store: &dyn Partitions, job: &mut Job) -> Result<Vec<Piec
             match cursor.directory_offset {
                 Some(offset) => {
                     let mut list = search::parse("Patient", &[], false).map_err(|e| StoreError(e.to_string()))?;
-                    (list.count, list.offset) = (PATIENT_PAGE, offset);
+                    list.count = PATIENT_PAGE;
+                    list.more.after_id = cursor.directory_after.clone();
                     let found = store.search(DIRECTORY, &list).await?;
                     calls += 1;
                     if offset == 0 {
                         cursor.partitions_known += usize::try_from(found.total).unwrap_or_default();
                     }
                     cursor.directory_offset = (found.resources.len() == PATIENT_PAGE).then_some(offset + PATIENT_PAGE);
+                    cursor.directory_after = found.resources.last().map(|(id, _)| id.clone());
                     cursor.partitions.extend(found.resources.iter().map(|(id, _)| patient_partition(id)));
                 }
                 None => work.state = JobState::Done,
@@ -115,7 +117,7 @@ pub async fn run_batch(store: &dyn Partitions, job: &mut Job) -> Result<Vec<Piec
             let cursor = &mut work.cursor;
             cursor.partitions.pop_front();
             cursor.partitions_done += 1;
-            (cursor.type_index, cursor.offset, cursor.present, cursor.asked_types) = (0, 0, None, false);
+            (cursor.type_index, cursor.after, cursor.present, cursor.asked_types) = (0, None, None, false);
             continue;
         };
         let plan = work.types[type_index].clone();
@@ -128,13 +130,16 @@ pub async fn run_batch(store: &dyn Partitions, job: &mut Job) -> Result<Vec<Piec
             _ => None,
         };
         let Some(mut query) = query else {
-            (work.cursor.type_index, work.cursor.offset) = (work.cursor.type_index + 1, 0);
+            (work.cursor.type_index, work.cursor.after) = (work.cursor.type_index + 1, None);
             continue;
         };
-        query.offset = work.cursor.offset;
+        // Keyset paging by id (the default order): an update, creation or deletion during the
+        // export cannot shift a later page, so no unchanged resource is skipped.
+        query.more.after_id = work.cursor.after.clone();
         let found = store.search(&partition, &query).await?;
         calls += 1;
         let full = found.resources.len() == PAGE;
+        let last_id = found.resources.last().map(|(id, _)| id.clone());
         for (_, resource) in found.resources {
             let mut line = resource.get().to_owned();
             if line.contains('\n') {
@@ -154,9 +159,9 @@ pub async fn run_batch(store: &dyn Partitions, job: &mut Job) -> Result<Vec<Piec
         }
         let cursor = &mut work.cursor;
         if full {
-            cursor.offset += PAGE;
+            cursor.after = last_id;
         } else {
-            (cursor.type_index, cursor.offset) = (cursor.type_index + 1, 0);
+            (cursor.type_index, cursor.after) = (cursor.type_index + 1, None);
         }
     }
     work.attempts = 0;

@@ -48,6 +48,12 @@ pub fn manifest(job: &Job) -> Value {
     })
 }
 
+/// The body of a 202 that accepted a kick-off or a cancellation: an informational
+/// OperationOutcome (the spec allows one; a body clients can parse beats an empty one).
+pub fn accepted(message: &str) -> Value {
+    json!({"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational", "diagnostics": message}]})
+}
+
 /// The errors file: one OperationOutcome per problem, as NDJSON.
 pub fn errors_ndjson(job: &Job) -> String {
     job.errors

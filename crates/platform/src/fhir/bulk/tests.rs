@@ -201,9 +201,17 @@ fn type_filters_since_and_the_patient_level() {
     let mut earlier = kick(&store, &g, Level::System, &[("_since", "2025-12-31T23:59:59Z"), ("_type", "Patient")], ASYNC).unwrap();
     let files = run_all(&store, &mut earlier);
     assert_eq!(exported(&earlier, &files), ["Patient/a", "Patient/b"]);
+    // Nothing changed after the transaction time is exported (the next export's _since gets it).
+    let mut before = kick(&store, &g, Level::System, &[], ASYNC).unwrap();
+    before.transaction_time = "2025-12-31T23:59:59Z".into();
+    assert_eq!(exported(&before.clone(), &run_all(&store, &mut before)), Vec::<String>::new());
     // Patient level: the compartments only (no Practitioner, no Organization).
     let mut patients = kick(&store, &g, Level::Patient, &[], ASYNC).unwrap();
+    let searches_before = store.calls.borrow().get("patient/a").copied().unwrap_or_default();
     let files = run_all(&store, &mut patients);
+    // Patient a's partition: one question for its types, then one search for each it holds
+    // (Observation, Patient), not one per compartment type.
+    assert_eq!(store.calls.borrow()["patient/a"] - searches_before, 3);
     assert_eq!(exported(&patients, &files), ["Condition/b-cond", "Observation/a-lab", "Observation/a-vital", "Observation/b-lab", "Patient/a", "Patient/b"]);
 }
 
@@ -233,6 +241,9 @@ fn files_split_and_the_job_is_its_clients() {
     assert!(!job.belongs_to(&AccessGrant { client_id: "other".into(), ..g.clone() }));
     assert_eq!(job.file_index(&job.file_name(0)), Some(0));
     assert_eq!(job.file_index("Patient-9.ndjson"), None);
+    let failed = Job { state: JobState::Failed("partition patient/p0001 unavailable".into()), ..job };
+    let Status::Failed(outcome) = status(&failed) else { panic!("failed") };
+    assert_eq!(outcome["issue"][0]["code"], json!("exception"));
 }
 
 #[test]
@@ -253,4 +264,79 @@ fn bulk_paths_and_parameters() {
     );
     assert_eq!(parameters(b"{\"resourceType\":\"Patient\"}").unwrap_err().status, 400);
     assert_eq!(parameters(b"not json").unwrap_err().status, 400);
+}
+
+/// The memory partitions, with a change made between two searches of a partition (as a
+/// client would while an export runs).
+struct Meddling {
+    inner: MemoryPartitions,
+    searches: std::cell::Cell<usize>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Partitions for Meddling {
+    async fn write(&self, p: &str, r: Vec<Value>, m: Option<i64>) -> Result<crate::fhir::store::WriteOutcome, crate::ports::StoreError> {
+        self.inner.write(p, r, m).await
+    }
+    async fn read(&self, p: &str, t: &str, id: &str, v: Option<i64>) -> Result<crate::fhir::store::ReadOutcome, crate::ports::StoreError> {
+        self.inner.read(p, t, id, v).await
+    }
+    async fn history(
+        &self,
+        p: &str,
+        t: &str,
+        id: Option<&str>,
+        page: &crate::fhir::store::Page,
+    ) -> Result<crate::fhir::store::HistoryPage, crate::ports::StoreError> {
+        self.inner.history(p, t, id, page).await
+    }
+    async fn compartment(
+        &self,
+        p: &str,
+        types: &[String],
+        page: &crate::fhir::store::Page,
+    ) -> Result<crate::fhir::store::CompartmentPage, crate::ports::StoreError> {
+        self.inner.compartment(p, types, page).await
+    }
+    async fn delete(&self, p: &str, t: &str, id: &str) -> Result<Option<i64>, crate::ports::StoreError> {
+        self.inner.delete(p, t, id).await
+    }
+    async fn search(&self, p: &str, q: &crate::fhir::search::Search) -> Result<crate::fhir::store::SearchResult, crate::ports::StoreError> {
+        let found = self.inner.search(p, q).await?;
+        if p == "shared/Organization" && self.searches.replace(self.searches.get() + 1) == 0 {
+            // After the first page: the first organization is deleted.
+            self.inner.delete(p, "Organization", "o0000").await?;
+        }
+        Ok(found)
+    }
+    async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, crate::ports::StoreError> {
+        self.inner.locate(keys).await
+    }
+    async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), crate::ports::StoreError> {
+        self.inner.register(entries).await
+    }
+    async fn types_in(&self, p: &str) -> Result<Option<Vec<String>>, crate::ports::StoreError> {
+        self.inner.types_in(p).await
+    }
+}
+
+#[test]
+fn a_deletion_during_the_export_skips_no_other_resource() {
+    let store = Meddling { inner: MemoryPartitions::default(), searches: std::cell::Cell::new(0) };
+    let organizations: Vec<Value> = (0..(PAGE * 2 + 5)).map(|i| json!({"resourceType": "Organization", "id": format!("o{i:04}")})).collect();
+    block_on(store.write("shared/Organization", organizations.clone(), None)).unwrap();
+    let g = grant("system/Organization.rs", None, None);
+    let new_id = || "job1".to_owned();
+    let fhir = Fhir { store: &store, base: "https://x/fhir", new_id: &new_id };
+    let request = KickOff { level: Some(Level::System), prefer: Some(ASYNC.into()), ..Default::default() };
+    let mut job = block_on(kick_off(&fhir, &g, &request, NOW)).unwrap();
+    let mut ids = Vec::new();
+    while job.state == JobState::Running {
+        for piece in block_on(run_batch(&store, &mut job)).unwrap() {
+            ids.extend(piece.ndjson.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert!(store.searches.get() >= 3, "three pages");
+    let expected: Vec<String> = organizations.iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, expected, "every organization once (o0000 was read before it was deleted), none skipped by the shift");
 }

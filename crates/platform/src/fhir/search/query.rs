@@ -216,6 +216,11 @@ pub struct More {
     pub chains: Vec<Chain>,
     /// `_has` not yet resolved; likewise.
     pub has: Vec<Has>,
+    /// Only resources whose id sorts after this one (keyset paging, for bulk export: a
+    /// resource that changes mid-export cannot shift the pages after it). Not a search
+    /// parameter; set by code, with the default order by id.
+    #[serde(default)]
+    pub after_id: Option<String>,
 }
 
 impl Search {

@@ -199,6 +199,10 @@ pub fn to_sql(search: &Search) -> SqlQuery {
     if search.unresolved() {
         conditions.push("0".to_owned());
     }
+    if let Some(after) = &search.more.after_id {
+        conditions.push("r.id > ?".to_owned());
+        params.push(SqlValue::Text(after.clone()));
+    }
     for clause in &search.clauses {
         conditions.push(clause_sql(clause, &mut params));
     }
