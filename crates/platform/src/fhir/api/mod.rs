@@ -182,4 +182,6 @@ fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissio
 #[cfg(test)]
 mod interaction_tests;
 #[cfg(test)]
+mod review_tests;
+#[cfg(test)]
 mod tests;

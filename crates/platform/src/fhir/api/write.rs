@@ -95,8 +95,9 @@ pub(super) async fn create(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
 async fn conditional(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, partition: &str, condition: &str) -> Result<Option<FhirResponse>, StoreError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(condition).unwrap_or_default();
     let mut query = match search::parse(resource_type, &pairs, true) {
-        Ok(q) if !q.clauses.is_empty() => q,
-        _ => return Ok(Some(FhirResponse::outcome(400, IssueType::Invalid, "If-None-Exist must be a search query on this type"))),
+        // A chain or `_has` would be left unresolved here and match too much: refused.
+        Ok(q) if !q.clauses.is_empty() && !q.unresolved() => q,
+        _ => return Ok(Some(FhirResponse::outcome(400, IssueType::Invalid, "If-None-Exist must be a search query on this type (no chains or _has)"))),
     };
     query.count = 2;
     let usable = match usable(grant, resource_type, Permissions::SEARCH) {
@@ -112,6 +113,9 @@ async fn conditional(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, 
     };
     if targets.is_empty() {
         return Ok(Some(FhirResponse::forbidden("If-None-Exist needs search rights where the resource would live")));
+    }
+    if let Some(refusal) = find::too_complex_with_filters(&query, &targets) {
+        return Ok(Some(refusal));
     }
     let (hits, _) = find::run(fhir, &query, &targets).await?;
     Ok(match hits.as_slice() {
@@ -228,6 +232,9 @@ const JSON_PATCH: &str = "application/json-patch+json";
 /// before and after, in the same partition), the same store write. The write is conditional on
 /// the version patched: `If-Match` names it (412 when another), or else a concurrent change in
 /// between is a 409, never a lost update.
+/// Most operations in one JSON Patch.
+pub const MAX_PATCH_OPERATIONS: usize = 100;
+
 pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, id: &str, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
     if let Err(denied) = gate::usable(grant, resource_type, Permissions::UPDATE) {
         return Ok(FhirResponse::denied(&denied));
@@ -239,6 +246,9 @@ pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &
         Ok(p) => p,
         Err(e) => return Ok(FhirResponse::outcome(400, IssueType::Invalid, &format!("the body is not a JSON Patch: {e}"))),
     };
+    if operations.0.len() > MAX_PATCH_OPERATIONS {
+        return Ok(FhirResponse::outcome(400, IssueType::TooCostly, &format!("a patch has at most {MAX_PATCH_OPERATIONS} operations")));
+    }
     let expected = match &request.if_match {
         Some(h) => match validate::if_match_version(h).and_then(|v| v.parse::<i64>().ok()) {
             Some(v) => Some(v),
@@ -256,15 +266,24 @@ pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &
     let Some(old) = current.content.as_ref().and_then(|c| serde_json::from_str::<Value>(c.get()).ok()).filter(|_| current.status == ReadStatus::Found) else {
         return Ok(FhirResponse::not_found(resource_type, id));
     };
-    if !allowed(grant, resource_type, Permissions::READ, &partition, &old) && !allowed(grant, resource_type, Permissions::UPDATE, &partition, &old) {
+    // A patch answers (and `test` operations probe) the stored content: the caller must be
+    // able to read it; the write itself is judged below like an update.
+    if !allowed(grant, resource_type, Permissions::READ, &partition, &old) {
         return Ok(FhirResponse::not_found(resource_type, id));
     }
     if expected.is_some_and(|v| v != current.version) {
         return Ok(FhirResponse::outcome(412, IssueType::Invalid, &format!("{resource_type}/{id} is at version {}, not the one in If-Match", current.version)));
     }
+    // One operation at a time, the size checked after each: `copy` can double a resource per
+    // operation, so a short patch must not build a huge value before any check.
     let mut patched = old.clone();
-    if let Err(e) = json_patch::patch(&mut patched, &operations) {
-        return Ok(FhirResponse::outcome(422, IssueType::Invalid, &format!("the patch cannot be applied: {e}")));
+    for operation in operations.0 {
+        if let Err(e) = json_patch::patch(&mut patched, &[operation]) {
+            return Ok(FhirResponse::outcome(422, IssueType::Invalid, &format!("the patch cannot be applied: {e}")));
+        }
+        if serde_json::to_vec(&patched).map_or(true, |b| b.len() > validate::MAX_RESOURCE_BYTES) {
+            return Ok(FhirResponse::outcome(413, IssueType::TooCostly, &format!("the patched resource exceeds {} bytes", validate::MAX_RESOURCE_BYTES)));
+        }
     }
     // The result must be a valid resource of the same type and id, checked as an update's body
     // is (the R4 structure included); a well-formed patch with an invalid result is a 422.

@@ -72,7 +72,7 @@ fn accepts_fhir_json(accept: Option<&str>) -> bool {
 }
 
 /// Whether the grant is a backend-services one: `system/` scopes, no patient, no user.
-fn is_backend(grant: &AccessGrant) -> bool {
+pub(super) fn is_backend(grant: &AccessGrant) -> bool {
     grant.patient.is_none() && grant.fhir_user.is_none() && grant.scope.resource_scopes().any(|s| s.context == ScopeContext::System)
 }
 
@@ -163,7 +163,12 @@ pub async fn kick_off(fhir: &Fhir<'_>, grant: &AccessGrant, request: &KickOff, n
                 return Err(invalid(&format!("_typeFilter: {key} is not a search parameter of {t}")));
             }
         }
-        search::parse(&t, &pairs, true).map_err(|e| invalid(&format!("_typeFilter {t}: {e}")))?;
+        let parsed = search::parse(&t, &pairs, true).map_err(|e| invalid(&format!("_typeFilter {t}: {e}")))?;
+        // The export runs each filter's own clauses; a chain or `_has` would be dropped there
+        // and export more than asked (review finding 7): refused instead.
+        if parsed.unresolved() {
+            return Err(invalid(&format!("_typeFilter {t}: chained parameters and _has are not supported in an export")));
+        }
         plan.filters.push(pairs);
     }
     let job_id = (fhir.new_id)();

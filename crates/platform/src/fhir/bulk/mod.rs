@@ -176,10 +176,11 @@ impl Job {
         }
     }
 
-    /// Whether `grant` may see this job (its status, files, cancellation): only the client
-    /// that started it.
+    /// Whether `grant` may see this job (its status, files, cancellation): a backend-services
+    /// token of the client that started it whose scopes cover the kick-off's (a narrower
+    /// token of the same client, or a patient's, sees nothing: review finding 5).
     pub fn belongs_to(&self, grant: &AccessGrant) -> bool {
-        grant.client_id == self.client_id
+        grant.client_id == self.client_id && kickoff::is_backend(grant) && grant.scope.covers_all(&self.grant().scope)
     }
 
     /// The name of output file `n` (its URL is `{base}/bulk/{job}/{name}`).

@@ -175,6 +175,9 @@ fn kick_off_parameters_are_checked() {
     refused(kick(&store, &g, Level::System, &[("_type", "Patient"), ("_typeFilter", "Observation?category=laboratory")], ASYNC), 400, "invalid");
     refused(kick(&store, &g, Level::System, &[("_typeFilter", "Observation?nonsense=1")], ASYNC), 400, "invalid");
     refused(kick(&store, &g, Level::System, &[("_typeFilter", "Observation?_count=1")], ASYNC), 400, "invalid");
+    // A chain would be dropped by the export and widen it (review finding 7).
+    refused(kick(&store, &g, Level::System, &[("_typeFilter", "Observation?subject:Patient.gender=female")], ASYNC), 400, "invalid");
+    refused(kick(&store, &g, Level::System, &[("_typeFilter", "Patient?_has:Observation:patient:code=x")], ASYNC), 400, "invalid");
     refused(kick(&store, &g, Level::Group("g1".into()), &[], ASYNC), 404, "not-found");
     for format in ["application/fhir+ndjson", "application/ndjson", "ndjson"] {
         assert!(kick(&store, &g, Level::System, &[("_outputFormat", format)], ASYNC).is_ok(), "{format}");
@@ -239,6 +242,13 @@ fn files_split_and_the_job_is_its_clients() {
     assert_eq!(job.files.iter().map(|f| f.count).sum::<usize>(), patients.len());
     assert!(job.belongs_to(&g));
     assert!(!job.belongs_to(&AccessGrant { client_id: "other".into(), ..g.clone() }));
+    // Review finding 5: a patient token, or a narrower token, of the same client sees nothing.
+    let patient_token = AccessGrant { patient: Some("p0001".into()), scope: ScopeSet::parse("patient/*.rs").unwrap(), ..g.clone() };
+    assert!(!job.belongs_to(&patient_token));
+    let other_scope = AccessGrant { scope: ScopeSet::parse("system/Observation.rs").unwrap(), ..g.clone() };
+    assert!(!job.belongs_to(&other_scope), "a token of the client without the export's scopes");
+    let wider = AccessGrant { scope: ScopeSet::parse("system/*.rs").unwrap(), ..g.clone() };
+    assert!(job.belongs_to(&wider));
     assert_eq!(job.file_index(&job.file_name(0)), Some(0));
     assert_eq!(job.file_index("Patient-9.ndjson"), None);
     let failed = Job { state: JobState::Failed("partition patient/p0001 unavailable".into()), ..job };
