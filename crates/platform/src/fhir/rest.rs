@@ -39,6 +39,14 @@ pub enum Interaction {
         resource_type: String,
         id: String,
     },
+    /// `PUT [base]/{type}?search` (R4 §3.1.0.4.3).
+    ConditionalUpdate {
+        resource_type: String,
+    },
+    /// `DELETE [base]/{type}?search` (R4 §3.1.0.7.1).
+    ConditionalDelete {
+        resource_type: String,
+    },
     /// `POST [base]` with a transaction or batch Bundle.
     Bundle,
 }
@@ -70,6 +78,8 @@ impl Interaction {
             ("GET", [t, "_history"]) => Ok(Interaction::TypeHistory { resource_type: typed(t)? }),
             ("POST", [t, "_search"]) => Ok(Interaction::Search { resource_type: typed(t)? }),
             ("POST", [t]) => Ok(Interaction::Create { resource_type: typed(t)? }),
+            ("PUT", [t]) => Ok(Interaction::ConditionalUpdate { resource_type: typed(t)? }),
+            ("DELETE", [t]) => Ok(Interaction::ConditionalDelete { resource_type: typed(t)? }),
             ("GET", [t, i]) => Ok(Interaction::Read { resource_type: typed(t)?, id: id(i)? }),
             ("PUT", [t, i]) => Ok(Interaction::Update { resource_type: typed(t)?, id: id(i)? }),
             ("DELETE", [t, i]) => Ok(Interaction::Delete { resource_type: typed(t)?, id: id(i)? }),
@@ -86,8 +96,8 @@ impl Interaction {
             Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } | Interaction::TypeHistory { .. } => Permissions::READ,
             Interaction::Search { .. } => Permissions::SEARCH,
             Interaction::Create { .. } => Permissions::CREATE,
-            Interaction::Update { .. } => Permissions::UPDATE,
-            Interaction::Delete { .. } => Permissions::DELETE,
+            Interaction::Update { .. } | Interaction::ConditionalUpdate { .. } => Permissions::UPDATE,
+            Interaction::Delete { .. } | Interaction::ConditionalDelete { .. } => Permissions::DELETE,
             Interaction::Capabilities | Interaction::Bundle => Permissions::default(),
         }
     }
@@ -101,7 +111,9 @@ impl Interaction {
             | Interaction::Search { resource_type }
             | Interaction::Create { resource_type }
             | Interaction::Update { resource_type, .. }
-            | Interaction::Delete { resource_type, .. } => Some(resource_type),
+            | Interaction::Delete { resource_type, .. }
+            | Interaction::ConditionalUpdate { resource_type }
+            | Interaction::ConditionalDelete { resource_type } => Some(resource_type),
             Interaction::Capabilities | Interaction::Bundle => None,
         }
     }
@@ -128,5 +140,9 @@ mod tests {
         assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Err(RestError::Method("PATCH".into())));
         assert_eq!(Interaction::parse("GET", "/Patient/1/x/y/z"), Err(RestError::NoSuchPath));
         assert_eq!(Interaction::parse("GET", "/Patient/1").unwrap().permission(), Permissions::READ);
+        assert_eq!(Interaction::parse("PUT", "/Patient"), Ok(Interaction::ConditionalUpdate { resource_type: "Patient".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Observation"), Ok(Interaction::ConditionalDelete { resource_type: "Observation".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Observation").unwrap().permission(), Permissions::DELETE);
+        assert_eq!(Interaction::parse("PUT", "/Spaceship"), Err(RestError::UnknownType("Spaceship".into())));
     }
 }

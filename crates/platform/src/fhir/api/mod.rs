@@ -6,6 +6,7 @@
 //! [`super::memory::MemoryPartitions`] in the tests.
 
 mod bundle;
+mod conditional;
 mod find;
 mod read;
 mod write;
@@ -114,6 +115,8 @@ pub async fn handle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirRequest)
         Interaction::Create { resource_type } => write::create(fhir, grant, resource_type, request).await,
         Interaction::Update { resource_type, id } => write::update(fhir, grant, resource_type, id, request).await,
         Interaction::Delete { resource_type, id } => write::delete(fhir, grant, resource_type, id).await,
+        Interaction::ConditionalUpdate { resource_type } => conditional::update(fhir, grant, resource_type, request).await,
+        Interaction::ConditionalDelete { resource_type } => conditional::delete(fhir, grant, resource_type, request).await,
         Interaction::Bundle => bundle::bundle(fhir, grant, request).await,
     }
 }
