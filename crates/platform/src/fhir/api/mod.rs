@@ -134,3 +134,5 @@ fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissio
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transaction_tests;
