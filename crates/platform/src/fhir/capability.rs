@@ -83,10 +83,11 @@ fn resources() -> Vec<Value> {
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
-                // If-None-Exist on POST [type] (not inside bundles, which refuse conditional entries).
+                // If-None-Exist, PUT [type]?search and DELETE [type]?search, alone and in bundles
+                // (a delete whose criteria match several resources is 412: one at a time).
                 "conditionalCreate": true,
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
                 "interaction": interactions,
                 "searchParam": search_params
             })
@@ -111,6 +112,7 @@ mod tests {
         assert_eq!(cs["implementation"]["url"], "https://ehr.example.org/fhir");
         let observation = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
         assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &json!({"name": "code", "type": "token"})));
+        assert_eq!((observation["conditionalUpdate"].clone(), observation["conditionalDelete"].clone()), (json!(true), json!("single")));
         assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 17);
     }
 }
