@@ -230,6 +230,10 @@ describe("a failing transaction leaves nothing behind", () => {
     assert.deepEqual((await fhir(`/Practitioner/${doctor}`)).body, before, "the update is undone, version and all");
     assert.equal(await total(`Patient?identifier=${SYNTHEA}|${uuid("patient", 4)}`), 0);
     assert.equal(await total(`Practitioner?family=Overwritten`), 0);
+    // Nor in the patient's own partition: the entries written there before the failing one.
+    assert.equal((await fhir(`/Patient/${uuid("patient", 4)}`)).res.status, 404);
+    assert.equal(await total(`Encounter?patient=${uuid("patient", 4)}`), 0);
+    assert.equal(await total(`Condition?patient=${uuid("patient", 4)}`), 0);
   });
 
   test("a patient token writes no shared resource through a bundle, conditional or not", async () => {

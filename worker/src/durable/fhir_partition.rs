@@ -5,8 +5,9 @@
 //! - `idx`: the search index rows of current versions (`platform::fhir::search::index`);
 //! - `dir` (directory only): `Type/id` → partition.
 //!
-//! One request's writes run without an await in between, so they commit together: a
-//! transaction's entries for one partition are all stored or none. `/revert` undoes versions
+//! One request's writes run without an await in between, so they commit together; when one of
+//! them fails (a value over SQLite's 2 MB, say), the request's earlier ones are reverted before
+//! the error is answered: a transaction's entries for one partition are all stored or none. `/revert` undoes versions
 //! a transaction wrote here when a later partition of it failed (see `platform::fhir::api`'s
 //! bundle module).
 
@@ -239,9 +240,20 @@ impl DurableObject for FhirPartition {
                 let mut written = Vec::new();
                 let mut last = None;
                 for resource in request.resources {
-                    let (w, content) = write_one(&sql, resource, &request.last_updated, false)?;
-                    written.push(w);
-                    last = Some(content);
+                    match write_one(&sql, resource, &request.last_updated, false) {
+                        Ok((w, content)) => {
+                            written.push(w);
+                            last = Some(content);
+                        }
+                        Err(e) => {
+                            // All or nothing here too: a failed statement does not roll back
+                            // the request's earlier ones, so they are undone before answering.
+                            for w in written.iter().rev() {
+                                revert_one(&sql, w)?;
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
                 let content = if written.len() == 1 { last.map(raw).transpose()? } else { None };
                 Response::from_json(&WriteOutcome { conflict: false, current: None, written, content })
