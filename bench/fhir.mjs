@@ -12,24 +12,11 @@ import { join } from "node:path";
 import { startWorker, adminHeaders, ROOT } from "../tests/helpers/worker.mjs";
 import { seed, APP, NED } from "../tests/helpers/fixtures.mjs";
 import { authorize, exchange } from "../tests/helpers/flows.mjs";
+import { cpuMs, workerdPid } from "./process.mjs";
 
 const N = Number(process.argv[2] ?? 300);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const CONCURRENCY = Number(process.argv[4] ?? 8);
-
-function cpuMs(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-function workerdPid() {
-  const pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
-    try {
-      const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1]);
-      return ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd");
-    } catch { return false; }
-  });
-  return Number(pids[0]);
-}
 
 const w = await startWorker();
 const client = { ...APP, client_id: "bench-fhir", scope: "launch/patient openid patient/*.cruds", consent: "pre-approved" };

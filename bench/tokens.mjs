@@ -10,37 +10,16 @@
 //
 //   node bench/tokens.mjs [tokens-per-round=400] [rounds=3] [concurrency=8]
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import * as jose from "jose";
 import { startWorker } from "../tests/helpers/worker.mjs";
 import { seed, APP } from "../tests/helpers/fixtures.mjs";
 import { authorize, exchange } from "../tests/helpers/flows.mjs";
+import { cpuMs, workerdPid } from "./process.mjs";
 
 const N = Number(process.argv[2] ?? 400);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const CONCURRENCY = Number(process.argv[4] ?? 8);
-const TICK_MS = 10; // CLK_TCK = 100 on Linux
-
-function cpuMs(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime + stime
-}
-
-function workerdPid() {
-  const candidates = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const ppid = Number(stat.split(") ")[1].split(" ")[1]);
-      return ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd");
-    } catch {
-      return false;
-    }
-  });
-  if (candidates.length !== 1) throw new Error(`expected one workerd child, found ${candidates}`);
-  return Number(candidates[0]);
-}
-
 const form = (params) => ({ method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(params).toString() });
 
 async function runPool(items, worker) {

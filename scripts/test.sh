@@ -6,6 +6,8 @@ cd "$ROOT"
 bash scripts/bootstrap.sh
 
 step "native tests (smart-protocol, platform) and lints"
+# The generated FHIR registry must be what its generator writes from the pinned definitions.
+node scripts/gen-fhir-registry.mjs --check
 cargo fmt --all --check
 cargo test --quiet
 cargo clippy --quiet --all-targets -- -D warnings

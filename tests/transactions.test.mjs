@@ -11,14 +11,9 @@ import { authorize, exchange } from "./helpers/flows.mjs";
 import { hospitalBundle, practitionerBundle, patientBundle, PATIENT_TYPES, SYNTHEA, NPI, shared, uuid } from "./fixtures/transactions/generate.mjs";
 
 const CLIENT = { ...APP, client_id: "txn-app", scope: "launch launch/patient openid fhirUser patient/*.cruds user/*.cruds", consent: "pre-approved" };
-// Served today by the hand-written registry; the other types of the generated bundles are
-// served once the generated R4 registry lands (issue 12), and are then loaded and checked too.
-const SERVED_TODAY = ["Patient", "Encounter", "Condition", "Observation", "Procedure", "Immunization", "MedicationRequest", "DiagnosticReport",
-  "ImagingStudy", "Claim", "ExplanationOfBenefit", "Organization", "Location", "Practitioner"];
 
 let w;
 const tokens = {};
-let served;
 
 async function token(scope) {
   const { code, verifier } = await authorize(w, { client_id: CLIENT.client_id, scope });
@@ -37,8 +32,6 @@ async function fhir(path, { as = "doctor", method = "GET", body, headers = {} } 
   return { res, body: text ? JSON.parse(text) : null };
 }
 
-/** The bundle less the entries of types this server does not serve yet. */
-const servable = (bundle) => ({ ...bundle, entry: bundle.entry.filter((e) => served.has(e.resource.resourceType)) });
 const post = (bundle, as = "doctor") => fhir("", { as, method: "POST", body: bundle });
 const statuses = (body) => body.entry.map((e) => e.response.status);
 const total = async (query) => {
@@ -54,8 +47,8 @@ before(async () => {
   tokens.doctor = await token("openid fhirUser user/*.cruds");
   tokens.ned = await token("launch/patient patient/*.cruds");
   const metadata = await (await w.fetch("/fhir/metadata")).json();
-  served = new Set(metadata.rest[0].resource.map((r) => r.type));
-  for (const t of SERVED_TODAY) assert.ok(served.has(t), `${t} is served`);
+  const served = new Set(metadata.rest[0].resource.map((r) => r.type));
+  for (const t of [...PATIENT_TYPES, "Organization", "Location", "Practitioner", "PractitionerRole"]) assert.ok(served.has(t), `${t} is served`);
 });
 after(() => w?.dispose());
 
@@ -65,20 +58,22 @@ describe("loading Synthea-style bundles", () => {
   test("loading the hospital, practitioner and patient bundles twice leaves one copy of each conditional resource", async () => {
     for (const round of [1, 2]) {
       for (const [name, bundle] of [["hospital", hospitalBundle()], ["practitioner", practitionerBundle()], ["patient", patientBundle(1)]]) {
-        const { res, body } = await post(servable(bundle));
+        const { res, body } = await post((bundle));
         assert.equal(res.status, 200, JSON.stringify(body));
         assert.equal(body.type, "transaction-response");
         loads[`${name}${round}`] = body;
       }
     }
     assert.deepEqual(statuses(loads.hospital1), ["201 Created", "201 Created"]);
+    assert.deepEqual(statuses(loads.practitioner1), ["201 Created", "201 Created"]);
     assert.deepEqual(statuses(loads.hospital2), ["200 OK", "200 OK"], "the second load creates nothing");
+    assert.deepEqual(statuses(loads.practitioner2), ["200 OK", "200 OK"]);
     assert.deepEqual(loads.hospital2.entry.map((e) => e.response.location), loads.hospital1.entry.map((e) => e.response.location));
     assert.deepEqual(loads.practitioner2.entry.map((e) => e.response.location), loads.practitioner1.entry.map((e) => e.response.location));
     assert.equal(await total(`Organization?identifier=${SYNTHEA}|${shared.organization}`), 1);
     assert.equal(await total(`Location?identifier=${SYNTHEA}|${shared.location}`), 1);
     assert.equal(await total(`Practitioner?identifier=${NPI}|${shared.npi}`), 1);
-    if (served.has("PractitionerRole")) assert.equal(await total(`PractitionerRole?identifier=${NPI}|${shared.npi}`), 1);
+    assert.equal(await total(`PractitionerRole?identifier=${NPI}|${shared.npi}`), 1);
     // Synthea posts its patients unconditionally: each load is a patient of its own.
     assert.equal(await total(`Patient?identifier=${SYNTHEA}|${uuid("patient", 1)}`), 2);
     assert.ok(loads.patient1.entry.every((e) => e.response.status === "201 Created" && e.response.etag === 'W/"1"'));
@@ -103,32 +98,33 @@ describe("loading Synthea-style bundles", () => {
     }
     assert.equal(idOf(loads.patient1.entry[0].response.location), uuid("patient", 1), "the first load keeps the urn:uuid ids");
     assert.notEqual(loads.patient2.entry[0].response.location, loads.patient1.entry[0].response.location, "the second gets new ones");
-    if (served.has("PractitionerRole")) {
-      const role = (await fhir(`/${loads.practitioner1.entry[1].response.location}`)).body;
-      assert.equal(role.organization.reference, org);
-      assert.equal(role.practitioner.reference, doctor);
-    }
+    const role = (await fhir(`/${loads.practitioner1.entry[1].response.location}`)).body;
+    assert.equal(role.organization.reference, org);
+    assert.equal(role.practitioner.reference, doctor);
+    assert.equal(role.location[0].reference, location);
   });
 
   test("every type of the patient bundle is stored, readable and searchable by patient", async () => {
-    const types = PATIENT_TYPES.filter((t) => served.has(t));
-    assert.deepEqual(loads.patient1.entry.map((e) => e.response.location.split("/")[0]), types);
+    assert.deepEqual(loads.patient1.entry.map((e) => e.response.location.split("/")[0]), PATIENT_TYPES);
     const patient = idOf(loads.patient1.entry[0].response.location);
     for (const e of loads.patient1.entry) {
       const { res, body } = await fhir(`/${e.response.location}`);
       assert.equal(res.status, 200, e.response.location);
       assert.equal(`${body.resourceType}/${body.id}`, e.response.location);
     }
-    for (const t of ["Encounter", "Condition", "Observation", "Procedure", "Immunization", "MedicationRequest", "DiagnosticReport", "ImagingStudy", "Claim", "ExplanationOfBenefit"]) {
+    for (const t of PATIENT_TYPES.filter((t) => !["Patient", "Medication"].includes(t))) {
       assert.equal(await total(`${t}?patient=${patient}`), 1, t);
     }
+    // Medication is shared reference data; MedicationAdministration refers to it by urn:uuid.
+    const administration = (await fhir(`/${loads.patient1.entry.find((e) => e.response.location.startsWith("MedicationAdministration/")).response.location}`)).body;
+    assert.equal(administration.medicationReference.reference, loads.patient1.entry.find((e) => e.response.location.startsWith("Medication/")).response.location);
   });
 });
 
 describe("entries and conditional interactions", () => {
   let patient, observation;
   before(async () => {
-    const { body } = await post(servable(patientBundle(2)));
+    const { body } = await post((patientBundle(2)));
     patient = idOf(body.entry[0].response.location);
     observation = idOf(body.entry.find((e) => e.response.location.startsWith("Observation/")).response.location);
   });
@@ -193,7 +189,7 @@ describe("a failing transaction leaves nothing behind", () => {
   const marker = (family) => ({ fullUrl: `urn:uuid:${uuid(family, 1)}`, resource: { resourceType: "Organization", name: family }, request: { method: "POST", url: "Organization" } });
 
   test("a conditional reference that matches nothing (400) or several (412)", async () => {
-    const bundle = servable(patientBundle(3));
+    const bundle = (patientBundle(3));
     const practitioner = `Practitioner?identifier=${NPI}|0000000000`;
     const broken = structuredClone(bundle);
     broken.entry[1].resource.participant[0].individual.reference = practitioner;
@@ -215,7 +211,7 @@ describe("a failing transaction leaves nothing behind", () => {
   test("a storage failure in the patient's partition undoes the shared writes made before it", async () => {
     const doctor = idOf(loads.practitioner1.entry[0].response.location);
     const before = (await fhir(`/Practitioner/${doctor}`)).body;
-    const bundle = servable(patientBundle(4));
+    const bundle = (patientBundle(4));
     bundle.entry.push(marker("Compensated Clinic"));
     bundle.entry.push({ resource: { ...before, name: [{ family: "Overwritten" }] }, request: { method: "PUT", url: `Practitioner/${doctor}` } });
     // A Durable Object SQLite value holds at most 2 MB: this Observation fails in the patient's

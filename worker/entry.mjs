@@ -93,3 +93,4 @@ export const Grant = durableObject(rust.Grant);
 export const Account = durableObject(rust.Account);
 export const FhirPartition = durableObject(rust.FhirPartition);
 export const AssertionLog = durableObject(rust.AssertionLog);
+export const ExportJob = durableObject(rust.ExportJob);

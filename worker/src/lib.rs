@@ -14,7 +14,7 @@ mod keyring;
 mod registry;
 mod settings;
 
-pub use durable::{account::Account, assertion_log::AssertionLog, fhir_partition::FhirPartition, grant::Grant, key_vault::KeyVault};
+pub use durable::{account::Account, assertion_log::AssertionLog, export_job::ExportJob, fhir_partition::FhirPartition, grant::Grant, key_vault::KeyVault};
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(start)]

@@ -69,6 +69,8 @@ pub enum Route {
     DevPanic,
     /// Everything else below the FHIR base: the RESTful API (`fhir::rest::Interaction`).
     Fhir,
+    /// Bulk Data `$export`: kick-off, status, files (`fhir::bulk::BulkPath`).
+    BulkExport,
     /// Nothing here (answered with a JSON error).
     NotFound,
 }
@@ -87,6 +89,7 @@ impl Route {
             return match rest {
                 "/.well-known/smart-configuration" => Route::SmartConfiguration,
                 "/metadata" => Route::Metadata,
+                _ if crate::fhir::bulk::BulkPath::parse(rest).is_some() => Route::BulkExport,
                 _ => Route::Fhir,
             };
         }
@@ -179,7 +182,8 @@ impl Route {
             Route::AdminUser => &["GET", "PUT"],
             Route::AdminClientSimulate => &["GET", "PUT", "DELETE"],
             Route::NotFound => &[],
-            Route::Fhir => &["GET", "POST", "PUT", "DELETE"],
+            Route::Fhir => &["GET", "POST", "PUT", "PATCH", "DELETE"],
+            Route::BulkExport => &["GET", "POST", "DELETE"],
             _ => &["GET", "HEAD"],
         }
     }
@@ -191,7 +195,7 @@ impl Route {
 
     pub fn error_style(self) -> ErrorStyle {
         match self {
-            Route::Metadata | Route::Fhir => ErrorStyle::Fhir,
+            Route::Metadata | Route::Fhir | Route::BulkExport => ErrorStyle::Fhir,
             _ => ErrorStyle::OAuth,
         }
     }
@@ -247,6 +251,10 @@ mod tests {
             ("/fhir/metadata", Route::Metadata),
             ("/fhir", Route::Fhir),
             ("/fhir/Patient/1", Route::Fhir),
+            ("/fhir/$export", Route::BulkExport),
+            ("/fhir/Group/g1/$export", Route::BulkExport),
+            ("/fhir/bulk/j1/Patient-0.ndjson", Route::BulkExport),
+            ("/fhir/Patient/$everything", Route::Fhir),
             ("/fhirx/metadata", Route::NotFound),
             ("/.well-known/openid-configuration", Route::OpenIdConfiguration),
             ("/.well-known/jwks.json", Route::Jwks),

@@ -63,8 +63,14 @@ fn to_fhir(res: &Res) -> Value {
         t => {
             if let Some(p) = &res.patient {
                 v["subject"] = json!({ "reference": format!("Patient/{p}") });
+            } else if t == "Condition" {
+                // Valid R4 (Condition.subject is 1..1): a shared Condition is about a Group.
+                v["subject"] = json!({ "reference": "Group/cohort" });
             }
-            v["status"] = json!(if t == "Encounter" { "finished" } else { "final" });
+            // Condition has no status in R4 (clinicalStatus and verificationStatus are optional).
+            if t != "Condition" {
+                v["status"] = json!(if t == "Encounter" { "finished" } else { "final" });
+            }
             if t == "Encounter" {
                 v["class"] = json!({ "code": "AMB" });
                 v["length"] = json!({ "value": res.value });

@@ -1,12 +1,14 @@
 //! The FHIR partitions (the `FHIR` Durable Object namespace) behind platform's
 //! [`Port`] (`platform::fhir::store::Partitions`), and the [`FhirStore`] port the authorization pages use.
 
-use crate::durable::fhir_partition::{Key, LocateRequest, RevertRequest, WriteRequest};
+use crate::durable::fhir_partition::{CompartmentRequest, HistoryRequest, Key, LocateRequest, RevertRequest, WriteRequest};
 use crate::durable::rpc;
 use crate::http::AppError;
 use async_trait::async_trait;
 use platform::fhir::search::{self, Search};
-use platform::fhir::store::{self, FhirStore, Partitions as Port, ReadOutcome, SearchResult, Version, WriteOutcome, Written, DIRECTORY};
+use platform::fhir::store::{
+    self, CompartmentPage, FhirStore, HistoryPage, Page, Partitions as Port, ReadOutcome, SearchResult, WriteOutcome, Written, DIRECTORY,
+};
 use platform::ports::StoreError;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -43,8 +45,13 @@ impl Port for Partitions<'_> {
         self.call(partition, if version.is_some() { "/vread" } else { "/read" }, &key(resource_type, Some(id), version)).await
     }
 
-    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>) -> Result<Vec<Version>, StoreError> {
-        self.call(partition, "/history", &key(resource_type, id, None)).await
+    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>, page: &Page) -> Result<HistoryPage, StoreError> {
+        let request = HistoryRequest { resource_type: resource_type.into(), id: id.unwrap_or_default().into(), page: page.clone() };
+        self.call(partition, "/history", &request).await
+    }
+
+    async fn compartment(&self, partition: &str, types: &[String], page: &Page) -> Result<CompartmentPage, StoreError> {
+        self.call(partition, "/compartment", &CompartmentRequest { types: types.to_vec(), page: page.clone() }).await
     }
 
     async fn delete(&self, partition: &str, resource_type: &str, id: &str) -> Result<Option<i64>, StoreError> {
@@ -67,6 +74,10 @@ impl Port for Partitions<'_> {
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError> {
         let _: bool = self.call(DIRECTORY, "/dir/put", &crate::durable::fhir_partition::DirEntries { entries }).await?;
         Ok(())
+    }
+
+    async fn types_in(&self, partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.call(partition, "/types", &()).await.map(Some)
     }
 }
 

@@ -13,7 +13,7 @@
 
 use super::rpc;
 use platform::fhir::search::{self, SqlQuery, SqlValue};
-use platform::fhir::store::{ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
+use platform::fhir::store::{CompartmentPage, HistoryPage, Page, ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -41,6 +41,30 @@ pub struct Key {
     pub id: String,
     #[serde(default)]
     pub version: Option<i64>,
+}
+
+/// A page of a history (`id` empty: the type's).
+#[derive(Serialize, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub id: String,
+    pub page: Page,
+}
+
+/// A page of the current resources of some types (`$everything`).
+#[derive(Serialize, Deserialize)]
+pub struct CompartmentRequest {
+    pub types: Vec<String>,
+    pub page: Page,
+}
+
+#[derive(Deserialize)]
+struct TypedContentRow {
+    #[serde(rename = "type")]
+    resource_type: String,
+    id: String,
+    content: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,6 +100,11 @@ struct ContentRow {
 #[derive(Deserialize)]
 struct PartitionRow {
     partition: String,
+}
+
+#[derive(Deserialize)]
+struct TypeRow {
+    r#type: String,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +250,16 @@ impl DurableObject for FhirPartition {
         }
         self.served.set(self.served.get() + 1);
         let sql = self.state.storage().sql();
+        if req.path() == "/types" {
+            // Bulk export asks every partition it may read: one never written stays without
+            // storage (no tables are created to answer "nothing").
+            let tables: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'res'", None)?.to_array()?;
+            if tables.first().is_none_or(|t| t.n == 0) {
+                return Response::from_json(&Vec::<String>::new());
+            }
+            let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
+            return Response::from_json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
+        }
         open(&sql)?;
         match req.path().as_str() {
             "/write" => {
@@ -301,25 +340,43 @@ impl DurableObject for FhirPartition {
                 Response::from_json(&outcome)
             }
             "/history" => {
-                let key: Key = rpc::body(req).await?;
-                // An empty id asks for the type's history (newest first).
-                let rows: Vec<ContentRow> = if key.id.is_empty() {
-                    sql.exec(
-                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? ORDER BY last_updated DESC, id, version DESC LIMIT 100",
-                        vec![key.resource_type.into()],
-                    )?
+                let request: HistoryRequest = rpc::body(req).await?;
+                // An empty id asks for the type's history (newest first). `?3 IS NULL OR`:
+                // one statement with or without `_since`.
+                let (filter, order) = if request.id.is_empty() {
+                    ("type = ?1 AND (?2 = '' OR id = ?2) AND (?3 IS NULL OR last_updated >= ?3)", "last_updated DESC, id, version DESC")
                 } else {
-                    sql.exec(
-                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 100",
-                        vec![key.resource_type.into(), key.id.into()],
-                    )?
-                }
-                .to_array()?;
-                let entries: Vec<Version> = rows
+                    ("type = ?1 AND id = ?2 AND (?3 IS NULL OR last_updated >= ?3)", "version DESC")
+                };
+                let since = text(&request.page.since);
+                let params = || vec![request.resource_type.clone().into(), request.id.clone().into(), since.clone()];
+                let mut page_params = params();
+                page_params.extend([(request.page.count as i64).into(), (request.page.offset as i64).into()]);
+                let rows: Vec<ContentRow> = sql
+                    .exec(&format!("SELECT content, version, last_updated, deleted FROM hist WHERE {filter} ORDER BY {order} LIMIT ?4 OFFSET ?5"), page_params)?
+                    .to_array()?;
+                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM hist WHERE {filter}"), params())?.to_array()?;
+                let versions: Vec<Version> = rows
                     .into_iter()
                     .map(|r| Ok(Version { version: r.version, last_updated: r.last_updated, deleted: r.deleted == 1, content: raw(r.content)? }))
                     .collect::<Result<_>>()?;
-                Response::from_json(&entries)
+                Response::from_json(&HistoryPage { versions, total: counted.first().map_or(0, |c| c.n) })
+            }
+            "/compartment" => {
+                let request: CompartmentRequest = rpc::body(req).await?;
+                // The types as one JSON parameter (a statement binds at most 100 values).
+                const FILTER: &str = "deleted = 0 AND type IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR last_updated >= ?2)";
+                let types = serde_json::to_string(&request.types)?;
+                let since = text(&request.page.since);
+                let rows: Vec<TypedContentRow> = sql
+                    .exec(
+                        &format!("SELECT type, id, content FROM res WHERE {FILTER} ORDER BY type <> 'Patient', type, id LIMIT ?3 OFFSET ?4"),
+                        vec![types.clone().into(), since.clone(), (request.page.count as i64).into(), (request.page.offset as i64).into()],
+                    )?
+                    .to_array()?;
+                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM res WHERE {FILTER}"), vec![types.into(), since])?.to_array()?;
+                let resources = rows.into_iter().map(|r| Ok((r.resource_type, r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
+                Response::from_json(&CompartmentPage { resources, total: counted.first().map_or(0, |c| c.n) })
             }
             "/search" => {
                 let query: SqlQuery = rpc::body(req).await?;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod assertion_log;
+pub mod export_job;
 pub mod fhir_partition;
 pub mod grant;
 pub mod key_vault;

@@ -55,12 +55,14 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
             Ok(form) => query.extend(form),
             Err(_) => return Err(outcome(400, IssueType::Invalid, "POST _search takes an application/x-www-form-urlencoded body")),
         },
-        Interaction::Create { .. } | Interaction::Update { .. } | Interaction::ConditionalUpdate { .. } => {
-            match http::body_bytes_limit(req, MAX_RESOURCE_BYTES).await {
-                Ok(bytes) => body = bytes,
-                Err(_) => return Err(outcome(413, IssueType::Invalid, "the resource is larger than 1 MiB")),
-            }
-        }
+        Interaction::Create { .. }
+        | Interaction::Update { .. }
+        | Interaction::Patch { .. }
+        | Interaction::ConditionalUpdate { .. }
+        | Interaction::Everything { .. } => match http::body_bytes_limit(req, MAX_RESOURCE_BYTES).await {
+            Ok(bytes) => body = bytes,
+            Err(_) => return Err(outcome(413, IssueType::Invalid, "the resource is larger than 1 MiB")),
+        },
         Interaction::Bundle => match http::body_bytes_limit(req, MAX_BUNDLE_BYTES).await {
             Ok(bytes) => body = bytes,
             Err(_) => return Err(outcome(413, IssueType::Invalid, "the bundle is larger than 16 MiB")),
@@ -71,7 +73,10 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
         query,
         strict: prefer.contains("handling=strict"),
         minimal: prefer.contains("return=minimal"),
+        outcome: prefer.contains("return=OperationOutcome"),
         if_match: header(req, "If-Match"),
+        if_none_match: header(req, "If-None-Match"),
+        if_modified_since: header(req, "If-Modified-Since"),
         if_none_exist: header(req, "If-None-Exist"),
         content_type: header(req, "Content-Type"),
         body,
@@ -80,8 +85,13 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
 }
 
 /// The HTTP response of a use case's answer.
-fn encode(answer: FhirResponse) -> Response {
-    let response = if answer.body.is_empty() {
+pub(super) fn encode(answer: FhirResponse) -> Response {
+    let response = if answer.status == 304 {
+        // Not Modified: no body (RFC 7232 §4.1); ETag and Last-Modified below.
+        let response = Response::empty().map(|r| r.with_status(304)).unwrap_or_else(|_| http::text(500, "", FHIR_JSON, "no-store"));
+        let _ = response.headers().set("Cache-Control", "no-store");
+        response
+    } else if answer.body.is_empty() {
         http::text(answer.status, "", FHIR_JSON, "no-store")
     } else {
         http::text(answer.status, &answer.body, FHIR_JSON, "no-store")
@@ -104,8 +114,23 @@ fn encode(answer: FhirResponse) -> Response {
     response
 }
 
+/// The answer for a request for or in a format other than FHIR JSON (406 / 415), if so.
+fn refuse_format(req: &Request) -> Option<Response> {
+    let query: Vec<(String, String)> = req.url().map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
+    let body_type = header(req, "Content-Type").filter(|_| !matches!(req.method(), worker::Method::Get | worker::Method::Head | worker::Method::Delete));
+    api::refuse_format(&query, header(req, "Accept").as_deref(), body_type.as_deref()).map(encode)
+}
+
+/// `GET [base]/metadata`: the CapabilityStatement, in JSON only.
+pub async fn metadata(req: &Request, ctx: &AppContext) -> Result<Response, AppError> {
+    match refuse_format(req) {
+        Some(refusal) => Ok(refusal),
+        None => super::discovery::metadata(ctx).await,
+    }
+}
+
 /// A failed bearer authentication: 401, an OperationOutcome, the RFC 6750 challenge.
-fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
+pub(super) fn unauthenticated(e: &guard::BearerError) -> Result<Response, AppError> {
     let refusal = bearer_refusal(e, "smart-edge")?;
     let response = http::json(401, &platform::fhir::outcome::error(IssueType::Security, &e.to_string()), FHIR_JSON);
     if let Some(challenge) = refusal.headers().get("WWW-Authenticate").ok().flatten() {
@@ -119,6 +144,10 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Ok(i) => i,
         Err(refusal) => return Ok(refusal),
     };
+    // JSON only: a request for or in another format is answered before anything else.
+    if let Some(refusal) = refuse_format(&req) {
+        return Ok(refusal);
+    }
     if interaction == Interaction::Capabilities {
         return super::discovery::metadata(ctx).await;
     }

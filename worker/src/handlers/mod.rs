@@ -3,6 +3,7 @@
 
 mod admin;
 mod authorize;
+mod bulk;
 mod dev;
 mod discovery;
 mod ehr;
@@ -68,7 +69,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::RegisteredClient => registration::registered_client(req, ctx).await,
         Route::OpenIdConfiguration => Ok(discovery::openid_configuration(ctx)),
         Route::Jwks => discovery::jwks(ctx).await,
-        Route::Metadata => discovery::metadata(ctx).await,
+        Route::Metadata => fhir::metadata(&req, ctx).await,
         Route::Token => token::token(req, ctx).await,
         Route::Introspect => oauth::introspect(req, ctx).await,
         Route::Revoke => oauth::revoke(req, ctx).await,
@@ -102,6 +103,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::DevDoRead => dev::do_read(req, ctx).await,
         Route::DevPanic => dev::panic(),
         Route::Fhir => fhir::handle(req, ctx).await,
+        Route::BulkExport => bulk::handle(req, ctx).await,
         Route::NotFound => Ok(http::not_found(route, &req.path())),
     }
 }

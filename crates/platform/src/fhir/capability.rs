@@ -56,29 +56,20 @@ pub fn capability_statement(urls: &ServerUrls, settings: &ServerSettings, date: 
 
 /// Each served type with exactly the interactions and search parameters implemented.
 fn resources() -> Vec<Value> {
-    use super::params::{Kind, COMMON, TYPES};
+    use super::params::{COMMON, TYPES};
     TYPES
         .iter()
         .map(|(resource_type, params)| {
             let search_params: Vec<Value> = COMMON
                 .iter()
                 .chain(params.iter())
-                .map(|p| {
-                    let kind = match p.kind {
-                        Kind::Token => "token",
-                        Kind::String => "string",
-                        Kind::Date => "date",
-                        Kind::Reference => "reference",
-                        Kind::Quantity => "quantity",
-                    };
-                    json!({ "name": p.name, "type": kind })
-                })
+                .map(|p| json!({ "name": p.name, "definition": p.definition(resource_type), "type": p.kind.code() }))
                 .collect();
-            let interactions: Vec<Value> = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+            let interactions: Vec<Value> = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
                 .iter()
                 .map(|code| json!({ "code": code }))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "versioning": "versioned",
                 "readHistory": true,
@@ -90,7 +81,12 @@ fn resources() -> Vec<Value> {
                 "conditionalDelete": "single",
                 "interaction": interactions,
                 "searchParam": search_params
-            })
+            });
+            if *resource_type == "Patient" {
+                // Patient/{id}/$everything (api::everything).
+                resource["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
+            }
+            resource
         })
         .collect()
 }
@@ -111,8 +107,12 @@ mod tests {
         assert_eq!(cs["fhirVersion"], "4.0.1");
         assert_eq!(cs["implementation"]["url"], "https://ehr.example.org/fhir");
         let observation = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
-        assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &json!({"name": "code", "type": "token"})));
+        let code = json!({"name": "code", "definition": "http://hl7.org/fhir/SearchParameter/clinical-code", "type": "token"});
+        assert!(observation["searchParam"].as_array().unwrap().iter().any(|p| p == &code));
+        assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 145);
+        let patient = cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Patient").unwrap();
+        assert_eq!(patient["operation"][0]["name"], "everything");
+        assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));
         assert_eq!((observation["conditionalUpdate"].clone(), observation["conditionalDelete"].clone()), (json!(true), json!("single")));
-        assert_eq!(cs["rest"][0]["resource"].as_array().unwrap().len(), 17);
     }
 }

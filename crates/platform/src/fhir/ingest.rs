@@ -9,7 +9,7 @@
 use super::params;
 use super::search;
 use super::store::{partition_for, DIRECTORY};
-use super::validate::if_match_version;
+use super::validate::{self, if_match_version, Issue};
 use crate::users::is_fhir_id;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,6 +42,10 @@ pub enum IngestError {
     BadCondition(String, String),
     #[error("entry {0}: the resource id does not match the one resource the search criteria match")]
     WrongId(usize),
+    /// The entry's resource fails its R4 definition; each issue's expression is rooted at the
+    /// resource (`Observation.status`).
+    #[error("entry {}: the resource does not conform to its R4 definition: {}", .0, validate::summary(.1))]
+    Invalid(usize, Vec<Issue>),
 }
 
 impl IngestError {
@@ -50,6 +54,14 @@ impl IngestError {
         match self {
             IngestError::Multiple(_) | IngestError::Ambiguous(_) => 412,
             _ => 400,
+        }
+    }
+
+    /// The OperationOutcome refusing the bundle: one issue per problem for `Invalid`.
+    pub fn outcome(&self) -> Value {
+        match self {
+            IngestError::Invalid(i, issues) => validate::outcome_of(issues, &format!("entry {i}: ")),
+            other => super::outcome::error(super::outcome::IssueType::Invalid, &other.to_string()),
         }
     }
 }
@@ -233,6 +245,9 @@ fn entry(i: usize, entry: &Value) -> Result<Entry, IngestError> {
     };
     if if_none_exist.is_some() && !matches!(method, Method::Create | Method::Update(_)) {
         return Err(bad());
+    }
+    if let (Method::Create | Method::Update(_) | Method::ConditionalUpdate(_), Some(r)) = (&method, &resource) {
+        validate::structure(r).map_err(|issues| IngestError::Invalid(i, issues))?;
     }
     Ok(Entry { resource_type: url_type.to_owned(), full_url, resource, method, if_none_exist, if_match })
 }

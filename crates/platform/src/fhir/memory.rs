@@ -3,7 +3,7 @@
 //! [`search::matches`] instead of SQL. Native tests of the FHIR use cases run over it.
 
 use super::search::{self, Search};
-use super::store::{Partitions, ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
+use super::store::{CompartmentPage, HistoryPage, Page, Partitions, ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -118,18 +118,48 @@ impl Partitions for MemoryPartitions {
         })
     }
 
-    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>) -> Result<Vec<Version>, StoreError> {
+    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>, page: &Page) -> Result<HistoryPage, StoreError> {
         self.touch(partition);
         let data = self.data.borrow();
-        let Some(p) = data.get(partition) else { return Ok(Vec::new()) };
-        let mut versions: Vec<&Stored> =
-            p.iter().filter(|((t, i), _)| t == resource_type && id.is_none_or(|id| id == i)).flat_map(|(_, vs)| vs.iter()).collect();
-        versions.sort_by(|a, b| b.last_updated.cmp(&a.last_updated).then(b.version.cmp(&a.version)));
-        versions
+        let Some(p) = data.get(partition) else { return Ok(HistoryPage::default()) };
+        let since = |s: &Stored| page.since.as_ref().is_none_or(|since| s.last_updated >= *since);
+        let mut versions: Vec<(&str, &Stored)> = p
+            .iter()
+            .filter(|((t, i), _)| t == resource_type && id.is_none_or(|id| id == i))
+            .flat_map(|((_, i), vs)| vs.iter().map(move |v| (i.as_str(), v)))
+            .filter(|(_, s)| since(s))
+            .collect();
+        // The Durable Object's order: newest first, then by id, then newest version first.
+        versions.sort_by(|(ia, a), (ib, b)| b.last_updated.cmp(&a.last_updated).then(ia.cmp(ib)).then(b.version.cmp(&a.version)));
+        let total = versions.len() as i64;
+        let versions = versions
             .into_iter()
-            .take(100)
-            .map(|s| Ok(Version { version: s.version, last_updated: s.last_updated.clone(), deleted: s.deleted, content: raw(&s.content)? }))
-            .collect()
+            .skip(page.offset)
+            .take(page.count)
+            .map(|(_, s)| Ok(Version { version: s.version, last_updated: s.last_updated.clone(), deleted: s.deleted, content: raw(&s.content)? }))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(HistoryPage { versions, total })
+    }
+
+    async fn compartment(&self, partition: &str, types: &[String], page: &Page) -> Result<CompartmentPage, StoreError> {
+        self.touch(partition);
+        let data = self.data.borrow();
+        let Some(p) = data.get(partition) else { return Ok(CompartmentPage::default()) };
+        let mut current: Vec<(&(String, String), &Stored)> = p
+            .iter()
+            .filter(|((t, _), _)| types.contains(t))
+            .filter_map(|(k, vs)| vs.last().filter(|s| !s.deleted).map(|s| (k, s)))
+            .filter(|(_, s)| page.since.as_ref().is_none_or(|since| s.last_updated >= *since))
+            .collect();
+        current.sort_by_key(|((t, id), _)| (t != "Patient", t.clone(), id.clone()));
+        let total = current.len() as i64;
+        let resources = current
+            .into_iter()
+            .skip(page.offset)
+            .take(page.count)
+            .map(|((t, id), s)| Ok((t.clone(), id.clone(), raw(&s.content)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(CompartmentPage { resources, total })
     }
 
     async fn delete(&self, partition: &str, resource_type: &str, id: &str) -> Result<Option<i64>, StoreError> {
@@ -193,5 +223,14 @@ impl Partitions for MemoryPartitions {
             directory.entry((t, id)).or_insert(partition);
         }
         Ok(())
+    }
+
+    async fn types_in(&self, partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.touch(partition);
+        let data = self.data.borrow();
+        let mut types: Vec<String> =
+            data.get(partition).into_iter().flatten().filter(|(_, vs)| vs.last().is_some_and(|s| !s.deleted)).map(|((t, _), _)| t.clone()).collect();
+        types.dedup();
+        Ok(Some(types))
     }
 }

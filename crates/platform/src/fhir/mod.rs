@@ -3,7 +3,9 @@
 
 pub mod access;
 pub mod api;
+pub mod bulk;
 pub mod capability;
+pub mod fhirpath;
 pub mod gate;
 pub mod ingest;
 pub mod memory;

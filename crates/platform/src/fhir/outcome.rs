@@ -11,6 +11,15 @@ pub enum IssueType {
     Security,
     Exception,
     TooCostly,
+    /// A structural issue: an element the definition does not know, a list where one value
+    /// goes (or the reverse), the wrong JSON shape.
+    Structure,
+    /// A required element is missing.
+    Required,
+    /// An element's value is invalid for its type.
+    Value,
+    /// A version conflict (409).
+    Conflict,
 }
 
 impl IssueType {
@@ -22,6 +31,10 @@ impl IssueType {
             IssueType::Security => "security",
             IssueType::Exception => "exception",
             IssueType::TooCostly => "too-costly",
+            IssueType::Structure => "structure",
+            IssueType::Required => "required",
+            IssueType::Value => "value",
+            IssueType::Conflict => "conflict",
         }
     }
 }

@@ -47,6 +47,15 @@ pub enum Interaction {
     ConditionalDelete {
         resource_type: String,
     },
+    /// `PATCH [base]/{type}/{id}` with a JSON Patch (RFC 6902).
+    Patch {
+        resource_type: String,
+        id: String,
+    },
+    /// `GET|POST [base]/Patient/{id}/$everything` (R4 Patient operation `everything`).
+    Everything {
+        patient: String,
+    },
     /// `POST [base]` with a transaction or batch Bundle.
     Bundle,
 }
@@ -83,6 +92,9 @@ impl Interaction {
             ("GET", [t, i]) => Ok(Interaction::Read { resource_type: typed(t)?, id: id(i)? }),
             ("PUT", [t, i]) => Ok(Interaction::Update { resource_type: typed(t)?, id: id(i)? }),
             ("DELETE", [t, i]) => Ok(Interaction::Delete { resource_type: typed(t)?, id: id(i)? }),
+            ("PATCH", [t, i]) => Ok(Interaction::Patch { resource_type: typed(t)?, id: id(i)? }),
+            ("GET" | "POST", ["Patient", i, "$everything" | "%24everything"]) => Ok(Interaction::Everything { patient: id(i)? }),
+            (_, ["Patient", _, "$everything" | "%24everything"]) => wrong(),
             ("GET", [t, i, "_history"]) => Ok(Interaction::History { resource_type: typed(t)?, id: id(i)? }),
             ("GET", [t, i, "_history", v]) => Ok(Interaction::Vread { resource_type: typed(t)?, id: id(i)?, version: id(v)? }),
             (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => wrong(),
@@ -96,8 +108,10 @@ impl Interaction {
             Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } | Interaction::TypeHistory { .. } => Permissions::READ,
             Interaction::Search { .. } => Permissions::SEARCH,
             Interaction::Create { .. } => Permissions::CREATE,
-            Interaction::Update { .. } | Interaction::ConditionalUpdate { .. } => Permissions::UPDATE,
+            Interaction::Update { .. } | Interaction::Patch { .. } | Interaction::ConditionalUpdate { .. } => Permissions::UPDATE,
             Interaction::Delete { .. } | Interaction::ConditionalDelete { .. } => Permissions::DELETE,
+            // Each type of the compartment is read under its own scopes.
+            Interaction::Everything { .. } => Permissions::READ,
             Interaction::Capabilities | Interaction::Bundle => Permissions::default(),
         }
     }
@@ -112,8 +126,10 @@ impl Interaction {
             | Interaction::Create { resource_type }
             | Interaction::Update { resource_type, .. }
             | Interaction::Delete { resource_type, .. }
+            | Interaction::Patch { resource_type, .. }
             | Interaction::ConditionalUpdate { resource_type }
             | Interaction::ConditionalDelete { resource_type } => Some(resource_type),
+            Interaction::Everything { .. } => Some("Patient"),
             Interaction::Capabilities | Interaction::Bundle => None,
         }
     }
@@ -137,7 +153,14 @@ mod tests {
         assert_eq!(Interaction::parse("GET", "/Observation/_history"), Ok(Interaction::TypeHistory { resource_type: "Observation".into() }));
         assert_eq!(Interaction::parse("GET", "/Spaceship/1"), Err(RestError::UnknownType("Spaceship".into())));
         assert_eq!(Interaction::parse("GET", "/Patient/bad id"), Err(RestError::BadId("bad id".into())));
-        assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Err(RestError::Method("PATCH".into())));
+        assert_eq!(Interaction::parse("PATCH", "/Patient/1"), Ok(Interaction::Patch { resource_type: "Patient".into(), id: "1".into() }));
+        assert_eq!(Interaction::parse("PATCH", "/Patient"), Err(RestError::Method("PATCH".into())));
+        assert_eq!(Interaction::parse("GET", "/Patient/p-1/$everything"), Ok(Interaction::Everything { patient: "p-1".into() }));
+        assert_eq!(Interaction::parse("POST", "/Patient/p-1/$everything"), Ok(Interaction::Everything { patient: "p-1".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Patient/p-1/$everything"), Err(RestError::Method("DELETE".into())));
+        assert_eq!(Interaction::parse("GET", "/Observation/o-1/$everything"), Err(RestError::NoSuchPath));
+        assert_eq!(Interaction::parse("GET", "/Patient/bad id/$everything"), Err(RestError::BadId("bad id".into())));
+        assert_eq!(Interaction::parse("PATCH", "/Observation/1").unwrap().permission(), Permissions::UPDATE);
         assert_eq!(Interaction::parse("GET", "/Patient/1/x/y/z"), Err(RestError::NoSuchPath));
         assert_eq!(Interaction::parse("GET", "/Patient/1").unwrap().permission(), Permissions::READ);
         assert_eq!(Interaction::parse("PUT", "/Patient"), Ok(Interaction::ConditionalUpdate { resource_type: "Patient".into() }));

@@ -8,8 +8,8 @@
 //! picker and patient search).
 
 use super::params;
-use super::search::values_at;
 use super::search::Search;
+use super::search::{references_at, values_of};
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,31 @@ pub struct Version {
     pub content: Box<RawValue>,
 }
 
+/// Which rows of a history or a compartment to answer: at most `count` from position `offset`
+/// (in the store's order), stored at or after `since` (an ISO 8601 UTC instant, compared as text
+/// with `lastUpdated`, which the stores write in one format).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    pub since: Option<String>,
+    pub offset: usize,
+    pub count: usize,
+}
+
+/// A page of a history, newest first, and how many versions the whole history holds.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct HistoryPage {
+    pub versions: Vec<Version>,
+    pub total: i64,
+}
+
+/// A page of the current resources of a compartment (`$everything`): `(type, id, content)`,
+/// the Patient first, then by type and id; and how many there are in all.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct CompartmentPage {
+    pub resources: Vec<(String, String, Box<RawValue>)>,
+    pub total: i64,
+}
+
 #[derive(Debug, Serialize, Deserialize, Default)]
 pub struct SearchResult {
     /// `(id, resource)`: the id comes from the row, so callers need not parse the resource.
@@ -92,8 +117,10 @@ pub trait Partitions {
     /// Stores a new version of each resource (all or nothing); `if_match` applies to a single one.
     async fn write(&self, partition: &str, resources: Vec<Value>, if_match: Option<i64>) -> Result<WriteOutcome, StoreError>;
     async fn read(&self, partition: &str, resource_type: &str, id: &str, version: Option<i64>) -> Result<ReadOutcome, StoreError>;
-    /// An instance's versions (`id` given) or the type's last 100, newest first.
-    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>) -> Result<Vec<Version>, StoreError>;
+    /// A page of an instance's versions (`id` given) or of the type's, newest first.
+    async fn history(&self, partition: &str, resource_type: &str, id: Option<&str>, page: &Page) -> Result<HistoryPage, StoreError>;
+    /// A page of the current (not deleted) resources of `types` in the partition.
+    async fn compartment(&self, partition: &str, types: &[String], page: &Page) -> Result<CompartmentPage, StoreError>;
     /// Marks the resource deleted; its new version, or `None` when there was nothing to delete.
     async fn delete(&self, partition: &str, resource_type: &str, id: &str) -> Result<Option<i64>, StoreError>;
     async fn search(&self, partition: &str, query: &Search) -> Result<SearchResult, StoreError>;
@@ -106,6 +133,11 @@ pub trait Partitions {
     /// resource is forgotten when it had none). A resource written again since is left as it
     /// is. The compensation of a transaction that failed in a later partition.
     async fn revert(&self, partition: &str, written: Vec<Written>) -> Result<(), StoreError>;
+    /// The resource types a partition holds (not deleted), sorted; `None` when the adapter
+    /// cannot tell (the caller then asks type by type). Bulk export reads only these.
+    async fn types_in(&self, _partition: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A reference that could tie a resource to a patient, in a form the server cannot resolve
@@ -144,9 +176,10 @@ pub fn compartment_patient(resource: &Value) -> Result<Option<String>, Unplaceab
     if resource_type == "Patient" {
         return Ok(resource.get("id").and_then(Value::as_str).map(str::to_owned));
     }
-    let Some(paths) = params::compartment_paths(resource_type) else { return Ok(None) };
+    let Some(names) = params::compartment_params(resource_type) else { return Ok(None) };
     let mut found = None;
-    for reference in paths.iter().flat_map(|path| values_at(resource, path)).filter_map(|v| v.get("reference").and_then(Value::as_str)) {
+    let compartment_params = names.iter().filter_map(|name| params::find(resource_type, name));
+    for reference in compartment_params.flat_map(|param| references_at(&values_of(resource, &param))) {
         if let Some(patient) = patient_of_reference(reference)? {
             found.get_or_insert(patient);
         }

@@ -54,7 +54,7 @@ pub(super) async fn bundle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirR
 }
 
 fn refuse(e: &IngestError) -> FhirResponse {
-    FhirResponse::outcome(e.status(), IssueType::Invalid, &e.to_string())
+    FhirResponse::json(e.status(), e.outcome().to_string())
 }
 
 /// A refusal of one entry (or condition) as the refusal of the whole transaction.
@@ -272,8 +272,8 @@ async fn get(fhir: &Fhir<'_>, grant: &AccessGrant, url: &str) -> Result<Value, S
             Ok(v) => read::read(fhir, grant, &resource_type, &id, Some(v)).await?,
             Err(_) => FhirResponse::not_found(&resource_type, &id),
         },
-        Ok(Interaction::History { resource_type, id }) => read::history(fhir, grant, &resource_type, &id).await?,
-        Ok(Interaction::TypeHistory { resource_type }) => read::type_history(fhir, grant, &resource_type).await?,
+        Ok(Interaction::History { resource_type, id }) => read::history(fhir, grant, &resource_type, Some(&id), &request).await?,
+        Ok(Interaction::TypeHistory { resource_type }) => read::history(fhir, grant, &resource_type, None, &request).await?,
         Ok(Interaction::Search { resource_type }) => find::search(fhir, grant, &resource_type, &request).await?,
         Ok(_) => FhirResponse::outcome(400, IssueType::NotSupported, "a GET entry must be a read, vread, history or search"),
         Err(e) => FhirResponse::outcome(404, IssueType::NotFound, &e.to_string()),

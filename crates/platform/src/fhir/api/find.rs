@@ -5,7 +5,7 @@ use super::read::{is_patient_data, single_patient_of};
 use super::{type_and_id, usable, Fhir, FhirRequest, FhirResponse};
 use crate::fhir::gate::{self, Filter, Place, Reach, Usable};
 use crate::fhir::outcome::IssueType;
-use crate::fhir::search::{self, Clause, Search, Target};
+use crate::fhir::search::{self, Clause, Search, Subset, Target, Total};
 use crate::fhir::store::{patient_partition, shared_partition, DIRECTORY};
 use crate::guard::AccessGrant;
 use crate::ports::StoreError;
@@ -77,32 +77,135 @@ pub(super) async fn search(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
         Ok(u) => u,
         Err(refusal) => return Ok(refusal),
     };
-    let query = match search::parse(resource_type, &request.query, request.strict) {
+    // `ap` dates are approximated against the token's issue time (within its lifetime of now).
+    let mut query = match search::parse_at(resource_type, &request.query, request.strict, Some(grant.iat)) {
         Ok(q) => q,
         Err(e) => return Ok(FhirResponse::outcome(400, IssueType::Invalid, &e.to_string())),
     };
-    let targets = match plan(&usable, grant, &query) {
-        Plan::Run(targets) => targets,
-        Plan::FanOut => match every_patient(fhir).await? {
-            Some(patients) => patients
-                .into_iter()
-                .filter_map(|p| gate::at(&usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f)))
-                .collect(),
-            None => {
-                return Ok(FhirResponse::outcome(
-                    400,
-                    IssueType::TooCostly,
-                    &format!("too many patients to search {resource_type} across all of them: give patient=…"),
-                ))
-            }
-        },
+    if let Err(refusal) = resolve(fhir, grant, &mut query).await? {
+        return Ok(refusal);
+    }
+    let targets = match targets(fhir, grant, &usable, &query).await? {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
     };
-    let (hits, total) = run(fhir, &query, &targets).await?;
+    // `_total=none`: no count; one more row tells whether there is a next page.
+    let counted = query.total == Total::Accurate || query.summary_count;
+    let page = if counted { query.clone() } else { Search { count: query.count + 1, ..query.clone() } };
+    let (mut hits, total) = run(fhir, &page, &targets).await?;
+    let has_next = if counted { (query.offset.saturating_add(query.count) as i64) < total } else { hits.len() > query.count };
+    hits.truncate(query.count);
     let included = match targets.as_slice() {
         [(partition, _)] if !query.summary_count => includes(fhir, grant, &query, partition, &hits).await?,
         _ => Vec::new(),
     };
-    Ok(FhirResponse::json(200, searchset(fhir.base, &request.query, &query, &hits, &included, total)))
+    let set = Searchset { base: fhir.base, pairs: &request.query, query: &query, total: counted.then_some(total), has_next };
+    Ok(FhirResponse::json(200, set.render(&hits, &included)))
+}
+
+/// Most resources a chained parameter or `_has` may resolve to (their ids become bound values).
+pub const MAX_CHAIN_IDS: usize = 40;
+
+fn too_costly(what: &str) -> FhirResponse {
+    FhirResponse::outcome(400, IssueType::TooCostly, &format!("{what} matches more than {MAX_CHAIN_IDS} resources: narrow it"))
+}
+
+/// The one-clause search of a chain's or `_has`'s inner `param=value` on `target`.
+fn inner_search(target: &str, param: &str, value: &str, now: i64) -> Result<Search, FhirResponse> {
+    let invalid = |why: String| FhirResponse::outcome(400, IssueType::Invalid, &why);
+    let inner = search::parse_at(target, &[(param.to_owned(), value.to_owned())], true, Some(now)).map_err(|e| invalid(e.to_string()))?;
+    if inner.clauses.len() != 1 || inner.unresolved() {
+        return Err(invalid(format!("{param} is not a search parameter of {target} that a chain can use")));
+    }
+    Ok(inner)
+}
+
+/// Resolves chained parameters and `_has` into clauses (R4 §3.1.1.4.13, §3.1.1.4.14), one
+/// level deep. Each inner search runs as a search of the caller's own, through the gate: a
+/// chain matches only resources the caller could find by searching the target type itself,
+/// so it reveals nothing the caller cannot read (a 403 when it may not search that type).
+async fn resolve(fhir: &Fhir<'_>, grant: &AccessGrant, query: &mut Search) -> Result<Result<(), FhirResponse>, StoreError> {
+    for chain in std::mem::take(&mut query.more.chains) {
+        let inner = match inner_search(&chain.target, &chain.param, &chain.value, grant.iat) {
+            Ok(s) => Search { count: MAX_CHAIN_IDS + 1, ..s },
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let (found, _) = match find(fhir, grant, &inner).await? {
+            Ok(found) => found,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if found.len() > MAX_CHAIN_IDS {
+            return Ok(Err(too_costly(&format!("the chained parameter {}.{}", chain.name, chain.param))));
+        }
+        let any_of = found.into_iter().map(|(id, _)| format!("{}/{id}", chain.target)).collect();
+        query.clauses.push(Clause::Reference { name: chain.name, any_of });
+    }
+    for has in std::mem::take(&mut query.more.has) {
+        let what = format!("_has:{}:{}:{}", has.source, has.reference, has.param);
+        let inner = match inner_search(&has.source, &has.param, &has.value, grant.iat) {
+            Ok(s) => Search { count: search::MAX_COUNT, ..s },
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let (found, total) = match find(fhir, grant, &inner).await? {
+            Ok(found) => found,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let prefix = format!("{}/", query.resource_type);
+        let mut ids: Vec<String> = found
+            .iter()
+            .filter_map(|(_, r)| serde_json::from_str::<Value>(r.get()).ok())
+            .flat_map(|r| search::references(&r, &has.source, &has.reference))
+            .filter_map(|r| r.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if total > search::MAX_COUNT as i64 || ids.len() > MAX_CHAIN_IDS {
+            return Ok(Err(too_costly(&what)));
+        }
+        query.clauses.push(Clause::Token { name: "_id".into(), any_of: ids.into_iter().map(|id| (None, Some(id))).collect() });
+    }
+    if search::to_sql(query).select_params.len() > search::MAX_BOUND {
+        return Ok(Err(FhirResponse::outcome(400, IssueType::TooCostly, &search::SearchError::TooComplex.to_string())));
+    }
+    Ok(Ok(()))
+}
+
+/// A search of the caller's own (no chains): the gate's partitions and filters, then the run.
+async fn find(fhir: &Fhir<'_>, grant: &AccessGrant, query: &Search) -> Result<Result<(Hits, i64), FhirResponse>, StoreError> {
+    let usable = match usable(grant, &query.resource_type, Permissions::SEARCH) {
+        Ok(u) => u,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let targets = match targets(fhir, grant, &usable, query).await? {
+        Ok(t) => t,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(Ok(run(fhir, query, &targets).await?))
+}
+
+/// The partitions `query` runs in, each with the filter the gate sets there.
+async fn targets(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    usable: &[Usable<'_>],
+    query: &Search,
+) -> Result<Result<Vec<(String, Filter)>, FhirResponse>, StoreError> {
+    Ok(Ok(match plan(usable, grant, query) {
+        Plan::Run(targets) => targets,
+        Plan::FanOut => match every_patient(fhir).await? {
+            Some(patients) => patients
+                .into_iter()
+                .filter_map(|p| gate::at(usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f)))
+                .collect(),
+            None => {
+                return Ok(Err(FhirResponse::outcome(
+                    400,
+                    IssueType::TooCostly,
+                    &format!("too many patients to search {} across all of them: give patient=…", query.resource_type),
+                )))
+            }
+        },
+    }))
 }
 
 /// Runs `query` in each target with its filter: one partition as is; several merged in the
@@ -125,7 +228,8 @@ pub(super) async fn run(fhir: &Fhir<'_>, query: &Search, targets: &[(String, Fil
             let mut keyed = Vec::new();
             for result in results {
                 let result = result?;
-                total += result.total;
+                // A partition that did not count (`_total=none`) answers a negative total.
+                total += result.total.max(result.resources.len() as i64);
                 for (id, r) in result.resources {
                     let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
                     keyed.push((search::sort_key(query, &id, &value), (id, r)));
@@ -149,43 +253,135 @@ async fn every_patient(fhir: &Fhir<'_>) -> Result<Option<Vec<String>>, StoreErro
 }
 
 /// The searchset Bundle (R4 §3.1.1.5.1): matches, includes, the unknown-parameter warning, links.
-fn searchset(base: &str, pairs: &[(String, String)], query: &Search, hits: &Hits, included: &[Box<RawValue>], total: i64) -> String {
-    let resource_type = &query.resource_type;
-    let mut entries: Vec<String> = if query.summary_count {
-        Vec::new()
-    } else {
-        hits.iter()
-            .map(|(id, r)| {
-                format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"match\"}}}}", json!(format!("{base}/{resource_type}/{id}")), r.get())
-            })
-            .collect()
-    };
-    for r in included {
-        let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
-        let (t, id) = type_and_id(&value);
-        entries.push(format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"include\"}}}}", json!(format!("{base}/{t}/{id}")), r.get()));
-    }
-    if !query.ignored.is_empty() {
-        let warning = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "not-supported",
-            "diagnostics": format!("ignored unknown search parameters: {}", query.ignored.join(", "))}]});
-        entries.push(format!("{{\"resource\":{warning},\"search\":{{\"mode\":\"outcome\"}}}}"));
-    }
-    let links: Vec<Value> =
-        search::links(&format!("{base}/{resource_type}"), pairs, query, total).into_iter().map(|(rel, url)| json!({"relation": rel, "url": url})).collect();
-    format!("{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":{total},\"link\":{},\"entry\":[{}]}}", Value::Array(links), entries.join(","))
+struct Searchset<'a> {
+    base: &'a str,
+    pairs: &'a [(String, String)],
+    query: &'a Search,
+    /// `None` under `_total=none`.
+    total: Option<i64>,
+    has_next: bool,
 }
 
-/// `_include` and `_revinclude` (non-iterative), each included resource through the gate
-/// like a read of its own.
+impl Searchset<'_> {
+    fn render(&self, hits: &Hits, included: &[Box<RawValue>]) -> String {
+        let (base, query) = (self.base, self.query);
+        let resource_type = &query.resource_type;
+        let mut entries: Vec<String> = if query.summary_count {
+            Vec::new()
+        } else {
+            hits.iter()
+                .map(|(id, r)| {
+                    let full_url = json!(format!("{base}/{resource_type}/{id}"));
+                    let resource = match &query.more.subset {
+                        None => r.get().to_owned(),
+                        Some(how) => serde_json::from_str::<Value>(r.get()).map(|v| subset(v, how).to_string()).unwrap_or_else(|_| r.get().to_owned()),
+                    };
+                    format!("{{\"fullUrl\":{full_url},\"resource\":{resource},\"search\":{{\"mode\":\"match\"}}}}")
+                })
+                .collect()
+        };
+        for r in included {
+            let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
+            let (t, id) = type_and_id(&value);
+            entries.push(format!("{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"include\"}}}}", json!(format!("{base}/{t}/{id}")), r.get()));
+        }
+        if !query.ignored.is_empty() {
+            let warning = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "not-supported",
+                "diagnostics": format!("ignored unknown search parameters: {}", query.ignored.join(", "))}]});
+            entries.push(format!("{{\"resource\":{warning},\"search\":{{\"mode\":\"outcome\"}}}}"));
+        }
+        let links: Vec<Value> = search::links(&format!("{base}/{resource_type}"), self.pairs, query, self.has_next)
+            .into_iter()
+            .map(|(rel, url)| json!({"relation": rel, "url": url}))
+            .collect();
+        let total = self.total.map(|t| format!("\"total\":{t},")).unwrap_or_default();
+        format!("{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",{total}\"link\":{},\"entry\":[{}]}}", Value::Array(links), entries.join(","))
+    }
+}
+
+/// The tag of a resource returned in part (R4 §3.1.1.5.5, §3.1.1.5.6).
+const SUBSETTED: (&str, &str) = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED");
+
+/// `resource` cut down to what `how` asks for, marked SUBSETTED.
+fn subset(resource: Value, how: &Subset) -> Value {
+    let Value::Object(mut fields) = resource else { return resource };
+    let resource_type = fields.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let always = ["resourceType", "id", "meta"];
+    let keep = |key: &str| -> bool {
+        // `_birthDate` (a primitive's id and extensions) goes with `birthDate`.
+        let name = key.strip_prefix('_').unwrap_or(key);
+        always.contains(&name)
+            || match how {
+                Subset::Summary => crate::fhir::params::is_summary_key(&resource_type, key),
+                Subset::Text => name == "text",
+                Subset::Data => name != "text",
+                Subset::Elements(names) => names.iter().any(|n| n == name || choice_of(name, n)),
+            }
+    };
+    fields.retain(|name, _| keep(name));
+    let meta = fields.entry("meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        if let Some(tags) = tags.as_array_mut() {
+            if !tags.iter().any(|t| t["system"] == SUBSETTED.0 && t["code"] == SUBSETTED.1) {
+                tags.push(json!({"system": SUBSETTED.0, "code": SUBSETTED.1}));
+            }
+        }
+    }
+    Value::Object(fields)
+}
+
+/// Whether `element` (as written in JSON, `valueQuantity`) is a choice of `name` (`value`).
+fn choice_of(element: &str, name: &str) -> bool {
+    element.strip_prefix(name).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+}
+
+/// `_include` and `_revinclude`, each included resource through the gate like a read of its
+/// own: a first round over the matches (the `:iterate` ones too), then the `:iterate` ones once
+/// more over what the first round included (one level, R4 §3.1.1.5.4).
 async fn includes(fhir: &Fhir<'_>, grant: &AccessGrant, query: &Search, partition: &str, hits: &Hits) -> Result<Vec<Box<RawValue>>, StoreError> {
-    if query.includes.is_empty() && query.revincludes.is_empty() {
+    if query.includes.is_empty() && query.revincludes.is_empty() && query.more.iterate.is_empty() {
         return Ok(Vec::new());
     }
-    let parsed: Vec<Value> = hits.iter().filter_map(|(_, r)| serde_json::from_str(r.get()).ok()).collect();
-    let mut seen: HashSet<String> = parsed.iter().map(|r| format!("{}/{}", type_and_id(r).0, type_and_id(r).1)).collect();
+    let matched: Vec<Value> = hits.iter().filter_map(|(_, r)| serde_json::from_str(r.get()).ok()).collect();
+    let mut seen: HashSet<String> = matched.iter().map(key_of).collect();
+    let iterate: Vec<(&str, &str, bool)> = query.more.iterate.iter().map(|(i, rev)| (i.source.as_str(), i.param.as_str(), *rev)).collect();
+    let first: Vec<(&str, &str, bool)> = query
+        .includes
+        .iter()
+        .map(|(s, p)| (s.as_str(), p.as_str(), false))
+        .chain(query.revincludes.iter().map(|(s, p)| (s.as_str(), p.as_str(), true)))
+        .chain(iterate.iter().copied())
+        .collect();
+    let mut out = include_round(fhir, grant, partition, &matched, &first, &mut seen).await?;
+    if !iterate.is_empty() {
+        let included: Vec<Value> = out.iter().filter_map(|r| serde_json::from_str(r.get()).ok()).collect();
+        out.extend(include_round(fhir, grant, partition, &included, &iterate, &mut seen).await?);
+    }
+    Ok(out)
+}
+
+fn key_of(resource: &Value) -> String {
+    let (t, id) = type_and_id(resource);
+    format!("{t}/{id}")
+}
+
+/// One round of includes over `from`: `(source, param, reverse)` each.
+async fn include_round(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    partition: &str,
+    from: &[Value],
+    rules: &[(&str, &str, bool)],
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Box<RawValue>>, StoreError> {
     let mut out = Vec::new();
-    for (source, name) in &query.includes {
-        let mut targets: Vec<String> = parsed.iter().flat_map(|r| search::references(r, source, name)).collect();
+    for &(source, name, reverse) in rules {
+        if reverse {
+            revinclude(fhir, grant, partition, from, source, name, seen, &mut out).await?;
+            continue;
+        }
+        let mut targets: Vec<String> = from.iter().filter(|r| type_and_id(r).0 == source).flat_map(|r| search::references(r, source, name)).collect();
         targets.sort();
         targets.dedup();
         for target in targets.into_iter().take(100) {
@@ -210,29 +406,49 @@ async fn includes(fhir: &Fhir<'_>, grant: &AccessGrant, query: &Search, partitio
             }
         }
     }
-    for (source, name) in &query.revincludes {
-        let Ok(usable) = gate::usable(grant, source, Permissions::READ) else { continue };
-        let where_ = if is_patient_data(source) {
-            if !partition.starts_with("patient/") {
-                continue; // patient data referencing shared resources lives in every partition
-            }
-            partition.to_owned()
-        } else {
-            shared_partition(source)
-        };
-        let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { continue };
-        let refs: Vec<String> = seen.iter().filter(|r| r.starts_with(&format!("{}/", query.resource_type))).cloned().collect();
-        for chunk in refs.chunks(search::MAX_BOUND / 2) {
-            let mut rev = search::parse(source, &[], false).map_err(|e| StoreError(e.to_string()))?;
-            rev.clauses.push(Clause::Reference { name: name.clone(), any_of: chunk.to_vec() });
-            rev.filters = filter.groups();
-            rev.count = 500;
-            for (id, r) in fhir.store.search(&where_, &rev).await?.resources {
-                if seen.insert(format!("{source}/{id}")) {
-                    out.push(r);
-                }
+    Ok(out)
+}
+
+/// `_revinclude=source:name` over `from`: the `source` resources whose `name` references one of
+/// them, searched in the one partition they can live in, through the gate.
+#[allow(clippy::too_many_arguments)]
+async fn revinclude(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    partition: &str,
+    from: &[Value],
+    source: &str,
+    name: &str,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<Box<RawValue>>,
+) -> Result<(), StoreError> {
+    let Ok(usable) = gate::usable(grant, source, Permissions::READ) else { return Ok(()) };
+    let where_ = if is_patient_data(source) {
+        if !partition.starts_with("patient/") {
+            return Ok(()); // patient data referencing shared resources lives in every partition
+        }
+        partition.to_owned()
+    } else {
+        shared_partition(source)
+    };
+    let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { return Ok(()) };
+    let mut refs: Vec<String> = from.iter().map(key_of).collect();
+    refs.sort();
+    refs.dedup();
+    for chunk in refs.chunks(search::MAX_BOUND / 2) {
+        let mut rev = search::parse(source, &[], false).map_err(|e| StoreError(e.to_string()))?;
+        rev.clauses.push(Clause::Reference { name: name.to_owned(), any_of: chunk.to_vec() });
+        rev.filters = filter.groups();
+        rev.count = 500;
+        for (id, r) in fhir.store.search(&where_, &rev).await?.resources {
+            if seen.insert(format!("{source}/{id}")) {
+                out.push(r);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "find_tests.rs"]
+mod tests;

@@ -7,9 +7,13 @@
 
 mod bundle;
 mod conditional;
+mod everything;
 mod find;
+mod format;
 mod read;
 mod write;
+
+pub use format::refuse_format;
 
 use super::gate::{self, Denied};
 use super::outcome::{self, IssueType};
@@ -30,7 +34,13 @@ pub struct FhirRequest {
     pub strict: bool,
     /// `Prefer: return=minimal`.
     pub minimal: bool,
+    /// `Prefer: return=OperationOutcome`: a write answers an OperationOutcome instead of the
+    /// resource (R4 §3.1.0.5.5 "Managing Return Content").
+    pub outcome: bool,
     pub if_match: Option<String>,
+    /// `If-None-Match` and `If-Modified-Since` of a read or vread (R4 §3.1.0.2.1 "conditional read").
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
     pub if_none_exist: Option<String>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
@@ -102,23 +112,63 @@ pub async fn handle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirRequest)
     let Some(interaction) = &request.interaction else {
         return Ok(FhirResponse::outcome(404, IssueType::NotFound, "no FHIR interaction at this path"));
     };
-    match interaction {
+    let answer = match interaction {
         Interaction::Capabilities => Ok(FhirResponse::outcome(500, IssueType::Exception, "the CapabilityStatement is served by the edge")),
         Interaction::Read { resource_type, id } => read::read(fhir, grant, resource_type, id, None).await,
         Interaction::Vread { resource_type, id, version } => match version.parse() {
             Ok(v) => read::read(fhir, grant, resource_type, id, Some(v)).await,
             Err(_) => Ok(FhirResponse::not_found(resource_type, &format!("{id}/_history/{version}"))),
         },
-        Interaction::History { resource_type, id } => read::history(fhir, grant, resource_type, id).await,
-        Interaction::TypeHistory { resource_type } => read::type_history(fhir, grant, resource_type).await,
+        Interaction::History { resource_type, id } => read::history(fhir, grant, resource_type, Some(id), request).await,
+        Interaction::TypeHistory { resource_type } => read::history(fhir, grant, resource_type, None, request).await,
         Interaction::Search { resource_type } => find::search(fhir, grant, resource_type, request).await,
         Interaction::Create { resource_type } => write::create(fhir, grant, resource_type, request).await,
         Interaction::Update { resource_type, id } => write::update(fhir, grant, resource_type, id, request).await,
+        Interaction::Patch { resource_type, id } => write::patch(fhir, grant, resource_type, id, request).await,
         Interaction::Delete { resource_type, id } => write::delete(fhir, grant, resource_type, id).await,
         Interaction::ConditionalUpdate { resource_type } => conditional::update(fhir, grant, resource_type, request).await,
         Interaction::ConditionalDelete { resource_type } => conditional::delete(fhir, grant, resource_type, request).await,
+        Interaction::Everything { patient } => everything::everything(fhir, grant, patient, request).await,
         Interaction::Bundle => bundle::bundle(fhir, grant, request).await,
+    }?;
+    Ok(match interaction {
+        Interaction::Read { .. } | Interaction::Vread { .. } => read::conditional_read(answer, request),
+        Interaction::Create { .. } | Interaction::Update { .. } | Interaction::Patch { .. } | Interaction::Delete { .. } if request.outcome => {
+            outcome_instead(answer, interaction)
+        }
+        _ => answer,
+    })
+}
+
+/// `Prefer: return=OperationOutcome`: a successful write's body becomes an informational
+/// OperationOutcome (a deletion's 204 a 200 with it); headers stay; refusals are already one.
+fn outcome_instead(answer: FhirResponse, interaction: &Interaction) -> FhirResponse {
+    if !(200..300).contains(&answer.status) {
+        return answer;
     }
+    let what = match (interaction, answer.status) {
+        (Interaction::Delete { .. }, _) => "deleted",
+        (_, 201) => "created",
+        (Interaction::Create { .. }, _) => "already exists (If-None-Exist)",
+        (Interaction::Patch { .. }, _) => "patched",
+        _ => "updated",
+    };
+    let target = match (&answer.location, interaction) {
+        (Some(location), _) => location.strip_prefix(fhir_base_of(location)).unwrap_or(location).to_owned(),
+        (None, Interaction::Delete { resource_type, id }) => format!("{resource_type}/{id}"),
+        _ => interaction.resource_type().unwrap_or_default().to_owned(),
+    };
+    let body = serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "information", "code": "informational", "diagnostics": format!("{target} {what}") }]
+    });
+    FhirResponse { status: if answer.status == 204 { 200 } else { answer.status }, body: body.to_string(), ..answer }
+}
+
+/// The `https://host/fhir/` part of a `Location` (everything before the type).
+fn fhir_base_of(location: &str) -> &str {
+    let tail = location.rsplitn(5, '/').last().unwrap_or_default();
+    &location[..(tail.len() + 1).min(location.len())]
 }
 
 /// `resourceType` and `id` of a resource.
@@ -132,6 +182,8 @@ fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissio
     gate::usable(grant, resource_type, permission).map_err(|d| FhirResponse::denied(&d))
 }
 
+#[cfg(test)]
+mod interaction_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

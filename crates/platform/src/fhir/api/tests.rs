@@ -197,3 +197,70 @@ fn writes_and_bundles_obey_granular_filters_and_unwritable_bundles_are_refused_u
     assert!(super::refuse_unread(&grant("patient/*.cruds", Some("a"), None), &Interaction::Bundle).is_none());
     assert!(super::refuse_unread(&reader, &Interaction::Search { resource_type: "Observation".into() }).is_none());
 }
+
+/// Every id in a searchset, matches and includes, sorted.
+fn all_ids(r: &FhirResponse) -> Vec<String> {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let mut ids: Vec<String> = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_included() {
+    let w = World::new();
+    let sys = system();
+    let put = |r: Value| {
+        let (t, id) = type_and_id(&r);
+        let status = w.call(&sys, Interaction::Update { resource_type: t.into(), id: id.into() }, Some(r.clone()), &[]).status;
+        assert_eq!(status, 201, "{t}/{id}");
+    };
+    let a = json!({"reference": "Patient/a"});
+    let coded = |system: &str, code: &str| json!({"coding": [{"system": system, "code": code}]});
+    put(json!({"resourceType": "Medication", "id": "m1", "code": coded("http://www.nlm.nih.gov/research/umls/rxnorm", "313782")}));
+    put(json!({"resourceType": "Device", "id": "dev1", "status": "active", "patient": a, "type": coded("http://snomed.info/sct", "72506001")}));
+    put(json!({"resourceType": "CareTeam", "id": "ct1", "status": "active", "subject": a, "participant": [{"member": {"reference": "Practitioner/d1"}}]}));
+    put(json!({"resourceType": "DocumentReference", "id": "doc1", "status": "current", "subject": a, "type": coded("http://loinc.org", "34117-2"),
+        "date": "2021-03-04T05:06:07Z", "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}]}));
+    put(
+        json!({"resourceType": "Provenance", "id": "prov1", "target": [a], "recorded": "2021-03-04T05:06:07Z", "agent": [{"who": {"reference": "Practitioner/d1"}}]}),
+    );
+    put(
+        json!({"resourceType": "SupplyDelivery", "id": "sd1", "status": "completed", "patient": a, "type": coded("http://terminology.hl7.org/CodeSystem/supply-item-type", "device")}),
+    );
+    put(
+        json!({"resourceType": "MedicationAdministration", "id": "ma1", "status": "completed", "subject": a, "medicationReference": {"reference": "Medication/m1"},
+        "effectiveDateTime": "2021-03-04T05:06:07Z"}),
+    );
+    put(json!({"resourceType": "ImagingStudy", "id": "img1", "status": "available", "subject": a, "started": "2020-06-01T10:00:00Z"}));
+
+    // Each in its place: the Patient compartment decides (Device, Medication are shared).
+    for (t, id, partition) in
+        [("CareTeam", "ct1", "patient/a"), ("Provenance", "prov1", "patient/a"), ("Device", "dev1", "shared/Device"), ("Medication", "m1", "shared/Medication")]
+    {
+        assert_eq!(block_on(w.store.locate(&[(t.into(), id.into())])).unwrap(), vec![Some(partition.to_owned())], "{t}/{id}");
+        assert_eq!(w.read(&sys, t, id).status, 200);
+    }
+    let search = |t: &str, q: &str| all_ids(&w.call(&sys, Interaction::Search { resource_type: t.into() }, None, &[("query", q)]));
+    assert_eq!(search("CareTeam", "patient=a&_include=CareTeam:participant"), ["CareTeam/ct1", "Practitioner/d1"]);
+    assert_eq!(search("Device", "patient=a&type=http://snomed.info/sct|72506001"), ["Device/dev1"]);
+    assert_eq!(search("DocumentReference", "patient=a&type=http://loinc.org|34117-2&date=ge2021-03"), ["DocumentReference/doc1"]);
+    assert!(search("DocumentReference", "patient=a&date=lt2021").is_empty());
+    assert_eq!(search("Provenance", "patient=a&agent=Practitioner/d1"), ["Provenance/prov1"]);
+    assert_eq!(search("SupplyDelivery", "patient=a&status=completed"), ["SupplyDelivery/sd1"]);
+    assert_eq!(search("Medication", "code=313782"), ["Medication/m1"]);
+    assert_eq!(
+        search("MedicationAdministration", "patient=a&effective-time=2021-03-04&_include=MedicationAdministration:medication"),
+        ["Medication/m1", "MedicationAdministration/ma1"]
+    );
+    assert_eq!(search("ImagingStudy", "patient=a&started=ge2020-06"), ["ImagingStudy/img1"]);
+    let ned = grant("patient/*.rs", Some("a"), None);
+    let revinclude = w.call(&ned, Interaction::Search { resource_type: "Patient".into() }, None, &[("query", "_revinclude=CareTeam:subject")]);
+    assert_eq!(all_ids(&revinclude), ["CareTeam/ct1", "Patient/a"]);
+}

@@ -82,12 +82,17 @@ fn hospital() -> Value {
         shared("Organization", SYNTHEA, "org-1", json!({"name": "General Hospital"})),
         shared("Location", SYNTHEA, "loc-1", json!({"name": "General Hospital", "managingOrganization": {"reference": "urn:uuid:Organization-org-1"}})),
         shared("Practitioner", NPI, "9999", json!({"name": [{"family": "House"}]})),
-        // (PractitionerRole, which Synthea also sends, is served once the generated registry lands.)
         shared(
             "Location",
             SYNTHEA,
             "loc-2",
             json!({"name": "Annex", "managingOrganization": {"reference": format!("Organization?identifier={SYNTHEA}|org-1")}})
+        ),
+        shared(
+            "PractitionerRole",
+            NPI,
+            "9999",
+            json!({"practitioner": {"reference": format!("Practitioner?identifier={NPI}|9999")}, "organization": {"reference": format!("Organization?identifier={SYNTHEA}|org-1")}})
         ),
     ])
 }
@@ -99,7 +104,7 @@ fn patient_bundle(n: &str) -> Value {
     json!([
         {"fullUrl": patient, "resource": {"resourceType": "Patient", "identifier": [{"system": SYNTHEA, "value": format!("pat-{n}")}], "name": [{"family": "Doe"}]},
             "request": {"method": "POST", "url": "Patient"}},
-        {"fullUrl": format!("urn:uuid:enc-{n}"), "resource": {"resourceType": "Encounter", "status": "finished", "subject": {"reference": patient},
+        {"fullUrl": format!("urn:uuid:enc-{n}"), "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": patient},
             "participant": [{"individual": {"reference": format!("Practitioner?identifier={NPI}|9999"), "display": "Dr. House"}}],
             "serviceProvider": {"reference": format!("Organization?identifier={SYNTHEA}|org-1")},
             "location": [{"location": {"reference": format!("Location?identifier={SYNTHEA}|loc-1")}}]},
@@ -118,11 +123,14 @@ fn reloading_synthea_style_bundles_keeps_one_copy_of_each_conditional_resource()
         assert_eq!(status, 200, "{body}");
         let statuses: Vec<&str> = body["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
         let expected = if round == 0 { "201 Created" } else { "200 OK" };
-        assert_eq!(statuses, vec![expected; 4], "round {round}");
+        assert_eq!(statuses, vec![expected; 5], "round {round}");
     }
     let org = w.ids("Organization", "");
     let doc = w.ids("Practitioner", "");
-    assert_eq!((org.len(), doc.len(), w.ids("Location", "").len()), (1, 1, 2));
+    assert_eq!((org.len(), doc.len(), w.ids("Location", "").len(), w.ids("PractitionerRole", "").len()), (1, 1, 2, 1));
+    let (_, role) = w.read("PractitionerRole", &w.ids("PractitionerRole", "")[0]);
+    assert_eq!(role["practitioner"]["reference"], format!("Practitioner/{}", doc[0]), "a conditional reference to an entry of the same bundle");
+    assert_eq!(role["organization"]["reference"], format!("Organization/{}", org[0]));
     for location in w.ids("Location", "") {
         let (_, location) = w.read("Location", &location);
         assert_eq!(location["managingOrganization"]["reference"], format!("Organization/{}", org[0]), "urn:uuid: and conditional references alike");
@@ -307,7 +315,7 @@ fn a_batch_answers_get_and_conditional_entries_one_by_one() {
     let entries = json!([
         shared("Practitioner", NPI, "9999", json!({})),
         {"request": {"method": "GET", "url": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999"}},
-        {"resource": {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/pat-1"},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "b"}, "subject": {"reference": "Patient/pat-1"},
             "performer": [{"reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|0000"}]}, "request": {"method": "POST", "url": "Observation"}}
     ]);
     let (status, body) = w.bundle(&system(), "batch", entries);

@@ -27,7 +27,7 @@ fn body(request: &FhirRequest, resource_type: &str, id: Option<&str>) -> Result<
     if !fhir_content(request) {
         return Err(FhirResponse::outcome(415, IssueType::NotSupported, "send application/fhir+json"));
     }
-    validate::resource(&request.body, resource_type, id).map_err(|e| FhirResponse::outcome(e.status(), IssueType::Invalid, &e.to_string()))
+    validate::resource(&request.body, resource_type, id).map_err(|e| FhirResponse::json(e.status(), e.outcome().to_string()))
 }
 
 /// Whether the caller may `permission` at the partition with this content.
@@ -217,4 +217,70 @@ pub(super) async fn delete(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
         fhir.store.delete(DIRECTORY, resource_type, id).await?;
     }
     done()
+}
+
+/// The media type of a JSON Patch (RFC 6902 §6).
+const JSON_PATCH: &str = "application/json-patch+json";
+
+/// `PATCH [base]/{type}/{id}` with a JSON Patch (R4 §3.1.0.4.1 "patch"): the patch is applied
+/// to the current version, and the result goes the way of an update — the same checks of the
+/// body (type and id cannot be patched away), the same gate (update rights over the content
+/// before and after, in the same partition), the same store write. The write is conditional on
+/// the version patched: `If-Match` names it (412 when another), or else a concurrent change in
+/// between is a 409, never a lost update.
+pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &str, id: &str, request: &FhirRequest) -> Result<FhirResponse, StoreError> {
+    if let Err(denied) = gate::usable(grant, resource_type, Permissions::UPDATE) {
+        return Ok(FhirResponse::denied(&denied));
+    }
+    if !request.content_type.as_deref().is_some_and(|c| c.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(JSON_PATCH)) {
+        return Ok(FhirResponse::outcome(415, IssueType::NotSupported, "PATCH takes a JSON Patch (application/json-patch+json)"));
+    }
+    let operations: json_patch::Patch = match serde_json::from_slice(&request.body) {
+        Ok(p) => p,
+        Err(e) => return Ok(FhirResponse::outcome(400, IssueType::Invalid, &format!("the body is not a JSON Patch: {e}"))),
+    };
+    let expected = match &request.if_match {
+        Some(h) => match validate::if_match_version(h).and_then(|v| v.parse::<i64>().ok()) {
+            Some(v) => Some(v),
+            None => return Ok(FhirResponse::outcome(400, IssueType::Invalid, "If-Match must be a version ETag such as W/\"3\"")),
+        },
+        None => None,
+    };
+    // The current version, where the caller may see it (otherwise as for a missing one).
+    let partition = match resource_type {
+        "Patient" => Some(patient_partition(id)),
+        _ => directory(fhir, resource_type, id).await?,
+    };
+    let Some(partition) = partition else { return Ok(FhirResponse::not_found(resource_type, id)) };
+    let current = fhir.store.read(&partition, resource_type, id, None).await?;
+    let Some(old) = current.content.as_ref().and_then(|c| serde_json::from_str::<Value>(c.get()).ok()).filter(|_| current.status == ReadStatus::Found) else {
+        return Ok(FhirResponse::not_found(resource_type, id));
+    };
+    if !allowed(grant, resource_type, Permissions::READ, &partition, &old) && !allowed(grant, resource_type, Permissions::UPDATE, &partition, &old) {
+        return Ok(FhirResponse::not_found(resource_type, id));
+    }
+    if expected.is_some_and(|v| v != current.version) {
+        return Ok(FhirResponse::outcome(412, IssueType::Invalid, &format!("{resource_type}/{id} is at version {}, not the one in If-Match", current.version)));
+    }
+    let mut patched = old.clone();
+    if let Err(e) = json_patch::patch(&mut patched, &operations) {
+        return Ok(FhirResponse::outcome(422, IssueType::Invalid, &format!("the patch cannot be applied: {e}")));
+    }
+    // The result must be a resource of the same type and id, checked as an update's body is.
+    let bytes = patched.to_string().into_bytes();
+    let resource = match validate::resource(&bytes, resource_type, Some(id)) {
+        Ok(r) => r,
+        Err(e) => {
+            let status = if e.status() == 413 { 413 } else { 422 };
+            return Ok(FhirResponse::outcome(status, IssueType::Invalid, &format!("the patched resource is not valid: {e}")));
+        }
+    };
+    if let Some(refusal) = judge_write(grant, &resource, &Some((partition.clone(), Some(old)))) {
+        return Ok(refusal);
+    }
+    let answer = store(fhir, &partition, resource, Some(current.version), request.minimal).await?;
+    if answer.status == 412 && expected.is_none() {
+        return Ok(FhirResponse::outcome(409, IssueType::Conflict, &format!("{resource_type}/{id} changed while it was patched; read it and patch again")));
+    }
+    Ok(answer)
 }

@@ -31,8 +31,8 @@ fn plans_a_synthea_style_transaction() {
     let bundle = b(json!([
         {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
         {"fullUrl": "urn:uuid:org-1", "resource": {"resourceType": "Organization"}, "request": {"method": "POST", "url": "Organization"}},
-        {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
-        {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
+        {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
         {"resource": {"resourceType": "Practitioner", "id": "d1"}, "request": {"method": "PUT", "url": "Practitioner/d1"}}
     ]));
     let plan = planned(&bundle, &none()).unwrap();
@@ -77,20 +77,20 @@ fn refuses_bad_bundles_before_writing_anything() {
     assert_eq!(
         planned(
             &b(
-                json!([{"resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
+                json!([{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
             ),
             &none()
         ),
         Err(IngestError::Dangling("urn:uuid:nowhere".into()))
     );
-    let twice = json!({"resourceType": "Observation", "subject": {"reference": "Patient/a"}});
+    let twice = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/a"}});
     let post = |url: &str| json!({"fullUrl": url, "resource": twice, "request": {"method": "POST", "url": "Observation"}});
     assert_eq!(planned(&b(json!([post("urn:uuid:dup"), post("urn:uuid:dup")])), &none()), Err(IngestError::Duplicate(1)));
     let put = json!({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a"}});
     assert_eq!(planned(&b(json!([put, put])), &none()), Err(IngestError::Duplicate(1)));
     let delete = json!({"request": {"method": "DELETE", "url": "Patient/a"}});
     assert_eq!(planned(&b(json!([put, delete])), &none()), Err(IngestError::Duplicate(1)), "a resource written and deleted by one transaction");
-    let absolute = json!({"resource": {"resourceType": "Observation", "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
+    let absolute = json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
     assert!(matches!(planned(&b(json!([absolute])), &none()), Err(IngestError::Unplaceable(_))));
     let generated = planned(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &none()).unwrap();
     assert_eq!(generated.answers[0], Answer::Written { reference: "Patient/gen-1".into(), created: true });
@@ -102,7 +102,7 @@ const NPI: &str = "identifier=http://hl7.org/fhir/sid/us-npi|9999";
 fn if_none_exist_reuses_the_one_match_and_refuses_several() {
     let doc = json!({"fullUrl": "urn:uuid:doc", "resource": {"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999"}]},
         "request": {"method": "POST", "url": "Practitioner", "ifNoneExist": NPI}});
-    let visit = json!({"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": "urn:uuid:doc"}}]},
+    let visit = json!({"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": "urn:uuid:doc"}}]},
         "request": {"method": "POST", "url": "Encounter"}});
     let bundle = b(json!([doc, visit]));
     let parsed = entries(&bundle).unwrap();
@@ -125,7 +125,7 @@ fn if_none_exist_reuses_the_one_match_and_refuses_several() {
 #[test]
 fn conditional_references_resolve_to_the_one_match_in_the_store_or_the_bundle() {
     let reference = format!("Practitioner?{NPI}");
-    let visit = json!({"resource": {"resourceType": "Encounter", "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": reference}}]},
+    let visit = json!({"resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": reference}}]},
         "request": {"method": "POST", "url": "Encounter"}});
     let alone = b(json!([visit]));
     assert_eq!(conditions(&entries(&alone).unwrap()), vec![("Practitioner".to_owned(), NPI.to_owned())]);
@@ -146,7 +146,7 @@ fn conditional_references_resolve_to_the_one_match_in_the_store_or_the_bundle() 
     // ...and the one in the store too: two.
     assert_eq!(planned(&together, &resolved(&[("Practitioner", NPI, &["d7"])])), Err(IngestError::Ambiguous(reference.clone())));
     let bad = b(
-        json!([{"resource": {"resourceType": "Encounter", "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": "Practitioner?colour=blue"}}]},
+        json!([{"resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/a"}, "participant": [{"individual": {"reference": "Practitioner?colour=blue"}}]},
         "request": {"method": "POST", "url": "Encounter"}}]),
     );
     assert!(matches!(planned(&bad, &resolved(&[("Practitioner", "colour=blue", &[])])), Err(IngestError::BadCondition(..))));
@@ -183,4 +183,25 @@ fn conditional_update_and_delete_entries_follow_the_match_count() {
     let get = planned(&b(json!([{"request": {"method": "GET", "url": "Patient?name=x"}}])), &none()).unwrap();
     assert_eq!(get.answers, vec![Answer::Read("Patient?name=x".into())]);
     assert_eq!(get.responses(), vec![None]);
+}
+
+#[test]
+fn refuses_a_bundle_with_an_entry_that_fails_its_r4_definition() {
+    let entry = |resource: Value| json!({"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}});
+    let bundle = b(json!([
+        entry(json!({"resourceType": "Patient", "name": [{"given": ["a"]}]})),
+        entry(json!({"resourceType": "Observation", "code": {"text": "x"}, "valueQuantity": {"value": "high"}}))
+    ]));
+    let refused = entries(&bundle).unwrap_err();
+    let IngestError::Invalid(1, issues) = &refused else { panic!("{refused:?}") };
+    let found: Vec<(&str, &str)> = issues.iter().map(|i| (i.code.code(), i.expression.as_str())).collect();
+    assert_eq!(found, vec![("value", "Observation.value.value"), ("required", "Observation.status")]);
+    let outcome = refused.outcome();
+    assert_eq!(
+        outcome["issue"][1],
+        json!({"severity": "error", "code": "required", "diagnostics": "entry 1: Observation.status is required (1..1)", "expression": ["Observation.status"]})
+    );
+    assert_eq!(IngestError::NotABundle.outcome()["issue"][0]["code"], "invalid");
+    let put = json!({"resource": {"resourceType": "Observation", "code": {"text": "x"}}, "request": {"method": "PUT", "url": "Observation?code=x"}});
+    assert!(matches!(entries(&b(json!([put]))), Err(IngestError::Invalid(0, _))), "conditional updates are checked too");
 }

@@ -1,22 +1,26 @@
 //! The index rows a resource contributes to search: one per value at each search parameter's
 //! paths (tokens, strings, dates as ranges, references, quantities).
 
+use super::super::fhirpath;
 use super::super::params::{self, Kind, Param};
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `Type/id` references found at the paths of `source`'s reference parameter `name`.
+/// The values `param`'s expression selects in `resource` (see [`fhirpath`]).
+pub fn values_of<'a>(resource: &'a Value, param: &Param) -> Vec<fhirpath::Item<'a>> {
+    fhirpath::compiled(param.expression).map(|e| e.evaluate(resource)).unwrap_or_default()
+}
+
+/// The `reference` strings of selected values (Reference elements).
+pub fn references_at<'a>(items: &[fhirpath::Item<'a>]) -> Vec<&'a str> {
+    items.iter().filter_map(|i| i.value.get("reference").and_then(Value::as_str)).collect()
+}
+
+/// `Type/id` references found at `source`'s reference parameter `name`.
 pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
-    let Some(param) = params::find(source, name) else { return Vec::new() };
-    param
-        .paths
-        .iter()
-        .flat_map(|path| values_at(resource, path))
-        .filter_map(|v| v.get("reference").and_then(Value::as_str))
-        .filter(|r| r.split('/').count() == 2)
-        .map(str::to_owned)
-        .collect()
+    let Some(param) = params::find(source, name).filter(|p| p.kind == Kind::Reference) else { return Vec::new() };
+    references_at(&values_of(resource, &param)).into_iter().filter(|r| r.split('/').count() == 2).map(str::to_owned).collect()
 }
 
 /// One row of the `idx` table.
@@ -30,23 +34,6 @@ pub struct IndexEntry {
     pub date_hi: Option<String>,
     pub num: Option<f64>,
     pub reference: Option<String>,
-}
-
-/// The JSON values at a dot path, arrays walked through.
-pub fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
-    let mut current = vec![value];
-    for step in path.split('.') {
-        let mut next = Vec::new();
-        for v in current {
-            match v.get(step) {
-                Some(Value::Array(items)) => next.extend(items.iter()),
-                Some(other) => next.push(other),
-                None => {}
-            }
-        }
-        current = next;
-    }
-    current
 }
 
 const INSTANT: &str = "%Y-%m-%dT%H:%M:%SZ";
@@ -120,22 +107,54 @@ fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
         (Kind::Token, Value::Bool(b)) => out.push(entry(IndexEntry { code: Some(b.to_string()), ..Default::default() })),
         (Kind::Token, Value::Object(o)) => {
             let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            // `:text` (search-helper): the lower-cased Coding.display, CodeableConcept.text or
+            // Identifier.type.text rides along in `text`.
+            let display = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_lowercase);
             if let Some(codings) = o.get("coding").and_then(Value::as_array) {
                 for c in codings {
                     let code = c.get("code").and_then(Value::as_str).map(str::to_owned);
                     let sys = c.get("system").and_then(Value::as_str).map(str::to_owned);
-                    out.push(entry(IndexEntry { sys, code, ..Default::default() }));
+                    out.push(entry(IndexEntry { sys, code, text: display(c.get("display")), ..Default::default() }));
                 }
             } else if o.contains_key("value") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), ..Default::default() }));
+                let type_text = display(o.get("type").and_then(|t| t.get("text")));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("value"), text: type_text, ..Default::default() }));
             } else if o.contains_key("code") {
-                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), ..Default::default() }));
+                out.push(entry(IndexEntry { sys: text("system"), code: text("code"), text: display(o.get("display")), ..Default::default() }));
+            }
+            if let Some(cc_text) = display(o.get("text")) {
+                out.push(entry(IndexEntry { text: Some(cc_text), ..Default::default() }));
             }
         }
-        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), ..Default::default() })),
+        // The lower-cased text for the default and `:contains` matches, the value as written
+        // (in `code`) for `:exact`.
+        (Kind::String, Value::String(s)) => out.push(entry(IndexEntry { text: Some(s.to_lowercase()), code: Some(s.clone()), ..Default::default() })),
+        // A HumanName or an Address: each of its parts (R4 §3.1.1.5.10).
+        (Kind::String, Value::Object(o)) => {
+            for part in ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"] {
+                let values = match o.get(part) {
+                    Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+                    Some(Value::String(s)) => vec![s.as_str()],
+                    _ => Vec::new(),
+                };
+                out.extend(values.into_iter().map(|s| entry(IndexEntry { text: Some(s.to_lowercase()), code: Some(s.to_owned()), ..Default::default() })));
+            }
+        }
+        (Kind::Uri, Value::String(uri)) => out.push(entry(IndexEntry { code: Some(uri.clone()), ..Default::default() })),
+        (Kind::Number, Value::Number(n)) => {
+            if let Some(num) = n.as_f64() {
+                out.push(entry(IndexEntry { num: Some(num), ..Default::default() }));
+            }
+        }
         (Kind::Date, Value::String(s)) => {
             if let Some((lo, hi)) = date_range(s) {
                 out.push(entry(IndexEntry { date_lo: Some(lo), date_hi: Some(hi), ..Default::default() }));
+            }
+        }
+        // A Timing: its events.
+        (Kind::Date, Value::Object(timing)) if timing.contains_key("event") => {
+            for event in timing.get("event").and_then(Value::as_array).into_iter().flatten() {
+                index_value(param, event, out);
             }
         }
         (Kind::Date, Value::Object(period)) => {
@@ -149,6 +168,8 @@ fn index_value(param: &Param, value: &Value, out: &mut Vec<IndexEntry>) {
                 }));
             }
         }
+        // A canonical URL.
+        (Kind::Reference, Value::String(canonical)) => out.push(entry(IndexEntry { reference: Some(canonical.clone()), ..Default::default() })),
         (Kind::Reference, Value::Object(r)) => {
             if let Some(reference) = r.get("reference").and_then(Value::as_str) {
                 out.push(entry(IndexEntry { reference: Some(reference.to_owned()), ..Default::default() }));
@@ -169,10 +190,8 @@ pub fn index(resource: &Value) -> Vec<IndexEntry> {
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else { return Vec::new() };
     let mut out = Vec::new();
     for param in params::COMMON.iter().chain(params::params_of(resource_type).unwrap_or_default()) {
-        for path in param.paths {
-            for value in values_at(resource, path) {
-                index_value(param, value, &mut out);
-            }
+        for item in values_of(resource, param) {
+            index_value(param, item.value, &mut out);
         }
     }
     out

@@ -35,7 +35,7 @@ pub fn target(search: &Search, confined_to: Option<&str>) -> Target {
             None => Target::Partition(DIRECTORY.to_owned()),
         };
     }
-    if params::compartment_paths(t).is_none() {
+    if params::compartment_params(t).is_none() {
         return Target::Partition(shared_partition(t));
     }
     match (confined_to, asked) {

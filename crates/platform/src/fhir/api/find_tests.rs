@@ -1,0 +1,165 @@
+//! Search that real apps send, natively over the in-memory partitions, from the caller's side
+//! and the attacker's: chains and `_has` never reach past the grant, includes iterate one
+//! level through the gate, `_total=none`, `_elements`.
+
+use super::super::{handle, Fhir, FhirRequest, FhirResponse};
+use crate::fhir::memory::MemoryPartitions;
+use crate::fhir::rest::Interaction;
+use crate::fhir::store::{partition_for, Partitions, DIRECTORY};
+use crate::guard::AccessGrant;
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
+    AccessGrant::for_tests(scope, patient, fhir_user)
+}
+
+fn doctor() -> AccessGrant {
+    grant("user/*.rs", None, Some("Practitioner/d1"))
+}
+
+fn obs(id: &str, patient: &str, category: &str, code: &str) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final", "subject": {"reference": format!("Patient/{patient}")},
+        "encounter": {"reference": format!("Encounter/e-{patient}")}, "performer": [{"reference": "Practitioner/d1"}],
+        "category": [{"coding": [{"code": category}]}], "code": {"coding": [{"system": "http://loinc.org", "code": code}]}})
+}
+
+fn world() -> MemoryPartitions {
+    let store = MemoryPartitions::default();
+    let put = |r: Value| {
+        let partition = partition_for(&r).unwrap();
+        let key = (r["resourceType"].as_str().unwrap().to_owned(), r["id"].as_str().unwrap().to_owned(), partition.clone());
+        block_on(store.write(&partition, vec![r.clone()], None)).unwrap();
+        if key.0 == "Patient" {
+            block_on(store.write(DIRECTORY, vec![r.clone()], None)).unwrap();
+        }
+        block_on(store.register(vec![key])).unwrap();
+    };
+    put(json!({"resourceType": "Patient", "id": "a", "name": [{"family": "Smith", "given": ["Ann"]}]}));
+    put(json!({"resourceType": "Patient", "id": "b", "name": [{"family": "Jones", "given": ["Bob"]}]}));
+    put(json!({"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Doe"}]}));
+    for p in ["a", "b"] {
+        put(json!({"resourceType": "Encounter", "id": format!("e-{p}"), "status": "finished", "subject": {"reference": format!("Patient/{p}")}}));
+        put(obs(&format!("{p}-lab"), p, "laboratory", "1234-5"));
+        put(obs(&format!("{p}-vital"), p, "vital-signs", "8302-2"));
+    }
+    store
+}
+
+fn search(store: &MemoryPartitions, grant: &AccessGrant, t: &str, query: &str) -> FhirResponse {
+    let new_id = || "new".to_owned();
+    let fhir = Fhir { store, base: "https://x/fhir", new_id: &new_id };
+    let request = FhirRequest {
+        interaction: Some(Interaction::Search { resource_type: t.into() }),
+        query: serde_urlencoded::from_str(query).unwrap(),
+        ..Default::default()
+    };
+    block_on(handle(&fhir, grant, &request)).unwrap()
+}
+
+fn body(r: &FhirResponse) -> Value {
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// `Type/id` of the entries in `mode`, sorted.
+fn entries(r: &FhirResponse, mode: &str) -> Vec<String> {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut found: Vec<String> = body(r)["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+        .collect();
+    found.sort();
+    found
+}
+
+fn matches(store: &MemoryPartitions, grant: &AccessGrant, t: &str, query: &str) -> Vec<String> {
+    entries(&search(store, grant, t, query), "match")
+}
+
+#[test]
+fn chains_resolve_within_what_the_caller_may_search() {
+    let w = world();
+    assert_eq!(matches(&w, &doctor(), "Observation", "subject:Patient.name=smith"), ["Observation/a-lab", "Observation/a-vital"]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "patient.name=jones&category=laboratory"), ["Observation/b-lab"]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "subject:Patient.name=nobody"), Vec::<String>::new());
+    assert_eq!(search(&w, &doctor(), "Observation", "subject:Patient.name.family=x").status, 400, "one level");
+    let bad = search(&w, &doctor(), "Observation", "subject.name=x");
+    assert_eq!(bad.status, 400, "subject can point to several types with a name: {}", bad.body);
+    assert_eq!(matches(&w, &doctor(), "Observation", "performer:Practitioner.name=doe&patient=a"), ["Observation/a-lab", "Observation/a-vital"]);
+    // Attackers: another patient's name through a chain finds nothing; without a Patient
+    // scope the chain is refused; a granular filter still applies to the results.
+    let ann = grant("patient/*.rs", Some("a"), None);
+    assert_eq!(matches(&w, &ann, "Observation", "subject:Patient.name=jones"), Vec::<String>::new());
+    assert_eq!(matches(&w, &ann, "Observation", "subject:Patient.name=smith"), ["Observation/a-lab", "Observation/a-vital"]);
+    let lab_only = grant("patient/Observation.rs?category=laboratory", Some("a"), None);
+    assert_eq!(search(&w, &lab_only, "Observation", "subject:Patient.name=smith").status, 403);
+    let lab_and_patient = grant("patient/Observation.rs?category=laboratory patient/Patient.rs", Some("a"), None);
+    assert_eq!(matches(&w, &lab_and_patient, "Observation", "subject:Patient.name=smith"), ["Observation/a-lab"]);
+}
+
+#[test]
+fn has_resolves_within_what_the_caller_may_search() {
+    let w = world();
+    assert_eq!(matches(&w, &doctor(), "Patient", "_has:Observation:patient:code=1234-5"), ["Patient/a", "Patient/b"]);
+    assert_eq!(matches(&w, &doctor(), "Patient", "_has:Observation:patient:code=1234-5&name=jones"), ["Patient/b"]);
+    assert_eq!(matches(&w, &doctor(), "Patient", "_has:Observation:patient:code=0000-0"), Vec::<String>::new());
+    assert_eq!(matches(&w, &doctor(), "Encounter", "_has:Observation:encounter:code=8302-2&patient=b"), ["Encounter/e-b"]);
+    let ann = grant("patient/*.rs", Some("a"), None);
+    assert_eq!(matches(&w, &ann, "Patient", "_has:Observation:patient:code=1234-5"), ["Patient/a"]);
+    // Vital signs hidden by the grant never reveal which patients have them.
+    let labs = grant("user/Patient.rs user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
+    assert_eq!(matches(&w, &labs, "Patient", "_has:Observation:patient:code=8302-2"), Vec::<String>::new());
+    assert_eq!(matches(&w, &labs, "Patient", "_has:Observation:patient:code=1234-5"), ["Patient/a", "Patient/b"]);
+    let no_obs = grant("user/Patient.rs", None, Some("Practitioner/d1"));
+    assert_eq!(search(&w, &no_obs, "Patient", "_has:Observation:patient:code=1234-5").status, 403);
+}
+
+#[test]
+fn include_iterate_goes_one_level_further_through_the_gate() {
+    let w = world();
+    let ann = grant("patient/*.rs", Some("a"), None);
+    let r = search(&w, &ann, "Observation", "_id=a-lab&_include=Observation:encounter");
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a"]);
+    let r = search(&w, &ann, "Observation", "_id=a-lab&_include=Observation:encounter&_include:iterate=Encounter:patient");
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a", "Patient/a"]);
+    let r = search(&w, &ann, "Patient", "_revinclude=Encounter:patient&_revinclude:iterate=Observation:encounter");
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a", "Observation/a-lab", "Observation/a-vital"]);
+    let encounters_only = grant("patient/Patient.rs patient/Encounter.rs patient/Observation.rs?category=laboratory", Some("a"), None);
+    let r = search(&w, &encounters_only, "Patient", "_revinclude=Encounter:patient&_revinclude:iterate=Observation:encounter");
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a", "Observation/a-lab"], "the iterated round passes the gate too");
+}
+
+#[test]
+fn total_none_leaves_out_the_total_and_still_pages() {
+    let w = world();
+    let r = search(&w, &doctor(), "Observation", "patient=a&_total=none&_count=1");
+    let b = body(&r);
+    assert!(b.get("total").is_none(), "{b}");
+    assert_eq!(b["entry"].as_array().unwrap().len(), 1);
+    assert!(b["link"].as_array().unwrap().iter().any(|l| l["relation"] == "next"));
+    let last = body(&search(&w, &doctor(), "Observation", "patient=a&_total=none&_count=1&_offset=1"));
+    assert!(!last["link"].as_array().unwrap().iter().any(|l| l["relation"] == "next"), "{last}");
+    assert_eq!(body(&search(&w, &doctor(), "Observation", "patient=a&_total=accurate"))["total"], 2);
+}
+
+#[test]
+fn elements_and_summary_return_marked_subsets() {
+    let w = world();
+    let r = body(&search(&w, &doctor(), "Observation", "_id=a-lab&patient=a&_elements=status,code"));
+    let resource = &r["entry"][0]["resource"];
+    let mut keys: Vec<&str> = resource.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["code", "id", "meta", "resourceType", "status"]);
+    assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
+    let data = body(&search(&w, &doctor(), "Observation", "_id=a-lab&patient=a&_summary=data"));
+    assert!(data["entry"][0]["resource"].get("subject").is_some());
+    let summary = body(&search(&w, &doctor(), "Observation", "_id=a-lab&patient=a&_summary=true"));
+    let mut keys: Vec<&str> = summary["entry"][0]["resource"].as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["code", "encounter", "id", "meta", "performer", "resourceType", "status", "subject"], "Observation's isSummary elements");
+    let count = body(&search(&w, &doctor(), "Observation", "patient=a&_summary=count"));
+    assert_eq!((count["total"].as_i64(), count["entry"].as_array().unwrap().len()), (Some(2), 0));
+}
