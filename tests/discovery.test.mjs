@@ -77,7 +77,14 @@ test("metadata is an R4 CapabilityStatement with the SMART service and oauth-uri
     { url: "revoke", valueUri: `${w.url}/auth/revoke` },
     { url: "manage", valueUri: `${w.url}/auth/manage` },
   ]);
-  assert.equal(rest.resource.length, 17, "the served resource types");
+  assert.equal(rest.resource.length, 145, "every R4 resource type with a RESTful endpoint");
+  const observation = rest.resource.find((r) => r.type === "Observation");
+  assert.deepEqual(observation.searchParam.find((p) => p.name === "code"), {
+    name: "code",
+    definition: "http://hl7.org/fhir/SearchParameter/clinical-code",
+    type: "token",
+  });
+  assert.ok(!observation.searchParam.some((p) => p.name === "code-value-quantity"), "composite parameters are not served, so not listed");
 });
 
 test("CORS preflight on public routes, none on admin routes", async () => {

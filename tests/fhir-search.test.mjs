@@ -31,8 +31,8 @@ const RESOURCES = [
   obs("oa1", "pa", { status: "final", category: category("laboratory"), code: HEMOGLOBIN, effectiveDateTime: "2020-01-15", encounter: { reference: "Encounter/ea" }, valueQuantity: { value: 170, system: "http://unitsofmeasure.org", code: "cm" } }),
   obs("oa2", "pa", { status: "amended", category: category("vital-signs"), code: { ...HEIGHT, text: "Height" }, effectiveDateTime: "2021-06-01", encounter: { reference: "Encounter/ea" }, valueQuantity: { value: 70, system: "http://unitsofmeasure.org", code: "kg" } }),
   obs("oa3", "pa", { status: "preliminary", category: category("laboratory"), code: HEMOGLOBIN, effectivePeriod: { start: "2019-12-01", end: "2020-02-01" } }),
-  obs("oa4", "pa", { category: category("laboratory"), code: { text: "free text only" }, effectiveDateTime: "2022" }),
-  obs("oa5", "pa", { status: "final", category: category("vital-signs"), code: HEIGHT, effectiveDateTime: "2023-03-03" }),
+  obs("oa4", "pa", { status: "cancelled", category: category("laboratory"), code: { text: "free text only" }, effectiveDateTime: "2022" }),
+  obs("oa5", "pa", { status: "final", code: HEIGHT, effectiveDateTime: "2023-03-03" }),
   obs("ob1", "pb", { status: "final", category: category("laboratory"), code: HEMOGLOBIN, effectiveDateTime: "2020-02-02", encounter: { reference: "Encounter/eb" } }),
   { resourceType: "ValueSet", id: "vs1", status: "active", url: "http://acme.org/fhir/ValueSet/123" },
   { resourceType: "ValueSet", id: "vs2", status: "active", url: "http://acme.org/fhir/ValueSet/1234" },
@@ -98,11 +98,13 @@ describe("modifiers", () => {
     assert.deepEqual(await ids("/Patient?birthdate:missing=true"), ["pc"]);
     assert.deepEqual(await ids("/Observation?patient=pa&value-quantity:missing=true"), ["oa3", "oa4", "oa5"]);
     assert.deepEqual(await ids("/Observation?patient=pa&value-quantity:missing=false"), ["oa1", "oa2"]);
+    assert.deepEqual(await ids("/Observation?patient=pa&category:missing=true"), ["oa5"]);
     await refused("/Patient?gender:missing=maybe");
   });
 
-  test(":not matches every resource without the code, those without a status included", async () => {
+  test(":not matches every resource without the code, those without any category included", async () => {
     assert.deepEqual(await ids("/Observation?patient=pa&status:not=final"), ["oa2", "oa3", "oa4"]);
+    assert.deepEqual(await ids("/Observation?patient=pa&category:not=laboratory"), ["oa2", "oa5"]);
     assert.deepEqual(await ids("/Observation?patient=pa&code:not=http://loinc.org|1234-5,8302-2"), ["oa4"]);
   });
 
@@ -166,7 +168,8 @@ describe("prefixes and several values", () => {
 
 describe("sorting, totals and subsets", () => {
   test("_sort takes several token, date and string keys", async () => {
-    assert.deepEqual(await ordered("/Observation?patient=pa&_sort=status,-date"), ["oa4", "oa2", "oa5", "oa1", "oa3"]);
+    assert.deepEqual(await ordered("/Observation?patient=pa&_sort=status,-date"), ["oa2", "oa4", "oa5", "oa1", "oa3"]);
+    assert.deepEqual(await ordered("/Observation?patient=pa&_sort=category,date"), ["oa5", "oa3", "oa1", "oa4", "oa2"], "no category first");
     assert.deepEqual(await ordered("/Patient?_sort=-family"), ["pc", "pb", "pa"]);
     assert.deepEqual(await ordered("/Observation?patient=pa&_sort=code,date"), ["oa4", "oa3", "oa1", "oa2", "oa5"]);
     await refused("/Observation?patient=pa&_sort=value-quantity");

@@ -169,7 +169,8 @@ describe("interactions", () => {
       [{ method: "GET" }, "/Observation?date=yesterday", 400],
       [{ method: "GET" }, "/Observation?_count=100000", 400],
       [{ method: "GET" }, "/Observation?foo=1", 400, { Prefer: "handling=strict" }],
-      [{ method: "PATCH", body: {} }, "/Observation/abc", 405],
+      [{ method: "PATCH", body: {} }, "/Observation/abc", 415], // a JSON Patch, not a resource
+      [{ method: "PATCH", body: [] }, "/Observation", 405],
       [{ method: "POST", body: { resourceType: "Bundle", type: "transaction", entry: [{ fullUrl: "urn:uuid:a", resource: { resourceType: "Observation", subject: { reference: "urn:uuid:dangling" } }, request: { method: "POST", url: "Observation" } }] } }, "", 400],
     ];
     for (const [init, path, status, headers] of cases) {

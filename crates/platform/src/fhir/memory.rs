@@ -175,6 +175,10 @@ impl Partitions for MemoryPartitions {
 
     async fn search(&self, partition: &str, query: &Search) -> Result<SearchResult, StoreError> {
         self.touch(partition);
+        // As the SQL: chains or `_has` left unresolved match nothing (fail closed).
+        if query.unresolved() {
+            return Ok(SearchResult::default());
+        }
         let data = self.data.borrow();
         let mut hits: Vec<(String, &Value)> = data
             .get(partition)

@@ -38,7 +38,8 @@ async fn matches_pairs(
         ["_count", "_offset", "_sort", "_summary", "_include", "_revinclude", "_total", "_elements", "_format", "_pretty", "_contained"];
     pairs.retain(|(k, _)| !RESULT_PARAMETERS.contains(&k.split(':').next().unwrap_or_default()));
     let criteria = search::parse(resource_type, &pairs, true);
-    if !criteria.as_ref().is_ok_and(|q| !q.clauses.is_empty()) {
+    // Criteria that name nothing would match everything: refused.
+    if !criteria.as_ref().is_ok_and(|q| !q.clauses.is_empty() || !q.more.chains.is_empty() || !q.more.has.is_empty()) {
         let why = criteria.err().map_or("no search parameters".to_owned(), |e| e.to_string());
         return Ok(Err(FhirResponse::outcome(400, IssueType::Invalid, &format!("the conditional criteria must be a search on {resource_type}: {why}"))));
     }

@@ -124,7 +124,9 @@ fn inner_search(target: &str, param: &str, value: &str, now: i64) -> Result<Sear
 /// level deep. Each inner search runs as a search of the caller's own, through the gate: a
 /// chain matches only resources the caller could find by searching the target type itself,
 /// so it reveals nothing the caller cannot read (a 403 when it may not search that type).
-async fn resolve(fhir: &Fhir<'_>, grant: &AccessGrant, query: &mut Search) -> Result<Result<(), FhirResponse>, StoreError> {
+/// Other searches of the API (conditional writes) can resolve theirs with it too; unresolved,
+/// a search matches nothing.
+pub(super) async fn resolve(fhir: &Fhir<'_>, grant: &AccessGrant, query: &mut Search) -> Result<Result<(), FhirResponse>, StoreError> {
     for chain in std::mem::take(&mut query.more.chains) {
         let inner = match inner_search(&chain.target, &chain.param, &chain.value, grant.iat) {
             Ok(s) => Search { count: MAX_CHAIN_IDS + 1, ..s },

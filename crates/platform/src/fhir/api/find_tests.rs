@@ -163,3 +163,28 @@ fn elements_and_summary_return_marked_subsets() {
     let count = body(&search(&w, &doctor(), "Observation", "patient=a&_summary=count"));
     assert_eq!((count["total"].as_i64(), count["entry"].as_array().unwrap().len()), (Some(2), 0));
 }
+
+#[test]
+fn an_unresolved_chain_matches_nothing_in_the_store_either() {
+    // Other callers of search::parse (conditional writes, exports) never resolve chains: the
+    // store answers nothing rather than ignore them.
+    let w = world();
+    let q = crate::fhir::search::parse("Observation", &[("patient.name".into(), "smith".into())], true).unwrap();
+    assert!(q.unresolved() && q.clauses.is_empty());
+    let found = block_on(w.search("patient/a", &q)).unwrap();
+    assert_eq!((found.total, found.resources.len()), (0, 0));
+}
+
+#[test]
+fn includes_never_reach_another_patients_compartment() {
+    let w = world();
+    let mut cross = obs("a-cross", "a", "laboratory", "1234-5");
+    cross["encounter"] = json!({"reference": "Encounter/e-b"});
+    cross["performer"] = json!([{"reference": "Practitioner/d1"}, {"reference": "Patient/b"}]);
+    block_on(w.write("patient/a", vec![cross], None)).unwrap();
+    let ann = grant("patient/*.rs", Some("a"), None);
+    let query = "_id=a-cross&_include=Observation:encounter&_include=Observation:performer&_include:iterate=Encounter:patient&_revinclude:iterate=Observation:encounter";
+    let r = search(&w, &ann, "Observation", query);
+    assert_eq!(entries(&r, "match"), ["Observation/a-cross"]);
+    assert_eq!(entries(&r, "include"), ["Practitioner/d1"], "Patient/b and Encounter/e-b (and what they would lead to) stay out");
+}

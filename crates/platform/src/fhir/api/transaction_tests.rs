@@ -285,6 +285,10 @@ fn conditional_update_and_delete_follow_the_match_count() {
     w.bundle(&system(), "transaction", patient_bundle("3"));
     assert_eq!(delete("status=final").status, 412);
     assert_eq!(w.ids("Observation", "").len(), 2, "nothing deleted");
+    // Chained criteria resolve like a search's.
+    assert_eq!(delete(&format!("subject:Patient.identifier={SYNTHEA}|pat-2")).status, 204);
+    assert_eq!(w.ids("Observation", "").len(), 1);
+    assert_eq!(w.ids("Observation", "patient=pat-3").len(), 1, "the other patient's stays");
 }
 
 #[test]
