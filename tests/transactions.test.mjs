@@ -5,7 +5,10 @@
 // The native twins are in crates/platform/src/fhir/api/transaction_tests.rs.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker } from "./helpers/worker.mjs";
+import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { startWorker, ROOT, tempDir } from "./helpers/worker.mjs";
 import { seed, APP } from "./helpers/fixtures.mjs";
 import { authorize, exchange } from "./helpers/flows.mjs";
 import { hospitalBundle, practitionerBundle, patientBundle, PATIENT_TYPES, SYNTHEA, NPI, shared, uuid } from "./fixtures/transactions/generate.mjs";
@@ -102,6 +105,16 @@ describe("loading Synthea-style bundles", () => {
     assert.equal(role.organization.reference, org);
     assert.equal(role.practitioner.reference, doctor);
     assert.equal(role.location[0].reference, location);
+  });
+
+  test("the generated bundles and what is stored from them are valid R4 (fhir.resources, independent)", async (t) => {
+    const dir = tempDir("txn-bodies-");
+    const bodies = [hospitalBundle(), practitionerBundle(), patientBundle(1)];
+    for (const e of [...loads.hospital1.entry, ...loads.practitioner1.entry, ...loads.patient1.entry]) bodies.push((await fhir(`/${e.response.location}`)).body);
+    bodies.forEach((body, i) => writeFileSync(join(dir, `${String(i).padStart(3, "0")}.json`), JSON.stringify(body)));
+    const output = execFileSync(join(ROOT, ".venv", "bin", "python"), [join(ROOT, "tests", "python", "validate_r4.py"), dir], { encoding: "utf8" });
+    t.diagnostic(output.trim());
+    assert.match(output, new RegExp(`validated ${bodies.length} FHIR response bodies, 0 invalid`));
   });
 
   test("every type of the patient bundle is stored, readable and searchable by patient", async () => {
