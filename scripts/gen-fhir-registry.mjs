@@ -73,12 +73,27 @@ common.sort((a, b) => (a.name < b.name ? -1 : 1));
 // `Patient/…` references put a resource in a patient's compartment. `Patient` itself (by its
 // own id) is handled in code. `Group` lists many patients: storing it in one member's
 // partition would hand every member's list to that one patient, so groups are shared.
-const compartment = patientCompartment.resource.filter((r) => r.param && r.code !== "Patient" && r.code !== "Group" && byType.has(r.code))
+const compartment = patientCompartment.resource
+  .filter((r) => r.param && r.code !== "Patient" && r.code !== "Group" && byType.has(r.code))
   .map((r) => {
     const served = new Set(byType.get(r.code).map((p) => p.name));
     return [r.code, r.param.filter((p) => served.has(p))];
   })
   .filter(([, ps]) => ps.length > 0);
+// Types R4 leaves outside the compartment although a `patient` parameter names the one
+// patient they are about (Device: "Patient to whom Device is affixed"; Contract;
+// GuidanceResponse) are placed in that patient's compartment too, so a patient's token reads
+// its own and no other patient's (US Core searches `Device?patient=`).
+const inCompartment = new Set(compartment.map(([t]) => t));
+for (const t of types) {
+  const patient = byType.get(t).find((p) => p.name === "patient" && p.kind === "Reference" && p.targets.join() === "Patient");
+  if (!inCompartment.has(t) && t !== "Patient" && t !== "Group" && patient) compartment.push([t, ["patient"]]);
+}
+compartment.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+// Patient data kept in shared partitions, which only scopes reaching every compartment read or
+// write: Group (its members), and the types that carry or link any resource's content (Binary,
+// Bundle documents and messages, Linkage).
+const sharedPatientData = ["Binary", "Bundle", "Group", "Linkage"].filter((t) => byType.has(t));
 
 // Summary elements (`_summary=true`): the top-level elements marked isSummary.
 const summary = structures
@@ -119,6 +134,9 @@ ${types.map((t) => `  (${str(t)}, &[\n${byType.get(t).map((p) => "  " + param(t)
 pub const COMPARTMENT: &[(&str, &[&str])] = &[
 ${compartment.map(([t, ps]) => `  (${str(t)}, ${list(ps)}),`).join("\n")}
 ];
+
+/// Patient data outside any one compartment (see the generator).
+pub const SHARED_PATIENT_DATA: &[&str] = ${list(sharedPatientData)};
 
 /// Top-level elements marked isSummary, per type.
 pub const SUMMARY: &[(&str, &[&str])] = &[

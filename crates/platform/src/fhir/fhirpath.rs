@@ -247,8 +247,12 @@ const DATA_TYPES: &[&str] = &[
     "Uuid",
 ];
 
-/// `Patient/1`, `https://x/fhir/Patient/1` and `Patient/1/_history/2` name type `Patient`.
+/// `Patient/1`, `https://x/fhir/Patient/1`, `Patient/1/_history/2` and the conditional
+/// `Patient?identifier=…` name type `Patient`.
 fn reference_type(reference: &str) -> Option<&str> {
+    if let Some((path, _)) = reference.split_once('?') {
+        return path.rsplit('/').next().filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()));
+    }
     let mut segments: Vec<&str> = reference.split('/').collect();
     if segments.len() >= 4 && segments[segments.len() - 2] == "_history" {
         segments.truncate(segments.len() - 2);
@@ -272,6 +276,17 @@ impl Expr {
 
     /// The values the expression selects in `resource`.
     pub fn evaluate<'a>(&self, resource: &'a Value) -> Vec<Item<'a>> {
+        self.evaluate_as(resource, Resolve::Strict)
+    }
+
+    /// [`Self::evaluate`], but `where(resolve() is T)` also keeps the references whose type
+    /// cannot be told (`Patient`, `patient/1`, …): for decisions that must fail closed, such
+    /// as which compartment a resource belongs to, where the caller judges each reference.
+    pub fn evaluate_keeping_untyped<'a>(&self, resource: &'a Value) -> Vec<Item<'a>> {
+        self.evaluate_as(resource, Resolve::KeepUntyped)
+    }
+
+    fn evaluate_as<'a>(&self, resource: &'a Value, resolve: Resolve) -> Vec<Item<'a>> {
         let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         let mut out = Vec::new();
         for term in &self.terms {
@@ -280,7 +295,7 @@ impl Expr {
             }
             let mut items = vec![Item { value: resource, choice_type: None }];
             for step in &term.steps {
-                items = apply(step, items);
+                items = apply(step, items, resolve);
             }
             out.extend(items);
         }
@@ -288,7 +303,13 @@ impl Expr {
     }
 }
 
-fn apply<'a>(step: &Step, items: Vec<Item<'a>>) -> Vec<Item<'a>> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolve {
+    Strict,
+    KeepUntyped,
+}
+
+fn apply<'a>(step: &Step, items: Vec<Item<'a>>, resolve: Resolve) -> Vec<Item<'a>> {
     match step {
         Step::Child(name) => {
             let mut out = Vec::new();
@@ -311,9 +332,12 @@ fn apply<'a>(step: &Step, items: Vec<Item<'a>>) -> Vec<Item<'a>> {
         Step::ResolvesTo(wanted) => items
             .into_iter()
             .filter(|i| {
-                let by_reference = i.value.get("reference").and_then(Value::as_str).and_then(reference_type);
+                let reference = i.value.get("reference").and_then(Value::as_str);
                 let by_type = i.value.get("type").and_then(Value::as_str);
-                by_reference.or(by_type) == Some(wanted.as_str())
+                match reference.and_then(reference_type).or(by_type) {
+                    Some(found) => found == wanted,
+                    None => resolve == Resolve::KeepUntyped && reference.is_some(),
+                }
             })
             .collect(),
         Step::Equals(element, literal) => items.into_iter().filter(|i| i.value.get(element).and_then(Value::as_str) == Some(literal.as_str())).collect(),
@@ -355,6 +379,11 @@ mod tests {
             "component": [{"code": {"text": "a"}}]});
         assert_eq!(values("Observation.subject.where(resolve() is Patient)", &obs), vec![json!({"reference": "Patient/p1"})]);
         assert_eq!(values("Observation.performer.where(resolve() is Practitioner)", &obs).len(), 1);
+        let odd =
+            json!({"resourceType": "Condition", "subject": [{"reference": "Patient?identifier=x|1"}, {"reference": "Patient"}, {"reference": "Group/g"}]});
+        let expr = compile("Condition.subject.where(resolve() is Patient)").unwrap();
+        assert_eq!(expr.evaluate(&odd).len(), 1, "a conditional reference names its type");
+        assert_eq!(expr.evaluate_keeping_untyped(&odd).len(), 2, "an untyped reference is kept for fail-closed decisions");
         assert_eq!(values("Observation.subject | Observation.performer", &obs).len(), 3);
         let patient = json!({"resourceType": "Patient", "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "e"}]});
         assert_eq!(values("Patient.telecom.where(system='email')", &patient), vec![json!({"system": "email", "value": "e"})]);

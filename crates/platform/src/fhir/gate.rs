@@ -194,7 +194,7 @@ fn reach_of(grant: &AccessGrant, scope: &ResourceScope) -> Option<Reach> {
 pub fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissions) -> Result<Vec<Usable<'g>>, Denied> {
     let mut usable = Vec::new();
     let mut missing_patient = false;
-    let patient_data = super::params::in_patient_compartment(resource_type);
+    let patient_data = super::params::is_patient_data(resource_type);
     for scope in grant.scope.resource_scopes().filter(|s| s.allows(resource_type, permission)) {
         let Ok(constraint) = scope_filter(scope, resource_type) else { continue };
         match reach_of(grant, scope) {

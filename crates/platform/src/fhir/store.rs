@@ -9,7 +9,7 @@
 
 use super::params;
 use super::search::Search;
-use super::search::{references_at, values_of};
+use super::search::{references_at, values_keeping_untyped};
 use crate::ports::StoreError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,9 @@ pub fn compartment_patient(resource: &Value) -> Result<Option<String>, Unplaceab
     let Some(names) = params::compartment_params(resource_type) else { return Ok(None) };
     let mut found = None;
     let compartment_params = names.iter().filter_map(|name| params::find(resource_type, name));
-    for reference in compartment_params.flat_map(|param| references_at(&values_of(resource, &param))) {
+    // References whose type cannot be told are kept: `patient_of_reference` refuses any that
+    // names a Patient in a form it cannot place, rather than store the resource outside.
+    for reference in compartment_params.flat_map(|param| references_at(&values_keeping_untyped(resource, &param))) {
         if let Some(patient) = patient_of_reference(reference)? {
             found.get_or_insert(patient);
         }

@@ -158,6 +158,22 @@ fn patch_applies_a_json_patch_through_the_update_path() {
         let r = w.patch(&ned, "Observation", "a-lab", ops, None);
         assert_eq!(r.status, 422, "{what}: {}", r.body);
     }
+    let invalid = w.patch(
+        &ned,
+        "Observation",
+        "a-lab",
+        json!([{"op": "add", "path": "/spaceship", "value": 1}, {"op": "replace", "path": "/status", "value": ["final"]}]),
+        None,
+    );
+    assert_eq!(invalid.status, 422, "the patched result is checked against R4: {}", invalid.body);
+    let issues = body(&invalid)["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["code"].as_str().unwrap().to_owned(), i["expression"][0].as_str().unwrap().to_owned()))
+        .collect::<Vec<_>>();
+    assert!(issues.contains(&("structure".into(), "Observation.spaceship".into())), "{issues:?}");
+    assert!(issues.contains(&("structure".into(), "Observation.status".into())), "{issues:?}");
     let not_patch = w.call(
         &ned,
         Interaction::Patch { resource_type: "Observation".into(), id: "a-lab".into() },
@@ -275,6 +291,9 @@ fn history_is_paged_with_count_offset_and_since() {
     assert_eq!(versions(&first), ["5", "4"]);
     let rest = type_history(&lab, &query_of(&link(&first, "next").unwrap()));
     assert_eq!(versions(&rest), ["3", "2"]);
+    let relative = AccessGrant::for_tests("user/*.rs", None, Some("RelatedPerson/r"));
+    let none = type_history(&relative, "");
+    assert_eq!((none["total"].as_i64(), none.get("link")), (Some(0), None), "no compartment reached: empty, and no empty arrays but entry");
 }
 
 #[test]

@@ -239,7 +239,9 @@ fn history_entry(base: &str, resource_type: &str, id: &str, v: &Version) -> Stri
 
 fn history_bundle(entries: &[String], total: Option<i64>, links: &[Value]) -> String {
     let total = total.map(|t| format!(",\"total\":{t}")).unwrap_or_default();
-    format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\"{total},\"link\":{},\"entry\":[{}]}}", Value::from(links.to_vec()), entries.join(","))
+    // No empty array (FHIR JSON has none): an answer without paging has no links.
+    let links = if links.is_empty() { String::new() } else { format!(",\"link\":{}", Value::from(links.to_vec())) };
+    format!("{{\"resourceType\":\"Bundle\",\"type\":\"history\"{total}{links},\"entry\":[{}]}}", entries.join(","))
 }
 
 /// The partition whose history a request reads, or the answer: an instance's own partition;

@@ -240,9 +240,9 @@ fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_inclu
     );
     put(json!({"resourceType": "ImagingStudy", "id": "img1", "status": "available", "subject": a, "started": "2020-06-01T10:00:00Z"}));
 
-    // Each in its place: the Patient compartment decides (Device, Medication are shared).
+    // Each in its place: the Patient compartment decides (Device by its one patient; Medication is shared).
     for (t, id, partition) in
-        [("CareTeam", "ct1", "patient/a"), ("Provenance", "prov1", "patient/a"), ("Device", "dev1", "shared/Device"), ("Medication", "m1", "shared/Medication")]
+        [("CareTeam", "ct1", "patient/a"), ("Provenance", "prov1", "patient/a"), ("Device", "dev1", "patient/a"), ("Medication", "m1", "shared/Medication")]
     {
         assert_eq!(block_on(w.store.locate(&[(t.into(), id.into())])).unwrap(), vec![Some(partition.to_owned())], "{t}/{id}");
         assert_eq!(w.read(&sys, t, id).status, 200);
@@ -263,4 +263,54 @@ fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_inclu
     let ned = grant("patient/*.rs", Some("a"), None);
     let revinclude = w.call(&ned, Interaction::Search { resource_type: "Patient".into() }, None, &[("query", "_revinclude=CareTeam:subject")]);
     assert_eq!(all_ids(&revinclude), ["CareTeam/ct1", "Patient/a"]);
+}
+
+/// Review finding: placement follows `Condition.subject.where(resolve() is Patient)`; a
+/// reference to a Patient in a form the server cannot place (conditional, bare type) must be
+/// refused, not stored in `shared/Condition` outside the patient's compartment.
+#[test]
+fn a_patient_reference_that_cannot_be_placed_is_refused_whatever_the_compartment_expression() {
+    let w = World::new();
+    for reference in ["Patient?identifier=http://hospital/mrn|B", "Patient", "https://elsewhere.example/fhir/Patient/b"] {
+        for t in ["Condition", "Observation", "DocumentReference"] {
+            let resource = json!({"resourceType": t, "status": "final", "subject": {"reference": reference}, "code": {"text": "x"}});
+            let resource = if t == "DocumentReference" {
+                json!({"resourceType": t, "status": "current", "subject": {"reference": reference}, "content": [{"attachment": {"url": "https://x/a"}}]})
+            } else if t == "Condition" {
+                json!({"resourceType": t, "subject": {"reference": reference}, "code": {"text": "x"}})
+            } else {
+                resource
+            };
+            let r = w.call(&system(), Interaction::Create { resource_type: t.into() }, Some(resource), &[]);
+            assert_eq!(r.status, 422, "{t} with {reference}: {:?} {}", r.location, r.body);
+        }
+    }
+    assert!(w.search(&system(), "Condition", "").is_empty() || w.search(&system(), "Condition", "").iter().all(|id| !id.starts_with("new")));
+}
+
+/// Review finding (high): patient data R4 keeps outside the compartment (a Device affixed to
+/// one patient, a Group of patients) must not be readable by another patient's token through
+/// the shared partition.
+#[test]
+fn a_patient_token_reads_no_other_patients_device_or_group() {
+    let w = World::new();
+    let sys = system();
+    let put = |r: Value| {
+        let (t, id) = type_and_id(&r);
+        assert_eq!(w.call(&sys, Interaction::Update { resource_type: t.into(), id: id.into() }, Some(r.clone()), &[]).status, 201);
+    };
+    put(json!({"resourceType": "Device", "id": "dev-b", "status": "active", "patient": {"reference": "Patient/b"}, "serialNumber": "PACEMAKER-SN-0042"}));
+    put(json!({"resourceType": "Device", "id": "dev-a", "status": "active", "patient": {"reference": "Patient/a"}}));
+    put(json!({"resourceType": "Group", "id": "cohort", "type": "person", "actual": true, "member": [{"entity": {"reference": "Patient/b"}}]}));
+    let ned = grant("patient/*.rs", Some("a"), None);
+    assert_eq!(w.read(&ned, "Device", "dev-b").status, 404);
+    assert_eq!(w.read(&ned, "Device", "dev-a").status, 200, "its own device, in its compartment");
+    assert_eq!(w.search(&ned, "Device", ""), vec!["dev-a"]);
+    assert!(w.search(&ned, "Device", "patient=Patient/b").is_empty());
+    assert_eq!(w.read(&ned, "Group", "cohort").status, 404, "a group is patient data no patient token reaches");
+    let groups = w.call(&ned, Interaction::Search { resource_type: "Group".into() }, None, &[("query", "member=Patient/b")]);
+    assert!(groups.status == 403 || !groups.body.contains("cohort"), "{} {}", groups.status, groups.body);
+    assert_eq!(w.read(&sys, "Group", "cohort").status, 200, "a backend service reads it");
+    let doctor = grant("user/*.rs", None, Some("Practitioner/d1"));
+    assert_eq!(w.read(&doctor, "Group", "cohort").status, 200, "so does a practitioner who reaches every compartment");
 }

@@ -266,14 +266,12 @@ pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &
     if let Err(e) = json_patch::patch(&mut patched, &operations) {
         return Ok(FhirResponse::outcome(422, IssueType::Invalid, &format!("the patch cannot be applied: {e}")));
     }
-    // The result must be a resource of the same type and id, checked as an update's body is.
+    // The result must be a valid resource of the same type and id, checked as an update's body
+    // is (the R4 structure included); a well-formed patch with an invalid result is a 422.
     let bytes = patched.to_string().into_bytes();
     let resource = match validate::resource(&bytes, resource_type, Some(id)) {
         Ok(r) => r,
-        Err(e) => {
-            let status = if e.status() == 413 { 413 } else { 422 };
-            return Ok(FhirResponse::outcome(status, IssueType::Invalid, &format!("the patched resource is not valid: {e}")));
-        }
+        Err(e) => return Ok(FhirResponse::json(if e.status() == 413 { 413 } else { 422 }, e.outcome().to_string())),
     };
     if let Some(refusal) = judge_write(grant, &resource, &Some((partition.clone(), Some(old)))) {
         return Ok(refusal);

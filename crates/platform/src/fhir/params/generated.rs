@@ -1970,10 +1970,12 @@ pub const COMPARTMENT: &[(&str, &[&str])] = &[
   ("Composition", &["subject", "author", "attester"]),
   ("Condition", &["patient", "asserter"]),
   ("Consent", &["patient"]),
+  ("Contract", &["patient"]),
   ("Coverage", &["policy-holder", "subscriber", "beneficiary", "payor"]),
   ("CoverageEligibilityRequest", &["patient"]),
   ("CoverageEligibilityResponse", &["patient"]),
   ("DetectedIssue", &["patient"]),
+  ("Device", &["patient"]),
   ("DeviceRequest", &["subject", "performer"]),
   ("DeviceUseStatement", &["subject"]),
   ("DiagnosticReport", &["subject"]),
@@ -1986,6 +1988,7 @@ pub const COMPARTMENT: &[(&str, &[&str])] = &[
   ("FamilyMemberHistory", &["patient"]),
   ("Flag", &["patient"]),
   ("Goal", &["patient"]),
+  ("GuidanceResponse", &["patient"]),
   ("ImagingStudy", &["patient"]),
   ("Immunization", &["patient"]),
   ("ImmunizationEvaluation", &["patient"]),
@@ -2017,6 +2020,9 @@ pub const COMPARTMENT: &[(&str, &[&str])] = &[
   ("Task", &["patient", "focus"]),
   ("VisionPrescription", &["patient"]),
 ];
+
+/// Patient data outside any one compartment (see the generator).
+pub const SHARED_PATIENT_DATA: &[&str] = &["Binary", "Bundle", "Group", "Linkage"];
 
 /// Top-level elements marked isSummary, per type.
 pub const SUMMARY: &[(&str, &[&str])] = &[

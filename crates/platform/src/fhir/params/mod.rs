@@ -90,9 +90,18 @@ pub fn compartment_params(resource_type: &str) -> Option<&'static [&'static str]
     generated::COMPARTMENT.iter().find(|(t, _)| *t == resource_type).map(|(_, p)| *p)
 }
 
-/// Whether `resource_type` is patient data: `Patient`, or a type in the Patient compartment.
+/// Whether `resource_type` is stored in patients' compartments: `Patient`, or a type of the
+/// Patient compartment (R4's, plus the types whose `patient` parameter names their one
+/// patient: Device, Contract, GuidanceResponse).
 pub fn in_patient_compartment(resource_type: &str) -> bool {
     resource_type == "Patient" || compartment_params(resource_type).is_some()
+}
+
+/// Whether `resource_type` is patient data for the gate: stored in compartments, or patient
+/// data kept shared (Group, Binary, Bundle, Linkage), which only scopes reaching every
+/// compartment may touch.
+pub fn is_patient_data(resource_type: &str) -> bool {
+    in_patient_compartment(resource_type) || generated::SHARED_PATIENT_DATA.contains(&resource_type)
 }
 
 /// The top-level elements of `resource_type` marked isSummary (choice elements as `value[x]`).
@@ -166,7 +175,21 @@ mod tests {
         assert_eq!(compartment_params("SupplyDelivery"), Some(&["patient"][..]));
         assert!(compartment_params("Practitioner").is_none() && compartment_params("Medication").is_none());
         assert!(compartment_params("Group").is_none(), "groups are shared");
-        assert!(in_patient_compartment("Patient") && in_patient_compartment("DeviceUseStatement") && !in_patient_compartment("Device"));
+        assert!(in_patient_compartment("Patient") && in_patient_compartment("DeviceUseStatement") && !in_patient_compartment("Organization"));
+        assert_eq!(compartment_params("Device"), Some(&["patient"][..]), "a device's one patient places it");
+        assert!(is_patient_data("Group") && is_patient_data("Binary") && !in_patient_compartment("Group"));
+        assert!(!is_patient_data("Practitioner") && !is_patient_data("Medication") && !is_patient_data("Organization"));
+    }
+
+    /// Review finding: no type outside the compartment and the shared patient data may name one
+    /// patient, or a patient's token would read every patient's through the shared partition.
+    #[test]
+    fn every_type_that_names_a_patient_is_patient_data() {
+        for (t, params) in TYPES {
+            for p in params.iter().filter(|p| p.kind == Kind::Reference && p.targets.contains(&"Patient") && p.targets.len() < RESOURCE_TYPES.len()) {
+                assert!(is_patient_data(t), "{t}.{} names a Patient but {t} is shared reference data", p.name);
+            }
+        }
     }
 
     #[test]

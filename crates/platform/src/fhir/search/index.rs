@@ -17,6 +17,12 @@ pub fn references_at<'a>(items: &[fhirpath::Item<'a>]) -> Vec<&'a str> {
     items.iter().filter_map(|i| i.value.get("reference").and_then(Value::as_str)).collect()
 }
 
+/// [`values_of`], keeping references whose type cannot be told (see
+/// [`fhirpath::Expr::evaluate_keeping_untyped`]).
+pub fn values_keeping_untyped<'a>(resource: &'a Value, param: &Param) -> Vec<fhirpath::Item<'a>> {
+    fhirpath::compiled(param.expression).map(|e| e.evaluate_keeping_untyped(resource)).unwrap_or_default()
+}
+
 /// `Type/id` references found at `source`'s reference parameter `name`.
 pub fn references(resource: &Value, source: &str, name: &str) -> Vec<String> {
     let Some(param) = params::find(source, name).filter(|p| p.kind == Kind::Reference) else { return Vec::new() };
