@@ -212,11 +212,13 @@ describe("found by an adversarial review of the gate", () => {
       { fullUrl: "urn:uuid:dup", resource: obs(BUSTER, "survey"), request: { method: "POST", url: "Observation" } },
     ]) });
     assert.equal(twice.res.status, 400);
+    // ifNoneExist is honoured (tests/transactions.test.mjs); ifNoneMatch is not, so it is refused.
     const conditional = await fhir("", { as: "doctor", method: "POST", body: transaction([
-      { resource: obs(NED, "survey"), request: { method: "POST", url: "Observation", ifNoneExist: "identifier=x|1" } },
+      { resource: obs(NED, "survey"), request: { method: "POST", url: "Observation" } },
+      { request: { method: "GET", url: `Patient/${NED}`, ifNoneMatch: 'W/"1"' } },
     ]) });
     assert.equal(conditional.res.status, 400);
-    assert.match(conditional.body.issue[0].diagnostics, /ifNoneExist/);
+    assert.match(conditional.body.issue[0].diagnostics, /ifNoneMatch/);
   });
 
   test("search numbers must be finite and pages bounded", async () => {

@@ -1,12 +1,14 @@
 //! The FHIR partitions (the `FHIR` Durable Object namespace) behind platform's
 //! [`Port`] (`platform::fhir::store::Partitions`), and the [`FhirStore`] port the authorization pages use.
 
-use crate::durable::fhir_partition::{CompartmentRequest, HistoryRequest, Key, LocateRequest, WriteRequest};
+use crate::durable::fhir_partition::{CompartmentRequest, HistoryRequest, Key, LocateRequest, RevertRequest, WriteRequest};
 use crate::durable::rpc;
 use crate::http::AppError;
 use async_trait::async_trait;
 use platform::fhir::search::{self, Search};
-use platform::fhir::store::{self, CompartmentPage, FhirStore, HistoryPage, Page, Partitions as Port, ReadOutcome, SearchResult, WriteOutcome, DIRECTORY};
+use platform::fhir::store::{
+    self, CompartmentPage, FhirStore, HistoryPage, Page, Partitions as Port, ReadOutcome, SearchResult, WriteOutcome, Written, DIRECTORY,
+};
 use platform::ports::StoreError;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
@@ -62,6 +64,11 @@ impl Port for Partitions<'_> {
 
     async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError> {
         self.call(DIRECTORY, "/dir/locate", &LocateRequest { keys: keys.to_vec() }).await
+    }
+
+    async fn revert(&self, partition: &str, written: Vec<Written>) -> Result<(), StoreError> {
+        let _: bool = self.call(partition, "/revert", &RevertRequest { written }).await?;
+        Ok(())
     }
 
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError> {

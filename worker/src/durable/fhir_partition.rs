@@ -5,8 +5,11 @@
 //! - `idx`: the search index rows of current versions (`platform::fhir::search::index`);
 //! - `dir` (directory only): `Type/id` → partition.
 //!
-//! One request's writes run without an await in between, so they commit together: a
-//! transaction's entries for one partition are all stored or none.
+//! One request's writes run without an await in between, so they commit together; when one of
+//! them fails (a value over SQLite's 2 MB, say), the request's earlier ones are reverted before
+//! the error is answered: a transaction's entries for one partition are all stored or none. `/revert` undoes versions
+//! a transaction wrote here when a later partition of it failed (see `platform::fhir::api`'s
+//! bundle module).
 
 use super::rpc;
 use platform::fhir::search::{self, SqlQuery, SqlValue};
@@ -23,6 +26,11 @@ pub struct WriteRequest {
     /// `If-Match`: the version the single resource must currently have.
     #[serde(default)]
     pub if_match: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RevertRequest {
+    pub written: Vec<Written>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,14 +174,20 @@ fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted:
         "INSERT INTO hist (type, id, version, last_updated, deleted, content) VALUES (?, ?, ?, ?, ?, ?)",
         vec![resource_type.clone().into(), id.clone().into(), version.into(), last_updated.into(), deleted_flag.into(), content.clone().into()],
     )?;
-    sql.exec("DELETE FROM idx WHERE type = ? AND id = ?", vec![resource_type.clone().into(), id.clone().into()])?;
-    if !deleted {
-        for row in search::index(&resource) {
+    reindex(sql, &resource_type, &id, (!deleted).then_some(&resource))?;
+    Ok((Written { reference: format!("{resource_type}/{id}"), version, created, last_updated: last_updated.to_owned() }, content))
+}
+
+/// Replaces the index rows of `Type/id` with those of `resource` (none for a deleted one).
+fn reindex(sql: &SqlStorage, resource_type: &str, id: &str, resource: Option<&Value>) -> Result<()> {
+    sql.exec("DELETE FROM idx WHERE type = ? AND id = ?", vec![resource_type.into(), id.into()])?;
+    if let Some(resource) = resource {
+        for row in search::index(resource) {
             sql.exec(
                 "INSERT INTO idx (type, id, name, sys, code, text, date_lo, date_hi, num, reference) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
-                    resource_type.clone().into(),
-                    id.clone().into(),
+                    resource_type.into(),
+                    id.into(),
                     row.name.into(),
                     text(&row.sys),
                     text(&row.code),
@@ -186,7 +200,35 @@ fn write_one(sql: &SqlStorage, mut resource: Value, last_updated: &str, deleted:
             )?;
         }
     }
-    Ok((Written { reference: format!("{resource_type}/{id}"), version, created, last_updated: last_updated.to_owned() }, content))
+    Ok(())
+}
+
+/// Undoes one version written here: when `Type/id` is still at `version`, that version goes
+/// and the one before becomes current again (or the resource is forgotten).
+fn revert_one(sql: &SqlStorage, written: &Written) -> Result<()> {
+    let Some((resource_type, id)) = written.reference.split_once('/') else { return Ok(()) };
+    let key = || vec![SqlStorageValue::from(resource_type), SqlStorageValue::from(id)];
+    let current: Vec<VersionRow> = sql.exec("SELECT version, deleted FROM res WHERE type = ? AND id = ?", key())?.to_array()?;
+    if current.first().map(|r| r.version) != Some(written.version) {
+        return Ok(());
+    }
+    sql.exec("DELETE FROM hist WHERE type = ? AND id = ? AND version = ?", [key(), vec![written.version.into()]].concat())?;
+    let previous: Vec<ContentRow> =
+        sql.exec("SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1", key())?.to_array()?;
+    match previous.into_iter().next() {
+        Some(row) => {
+            sql.exec(
+                "UPDATE res SET version = ?, last_updated = ?, deleted = ?, content = ? WHERE type = ? AND id = ?",
+                [vec![row.version.into(), row.last_updated.clone().into(), row.deleted.into(), row.content.clone().into()], key()].concat(),
+            )?;
+            let resource: Value = serde_json::from_str(&row.content)?;
+            reindex(sql, resource_type, id, (row.deleted == 0).then_some(&resource))
+        }
+        None => {
+            sql.exec("DELETE FROM res WHERE type = ? AND id = ?", key())?;
+            reindex(sql, resource_type, id, None)
+        }
+    }
 }
 
 #[durable_object]
@@ -237,9 +279,20 @@ impl DurableObject for FhirPartition {
                 let mut written = Vec::new();
                 let mut last = None;
                 for resource in request.resources {
-                    let (w, content) = write_one(&sql, resource, &request.last_updated, false)?;
-                    written.push(w);
-                    last = Some(content);
+                    match write_one(&sql, resource, &request.last_updated, false) {
+                        Ok((w, content)) => {
+                            written.push(w);
+                            last = Some(content);
+                        }
+                        Err(e) => {
+                            // All or nothing here too: a failed statement does not roll back
+                            // the request's earlier ones, so they are undone before answering.
+                            for w in written.iter().rev() {
+                                revert_one(&sql, w)?;
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
                 let content = if written.len() == 1 { last.map(raw).transpose()? } else { None };
                 Response::from_json(&WriteOutcome { conflict: false, current: None, written, content })
@@ -337,6 +390,13 @@ impl DurableObject for FhirPartition {
                 };
                 let resources = rows.into_iter().map(|r| Ok((r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
                 Response::from_json(&SearchResult { resources, total })
+            }
+            "/revert" => {
+                let request: RevertRequest = rpc::body(req).await?;
+                for written in request.written.iter().rev() {
+                    revert_one(&sql, written)?;
+                }
+                Response::from_json(&true)
             }
             "/dir/put" => {
                 let entries: DirEntries = rpc::body(req).await?;

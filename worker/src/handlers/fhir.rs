@@ -55,12 +55,14 @@ async fn decode(req: &mut Request, interaction: Interaction) -> Result<FhirReque
             Ok(form) => query.extend(form),
             Err(_) => return Err(outcome(400, IssueType::Invalid, "POST _search takes an application/x-www-form-urlencoded body")),
         },
-        Interaction::Create { .. } | Interaction::Update { .. } | Interaction::Patch { .. } | Interaction::Everything { .. } => {
-            match http::body_bytes_limit(req, MAX_RESOURCE_BYTES).await {
-                Ok(bytes) => body = bytes,
-                Err(_) => return Err(outcome(413, IssueType::Invalid, "the resource is larger than 1 MiB")),
-            }
-        }
+        Interaction::Create { .. }
+        | Interaction::Update { .. }
+        | Interaction::Patch { .. }
+        | Interaction::ConditionalUpdate { .. }
+        | Interaction::Everything { .. } => match http::body_bytes_limit(req, MAX_RESOURCE_BYTES).await {
+            Ok(bytes) => body = bytes,
+            Err(_) => return Err(outcome(413, IssueType::Invalid, "the resource is larger than 1 MiB")),
+        },
         Interaction::Bundle => match http::body_bytes_limit(req, MAX_BUNDLE_BYTES).await {
             Ok(bytes) => body = bytes,
             Err(_) => return Err(outcome(413, IssueType::Invalid, "the bundle is larger than 16 MiB")),

@@ -85,10 +85,11 @@ fn resources() -> Vec<Value> {
                 "versioning": "versioned",
                 "readHistory": true,
                 "updateCreate": true,
-                // If-None-Exist on POST [type] (not inside bundles, which refuse conditional entries).
+                // If-None-Exist, PUT [type]?search and DELETE [type]?search, alone and in bundles
+                // (a delete whose criteria match several resources is 412: one at a time).
                 "conditionalCreate": true,
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
                 "interaction": interactions,
                 "searchParam": search_params
             });
@@ -124,5 +125,6 @@ mod tests {
         assert_eq!(patient["operation"][0]["name"], "everything");
         assert!(observation["interaction"].as_array().unwrap().contains(&json!({"code": "patch"})));
         assert_eq!(cs["rest"][0]["operation"][2]["definition"], "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export");
+        assert_eq!((observation["conditionalUpdate"].clone(), observation["conditionalDelete"].clone()), (json!(true), json!("single")));
     }
 }

@@ -1,14 +1,18 @@
 //! Transaction and batch Bundles (R4 §3.1.0.11, <https://hl7.org/fhir/R4/http.html#transaction>):
-//! ids assigned to `POST` entries, `urn:uuid:` references rewritten to `Type/id`, entries
-//! grouped by partition. The caller writes the shared partitions first (idempotent upserts),
-//! then each patient partition in one atomic write, then the directory.
+//! the entries parsed into requests (`POST`, `PUT`, `DELETE`, `GET`, and the conditional forms
+//! of §3.1.0.8: `ifNoneExist`, `PUT`/`DELETE [type]?search`, conditional references
+//! `Type?search`), then planned once the caller has resolved every condition: ids assigned to
+//! creates, `urn:uuid:` and conditional references rewritten to `Type/id`, writes grouped by
+//! partition. The caller (`api::bundle`) resolves the conditions through the gate, judges the
+//! plan and applies it (with compensation when a partition fails, see there).
 
 use super::params;
+use super::search;
 use super::store::{partition_for, DIRECTORY};
-use super::validate::{self, Issue};
+use super::validate::{self, if_match_version, Issue};
 use crate::users::is_fhir_id;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
@@ -16,10 +20,8 @@ pub enum IngestError {
     NotABundle,
     #[error("entry {0} has no resource of a type this server serves")]
     BadEntry(usize),
-    #[error("entry {0}: the request must be POST [type] or PUT [type]/[id] matching the resource")]
+    #[error("entry {0}: the request must be POST [type], PUT [type]/[id], PUT [type]?[search], DELETE [type]/[id], DELETE [type]?[search] or GET, matching the resource")]
     BadRequest(usize),
-    #[error("entry {0} has no usable id")]
-    NoId(usize),
     #[error("the reference {0} points to no entry of the bundle")]
     Dangling(String),
     #[error("the bundle has more than {MAX_ENTRIES} entries")]
@@ -28,8 +30,18 @@ pub enum IngestError {
     Unplaceable(String),
     #[error("entry {0} repeats the fullUrl or the resource of an earlier entry")]
     Duplicate(usize),
-    #[error("entry {0}: conditional requests (ifMatch, ifNoneExist, ifNoneMatch, ifModifiedSince) are not supported in bundles")]
+    #[error("entry {0}: ifNoneMatch and ifModifiedSince are not supported in bundles")]
     Conditional(usize),
+    #[error("entry {0}: the search criteria match more than one resource")]
+    Multiple(usize),
+    #[error("the conditional reference {0} matches no resource")]
+    Unresolved(String),
+    #[error("the conditional reference {0} matches more than one resource")]
+    Ambiguous(String),
+    #[error("the search criteria {0} are not a valid search: {1}")]
+    BadCondition(String, String),
+    #[error("entry {0}: the resource id does not match the one resource the search criteria match")]
+    WrongId(usize),
     /// The entry's resource fails its R4 definition; each issue's expression is rooted at the
     /// resource (`Observation.status`).
     #[error("entry {}: the resource does not conform to its R4 definition: {}", .0, validate::summary(.1))]
@@ -37,6 +49,14 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// 412 for criteria that match several resources (R4 §3.1.0.8), 400 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            IngestError::Multiple(_) | IngestError::Ambiguous(_) => 412,
+            _ => 400,
+        }
+    }
+
     /// The OperationOutcome refusing the bundle: one issue per problem for `Invalid`.
     pub fn outcome(&self) -> Value {
         match self {
@@ -48,23 +68,74 @@ impl IngestError {
 
 pub const MAX_ENTRIES: usize = 5000;
 
+/// What an entry's request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    /// `POST [type]`.
+    Create,
+    /// `PUT [type]/[id]`.
+    Update(String),
+    /// `PUT [type]?[search]`.
+    ConditionalUpdate(String),
+    /// `DELETE [type]/[id]`.
+    Delete(String),
+    /// `DELETE [type]?[search]`.
+    ConditionalDelete(String),
+    /// `GET [url]`: a read or search, answered after the writes.
+    Read(String),
+}
+
+/// One entry of a bundle, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub resource_type: String,
+    pub full_url: Option<String>,
+    pub resource: Option<Value>,
+    pub method: Method,
+    pub if_none_exist: Option<String>,
+    /// `ifMatch` of a `PUT [type]/[id]` or `DELETE [type]/[id]`: the version it must be at.
+    pub if_match: Option<i64>,
+}
+
+/// A search to run before planning: `(Type, query)`.
+pub type Condition = (String, String);
+
+/// The ids of `Type` each condition matches in the store (under the caller's search rights).
+pub type Resolved = HashMap<Condition, Vec<String>>;
+
 /// One resource to write, with how it was asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Write {
     pub resource: Value,
     pub created: bool,
+    /// The version `ifMatch` asked for.
+    pub if_match: Option<i64>,
 }
 
-/// The writes of a bundle, by partition (shared partitions sort before patient ones).
+/// What each entry did, in bundle order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `Type/id` written; `created` says 201 or 200.
+    Written { reference: String, created: bool },
+    /// A conditional create whose criteria matched this existing resource: nothing written.
+    Existing(String),
+    /// A delete (of a resource, or of nothing).
+    Deleted,
+    /// A `GET` entry, answered later.
+    Read(String),
+}
+
+/// The writes of a bundle, by partition, and its deletions.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     pub partitions: BTreeMap<String, Vec<Write>>,
-    /// `Type/id` of each entry, in bundle order (for the response).
-    pub order: Vec<(String, bool)>,
+    /// `(Type, id)` to delete, with the `ifMatch` version asked for.
+    pub deletes: Vec<(String, String, Option<i64>)>,
+    pub answers: Vec<Answer>,
 }
 
 impl Plan {
-    /// The partitions in write order: shared ones first, then patients.
+    /// The partitions in write order: shared ones first, then the directory, then patients.
     pub fn write_order(&self) -> Vec<&String> {
         let mut names: Vec<&String> = self.partitions.keys().collect();
         names.sort_by_key(|n| (!n.starts_with("shared/"), n.as_str()));
@@ -87,99 +158,286 @@ impl Plan {
             .collect()
     }
 
-    /// The transaction-response Bundle (R4 §3.1.0.11.4).
-    pub fn response(&self, bundle_type: &str) -> Value {
-        let entries: Vec<Value> = self
-            .order
+    /// The `response` of each entry but the `GET` ones (`None`), R4 §3.1.0.11.4.
+    pub fn responses(&self) -> Vec<Option<Value>> {
+        self.answers
             .iter()
-            .map(|(reference, created)| json!({ "response": { "status": if *created { "201 Created" } else { "200 OK" }, "location": reference } }))
-            .collect();
-        json!({ "resourceType": "Bundle", "type": format!("{bundle_type}-response"), "entry": entries })
+            .map(|answer| match answer {
+                Answer::Written { reference, created } => Some(json!({ "status": if *created { "201 Created" } else { "200 OK" }, "location": reference })),
+                Answer::Existing(reference) => Some(json!({ "status": "200 OK", "location": reference })),
+                Answer::Deleted => Some(json!({ "status": "204 No Content" })),
+                Answer::Read(_) => None,
+            })
+            .collect()
     }
 }
 
-/// The `(Type, id)` a `POST` entry asks for through its `fullUrl: urn:uuid:{id}`, in order.
-pub fn wished_ids(bundle: &Value) -> Vec<(String, String)> {
-    let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    entries
-        .iter()
-        .filter(|e| e.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST") == "POST")
-        .filter_map(|e| {
-            let t = e.pointer("/resource/resourceType").and_then(Value::as_str)?;
-            let id = e.get("fullUrl").and_then(Value::as_str)?.strip_prefix("urn:uuid:").filter(|id| is_fhir_id(id))?;
-            Some((t.to_owned(), id.to_owned()))
-        })
-        .collect()
+fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
+    value.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Plans the writes of a transaction or batch bundle. A `POST` entry keeps the id of its
-/// `fullUrl: urn:uuid:{id}` when that id is free (`taken` says it is not), else gets one from
-/// `new_id`: a create never overwrites.
-pub fn plan(bundle: &Value, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&str, &str) -> bool) -> Result<Plan, IngestError> {
+/// Parses the entries of a transaction or batch bundle.
+pub fn entries(bundle: &Value) -> Result<Vec<Entry>, IngestError> {
     let is_bundle = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle")
         && matches!(bundle.get("type").and_then(Value::as_str), Some("transaction" | "batch"));
     if !is_bundle {
         return Err(IngestError::NotABundle);
     }
-    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
-    if entries.len() > MAX_ENTRIES {
+    let raw = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    if raw.len() > MAX_ENTRIES {
         return Err(IngestError::TooLarge);
     }
-    let mut resources = Vec::new();
-    let mut urn_map = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, entry) in entries.iter().enumerate() {
-        // Ignoring a condition would write what the client asked not to: refuse instead.
-        if ["ifMatch", "ifNoneExist", "ifNoneMatch", "ifModifiedSince"].iter().any(|k| entry.get("request").and_then(|r| r.get(*k)).is_some()) {
-            return Err(IngestError::Conditional(i));
+    raw.iter().enumerate().map(|(i, e)| entry(i, e)).collect()
+}
+
+fn entry(i: usize, entry: &Value) -> Result<Entry, IngestError> {
+    // Ignoring a condition would do what the client asked not to: refuse instead.
+    if text(entry, "/request/ifNoneMatch").is_some() || text(entry, "/request/ifModifiedSince").is_some() {
+        return Err(IngestError::Conditional(i));
+    }
+    let resource = entry.get("resource").filter(|r| r.is_object()).cloned();
+    let body_type = resource.as_ref().and_then(|r| r.get("resourceType")).and_then(Value::as_str).map(str::to_owned);
+    let method = text(entry, "/request/method").unwrap_or("POST");
+    let full_url = entry.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+    let bad = || IngestError::BadRequest(i);
+    if method == "GET" {
+        let url = text(entry, "/request/url").filter(|u| !u.is_empty()).ok_or_else(bad)?;
+        let resource_type = url.split(['/', '?']).next().unwrap_or_default().to_owned();
+        return Ok(Entry { resource_type, full_url, resource: None, method: Method::Read(url.to_owned()), if_none_exist: None, if_match: None });
+    }
+    let served = |t: &str| params::is_served(t);
+    let url = text(entry, "/request/url").map(str::to_owned).or_else(|| body_type.clone()).ok_or(IngestError::BadEntry(i))?;
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) if !q.is_empty() => (p, Some(q.to_owned())),
+        Some(_) => return Err(bad()),
+        None => (url.as_str(), None),
+    };
+    let (url_type, url_id) = match path.split_once('/') {
+        Some((t, id)) => (t, Some(id)),
+        None => (path, None),
+    };
+    if url_id.is_some_and(|id| !is_fhir_id(id)) || (url_id.is_some() && query.is_some()) {
+        return Err(bad());
+    }
+    let if_match = match text(entry, "/request/ifMatch") {
+        Some(v) => Some(if_match_version(v).and_then(|v| v.parse().ok()).ok_or_else(bad)?),
+        None => None,
+    };
+    let if_none_exist = text(entry, "/request/ifNoneExist").map(str::to_owned);
+    if if_none_exist.as_deref() == Some("") {
+        return Err(bad());
+    }
+    let method = match (method, url_id, query) {
+        ("DELETE", _, _) if !served(url_type) => return Err(IngestError::BadEntry(i)),
+        ("DELETE", Some(id), None) => Method::Delete(id.to_owned()),
+        ("DELETE", None, Some(q)) if if_match.is_none() => Method::ConditionalDelete(q),
+        ("POST" | "PUT", _, _) if body_type.as_deref().is_none_or(|t| !served(t)) => return Err(IngestError::BadEntry(i)),
+        (_, _, _) if body_type.as_deref() != Some(url_type) => return Err(bad()),
+        ("POST", None, None) if if_match.is_none() => Method::Create,
+        ("PUT", Some(id), None) => {
+            if resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str).is_some_and(|b| b != id) {
+                return Err(bad());
+            }
+            Method::Update(id.to_owned())
         }
-        let resource = entry.get("resource").filter(|r| r.is_object()).ok_or(IngestError::BadEntry(i))?;
-        let resource_type = resource.get("resourceType").and_then(Value::as_str).filter(|t| params::is_served(t)).ok_or(IngestError::BadEntry(i))?;
-        validate::structure(resource).map_err(|issues| IngestError::Invalid(i, issues))?;
-        let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST");
-        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or(resource_type);
-        let full_url = entry.get("fullUrl").and_then(Value::as_str);
-        let (id, created) = match method {
-            "POST" if url == resource_type => {
-                let wished = full_url.and_then(|u| u.strip_prefix("urn:uuid:")).filter(|id| is_fhir_id(id) && !taken(resource_type, id));
-                let id = wished.map(str::to_owned).unwrap_or_else(&mut *new_id);
-                (id, true)
-            }
-            "PUT" => {
-                let (t, id) = url.split_once('/').ok_or(IngestError::BadRequest(i))?;
-                let body_id = resource.get("id").and_then(Value::as_str);
-                if t != resource_type || !is_fhir_id(id) || body_id.is_some_and(|b| b != id) {
-                    return Err(IngestError::BadRequest(i));
+        ("PUT", None, Some(q)) if if_match.is_none() => Method::ConditionalUpdate(q),
+        _ => return Err(bad()),
+    };
+    if if_none_exist.is_some() && !matches!(method, Method::Create | Method::Update(_)) {
+        return Err(bad());
+    }
+    if let (Method::Create | Method::Update(_) | Method::ConditionalUpdate(_), Some(r)) = (&method, &resource) {
+        validate::structure(r).map_err(|issues| IngestError::Invalid(i, issues))?;
+    }
+    Ok(Entry { resource_type: url_type.to_owned(), full_url, resource, method, if_none_exist, if_match })
+}
+
+/// The `Type?query` conditional references in `value` (served types only).
+fn conditional_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(obj) => {
+            for (key, v) in obj {
+                match (key.as_str(), v.as_str()) {
+                    ("reference", Some(r)) if as_condition(r).is_some() => out.push(r.to_owned()),
+                    _ => conditional_references(v, out),
                 }
-                (id.to_owned(), false)
             }
-            _ => return Err(IngestError::BadRequest(i)),
+        }
+        Value::Array(items) => items.iter().for_each(|v| conditional_references(v, out)),
+        _ => {}
+    }
+}
+
+/// `Type?query` as a condition, when `Type` is served and the query is not empty.
+fn as_condition(reference: &str) -> Option<Condition> {
+    let (t, q) = reference.split_once('?')?;
+    (params::is_served(t) && !q.is_empty()).then(|| (t.to_owned(), q.to_owned()))
+}
+
+/// Every search the plan needs, each once: `ifNoneExist`, conditional update and delete
+/// criteria, conditional references.
+pub fn conditions(entries: &[Entry]) -> Vec<Condition> {
+    let mut out: Vec<Condition> = Vec::new();
+    let mut references = Vec::new();
+    for e in entries {
+        let own = match &e.method {
+            Method::ConditionalUpdate(q) | Method::ConditionalDelete(q) => Some(q.clone()),
+            _ => e.if_none_exist.clone(),
+        };
+        out.extend(own.map(|q| (e.resource_type.clone(), q)));
+        if !matches!(e.method, Method::Delete(_) | Method::ConditionalDelete(_) | Method::Read(_)) {
+            if let Some(r) = &e.resource {
+                conditional_references(r, &mut references);
+            }
+        }
+    }
+    out.extend(references.iter().filter_map(|r| as_condition(r)));
+    let mut seen = HashSet::new();
+    out.retain(|c| seen.insert(c.clone()));
+    out
+}
+
+/// The `(Type, id)` creates ask for through their `fullUrl: urn:uuid:{id}`, in order.
+pub fn wished_ids(entries: &[Entry]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .filter(|e| matches!(e.method, Method::Create | Method::ConditionalUpdate(_)))
+        .filter_map(|e| Some((e.resource_type.clone(), wished(e)?.to_owned())))
+        .collect()
+}
+
+fn wished(e: &Entry) -> Option<&str> {
+    e.full_url.as_deref()?.strip_prefix("urn:uuid:").filter(|id| is_fhir_id(id))
+}
+
+/// Plans the writes once every condition is `resolved`. A create keeps the id of its
+/// `fullUrl: urn:uuid:{id}` when that id is free (`taken` says it is not), else gets one from
+/// `new_id`: a create never overwrites.
+pub fn plan(entries: &[Entry], resolved: &Resolved, new_id: &mut dyn FnMut() -> String, taken: &dyn Fn(&str, &str) -> bool) -> Result<Plan, IngestError> {
+    let matched = |t: &str, q: &str| resolved.get(&(t.to_owned(), q.to_owned())).map(Vec::as_slice).unwrap_or_default();
+    let mut plan = Plan::default();
+    let mut writes: Vec<(Value, bool, Option<i64>)> = Vec::new();
+    let mut urn_map: HashMap<String, String> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut deleted = HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let t = e.resource_type.as_str();
+        let mut create = |e: &Entry| wished(e).filter(|id| !taken(t, id)).map(str::to_owned).unwrap_or_else(&mut *new_id);
+        let existing = match e.if_none_exist.as_deref().map(|q| matched(t, q)) {
+            Some([one]) => Some(one.clone()),
+            Some([]) | None => None,
+            Some(_) => return Err(IngestError::Multiple(i)),
+        };
+        let (id, created) = match (&e.method, existing) {
+            (Method::Read(url), _) => {
+                plan.answers.push(Answer::Read(url.clone()));
+                continue;
+            }
+            (Method::Delete(id), _) => (Some(id.clone()), None),
+            (Method::ConditionalDelete(q), _) => match matched(t, q) {
+                [] => (None, None),
+                [one] => (Some(one.clone()), None),
+                _ => return Err(IngestError::Multiple(i)),
+            },
+            (_, Some(one)) => {
+                // ifNoneExist matched: the existing resource stands for the entry.
+                let reference = format!("{t}/{one}");
+                if let Some(url) = &e.full_url {
+                    urn_map.insert(url.clone(), reference.clone());
+                }
+                plan.answers.push(Answer::Existing(reference));
+                continue;
+            }
+            (Method::Create, None) => (Some(create(e)), Some(true)),
+            (Method::Update(id), None) => (Some(id.clone()), Some(false)),
+            (Method::ConditionalUpdate(q), None) => match matched(t, q) {
+                [] => (Some(create(e)), Some(true)),
+                [one] => {
+                    if e.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str).is_some_and(|b| b != one) {
+                        return Err(IngestError::WrongId(i));
+                    }
+                    (Some(one.clone()), Some(false))
+                }
+                _ => return Err(IngestError::Multiple(i)),
+            },
+        };
+        let Some(id) = id else {
+            plan.answers.push(Answer::Deleted);
+            continue;
         };
         // One entry per resource and per fullUrl: two entries for one id would land in two
-        // partitions or overwrite each other.
-        if !seen.insert(format!("{resource_type}/{id}")) || full_url.is_some_and(|u| urn_map.contains_key(u)) {
+        // partitions, overwrite each other, or write what another deletes.
+        if !seen.insert(format!("{t}/{id}")) || e.full_url.as_ref().is_some_and(|u| urn_map.contains_key(u)) {
             return Err(IngestError::Duplicate(i));
         }
-        if let Some(url) = full_url {
-            urn_map.insert(url.to_owned(), format!("{resource_type}/{id}"));
+        if let Some(url) = &e.full_url {
+            urn_map.insert(url.clone(), format!("{t}/{id}"));
         }
-        let mut resource = resource.clone();
-        resource["id"] = Value::String(id);
-        resources.push((resource, created));
+        match (created, &e.resource) {
+            (Some(created), Some(resource)) => {
+                let mut resource = resource.clone();
+                resource["id"] = Value::String(id.clone());
+                writes.push((resource, created, e.if_match));
+                plan.answers.push(Answer::Written { reference: format!("{t}/{id}"), created });
+            }
+            _ => {
+                deleted.insert(format!("{t}/{id}"));
+                plan.deletes.push((t.to_owned(), id, e.if_match));
+                plan.answers.push(Answer::Deleted);
+            }
+        }
     }
-    let mut plan = Plan::default();
-    for (mut resource, created) in resources {
+    resolve_references(entries, resolved, &writes, &deleted, &mut urn_map)?;
+    for (mut resource, created, if_match) in writes {
         rewrite_references(&mut resource, &urn_map)?;
-        let reference = format!("{}/{}", resource["resourceType"].as_str().unwrap_or_default(), resource["id"].as_str().unwrap_or_default());
-        plan.order.push((reference, created));
         let partition = partition_for(&resource).map_err(|e| IngestError::Unplaceable(e.to_string()))?;
         if resource["resourceType"] == "Patient" {
             // Patients are also listed in the directory (picker, patient search).
-            plan.partitions.entry(DIRECTORY.to_owned()).or_default().push(Write { resource: resource.clone(), created });
+            plan.partitions.entry(DIRECTORY.to_owned()).or_default().push(Write { resource: resource.clone(), created, if_match: None });
         }
-        plan.partitions.entry(partition).or_default().push(Write { resource, created });
+        plan.partitions.entry(partition).or_default().push(Write { resource, created, if_match });
     }
     Ok(plan)
+}
+
+/// Maps each conditional reference to the one resource it matches: in the store (`resolved`,
+/// less what the bundle deletes) or among the bundle's own writes (R4 §3.1.0.11.2, "Conditional
+/// references": no match or several fail the transaction).
+fn resolve_references(
+    entries: &[Entry],
+    resolved: &Resolved,
+    writes: &[(Value, bool, Option<i64>)],
+    deleted: &HashSet<String>,
+    urn_map: &mut HashMap<String, String>,
+) -> Result<(), IngestError> {
+    let mut references = Vec::new();
+    for e in entries.iter().filter(|e| matches!(e.method, Method::Create | Method::Update(_) | Method::ConditionalUpdate(_))) {
+        if let Some(r) = &e.resource {
+            conditional_references(r, &mut references);
+        }
+    }
+    for reference in references {
+        let Some((t, q)) = as_condition(&reference) else { continue };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&q).map_err(|e| IngestError::BadCondition(reference.clone(), e.to_string()))?;
+        let query = search::parse(&t, &pairs, true).map_err(|e| IngestError::BadCondition(reference.clone(), e.to_string()))?;
+        let mut found: Vec<String> = resolved.get(&(t.clone(), q.clone())).into_iter().flatten().map(|id| format!("{t}/{id}")).collect();
+        for (resource, _, _) in writes.iter().filter(|(r, _, _)| r["resourceType"] == t.as_str()) {
+            if search::matches(&search::index(resource), &query.clauses) {
+                found.push(format!("{t}/{}", resource["id"].as_str().unwrap_or_default()));
+            }
+        }
+        found.retain(|r| !deleted.contains(r));
+        found.sort();
+        found.dedup();
+        match found.as_slice() {
+            [one] => {
+                urn_map.insert(reference, one.clone());
+            }
+            [] => return Err(IngestError::Unresolved(reference)),
+            _ => return Err(IngestError::Ambiguous(reference)),
+        }
+    }
+    Ok(())
 }
 
 fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Result<(), IngestError> {
@@ -191,6 +449,7 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Resul
                         let target = map.get(r).ok_or_else(|| IngestError::Dangling(r.to_owned()))?;
                         *v = Value::String(target.clone());
                     }
+                    ("reference", Some(r)) if map.contains_key(r) => *v = Value::String(map[r].clone()),
                     _ => rewrite_references(v, map)?,
                 }
             }
@@ -206,93 +465,4 @@ fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ids() -> impl FnMut() -> String {
-        let mut n = 0;
-        move || {
-            n += 1;
-            format!("gen-{n}")
-        }
-    }
-
-    #[test]
-    fn plans_a_synthea_style_transaction() {
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"fullUrl": "urn:uuid:p-1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
-            {"fullUrl": "urn:uuid:org-1", "resource": {"resourceType": "Organization"}, "request": {"method": "POST", "url": "Organization"}},
-            {"fullUrl": "urn:uuid:e-1", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:p-1"}, "serviceProvider": {"reference": "urn:uuid:org-1"}}, "request": {"method": "POST", "url": "Encounter"}},
-            {"fullUrl": "urn:uuid:o-1", "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p-1"}, "encounter": {"reference": "urn:uuid:e-1"}}, "request": {"method": "POST", "url": "Observation"}},
-            {"resource": {"resourceType": "Practitioner", "id": "d1"}, "request": {"method": "PUT", "url": "Practitioner/d1"}}
-        ]});
-        let plan = plan(&bundle, &mut ids(), &|_, _| false).unwrap();
-        assert_eq!(plan.write_order(), vec!["shared/Organization", "shared/Practitioner", "directory", "patient/p-1"]);
-        let patient = &plan.partitions["patient/p-1"];
-        assert_eq!(patient.len(), 3);
-        assert_eq!(patient[1].resource["serviceProvider"]["reference"], "Organization/org-1");
-        assert_eq!(patient[2].resource["encounter"]["reference"], "Encounter/e-1");
-        assert_eq!(plan.order[4], ("Practitioner/d1".into(), false));
-        assert_eq!(plan.response("transaction")["entry"][0]["response"]["status"], "201 Created");
-        assert_eq!(plan.directory_entries().len(), 5, "the Patient's directory copy is no entry");
-    }
-
-    #[test]
-    fn refuses_bad_bundles_before_writing_anything() {
-        let b = |entries: Value| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        assert_eq!(plan(&json!({"resourceType": "Patient"}), &mut ids(), &|_, _| false), Err(IngestError::NotABundle));
-        assert_eq!(plan(&b(json!([{"resource": {"resourceType": "Spaceship"}}])), &mut ids(), &|_, _| false), Err(IngestError::BadEntry(0)));
-        assert_eq!(
-            plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "DELETE", "url": "Patient/1"}}])), &mut ids(), &|_, _| false),
-            Err(IngestError::BadRequest(0))
-        );
-        assert_eq!(
-            plan(&b(json!([{"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/b"}}])), &mut ids(), &|_, _| {
-                false
-            }),
-            Err(IngestError::BadRequest(0))
-        );
-        assert_eq!(
-            plan(
-                &b(
-                    json!([{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:nowhere"}}, "request": {"method": "POST", "url": "Observation"}}])
-                ),
-                &mut ids(),
-                &|_, _| false
-            ),
-            Err(IngestError::Dangling("urn:uuid:nowhere".into()))
-        );
-        let twice = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/a"}});
-        let post = |url: &str| json!({"fullUrl": url, "resource": twice, "request": {"method": "POST", "url": "Observation"}});
-        assert_eq!(plan(&b(json!([post("urn:uuid:dup"), post("urn:uuid:dup")])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
-        let put = json!({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a"}});
-        assert_eq!(plan(&b(json!([put, put])), &mut ids(), &|_, _| false), Err(IngestError::Duplicate(1)));
-        let conditional = json!({"resource": twice, "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x"}});
-        assert_eq!(plan(&b(json!([conditional])), &mut ids(), &|_, _| false), Err(IngestError::Conditional(0)));
-        let absolute = json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "https://x/fhir/Patient/a"}}, "request": {"method": "POST", "url": "Observation"}});
-        assert!(matches!(plan(&b(json!([absolute])), &mut ids(), &|_, _| false), Err(IngestError::Unplaceable(_))));
-        let generated =
-            plan(&b(json!([{"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}])), &mut ids(), &|_, _| false).unwrap();
-        assert_eq!(generated.order[0].0, "Patient/gen-1");
-    }
-
-    #[test]
-    fn refuses_a_bundle_with_an_entry_that_fails_its_r4_definition() {
-        let entry = |resource: Value| json!({"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}});
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            entry(json!({"resourceType": "Patient", "name": [{"given": ["a"]}]})),
-            entry(json!({"resourceType": "Observation", "code": {"text": "x"}, "valueQuantity": {"value": "high"}}))
-        ]});
-        let refused = plan(&bundle, &mut ids(), &|_, _| false).unwrap_err();
-        let IngestError::Invalid(1, issues) = &refused else { panic!("{refused:?}") };
-        let found: Vec<(&str, &str)> = issues.iter().map(|i| (i.code.code(), i.expression.as_str())).collect();
-        assert_eq!(found, vec![("value", "Observation.value.value"), ("required", "Observation.status")]);
-        let outcome = refused.outcome();
-        assert_eq!(
-            outcome["issue"][1],
-            json!({"severity": "error", "code": "required", "diagnostics": "entry 1: Observation.status is required (1..1)", "expression": ["Observation.status"]})
-        );
-        assert_eq!(IngestError::NotABundle.outcome()["issue"][0]["code"], "invalid");
-    }
-}
+mod tests;

@@ -30,6 +30,8 @@ pub struct MemoryPartitions {
     clock: RefCell<i64>,
     /// Calls per partition (the tests prove a patient-scoped request touches one).
     pub calls: RefCell<BTreeMap<String, usize>>,
+    /// Partitions whose writes fail (the tests force a transaction to fail half-way).
+    pub failing: RefCell<std::collections::BTreeSet<String>>,
 }
 
 fn raw(value: &Value) -> Result<Box<RawValue>, StoreError> {
@@ -75,6 +77,9 @@ impl MemoryPartitions {
 impl Partitions for MemoryPartitions {
     async fn write(&self, partition: &str, resources: Vec<Value>, if_match: Option<i64>) -> Result<WriteOutcome, StoreError> {
         self.touch(partition);
+        if self.failing.borrow().contains(partition) {
+            return Err(StoreError(format!("{partition} is failing (forced by a test)")));
+        }
         if let (Some(expected), [single]) = (if_match, resources.as_slice()) {
             let (t, id) = key(single);
             let current = self.current(partition, &t, &id).filter(|c| !c.deleted).map(|c| c.version);
@@ -196,6 +201,24 @@ impl Partitions for MemoryPartitions {
         self.touch(super::store::DIRECTORY);
         let directory = self.directory.borrow();
         Ok(keys.iter().map(|k| directory.get(k).cloned()).collect())
+    }
+
+    async fn revert(&self, partition: &str, written: Vec<Written>) -> Result<(), StoreError> {
+        self.touch(partition);
+        let mut data = self.data.borrow_mut();
+        let Some(stored) = data.get_mut(partition) else { return Ok(()) };
+        for w in written {
+            let Some((t, id)) = w.reference.split_once('/') else { continue };
+            let k = (t.to_owned(), id.to_owned());
+            let Some(versions) = stored.get_mut(&k) else { continue };
+            if versions.last().is_some_and(|v| v.version == w.version) {
+                versions.pop();
+                if versions.is_empty() {
+                    stored.remove(&k);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError> {

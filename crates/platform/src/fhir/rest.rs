@@ -39,6 +39,14 @@ pub enum Interaction {
         resource_type: String,
         id: String,
     },
+    /// `PUT [base]/{type}?search` (R4 §3.1.0.4.3).
+    ConditionalUpdate {
+        resource_type: String,
+    },
+    /// `DELETE [base]/{type}?search` (R4 §3.1.0.7.1).
+    ConditionalDelete {
+        resource_type: String,
+    },
     /// `PATCH [base]/{type}/{id}` with a JSON Patch (RFC 6902).
     Patch {
         resource_type: String,
@@ -79,6 +87,8 @@ impl Interaction {
             ("GET", [t, "_history"]) => Ok(Interaction::TypeHistory { resource_type: typed(t)? }),
             ("POST", [t, "_search"]) => Ok(Interaction::Search { resource_type: typed(t)? }),
             ("POST", [t]) => Ok(Interaction::Create { resource_type: typed(t)? }),
+            ("PUT", [t]) => Ok(Interaction::ConditionalUpdate { resource_type: typed(t)? }),
+            ("DELETE", [t]) => Ok(Interaction::ConditionalDelete { resource_type: typed(t)? }),
             ("GET", [t, i]) => Ok(Interaction::Read { resource_type: typed(t)?, id: id(i)? }),
             ("PUT", [t, i]) => Ok(Interaction::Update { resource_type: typed(t)?, id: id(i)? }),
             ("DELETE", [t, i]) => Ok(Interaction::Delete { resource_type: typed(t)?, id: id(i)? }),
@@ -98,8 +108,8 @@ impl Interaction {
             Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::History { .. } | Interaction::TypeHistory { .. } => Permissions::READ,
             Interaction::Search { .. } => Permissions::SEARCH,
             Interaction::Create { .. } => Permissions::CREATE,
-            Interaction::Update { .. } | Interaction::Patch { .. } => Permissions::UPDATE,
-            Interaction::Delete { .. } => Permissions::DELETE,
+            Interaction::Update { .. } | Interaction::Patch { .. } | Interaction::ConditionalUpdate { .. } => Permissions::UPDATE,
+            Interaction::Delete { .. } | Interaction::ConditionalDelete { .. } => Permissions::DELETE,
             // Each type of the compartment is read under its own scopes.
             Interaction::Everything { .. } => Permissions::READ,
             Interaction::Capabilities | Interaction::Bundle => Permissions::default(),
@@ -116,7 +126,9 @@ impl Interaction {
             | Interaction::Create { resource_type }
             | Interaction::Update { resource_type, .. }
             | Interaction::Delete { resource_type, .. }
-            | Interaction::Patch { resource_type, .. } => Some(resource_type),
+            | Interaction::Patch { resource_type, .. }
+            | Interaction::ConditionalUpdate { resource_type }
+            | Interaction::ConditionalDelete { resource_type } => Some(resource_type),
             Interaction::Everything { .. } => Some("Patient"),
             Interaction::Capabilities | Interaction::Bundle => None,
         }
@@ -151,5 +163,9 @@ mod tests {
         assert_eq!(Interaction::parse("PATCH", "/Observation/1").unwrap().permission(), Permissions::UPDATE);
         assert_eq!(Interaction::parse("GET", "/Patient/1/x/y/z"), Err(RestError::NoSuchPath));
         assert_eq!(Interaction::parse("GET", "/Patient/1").unwrap().permission(), Permissions::READ);
+        assert_eq!(Interaction::parse("PUT", "/Patient"), Ok(Interaction::ConditionalUpdate { resource_type: "Patient".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Observation"), Ok(Interaction::ConditionalDelete { resource_type: "Observation".into() }));
+        assert_eq!(Interaction::parse("DELETE", "/Observation").unwrap().permission(), Permissions::DELETE);
+        assert_eq!(Interaction::parse("PUT", "/Spaceship"), Err(RestError::UnknownType("Spaceship".into())));
     }
 }

@@ -128,6 +128,11 @@ pub trait Partitions {
     async fn locate(&self, keys: &[(String, String)]) -> Result<Vec<Option<String>>, StoreError>;
     /// Records `(Type, id, partition)` in the directory. An existing entry is never re-pointed.
     async fn register(&self, entries: Vec<(String, String, String)>) -> Result<(), StoreError>;
+    /// Undoes versions written (or deleted) earlier: for each `Type/id` whose current version
+    /// is still `version`, that version is removed and the one before it restored (the
+    /// resource is forgotten when it had none). A resource written again since is left as it
+    /// is. The compensation of a transaction that failed in a later partition.
+    async fn revert(&self, partition: &str, written: Vec<Written>) -> Result<(), StoreError>;
     /// The resource types a partition holds (not deleted), sorted; `None` when the adapter
     /// cannot tell (the caller then asks type by type). Bulk export reads only these.
     async fn types_in(&self, _partition: &str) -> Result<Option<Vec<String>>, StoreError> {

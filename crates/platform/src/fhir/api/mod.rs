@@ -6,6 +6,7 @@
 //! [`super::memory::MemoryPartitions`] in the tests.
 
 mod bundle;
+mod conditional;
 mod everything;
 mod find;
 mod format;
@@ -125,6 +126,8 @@ pub async fn handle(fhir: &Fhir<'_>, grant: &AccessGrant, request: &FhirRequest)
         Interaction::Update { resource_type, id } => write::update(fhir, grant, resource_type, id, request).await,
         Interaction::Patch { resource_type, id } => write::patch(fhir, grant, resource_type, id, request).await,
         Interaction::Delete { resource_type, id } => write::delete(fhir, grant, resource_type, id).await,
+        Interaction::ConditionalUpdate { resource_type } => conditional::update(fhir, grant, resource_type, request).await,
+        Interaction::ConditionalDelete { resource_type } => conditional::delete(fhir, grant, resource_type, request).await,
         Interaction::Everything { patient } => everything::everything(fhir, grant, patient, request).await,
         Interaction::Bundle => bundle::bundle(fhir, grant, request).await,
     }?;
@@ -185,3 +188,5 @@ mod interaction_tests;
 mod review_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transaction_tests;
