@@ -420,6 +420,11 @@ fn resolve_references(
         let Some((t, q)) = as_condition(&reference) else { continue };
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&q).map_err(|e| IngestError::BadCondition(reference.clone(), e.to_string()))?;
         let query = search::parse(&t, &pairs, true).map_err(|e| IngestError::BadCondition(reference.clone(), e.to_string()))?;
+        // The bundle's own writes are matched by the query's clauses alone: a chain or `_has`
+        // would be dropped there and match any resource of the type (security review).
+        if query.unresolved() {
+            return Err(IngestError::BadCondition(reference, "chained parameters and _has are not supported in conditional references".into()));
+        }
         let mut found: Vec<String> = resolved.get(&(t.clone(), q.clone())).into_iter().flatten().map(|id| format!("{t}/{id}")).collect();
         for (resource, _, _) in writes.iter().filter(|(r, _, _)| r["resourceType"] == t.as_str()) {
             if search::matches(&search::index(resource), &query.clauses) {

@@ -193,6 +193,9 @@ impl crate::fhir::store::Partitions for BoundedStore {
     async fn compartment(&self, p: &str, types: &[String], page: &crate::fhir::store::Page) -> Result<crate::fhir::store::CompartmentPage, StoreError> {
         self.0.compartment(p, types, page).await
     }
+    async fn revert(&self, p: &str, written: Vec<crate::fhir::store::Written>) -> Result<(), StoreError> {
+        self.0.revert(p, written).await
+    }
     async fn delete(&self, p: &str, t: &str, id: &str) -> Result<Option<i64>, StoreError> {
         self.0.delete(p, t, id).await
     }

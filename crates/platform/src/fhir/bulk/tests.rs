@@ -308,6 +308,9 @@ impl Partitions for Meddling {
     ) -> Result<crate::fhir::store::CompartmentPage, crate::ports::StoreError> {
         self.inner.compartment(p, types, page).await
     }
+    async fn revert(&self, p: &str, written: Vec<crate::fhir::store::Written>) -> Result<(), crate::ports::StoreError> {
+        self.inner.revert(p, written).await
+    }
     async fn delete(&self, p: &str, t: &str, id: &str) -> Result<Option<i64>, crate::ports::StoreError> {
         self.inner.delete(p, t, id).await
     }

@@ -150,6 +150,13 @@ fn conditional_references_resolve_to_the_one_match_in_the_store_or_the_bundle() 
         "request": {"method": "POST", "url": "Encounter"}}]),
     );
     assert!(matches!(planned(&bad, &resolved(&[("Practitioner", "colour=blue", &[])])), Err(IngestError::BadCondition(..))));
+    // A chain would match the bundle's own practitioners by their other clauses only: refused.
+    let chained = "Encounter?subject:Patient.name=x";
+    let bad = b(
+        json!([{"resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/a"}, "partOf": {"reference": chained}},
+        "request": {"method": "POST", "url": "Encounter"}}]),
+    );
+    assert!(matches!(planned(&bad, &resolved(&[("Encounter", "subject:Patient.name=x", &[])])), Err(IngestError::BadCondition(..))));
 }
 
 #[test]
