@@ -290,6 +290,10 @@ pub(super) async fn patch(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: &
     let bytes = patched.to_string().into_bytes();
     let resource = match validate::resource(&bytes, resource_type, Some(id)) {
         Ok(r) => r,
+        // One issue per problem, each with its FHIRPath, as for a create or update.
+        Err(validate::Invalid::Structure(issues)) => {
+            return Ok(FhirResponse::json(422, validate::outcome_of(&issues, "the patched resource is not valid: ").to_string()));
+        }
         Err(e) => return Ok(FhirResponse::json(if e.status() == 413 { 413 } else { 422 }, e.outcome().to_string())),
     };
     if let Some(refusal) = judge_write(grant, &resource, &Some((partition.clone(), Some(old)))) {
