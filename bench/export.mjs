@@ -12,24 +12,11 @@ import { randomUUID } from "node:crypto";
 import * as jose from "jose";
 import { startWorker, adminHeaders, ROOT } from "../tests/helpers/worker.mjs";
 import { form } from "../tests/helpers/flows.mjs";
+import { cpuMs, workerdPid } from "./process.mjs";
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const candidates = [process.env.SMART_EDGE_DATA, join(ROOT, "..", "shared", "fhir-data", "synthea-r4"), join(ROOT, "..", "..", "shared", "fhir-data", "synthea-r4")];
 const dataDir = candidates.find((d) => d && existsSync(d)) ?? join(ROOT, "tests", "fixtures", "synthea");
-
-function cpuMs(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-function workerdPid() {
-  const pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
-    try {
-      const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1]);
-      return ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("workerd");
-    } catch { return false; }
-  });
-  return Number(pids[0]);
-}
 
 const w = await startWorker();
 const { publicKey, privateKey } = await jose.generateKeyPair("ES384", { extractable: true });
