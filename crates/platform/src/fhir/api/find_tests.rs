@@ -5,7 +5,7 @@
 use super::super::{handle, Fhir, FhirRequest, FhirResponse};
 use crate::fhir::memory::MemoryPartitions;
 use crate::fhir::rest::Interaction;
-use crate::fhir::store::{partition_for, Partitions, DIRECTORY};
+use crate::fhir::store::Partitions;
 use crate::guard::AccessGrant;
 use futures::executor::block_on;
 use serde_json::{json, Value};
@@ -26,15 +26,7 @@ fn obs(id: &str, patient: &str, category: &str, code: &str) -> Value {
 
 fn world() -> MemoryPartitions {
     let store = MemoryPartitions::default();
-    let put = |r: Value| {
-        let partition = partition_for(&r).unwrap();
-        let key = (r["resourceType"].as_str().unwrap().to_owned(), r["id"].as_str().unwrap().to_owned(), partition.clone());
-        block_on(store.write(&partition, vec![r.clone()], None)).unwrap();
-        if key.0 == "Patient" {
-            block_on(store.write(DIRECTORY, vec![r.clone()], None)).unwrap();
-        }
-        block_on(store.register(vec![key])).unwrap();
-    };
+    let put = |r: Value| super::super::test_support::put(&store, r);
     put(json!({"resourceType": "Patient", "id": "a", "name": [{"family": "Smith", "given": ["Ann"]}]}));
     put(json!({"resourceType": "Patient", "id": "b", "name": [{"family": "Jones", "given": ["Bob"]}]}));
     put(json!({"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Doe"}]}));
@@ -61,19 +53,7 @@ fn body(r: &FhirResponse) -> Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
-/// `Type/id` of the entries in `mode`, sorted.
-fn entries(r: &FhirResponse, mode: &str) -> Vec<String> {
-    assert_eq!(r.status, 200, "{}", r.body);
-    let mut found: Vec<String> = body(r)["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["search"]["mode"] == mode)
-        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
-        .collect();
-    found.sort();
-    found
-}
+use super::super::test_support::entries;
 
 fn matches(store: &MemoryPartitions, grant: &AccessGrant, t: &str, query: &str) -> Vec<String> {
     entries(&search(store, grant, t, query), "match")

@@ -4,8 +4,6 @@
 
 use super::*;
 use crate::fhir::memory::MemoryPartitions;
-use crate::fhir::store::{partition_for, Partitions, DIRECTORY};
-use futures::executor::block_on;
 use serde_json::json;
 use std::cell::Cell;
 
@@ -56,22 +54,10 @@ impl World {
     }
 
     fn put(&self, r: Value) {
-        let partition = partition_for(&r).unwrap();
-        let (t, id) = type_and_id(&r);
-        let key = (t.to_owned(), id.to_owned(), partition.clone());
-        block_on(self.store.register(vec![key])).unwrap();
-        block_on(self.store.write(&partition, vec![r.clone()], None)).unwrap();
-        if t == "Patient" {
-            block_on(self.store.write(DIRECTORY, vec![r], None)).unwrap();
-        }
+        super::test_support::put(&self.store, r);
     }
 
     fn call(&self, grant: &AccessGrant, interaction: Interaction, call: Call) -> FhirResponse {
-        let new_id = || {
-            self.ids.set(self.ids.get() + 1);
-            format!("new{}", self.ids.get())
-        };
-        let fhir = Fhir { store: &self.store, base: "https://x/fhir", new_id: &new_id };
         let request = FhirRequest {
             interaction: Some(interaction),
             query: serde_urlencoded::from_str(call.query).unwrap(),
@@ -83,7 +69,7 @@ impl World {
             outcome: call.outcome,
             ..Default::default()
         };
-        block_on(handle(&fhir, grant, &request)).unwrap()
+        super::test_support::run(&self.store, &self.ids, grant, &request)
     }
 
     fn read(&self, t: &str, id: &str) -> Value {

@@ -187,6 +187,8 @@ mod interaction_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod transaction_tests;

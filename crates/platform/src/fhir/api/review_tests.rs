@@ -4,18 +4,11 @@
 
 use super::*;
 use crate::fhir::memory::MemoryPartitions;
-use crate::fhir::store::{partition_for, DIRECTORY};
 use futures::executor::block_on;
 use serde_json::json;
 use std::cell::Cell;
 
-fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-    AccessGrant::for_tests(scope, patient, fhir_user)
-}
-
-fn system() -> AccessGrant {
-    grant("system/*.cruds", None, None)
-}
+use super::test_support::{grant, put, run, system};
 
 struct World {
     store: MemoryPartitions,
@@ -34,23 +27,11 @@ impl World {
     }
 
     fn put(&self, r: Value) {
-        let partition = partition_for(&r).unwrap();
-        let (t, id) = type_and_id(&r);
-        let key = (t.to_owned(), id.to_owned(), partition.clone());
-        block_on(self.store.write(&partition, vec![r.clone()], None)).unwrap();
-        if t == "Patient" {
-            block_on(self.store.write(DIRECTORY, vec![r.clone()], None)).unwrap();
-        }
-        block_on(self.store.register(vec![key])).unwrap();
+        put(&self.store, r);
     }
 
     fn request(&self, grant: &AccessGrant, interaction: Interaction, request: FhirRequest) -> FhirResponse {
-        let new_id = || {
-            self.ids.set(self.ids.get() + 1);
-            format!("new{}", self.ids.get())
-        };
-        let fhir = Fhir { store: &self.store, base: "https://x/fhir", new_id: &new_id };
-        block_on(handle(&fhir, grant, &FhirRequest { interaction: Some(interaction), ..request })).unwrap()
+        run(&self.store, &self.ids, grant, &FhirRequest { interaction: Some(interaction), ..request })
     }
 
     fn read(&self, grant: &AccessGrant, t: &str, id: &str) -> FhirResponse {

@@ -4,14 +4,11 @@
 
 use super::*;
 use crate::fhir::memory::MemoryPartitions;
-use crate::fhir::store::{partition_for, DIRECTORY};
 use futures::executor::block_on;
 use serde_json::json;
 use std::cell::Cell;
 
-fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-    AccessGrant::for_tests(scope, patient, fhir_user)
-}
+use super::test_support::{entries, grant, match_ids, put, run, system};
 
 fn obs(id: &str, patient: &str, category: &str) -> Value {
     json!({"resourceType": "Observation", "id": id, "status": "final", "subject": {"reference": format!("Patient/{patient}")},
@@ -26,16 +23,7 @@ struct World {
 impl World {
     fn new() -> World {
         let world = World { store: MemoryPartitions::default(), ids: Cell::new(0) };
-        let put = |r: Value| {
-            let partition = partition_for(&r).unwrap();
-            let (t, id) = type_and_id(&r);
-            let key = (t.to_owned(), id.to_owned(), partition.clone());
-            block_on(world.store.write(&partition, vec![r.clone()], None)).unwrap();
-            if t == "Patient" {
-                block_on(world.store.write(DIRECTORY, vec![r.clone()], None)).unwrap();
-            }
-            block_on(world.store.register(vec![key])).unwrap();
-        };
+        let put = |r: Value| put(&world.store, r);
         for p in ["a", "b"] {
             put(json!({"resourceType": "Patient", "id": p}));
         }
@@ -48,11 +36,6 @@ impl World {
     }
 
     fn call(&self, grant: &AccessGrant, interaction: Interaction, body: Option<Value>, headers: &[(&str, &str)]) -> FhirResponse {
-        let new_id = || {
-            self.ids.set(self.ids.get() + 1);
-            format!("new{}", self.ids.get())
-        };
-        let fhir = Fhir { store: &self.store, base: "https://x/fhir", new_id: &new_id };
         let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string());
         let request = FhirRequest {
             interaction: Some(interaction),
@@ -62,7 +45,7 @@ impl World {
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
             ..Default::default()
         };
-        block_on(handle(&fhir, grant, &request)).unwrap()
+        run(&self.store, &self.ids, grant, &request)
     }
 
     fn read(&self, grant: &AccessGrant, t: &str, id: &str) -> FhirResponse {
@@ -70,27 +53,12 @@ impl World {
     }
 
     fn search(&self, grant: &AccessGrant, t: &str, query: &str) -> Vec<String> {
-        let r = self.call(grant, Interaction::Search { resource_type: t.into() }, None, &[("query", query)]);
-        assert_eq!(r.status, 200, "{}", r.body);
-        let body: Value = serde_json::from_str(&r.body).unwrap();
-        let mut ids: Vec<String> = body["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["search"]["mode"] == "match")
-            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
+        match_ids(&self.call(grant, Interaction::Search { resource_type: t.into() }, None, &[("query", query)]))
     }
 
     fn bundle(&self, grant: &AccessGrant, kind: &str, entries: Value) -> FhirResponse {
         self.call(grant, Interaction::Bundle, Some(json!({"resourceType": "Bundle", "type": kind, "entry": entries})), &[])
     }
-}
-
-fn system() -> AccessGrant {
-    grant("system/*.cruds", None, None)
 }
 
 #[test]
@@ -200,14 +168,8 @@ fn writes_and_bundles_obey_granular_filters_and_unwritable_bundles_are_refused_u
 
 /// Every id in a searchset, matches and includes, sorted.
 fn all_ids(r: &FhirResponse) -> Vec<String> {
-    assert_eq!(r.status, 200, "{}", r.body);
-    let body: Value = serde_json::from_str(&r.body).unwrap();
-    let mut ids: Vec<String> = body["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
-        .collect();
+    let mut ids = entries(r, "match");
+    ids.extend(entries(r, "include"));
     ids.sort();
     ids
 }

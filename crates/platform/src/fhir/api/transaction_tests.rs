@@ -3,17 +3,10 @@
 
 use super::*;
 use crate::fhir::memory::MemoryPartitions;
-use futures::executor::block_on;
 use serde_json::json;
 use std::cell::Cell;
 
-fn grant(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {
-    AccessGrant::for_tests(scope, patient, fhir_user)
-}
-
-fn system() -> AccessGrant {
-    grant("system/*.cruds", None, None)
-}
+use super::test_support::{grant, match_ids, run, system};
 
 const SYNTHEA: &str = "https://github.com/synthetichealth/synthea";
 const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
@@ -26,11 +19,6 @@ struct World {
 
 impl World {
     fn call(&self, grant: &AccessGrant, interaction: Interaction, query: &str, body: Option<Value>) -> FhirResponse {
-        let new_id = || {
-            self.ids.set(self.ids.get() + 1);
-            format!("new{}", self.ids.get())
-        };
-        let fhir = Fhir { store: &self.store, base: "https://x/fhir", new_id: &new_id };
         let request = FhirRequest {
             interaction: Some(interaction),
             query: serde_urlencoded::from_str(query).unwrap(),
@@ -38,7 +26,7 @@ impl World {
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
             ..Default::default()
         };
-        block_on(handle(&fhir, grant, &request)).unwrap()
+        run(&self.store, &self.ids, grant, &request)
     }
 
     fn bundle(&self, grant: &AccessGrant, kind: &str, entries: Value) -> (u16, Value) {
@@ -48,18 +36,7 @@ impl World {
 
     /// The ids a system search finds, sorted.
     fn ids(&self, t: &str, query: &str) -> Vec<String> {
-        let r = self.call(&system(), Interaction::Search { resource_type: t.into() }, query, None);
-        assert_eq!(r.status, 200, "{}", r.body);
-        let body: Value = serde_json::from_str(&r.body).unwrap();
-        let mut ids: Vec<String> = body["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["search"]["mode"] == "match")
-            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
+        match_ids(&self.call(&system(), Interaction::Search { resource_type: t.into() }, query, None))
     }
 
     fn read(&self, t: &str, id: &str) -> (u16, Value) {
