@@ -425,8 +425,14 @@ async fn include_round(
     Ok(out)
 }
 
+/// Most patient compartments a `_revinclude` of patient data from a `Patient` search without
+/// patient context visits (one per matched patient).
+const MAX_REVINCLUDE_PARTITIONS: usize = 50;
+
 /// `_revinclude=source:name` over `from`: the `source` resources whose `name` references one of
-/// them, searched in the one partition they can live in, through the gate.
+/// them, searched in the partitions they can live in, each through the gate: the shared one,
+/// the current patient's, or (patient data revincluded from a `Patient` search run in the
+/// directory) each matched patient's own compartment.
 #[allow(clippy::too_many_arguments)]
 async fn revinclude(
     fhir: &Fhir<'_>,
@@ -439,26 +445,29 @@ async fn revinclude(
     out: &mut Vec<Box<RawValue>>,
 ) -> Result<(), StoreError> {
     let Ok(usable) = gate::usable(grant, source, Permissions::READ) else { return Ok(()) };
-    let where_ = if is_patient_data(source) {
-        if !partition.starts_with("patient/") {
-            return Ok(()); // patient data referencing shared resources lives in every partition
-        }
-        partition.to_owned()
-    } else {
-        shared_partition(source)
-    };
-    let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { return Ok(()) };
     let mut refs: Vec<String> = from.iter().map(key_of).collect();
     refs.sort();
     refs.dedup();
-    for chunk in refs.chunks(search::MAX_BOUND / 2) {
-        let mut rev = search::parse(source, &[], false).map_err(|e| StoreError(e.to_string()))?;
-        rev.clauses.push(Clause::Reference { name: name.to_owned(), any_of: chunk.to_vec() });
-        rev.filters = filter.groups();
-        rev.count = 500;
-        for (id, r) in fhir.store.search(&where_, &rev).await?.resources {
-            if seen.insert(format!("{source}/{id}")) {
-                out.push(r);
+    let places: Vec<(String, Vec<String>)> = if !is_patient_data(source) {
+        vec![(shared_partition(source), refs)]
+    } else if partition.starts_with("patient/") {
+        vec![(partition.to_owned(), refs)]
+    } else {
+        // Patient data about shared resources lives in every compartment: only the matched
+        // patients' own compartments are searched, for references to them.
+        refs.into_iter().filter_map(|r| r.strip_prefix("Patient/").map(|id| (patient_partition(id), vec![r.clone()]))).take(MAX_REVINCLUDE_PARTITIONS).collect()
+    };
+    for (where_, refs) in places {
+        let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { continue };
+        for chunk in refs.chunks(search::MAX_BOUND / 2) {
+            let mut rev = search::parse(source, &[], false).map_err(|e| StoreError(e.to_string()))?;
+            rev.clauses.push(Clause::Reference { name: name.to_owned(), any_of: chunk.to_vec() });
+            rev.filters = filter.groups();
+            rev.count = 500;
+            for (id, r) in fhir.store.search(&where_, &rev).await?.resources {
+                if seen.insert(format!("{source}/{id}")) {
+                    out.push(r);
+                }
             }
         }
     }

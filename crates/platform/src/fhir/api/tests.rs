@@ -225,6 +225,12 @@ fn types_synthea_sends_are_stored_read_searched_by_their_r4_parameters_and_inclu
     let ned = grant("patient/*.rs", Some("a"), None);
     let revinclude = w.call(&ned, Interaction::Search { resource_type: "Patient".into() }, None, &[("query", "_revinclude=CareTeam:subject")]);
     assert_eq!(all_ids(&revinclude), ["CareTeam/ct1", "Patient/a"]);
+    // Without patient context the Patient search runs in the directory; each matched
+    // patient's compartment is searched for what refers to them, through the gate.
+    assert_eq!(search("Patient", "_revinclude=CareTeam:subject"), ["CareTeam/ct1", "Patient/a", "Patient/b"]);
+    let no_care_teams = grant("user/Patient.rs", None, Some("Practitioner/d1"));
+    let r = w.call(&no_care_teams, Interaction::Search { resource_type: "Patient".into() }, None, &[("query", "_revinclude=CareTeam:subject")]);
+    assert_eq!(all_ids(&r), ["Patient/a", "Patient/b"], "no scope on CareTeam: nothing included");
 }
 
 /// Review finding: placement follows `Condition.subject.where(resolve() is Patient)`; a
