@@ -40,6 +40,23 @@ pub enum BearerError {
 }
 
 impl AccessGrant {
+    /// The grant of work the server does for a client itself, with neither patient nor user
+    /// context: a bulk export's background batches, the admin bundle load.
+    pub fn service(client_id: &str, scope: ScopeSet) -> AccessGrant {
+        AccessGrant {
+            sub: client_id.to_owned(),
+            client_id: client_id.to_owned(),
+            scope,
+            patient: None,
+            encounter: None,
+            fhir_user: None,
+            grant_id: None,
+            iat: 0,
+            exp: 0,
+            claims: Default::default(),
+        }
+    }
+
     /// A grant as a verified token would carry it, for tests of the decisions built on it.
     #[cfg(test)]
     pub(crate) fn for_tests(scope: &str, patient: Option<&str>, fhir_user: Option<&str>) -> AccessGrant {

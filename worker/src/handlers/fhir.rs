@@ -181,18 +181,7 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
 
 /// `POST /admin/fhir/bundle`'s authority: the transaction code with a `system/*.cruds` grant.
 pub async fn admin_bundle(body: Vec<u8>, ctx: &AppContext) -> Result<FhirResponse, AppError> {
-    let grant = guard::AccessGrant {
-        sub: "admin".into(),
-        client_id: "admin".into(),
-        scope: smart_protocol::scopes::ScopeSet::parse("system/*.cruds").map_err(AppError::internal)?,
-        patient: None,
-        encounter: None,
-        fhir_user: None,
-        grant_id: None,
-        iat: 0,
-        exp: 0,
-        claims: Default::default(),
-    };
+    let grant = guard::AccessGrant::service("admin", smart_protocol::scopes::ScopeSet::parse("system/*.cruds").map_err(AppError::internal)?);
     let request = FhirRequest { interaction: Some(Interaction::Bundle), body, ..Default::default() };
     let base = ctx.urls.fhir_base();
     let store = Partitions(&ctx.env);

@@ -7,12 +7,10 @@ use crate::fhir::memory::MemoryPartitions;
 use serde_json::json;
 use std::cell::Cell;
 
-fn grant(scope: &str, patient: Option<&str>) -> AccessGrant {
-    AccessGrant::for_tests(scope, patient, None)
-}
+use super::test_support::system;
 
-fn system() -> AccessGrant {
-    grant("system/*.cruds", None)
+fn grant(scope: &str, patient: Option<&str>) -> AccessGrant {
+    super::test_support::grant(scope, patient, None)
 }
 
 fn obs(id: &str, patient: &str, category: &str) -> Value {

@@ -162,18 +162,7 @@ impl Job {
     /// The grant the background work acts with: the kick-off token's client and scopes,
     /// without patient or user context (kick-off refused any other).
     pub fn grant(&self) -> AccessGrant {
-        AccessGrant {
-            sub: self.client_id.clone(),
-            client_id: self.client_id.clone(),
-            scope: ScopeSet::parse(&self.scope).unwrap_or_default(),
-            patient: None,
-            encounter: None,
-            fhir_user: None,
-            grant_id: None,
-            iat: 0,
-            exp: 0,
-            claims: Default::default(),
-        }
+        AccessGrant::service(&self.client_id, ScopeSet::parse(&self.scope).unwrap_or_default())
     }
 
     /// Whether `grant` may see this job (its status, files, cancellation): a backend-services
