@@ -196,25 +196,67 @@ pub async fn body_bytes(req: &mut worker::Request) -> Result<Vec<u8>, FormError>
 /// The request body, refusing more than `limit` bytes. The body is read as a stream and the
 /// reading stops as soon as the limit is passed, so a chunked upload without `Content-Length`
 /// (unauthenticated, on `/auth/*`) costs at most `limit` bytes of memory, not its whole size.
+///
+/// A refused body whose declared `Content-Length` is at most [`DRAIN_BYTES`] is still read to
+/// its end (and dropped) before the answer: answering while a client is still uploading makes
+/// the connection close under it, and the client sees a reset instead of the 400.
 pub async fn body_bytes_limit(req: &mut worker::Request, limit: usize) -> Result<Vec<u8>, FormError> {
     use futures::StreamExt;
-    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(FormError::TooLarge);
-    }
+    let declared = declared_length(req);
     let mut stream = match req.stream() {
         Ok(stream) => stream,
         // No body at all (a GET, or an empty POST).
         Err(worker::Error::RustError(_)) => return Ok(Vec::new()),
         Err(_) => return Err(FormError::Unreadable),
     };
+    if declared.is_some_and(|len| len > limit) {
+        discard(&mut stream, declared).await;
+        return Err(FormError::TooLarge);
+    }
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| FormError::Unreadable)?;
         if bytes.len() + chunk.len() > limit {
+            discard(&mut stream, declared).await;
             return Err(FormError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// The most of an unwanted body read (and dropped) so that its client gets the answer rather
+/// than a reset. A larger upload, or one without a `Content-Length` (whose end may never come),
+/// is answered at once.
+pub const DRAIN_BYTES: usize = 1024 * 1024;
+
+fn declared_length(req: &worker::Request) -> Option<usize> {
+    req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok())
+}
+
+async fn discard(stream: &mut worker::ByteStream, declared: Option<usize>) {
+    use futures::StreamExt;
+    if declared.is_none_or(|len| len > DRAIN_BYTES) {
+        return;
+    }
+    let mut read = 0;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > DRAIN_BYTES {
+            return;
+        }
+    }
+}
+
+/// Reads and drops a body nobody read (a request answered before its body was looked at: an
+/// unknown route, a wrong method or content type, a refused token), within [`DRAIN_BYTES`].
+pub async fn drain_unread(raw: web_sys::Request) {
+    if raw.body_used() || raw.body().is_none() {
+        return;
+    }
+    let mut req = worker::Request::from(raw);
+    let declared = declared_length(&req);
+    if let Ok(mut stream) = req.stream() {
+        discard(&mut stream, declared).await;
+    }
 }

@@ -21,7 +21,7 @@ use crate::http::{self, AppError};
 use platform::routes::Route;
 use worker::{Env, Method, Request, Response};
 
-pub async fn dispatch(mut req: Request, env: Env) -> Response {
+pub async fn dispatch(req: Request, env: Env) -> Response {
     let path = req.path();
     let ctx = match AppContext::new(&req, env) {
         Ok(ctx) => ctx,
@@ -35,6 +35,8 @@ pub async fn dispatch(mut req: Request, env: Env) -> Response {
         route = Route::NotFound;
     }
     let method = req.method();
+    // The same JS object (not `Request.clone()`, which would tee the body).
+    let unread = <web_sys::Request as Clone>::clone(req.inner());
     let early = if method == Method::Options && route.cors_public() {
         Some(http::preflight(route))
     } else if route == Route::NotFound {
@@ -45,14 +47,12 @@ pub async fn dispatch(mut req: Request, env: Env) -> Response {
         None
     };
     let response = match early {
-        Some(response) => {
-            // Read a small unread body before answering, so the connection stays usable for
-            // the client (answering before the upload ends makes some clients see a reset).
-            let _ = http::body_bytes(&mut req).await;
-            response
-        }
+        Some(response) => response,
         None => handle(route, req, &ctx).await.unwrap_or_else(|e| http::internal_error(route, &e)),
     };
+    // A body the handler did not read is read before answering, so that the connection stays
+    // usable (answering before the upload ends makes the client see a reset).
+    http::drain_unread(unread).await;
     if route.cors_public() {
         http::with_cors(response)
     } else {
