@@ -6,7 +6,7 @@
 // plan, and carries it out step by step unless --plan, stopping at the first failure. Running
 // it again picks up where it stopped: every step is planned from what is already there.
 import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
@@ -16,13 +16,13 @@ import { planDeploy, formatPlan, PlanError } from "./deploy/plan.mjs";
 import { setEnvVar, setEnvKvId, addEnvCustomDomain } from "./deploy/toml.mjs";
 import { observe, runWrangler, ObserveError, ROOT } from "./deploy/wrangler.mjs";
 
-const CONFIG_PATH = join(ROOT, "wrangler.toml");
-const USAGE = `usage: npm run deploy -- --env <staging|production> [--url https://host] [--signing-keys] [--plan] [--yes]
+const USAGE = `usage: npm run deploy -- --env <staging|production> [--url https://host] [--signing-keys] [--plan] [--yes] [--config wrangler.toml]
   --env           the wrangler environment ([env.<name>] in wrangler.toml)
   --url           the public origin (https, no path): PUBLIC_BASE_URL, the OAuth issuer
   --signing-keys  supply SIGNING_KEYS (else the key vault generates the keys on first use)
   --plan          print the plan and change nothing
-  --yes           carry out the plan without asking`;
+  --yes           carry out the plan without asking
+  --config        another wrangler configuration file (passed on to wrangler)`;
 
 function fail(message) {
   console.error(`deploy: ${message}`);
@@ -39,6 +39,7 @@ try {
       plan: { type: "boolean", default: false },
       yes: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
+      config: { type: "string" },
     },
   }));
 } catch (e) {
@@ -49,7 +50,10 @@ if (options.help) {
   process.exit(0);
 }
 
+const CONFIG_PATH = options.config ? resolve(options.config) : join(ROOT, "wrangler.toml");
 const readConfig = () => parse(readFileSync(CONFIG_PATH, "utf8"));
+/** wrangler, on the same configuration file. */
+const wrangler = (args, opts) => runWrangler(options.config ? [...args, "--config", CONFIG_PATH] : args, opts);
 
 async function makePlan() {
   let config;
@@ -68,7 +72,7 @@ async function makePlan() {
   }
   let observed;
   try {
-    observed = await observe(options.env);
+    observed = await observe(options.env, wrangler);
   } catch (e) {
     if (e instanceof ObserveError) fail(e.message);
     throw e;
@@ -87,7 +91,7 @@ function editConfig(change) {
 }
 
 async function namespaceId(title) {
-  const observed = await observe(options.env);
+  const observed = await observe(options.env, wrangler);
   return observed.namespaces?.find((n) => n.title === title)?.id;
 }
 
@@ -116,7 +120,7 @@ async function check(origin) {
 async function carryOut(step) {
   switch (step.kind) {
     case "wrangler": {
-      const result = await runWrangler(step.args, { show: true });
+      const result = await wrangler(step.args, { show: true });
       if (result.code !== 0) throw new Error(`${step.command} exited with ${result.code} (its output is above)`);
       return;
     }
@@ -139,7 +143,7 @@ async function carryOut(step) {
         step.source === "random"
           ? randomBytes(32).toString("base64url")
           : execFileSync(process.execPath, [join(ROOT, "scripts", "generate-keys.mjs")], { encoding: "utf8" });
-      const result = await runWrangler(step.args, { input: value });
+      const result = await wrangler(step.args, { input: value });
       if (result.code !== 0) throw new Error(`${step.command} exited with ${result.code}:\n${`${result.stdout}\n${result.stderr}`.trim()}`);
       if (step.source === "random") {
         console.log(`\n  ${step.secret} (shown this once; keep it in a password manager, it is the admin API's bearer token):\n\n    ${value}\n`);

@@ -3,7 +3,7 @@
 // refusal to serve a deployment whose PUBLIC_BASE_URL is empty (workerd through Miniflare).
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, mkdtempSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -273,6 +273,103 @@ describe("npm run deploy, the real CLI and wrangler, offline and signed out", ()
     assert.match(unattended.stdout, /^Deploy plan for "production"/);
     assert.equal(unattended.stderr.trim(), "deploy: not a terminal: pass --yes to carry out the plan (or --plan to only print it)");
     assert.equal(readFileSync(join(ROOT, "wrangler.toml"), "utf8"), TOML);
+  });
+});
+
+// A stand-in for the account: a wrangler executable answering whoami, kv namespace list/create,
+// secret list/put, login and deploy from a JSON state file, as wrangler 4.86 prints them, and
+// recording each call (its argv, and what came on stdin).
+const STAND_IN = `#!/usr/bin/env node
+const fs = require("node:fs");
+const file = process.env.STAND_IN_STATE;
+const state = JSON.parse(fs.readFileSync(file, "utf8"));
+const argv = process.argv.slice(2);
+const args = argv.filter((a, i) => a !== "--config" && argv[i - 1] !== "--config");
+const env = args[args.indexOf("--env") + 1];
+const stdin = args[0] === "secret" && args[1] === "put" ? fs.readFileSync(0, "utf8") : null;
+state.calls.push({ args: argv, stdin });
+const save = () => fs.writeFileSync(file, JSON.stringify(state));
+const out = (text, code = 0) => { save(); process.stdout.write(text + "\\n"); process.exit(code); };
+const cmd = args.slice(0, 2).join(" ");
+if (cmd === "login") { state.loggedIn = true; out("Successfully logged in."); }
+if (cmd === "whoami --json" && !state.loggedIn) out(JSON.stringify({ loggedIn: false }), 1);
+if (!state.loggedIn) { save(); process.stderr.write("X [ERROR] You are not authenticated.\\n"); process.exit(1); }
+if (cmd === "whoami --json") out(JSON.stringify({ loggedIn: true, email: "ops@example.org", accounts: [{ id: "acc1", name: "Acme" }] }));
+if (cmd === "kv namespace" && args[2] === "list") out(JSON.stringify(state.namespaces, null, "  "));
+if (cmd === "kv namespace" && args[2] === "create") {
+  const id = "a".repeat(24) + String(state.namespaces.length).padStart(8, "0");
+  state.namespaces.push({ id, title: env + "-" + args[3] });
+  out('✨ Success!\\n[[kv_namespaces]]\\nbinding = "' + args[3] + '"\\nid = "' + id + '"');
+}
+if (cmd === "secret list") {
+  if (!state.workers[env]) { save(); process.stderr.write('X [ERROR] Worker "smart-edge-' + env + '" (env: ' + env + ') not found.\\n\\nIf this is a new Worker, run \\\`wrangler deploy\\\` first to create it.\\n'); process.exit(1); }
+  out(JSON.stringify(Object.keys(state.workers[env].secrets).map((name) => ({ name, type: "secret_text" }))));
+}
+if (cmd === "secret put") {
+  state.workers[env] ??= { secrets: {}, deployed: false };
+  state.workers[env].secrets[args[2]] = stdin;
+  out("✨ Success! Uploaded secret " + args[2]);
+}
+if (cmd.startsWith("deploy")) {
+  if (state.failDeploy) { save(); process.stderr.write("X [ERROR] A request to the Cloudflare API failed. [code: 10021]\\n"); process.exit(1); }
+  state.workers[env] ??= { secrets: {}, deployed: false };
+  state.workers[env].deployed = true;
+  out("Deployed smart-edge-" + env);
+}
+save(); process.stderr.write("stand-in: unexpected " + args.join(" ") + "\\n"); process.exit(2);
+`;
+
+describe("npm run deploy carrying out its plan (a stand-in account)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "smart-edge-deploy-run-"));
+  const config = join(dir, "wrangler.toml");
+  const stateFile = join(dir, "state.json");
+  writeFileSync(join(dir, "wrangler"), STAND_IN, { mode: 0o755 });
+  writeFileSync(config, TOML);
+  writeFileSync(stateFile, JSON.stringify({ loggedIn: false, namespaces: [], workers: {}, calls: [], failDeploy: true }));
+  const env = { ...process.env, SMART_EDGE_WRANGLER: join(dir, "wrangler"), STAND_IN_STATE: stateFile };
+  const run = (...args) => spawnSync(process.execPath, [join(ROOT, "scripts", "deploy.mjs"), "--config", config, ...args], { cwd: ROOT, env, encoding: "utf8", timeout: 60_000 });
+  const state = () => JSON.parse(readFileSync(stateFile, "utf8"));
+
+  test("from signed out to the deploy: signs in, plans again, creates and writes the KV id, the URL, ADMIN_TOKEN on stdin; stops at the failing deploy", () => {
+    const result = run("--env", "production", "--url", URL_, "--yes");
+    assert.equal(result.status, 1, result.stdout + result.stderr);
+    assert.match(result.stderr, /^X \[ERROR\] A request to the Cloudflare API failed. \[code: 10021\]\ndeploy: step 5 \(deploy the Worker smart-edge-production\) failed: npx wrangler deploy --env production exited with 1 \(its output is above\)/);
+    assert.match(result.stderr, /The steps before it are done; fix the cause and run the same command again/);
+    const after = state();
+    const calls = after.calls.map((c) => c.args.filter((a) => a !== "--config" && a !== config).join(" "));
+    assert.deepEqual(calls, [
+      "whoami --json",
+      "login",
+      "whoami --json",
+      "kv namespace list",
+      "secret list --env production --format json",
+      "kv namespace create CONFIG --env production",
+      "whoami --json",
+      "kv namespace list",
+      "secret list --env production --format json",
+      "secret put ADMIN_TOKEN --env production",
+      "deploy --env production",
+    ]);
+    assert.ok(after.calls.every((c) => c.args.includes("--config") && c.args.includes(config)), "wrangler reads the same file");
+    // The token went on stdin only, and was shown once.
+    const token = after.workers.production.secrets.ADMIN_TOKEN;
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(result.stdout.split(token).length - 1, 1);
+    assert.ok(after.calls.every((c) => !c.args.join(" ").includes(token)));
+    // wrangler.toml: the new id, the URL and its custom domain, in production only.
+    const edited = parse(readFileSync(config, "utf8"));
+    assert.equal(edited.env.production.kv_namespaces[0].id, after.namespaces[0].id);
+    assert.equal(after.namespaces[0].title, "production-CONFIG");
+    assert.equal(edited.env.production.vars.PUBLIC_BASE_URL, URL_);
+    assert.deepEqual(edited.env.production.routes.map((r) => ({ ...r })), [{ pattern: "ehr.example.org", custom_domain: true }]);
+    assert.deepEqual(edited.env.staging, CONFIG.env.staging);
+    assert.equal(readFileSync(join(ROOT, "wrangler.toml"), "utf8"), TOML, "the project's own file untouched");
+  });
+
+  test("run again: only what is left (the deploy and its check)", () => {
+    const result = run("--env", "production", "--plan");
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^Deploy plan for "production" \(Worker smart-edge-production, issuer https:\/\/ehr\.example\.org\):\n  1\. deploy the Worker smart-edge-production\n       npx wrangler deploy --env production\n  2\. check https:\/\/ehr\.example\.org\n/);
   });
 });
 

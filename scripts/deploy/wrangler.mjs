@@ -6,7 +6,8 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+// SMART_EDGE_WRANGLER: another wrangler executable (tests/deploy.test.mjs runs a stand-in account).
+const WRANGLER = process.env.SMART_EDGE_WRANGLER || join(ROOT, "node_modules", ".bin", "wrangler");
 
 /**
  * Runs `wrangler <args>` in the project root. `input` goes to its stdin (secrets); `show`
