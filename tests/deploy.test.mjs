@@ -387,6 +387,31 @@ describe("the Worker on a deployed host", () => {
   });
   const REASON = /^this deployment is misconfigured: PUBLIC_BASE_URL is empty, so the OAuth issuer would follow each request's Host header .* set PUBLIC_BASE_URL to the server's public https origin/;
 
+  test("PUBLIC_BASE_URL empty: each refusal writes the reason and its fix to the Worker's log, and nothing of the request", async () => {
+    // workerd's output reaches this process through Miniflare's stdio pipes.
+    let output = "";
+    const writes = [process.stdout.write, process.stderr.write];
+    const capture = (original) =>
+      function (chunk, ...rest) {
+        output += String(chunk);
+        return original.call(this, chunk, ...rest);
+      };
+    process.stdout.write = capture(writes[0]);
+    process.stderr.write = capture(writes[1]);
+    try {
+      const res = await unset.mf.dispatchFetch(`${URL_}/auth/userinfo`, { headers: { Authorization: "Bearer token-never-logged-7f3a" } });
+      assert.equal(res.status, 503);
+      await res.arrayBuffer();
+      for (let i = 0; i < 100 && !output.includes("PUBLIC_BASE_URL is empty"); i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      [process.stdout.write, process.stderr.write] = writes;
+    }
+    const lines = output.split("\n").filter((line) => line.includes("this deployment is misconfigured"));
+    assert.equal(lines.length, 1, output);
+    assert.match(lines[0], /PUBLIC_BASE_URL is empty, .* set PUBLIC_BASE_URL to the server's public https origin \(npm run deploy -- --env <name> --url https:\/\/…/);
+    assert.ok(!output.includes("token-never-logged-7f3a"));
+  });
+
   test("PUBLIC_BASE_URL empty: OAuth, OIDC, SMART and admin APIs answer 503 server_error with the fix", async () => {
     for (const origin of ["https://ehr.example.org", "https://smart-edge-production.acme.workers.dev", "http://ehr.example.org"]) {
       for (const [path, init] of [
