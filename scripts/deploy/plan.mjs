@@ -105,7 +105,8 @@ export function planDeploy({ env, url, signingKeys = false, config, observed }) 
   const secrets = new Set(loggedIn ? (observed.secrets ?? []) : []);
 
   // 2. The KV namespace, `<env>-CONFIG` as wrangler names it, and its id in wrangler.toml.
-  const kv = section.kv_namespaces.find((k) => k.binding === KV_BINDING);
+  const kv = (section.kv_namespaces ?? []).find((k) => k.binding === KV_BINDING);
+  if (!kv) throw new PlanError(`wrangler.toml: [env.${env}] has no [[env.${env}.kv_namespaces]] with binding = "${KV_BINDING}"`);
   const title = `${env}-${KV_BINDING}`;
   const configuredId = kv.id && kv.id !== PLACEHOLDER_KV_ID ? kv.id : null;
   const where = `[[env.${env}.kv_namespaces]] ${KV_BINDING}`;
