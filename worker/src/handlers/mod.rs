@@ -16,7 +16,7 @@ mod signin;
 mod simulate;
 mod token;
 
-use crate::context::AppContext;
+use crate::context::{vars, AppContext};
 use crate::http::{self, AppError};
 use platform::routes::Route;
 use worker::{Env, Method, Request, Response};
@@ -27,10 +27,13 @@ pub async fn dispatch(req: Request, env: Env) -> Response {
         Ok(ctx) => ctx,
         Err(e) => return http::internal_error(Route::NotFound, &e),
     };
-    if let Some(reason) = platform::routes::refuse_configuration(ctx.dev_routes, ctx.urls.issuer()) {
-        return http::misconfigured(reason);
-    }
     let mut route = Route::resolve(&path, ctx.urls.fhir_path());
+    let public_base_url_set = ctx.env.var(vars::PUBLIC_BASE_URL).is_ok_and(|v| !v.to_string().is_empty());
+    if let Some(problem) = platform::routes::refuse_configuration(ctx.dev_routes, public_base_url_set, ctx.urls.issuer(), route) {
+        http::drain_unread(<web_sys::Request as Clone>::clone(req.inner())).await;
+        let response = http::misconfigured(route, problem);
+        return if route.cors_public() { http::with_cors(response) } else { response };
+    }
     if route.is_dev() && !ctx.dev_routes {
         route = Route::NotFound;
     }
