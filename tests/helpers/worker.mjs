@@ -17,15 +17,25 @@ const durableObjects = Object.fromEntries(
 );
 const kvNamespaces = config.kv_namespaces.map((kv) => kv.binding);
 
+/**
+ * wrangler.toml's [[ratelimits]] as Miniflare's `ratelimits` option, each binding's `simple`
+ * replaced by `override(name, simple)` when given (tests shorten limits and periods).
+ */
+export function wranglerRatelimits(override = (_name, simple) => simple) {
+  return Object.fromEntries((config.ratelimits ?? []).map((r) => [r.name, { simple: override(r.name, r.simple) }]));
+}
+
 export function tempDir(prefix = "smart-edge-") {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
 /**
- * @param {{persistTo?: string, bindings?: Record<string,string>}} options
+ * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object}} options
  *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default).
+ *   miniflare: more Miniflare options (e.g. `ratelimits`, `analyticsEngineDatasets`,
+ *   `handleRuntimeStdio`); by default the Worker runs without rate limits or datasets.
  */
-export async function startWorker({ persistTo = tempDir(), bindings = {} } = {}) {
+export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {} } = {}) {
   const buildDir = join(ROOT, "worker", "build");
   const mf = new Miniflare({
     host: "127.0.0.1",
@@ -39,6 +49,7 @@ export async function startWorker({ persistTo = tempDir(), bindings = {} } = {})
     durableObjects,
     defaultPersistRoot: persistTo,
     bindings: { FHIR_BASE_PATH: "/fhir", DEV_ROUTES: "true", ADMIN_TOKEN, ...bindings },
+    ...miniflare,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {

@@ -465,9 +465,10 @@ fn a_login_over_the_edge_rate_limit_gets_the_login_page_with_the_message_and_no_
     assert_eq!(again, csrf, "the same form, to try again later");
     assert!(tab.browser.borrow().session.is_none());
     assert_eq!(server.accounts.state("alice").sessions.len(), 0);
-    // A forged form gets its usual refusal.
+    // A form that is not this browser's pending authorization's: the message alone.
     let forged = tab.post("login-rate-limited", &[("interaction", &grant_id), ("csrf", "forged"), ("username", "alice"), ("password", PASSWORD)]);
-    assert!(matches!(forged, Shown::Message { status: 403, .. }), "{forged:?}");
+    let message = "Too many sign-in attempts from your network. Try again in 10 seconds.";
+    assert_eq!(forged, Shown::Message { status: 429, title: "Too many sign-in attempts", message: message.into() });
 }
 
 #[test]

@@ -76,16 +76,20 @@ async fn log_in(ports: &SignInPorts<'_>, form: &PageForm) -> Step<SignInAnswer> 
 
 /// `POST /auth/login` refused before any password work because its address is over the edge's
 /// rate limit (`ops`): the login page again, with the message, 429 and `Retry-After`. A form
-/// that is not this browser's pending authorization's gets its usual refusal instead.
+/// that is not this browser's pending authorization's gets the message alone (429 too).
 pub async fn login_rate_limited(ports: &SignInPorts<'_>, form: PageForm, retry_after: u32) -> Result<SignInAnswer, Failure> {
     finish(login_limited(ports, &form, retry_after).await)
 }
 
 async fn login_limited(ports: &SignInPorts<'_>, form: &PageForm, retry_after: u32) -> Step<SignInAnswer> {
-    let posted = posted(ports, form).await?;
-    let username = Credentials::from_form(&posted.pairs).username;
     let words = crate::ops::login_refusal(retry_after);
     let status = crate::ops::TOO_MANY_REQUESTS;
+    let posted = match posted(ports, form).await {
+        Ok(posted) => posted,
+        Err(Stop::Show(_)) => return Err(Stop::show(message(status, "Too many sign-in attempts", &words))),
+        Err(fail) => return Err(fail),
+    };
+    let username = Credentials::from_form(&posted.pairs).username;
     Ok(login_page_after(ports, &posted.grant_id, &posted.pending, Some(words), &username, status, Some(retry_after.into())).await?.into())
 }
 
