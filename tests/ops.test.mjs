@@ -15,30 +15,39 @@ const SECRET = "s".repeat(48);
 const RESOURCE_SERVER = { ...APP, client_id: "resource-server", client_type: "confidential-symmetric", client_secrets: [SECRET], consent: "pre-approved", resource_server: true };
 const PERIOD = 10;
 const LIMITS = {
-  RATE_LIMIT_LOGIN_IP: 3,
-  RATE_LIMIT_TOKEN_IP: 4,
-  RATE_LIMIT_TOKEN_CLIENT: 3,
+  RATE_LIMIT_LOGIN_IP: 5,
+  RATE_LIMIT_TOKEN_IP: 8,
+  RATE_LIMIT_TOKEN_CLIENT: 8,
   RATE_LIMIT_REGISTRATION_IP: 2,
   RATE_LIMIT_REGISTRATION_CLIENT: 2,
 };
 
+const RECORDER = `
+class Dataset {
+  writeDataPoint(point) {
+    console.log(JSON.stringify({ analytics_engine_data_point: point }));
+  }
+}
+export default function () {
+  return new Dataset();
+}`;
+
 let w;
 let output = "";
+function capture(stdout, stderr) {
+  stdout.on("data", (chunk) => (output += chunk));
+  stderr.on("data", (chunk) => (output += chunk));
+}
 before(async () => {
   const ratelimits = wranglerRatelimits((name) => ({ limit: LIMITS[name], period: PERIOD }));
   assert.deepEqual(Object.keys(ratelimits).sort(), Object.keys(LIMITS).sort(), "wrangler.toml declares every limit the Worker asks for");
   w = await startWorker({
     bindings: { RATE_LIMIT_PERIOD: String(PERIOD) },
-    miniflare: {
-      ratelimits,
-      // Miniflare's local Analytics Engine dataset (its writeDataPoint keeps nothing): the
-      // Worker writes its counters through the real binding without failing the request.
-      analyticsEngineDatasets: { METRICS: { dataset: "smart_edge" } },
-      handleRuntimeStdio(stdout, stderr) {
-        stdout.on("data", (chunk) => (output += chunk));
-        stderr.on("data", (chunk) => (output += chunk));
-      },
-    },
+    // METRICS: a dataset that prints each data point it is given (Miniflare's own local
+    // dataset keeps nothing to look at; it is used in the last test).
+    worker: { ratelimits, wrappedBindings: { METRICS: { scriptName: "metrics-recorder" } } },
+    workers: [{ name: "metrics-recorder", modules: true, script: RECORDER }],
+    miniflare: { handleRuntimeStdio: capture },
   });
   await seed(w, { clients: [APP, RESOURCE_SERVER], users: [PRACTITIONER, PATIENT_USER] });
 });
@@ -120,6 +129,49 @@ test("one JSON line per request, with the route, status, duration and client; no
   assert.ok(!output.includes("8302-2"), "no FHIR query in the output");
 });
 
+/** The data points written to METRICS since `mark`, once there are at least `count`. */
+async function pointsSince(mark, count) {
+  const read = () =>
+    output
+      .slice(mark)
+      .split("\n")
+      .filter((line) => line.includes('"analytics_engine_data_point"'))
+      .map((line) => JSON.parse(line.slice(line.indexOf("{"))).analytics_engine_data_point);
+  for (let i = 0; i < 100 && read().length < count; i++) await new Promise((r) => setTimeout(r, 20));
+  return read();
+}
+
+const point = (...blobs) => ({ indexes: [blobs[0]], blobs, doubles: [1] });
+
+test("counters: tokens issued by grant type, FHIR calls by interaction, failed logins, through the METRICS binding", async () => {
+  const mark = output.length;
+  const { code, verifier } = await authorize(w, { client_id: APP.client_id });
+  const { body } = await exchange(w, code, verifier);
+  const headers = { Authorization: `Bearer ${body.access_token}` };
+  assert.equal((await (await w.fetch(`/fhir/Patient/${NED}`, { headers })).json()).id, NED);
+  const missing = await w.fetch("/fhir/Patient/nobody-here", { headers });
+  assert.equal(missing.status, 404);
+  await missing.text();
+  assert.equal((await refresh(w, body.refresh_token, { client_id: APP.client_id })).res.status, 200);
+  // A wrong password on the management page's form.
+  const agent = new Agent(w.url);
+  const page = await agent.go("/auth/manage");
+  const refused = await agent.submit(page, "form", { fill: { username: PRACTITIONER.username, password: "not-the-password" } });
+  assert.equal(refused.res.status, 401);
+  // A refused token request counts nothing.
+  const bad = await w.fetch("/auth/token", form({ grant_type: "authorization_code", code: "nope", client_id: APP.client_id }));
+  assert.equal(bad.status, 400);
+  await bad.text();
+  const points = await pointsSince(mark, 5);
+  assert.deepEqual(points, [
+    point("token_issued", "authorization_code"),
+    point("fhir_call", "read", "200"),
+    point("fhir_call", "read", "404"),
+    point("token_issued", "refresh_token"),
+    point("login_failed", "ManageLogin"),
+  ]);
+});
+
 test("cf-ray is the request id when Cloudflare sends one; every answer carries it", async () => {
   const mark = output.length;
   const res = await w.fetch("/health", { headers: { "cf-ray": "8f2c3a1b2c3d4e5f-AMS" } });
@@ -187,6 +239,7 @@ describe("edge rate limits", () => {
     const lines = await linesSince(mark, [over.headers.get("x-request-id")]);
     const limited = lines.find((l) => l.request_id === over.headers.get("x-request-id"));
     assert.deepEqual(limited, { ...limited, route: "Token", status: 429, client_id: "busy-client", rate_limited: "token:client" });
+    assert.deepEqual(await pointsSince(mark, 1), [point("rate_limited", "token", "client")]);
   });
 
   test("registration per address and per client: 429 with the OAuth error JSON", async () => {
@@ -252,4 +305,21 @@ describe("edge rate limits", () => {
     assert.ok(page.html.includes(`Too many sign-in attempts from your network. Try again in ${PERIOD} seconds.`));
     assert.equal(page.doc.querySelector("input[name=username]").getAttribute("value"), PRACTITIONER.username);
   });
+});
+
+test("with Miniflare's local Analytics Engine dataset and without any METRICS binding, the Worker answers as usual", async () => {
+  for (const worker of [{ analyticsEngineDatasets: { METRICS: { dataset: "smart_edge" } } }, {}]) {
+    let printed = "";
+    const local = await startWorker({ worker, miniflare: { handleRuntimeStdio: (out, err) => [out, err].forEach((s) => s.on("data", (c) => (printed += c))) } });
+    try {
+      await seed(local, { clients: [APP], users: [PRACTITIONER] });
+      const { code, verifier } = await authorize(local, { client_id: APP.client_id });
+      const { res } = await exchange(local, code, verifier);
+      assert.equal(res.status, 200);
+      assert.ok(printed.includes('"route":"Token","status":200'), "the token request was logged");
+      assert.ok(!printed.includes("analytics engine write failed"), printed);
+    } finally {
+      await local.dispose();
+    }
+  }
 });

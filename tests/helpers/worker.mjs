@@ -30,16 +30,16 @@ export function tempDir(prefix = "smart-edge-") {
 }
 
 /**
- * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object}} options
+ * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object, worker?: object, workers?: object[]}} options
  *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default).
- *   miniflare: more Miniflare options (e.g. `ratelimits`, `analyticsEngineDatasets`,
- *   `handleRuntimeStdio`); by default the Worker runs without rate limits or datasets.
+ *   miniflare: more Miniflare options for the whole instance (e.g. `handleRuntimeStdio`).
+ *   worker: more options for the smart-edge Worker (e.g. `ratelimits`, `analyticsEngineDatasets`,
+ *   `wrappedBindings`); by default it runs without rate limits or datasets.
+ *   workers: other Workers to run beside it (e.g. the module of a wrapped binding).
  */
-export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {} } = {}) {
+export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {}, worker = {}, workers = [] } = {}) {
   const buildDir = join(ROOT, "worker", "build");
-  const mf = new Miniflare({
-    host: "127.0.0.1",
-    port: 0,
+  const main = {
     modules: true,
     scriptPath: join(buildDir, "index.js"),
     modulesRoot: buildDir,
@@ -47,10 +47,11 @@ export async function startWorker({ persistTo = tempDir(), bindings = {}, minifl
     compatibilityDate: config.compatibility_date,
     kvNamespaces,
     durableObjects,
-    defaultPersistRoot: persistTo,
     bindings: { FHIR_BASE_PATH: "/fhir", DEV_ROUTES: "true", ADMIN_TOKEN, ...bindings },
-    ...miniflare,
-  });
+    ...worker,
+  };
+  const shared = { host: "127.0.0.1", port: 0, defaultPersistRoot: persistTo, ...miniflare };
+  const mf = new Miniflare(workers.length ? { ...shared, workers: [{ name: config.name, ...main }, ...workers] } : { ...shared, ...main });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     mf,
