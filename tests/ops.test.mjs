@@ -216,6 +216,7 @@ describe("edge rate limits", () => {
     assertRefused429(over, body, "temporarily_unavailable");
     assert.equal(body.error_description, `too many token requests from this address; retry after ${PERIOD} seconds`);
     assert.equal(over.headers.get("access-control-allow-origin"), "*", "CORS like every token answer");
+    assert.match(over.headers.get("access-control-expose-headers"), /Retry-After, X-Request-Id/, "browser apps can read them");
     const other = await call(ip(11), "client-y");
     assert.equal(other.status, 401, "another address");
     await other.text();
