@@ -32,7 +32,8 @@ export function tempDir(prefix = "smart-edge-") {
 /**
  * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object, worker?: object, workers?: object[]}} options
  *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default).
- *   miniflare: more Miniflare options for the whole instance (e.g. `handleRuntimeStdio`).
+ *   miniflare: more Miniflare options for the whole instance (e.g. `handleRuntimeStdio`, or
+ *   `inspectorPort` for a CPU profile).
  *   worker: more options for the smart-edge Worker (e.g. `ratelimits`, `analyticsEngineDatasets`,
  *   `wrappedBindings`); by default it runs without rate limits or datasets.
  *   workers: other Workers to run beside it (e.g. the module of a wrapped binding).
