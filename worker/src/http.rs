@@ -122,7 +122,7 @@ pub fn no_store(response: Response) -> Response {
 pub fn with_cors(response: Response) -> Response {
     let headers = response.headers();
     let _ = headers.set("Access-Control-Allow-Origin", "*");
-    let _ = headers.set("Access-Control-Expose-Headers", "Location, ETag, Content-Location, WWW-Authenticate");
+    let _ = headers.set("Access-Control-Expose-Headers", "Location, ETag, Content-Location, WWW-Authenticate, Retry-After, X-Request-Id");
     response
 }
 
