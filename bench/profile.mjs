@@ -173,5 +173,17 @@ const out = {
 };
 console.log(JSON.stringify(out));
 if (TOP) {
+  // Who calls the nameless native frames (their parents' self time is elsewhere).
+  const parent = new Map();
+  for (const n of nodes) for (const c of n.children ?? []) parent.set(c, n);
+  const callers = new Map();
+  for (const [id, us] of self) {
+    const frame = byId.get(id).callFrame;
+    if (frame.functionName || frame.url) continue;
+    const p = parent.get(id)?.callFrame;
+    const key = `(anonymous) ← ${p?.functionName || "(anonymous)"} ${p?.url ? p.url.slice(-30) : ""}`;
+    callers.set(key, (callers.get(key) ?? 0) + us);
+  }
+  for (const [k, us] of [...callers].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.error(`${perRequest(us).toFixed(4)} ms/request  ${k}`);
   for (const [k, us] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`${perRequest(us).toFixed(4)} ms/request  ${k}`);
 }
