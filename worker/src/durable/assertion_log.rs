@@ -45,6 +45,7 @@ impl DurableObject for AssertionLog {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        super::schema::migrate(&self.state.storage(), &platform::schema::ASSERTION_LOG)?;
         match req.path().as_str() {
             "/record" => self.record(rpc::body(req).await?),
             "/grant" => self.grant(rpc::body(req).await?),
@@ -81,8 +82,6 @@ impl AssertionLog {
     /// Whether `jti` was new (and is now recorded until its assertion expires).
     fn insert_jti(&self, request: RecordRequest) -> Result<bool> {
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)", None)?;
-        sql.exec("CREATE INDEX IF NOT EXISTS jti_by_exp ON jti (exp)", None)?;
         sql.exec("DELETE FROM jti WHERE exp <= ?", vec![forget_before(now_secs()).into()])?;
         // RETURNING yields the row only when it was inserted (the cursor is lazy, so its
         // counters would not be final before it is read).
@@ -95,8 +94,6 @@ impl AssertionLog {
     /// Load, apply, store with no await between, as the `Grant` object does.
     fn apply_grant(&self, call: GrantCall) -> Result<std::result::Result<Reply, GrantError>> {
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, record TEXT NOT NULL, deletable_at INTEGER NOT NULL)", None)?;
-        sql.exec("CREATE INDEX IF NOT EXISTS grants_by_deletable_at ON grants (deletable_at)", None)?;
         let now = now_secs();
         sql.exec("DELETE FROM grants WHERE deletable_at <= ?", vec![now.into()])?;
         #[derive(Deserialize)]
