@@ -234,3 +234,21 @@ test("every object is at the current schema version; a second start on the upgra
     assert.deepEqual(second[file], o, `${o.class} ${file} unchanged`);
   }
 });
+
+test("an object written by a newer release is refused, and left as it was", async () => {
+  // The upgraded folder's key vault, marked as written by a schema version this code lacks.
+  const vault = Object.entries(inspect(persistTo)).find(([, o]) => o.class === "KeyVault");
+  assert.ok(vault, "a key vault");
+  const [file, before] = vault;
+  const path = execFileSync("sh", ["-c", `ls "${persistTo}"/do/*KeyVault/${file}`], { encoding: "utf8" }).trim();
+  execFileSync("python3", ["-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute('UPDATE schema_version SET version = 99'); db.commit(); db.close()", path]);
+  w = await start(ROOT, persistTo);
+  const res = await w.fetch("/.well-known/jwks.json");
+  assert.equal(res.status, 500);
+  assert.ok(!(await res.text()).includes('"keys"'), "no keys served from it");
+  await w.mf.dispose();
+  w = undefined;
+  const after_ = inspect(persistTo)[file];
+  assert.equal(after_.schema_version, 99, "not migrated down");
+  assert.deepEqual(after_.tables.signing_keys, before.tables.signing_keys, "its keys untouched");
+});
