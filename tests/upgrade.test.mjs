@@ -118,6 +118,9 @@ test("searches on parameters the previous release did not index find its resourc
 });
 
 test("the background job re-indexes every partition, its progress reaching the total", async () => {
+  // A read does one bounded re-index step in its partition (50 of its ~70 resources).
+  const third = state.patient_ids.find((id) => id !== NED && id !== BUSTER);
+  assert.equal((await w.fetch(`/fhir/Patient/${third}`, { headers: bearer() })).status, 200);
   const start = await w.fetch("/admin/fhir/reindex", { method: "POST", headers: { Authorization: `Bearer ${state.admin_token}` } });
   assert.equal(start.status, 202);
   const job = await start.json();
@@ -137,6 +140,12 @@ test("the background job re-indexes every partition, its progress reaching the t
   // A partition nothing touched since the upgrade finds its resources by the new rows.
   assert.equal((await search(`Condition?patient=${BUSTER}&verification-status=confirmed&_count=50`)).length, 3);
   assert.equal((await search(`Encounter?patient=${BUSTER}&reason-code=444814009`)).length, 2);
+  // One the read left half done, finished by the job from its cursor.
+  // combo-code is new: every one of its Observations (48, one deleted by make-state), across
+  // both steps, has its rows.
+  assert.equal((await search(`Observation?patient=${third}&combo-code=http://loinc.org|&_count=100`)).length, 47);
+  assert.equal((await search(`Condition?patient=${third}&verification-status=confirmed`)).length, 1);
+  assert.equal((await search(`Patient?address-city=Wilmington`)).length, 1);
 });
 
 test("every resource and its history is readable, contents unchanged", async () => {

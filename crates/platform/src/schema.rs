@@ -138,9 +138,9 @@ pub fn index_version() -> String {
     format!("{REGISTRY_DIGEST}.{INDEXER_VERSION}")
 }
 
-/// Resources re-indexed per step (one storage transaction each): a Synthea patient holds a
-/// few hundred, so a compartment is usually one step; larger partitions take several.
-pub const REINDEX_BATCH: usize = 200;
+/// Resources re-indexed per step (one storage transaction each, a few milliseconds of CPU): a
+/// Synthea patient's compartment of ~70 resources takes two steps.
+pub const REINDEX_BATCH: usize = 50;
 
 /// The background re-index job (kept by the directory partition): every partition the
 /// directory knows, a few per alarm, each brought to [`index_version`].
