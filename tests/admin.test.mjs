@@ -42,7 +42,7 @@ test("settings: defaults, a validated update stored in KV, visible in metadata",
   assert.deepEqual(put.body, update);
 
   const stored = await w.mf.getKVNamespace("CONFIG").then((kv) => kv.get("config:server", "json"));
-  assert.deepEqual(stored, update, "the value is in the KV namespace itself");
+  assert.deepEqual(stored, { ...update, record_version: 1 }, "the value is in the KV namespace itself, with its record version");
   const meta = await w.json("/fhir/metadata");
   assert.equal(meta.body.implementation.description, "Demo General Hospital");
 });

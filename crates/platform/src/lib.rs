@@ -28,6 +28,7 @@ pub mod portal_page;
 pub mod ports;
 pub mod registration;
 pub mod routes;
+pub mod schema;
 pub mod scope_policy;
 pub mod secret;
 pub mod settings;

@@ -23,18 +23,66 @@ pub trait KvStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
-/// Reads a JSON value stored under `key` (`None` when absent; unreadable JSON is a store error).
-pub async fn load_json<T: serde::de::DeserializeOwned>(kv: &dyn KvStore, key: &str) -> Result<Option<T>, StoreError> {
+/// The version of the JSON records in KV (settings, clients, users, simulations): each record
+/// carries it as a top-level `record_version` field. Version 0 is the form before versioning
+/// (no field, the same shape otherwise). Raise it with a change of a record's shape, and add
+/// the conversion to [`upgrade_record`].
+pub const RECORD_VERSION: u64 = 1;
+pub const RECORD_VERSION_FIELD: &str = "record_version";
+
+/// `value` as the JSON stored in KV: its fields plus `record_version`.
+pub fn encode_record<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    let mut json = serde_json::to_value(value).map_err(|e| StoreError(e.to_string()))?;
+    let Some(fields) = json.as_object_mut() else { return Err(StoreError("a KV record must be a JSON object".into())) };
+    fields.insert(RECORD_VERSION_FIELD.into(), RECORD_VERSION.into());
+    serde_json::to_string(&json).map_err(|e| StoreError(e.to_string()))
+}
+
+/// Brings the fields of a record written at `from` to [`RECORD_VERSION`]'s shape.
+fn upgrade_record(fields: serde_json::Map<String, serde_json::Value>, from: u64) -> serde_json::Map<String, serde_json::Value> {
+    // 0 → 1 added only the version field itself.
+    let _ = from;
+    fields
+}
+
+/// Decodes a KV record (`key` names it in errors): the value, and the record's JSON in the
+/// current form when it was stored in an older one (to write back). A record of a newer
+/// version is refused rather than misread.
+pub fn decode_record<T: serde::de::DeserializeOwned + serde::Serialize>(key: &str, json: &str) -> Result<(T, Option<String>), StoreError> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| StoreError(format!("{key}: {e}")))?;
+    let serde_json::Value::Object(mut fields) = value else { return Err(StoreError(format!("{key}: not a JSON object"))) };
+    let version = match fields.remove(RECORD_VERSION_FIELD) {
+        None => 0,
+        Some(v) => v.as_u64().ok_or_else(|| StoreError(format!("{key}: {RECORD_VERSION_FIELD} is not a number")))?,
+    };
+    if version > RECORD_VERSION {
+        return Err(StoreError(format!("{key}: record version {version} was written by a newer release (this one reads up to {RECORD_VERSION})")));
+    }
+    let fields = upgrade_record(fields, version);
+    let record: T = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| StoreError(format!("{key}: {e}")))?;
+    let rewrite = if version < RECORD_VERSION { Some(encode_record(&record)?) } else { None };
+    Ok((record, rewrite))
+}
+
+/// Reads a JSON record stored under `key` (`None` when absent; unreadable JSON is a store
+/// error). A record in an older form is upgraded, and written back in the current form (best
+/// effort: a failed write-back leaves the old form, read the same way next time).
+pub async fn load_json<T: serde::de::DeserializeOwned + serde::Serialize>(kv: &dyn KvStore, key: &str) -> Result<Option<T>, StoreError> {
     match kv.get(key).await? {
         None => Ok(None),
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| StoreError(format!("{key}: {e}"))),
+        Some(json) => {
+            let (record, rewrite) = decode_record::<T>(key, &json)?;
+            if let Some(current) = rewrite {
+                let _ = kv.put(key, &current).await;
+            }
+            Ok(Some(record))
+        }
     }
 }
 
-/// Stores `value` as JSON under `key`.
+/// Stores `value` under `key`, as [`encode_record`] writes it.
 pub async fn save_json<T: serde::Serialize>(kv: &dyn KvStore, key: &str, value: &T) -> Result<(), StoreError> {
-    let json = serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))?;
-    kv.put(key, &json).await
+    kv.put(key, &encode_record(value)?).await
 }
 
 /// One signing key as the key vault stores it.

@@ -57,6 +57,8 @@ pub enum Route {
     AdminFhirBundle,
     /// How many patients are loaded (for `npm start`'s "unless already loaded").
     AdminFhirStatus,
+    /// `POST /admin/fhir/reindex`: starts the background re-index of every partition.
+    AdminFhirReindex,
     AdminRotateKeys,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
@@ -132,6 +134,7 @@ impl Route {
             "/admin/users" => Route::AdminUsers,
             "/admin/fhir/bundle" => Route::AdminFhirBundle,
             "/admin/fhir/status" => Route::AdminFhirStatus,
+            "/admin/fhir/reindex" => Route::AdminFhirReindex,
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
             _ if Self::simulated_client(path).is_some() => Route::AdminClientSimulate,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
@@ -175,7 +178,8 @@ impl Route {
             | Route::AdminClients
             | Route::Register
             | Route::AdminUsers
-            | Route::AdminFhirBundle => &["POST"],
+            | Route::AdminFhirBundle
+            | Route::AdminFhirReindex => &["POST"],
             Route::Authorize | Route::Userinfo => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient | Route::RegisteredClient => &["GET", "PUT", "DELETE"],

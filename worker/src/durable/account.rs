@@ -51,7 +51,7 @@ impl DurableObject for Account {
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path();
-        let cell = JsonCell::open(self.state.storage().sql())?;
+        let cell = JsonCell::open(&self.state.storage(), &platform::schema::ACCOUNT)?;
         let now = now_secs();
         match path.as_str() {
             "/login" => {
@@ -62,7 +62,7 @@ impl DurableObject for Account {
                 let outcome = self
                     .state
                     .block_concurrency_while(async move {
-                        let cell = JsonCell::open(storage.sql())?;
+                        let cell = JsonCell::open(&storage, &platform::schema::ACCOUNT)?;
                         if login.unknown {
                             // No such user: the same work and throttling, in a shared object.
                             let mut shard: UnknownUsers = cell.load()?.unwrap_or_default();

@@ -19,7 +19,7 @@ use super::{rpc, JsonCell};
 use crate::adapters::fhir_store::Partitions;
 use platform::fhir::bulk::{self, Job, JobState};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage};
 
 /// The largest chunk row (bytes).
 const CHUNK_BYTES: usize = 1024 * 1024;
@@ -34,10 +34,9 @@ struct BodyRow {
     body: String,
 }
 
-fn open(sql: &SqlStorage) -> Result<JsonCell> {
-    sql.exec("CREATE TABLE IF NOT EXISTS chunk (seq INTEGER PRIMARY KEY AUTOINCREMENT, file INTEGER NOT NULL, body TEXT NOT NULL)", None)?;
-    sql.exec("CREATE INDEX IF NOT EXISTS chunk_file ON chunk (file, seq)", None)?;
-    JsonCell::open(sql.clone())
+/// Migrates the object (`platform::schema::EXPORT_JOB`: `cell` and `chunk`) and opens its cell.
+fn open(storage: &Storage) -> Result<JsonCell> {
+    JsonCell::open(storage, &platform::schema::EXPORT_JOB)
 }
 
 #[derive(Deserialize)]
@@ -94,7 +93,7 @@ impl DurableObject for ExportJob {
             // No job by this id: answer without creating storage for it.
             return Response::from_json(&None::<Job>);
         }
-        let cell = open(&sql)?;
+        let cell = open(&self.state.storage())?;
         match req.path().as_str() {
             "/start" => {
                 let job: Job = rpc::body(req).await?;
@@ -125,7 +124,7 @@ impl DurableObject for ExportJob {
 
     async fn alarm(&self) -> Result<Response> {
         let sql = self.state.storage().sql();
-        let cell = open(&sql)?;
+        let cell = open(&self.state.storage())?;
         let Some(mut job) = cell.load::<Job>()? else { return Response::ok("") };
         if job.state != JobState::Running {
             // A finished export's files have expired.

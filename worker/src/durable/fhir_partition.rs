@@ -11,13 +11,16 @@
 //! a transaction wrote here when a later partition of it failed (see `platform::fhir::api`'s
 //! bundle module).
 
-use super::rpc;
+use super::{rpc, schema};
+use crate::keyring::now_secs;
 use platform::fhir::search::{self, SqlQuery, SqlValue};
+use platform::fhir::store::DIRECTORY;
 use platform::fhir::store::{CompartmentPage, HistoryPage, Page, ReadOutcome, ReadStatus, SearchResult, Version, WriteOutcome, Written};
+use platform::schema::{index_version, ReindexJob, JOB_PARTITIONS_PER_STEP, REINDEX_BATCH};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State, Storage};
 
 #[derive(Serialize, Deserialize)]
 pub struct WriteRequest {
@@ -112,20 +115,113 @@ struct CountRow {
     n: i64,
 }
 
-fn open(sql: &SqlStorage) -> Result<()> {
-    for statement in [
-        "CREATE TABLE IF NOT EXISTS res (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, content TEXT NOT NULL, PRIMARY KEY (type, id))",
-        "CREATE TABLE IF NOT EXISTS hist (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, content TEXT NOT NULL, PRIMARY KEY (type, id, version))",
-        "CREATE TABLE IF NOT EXISTS idx (type TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, sys TEXT, code TEXT, text TEXT, date_lo TEXT, date_hi TEXT, num REAL, reference TEXT)",
-        "CREATE INDEX IF NOT EXISTS idx_token ON idx (type, name, code)",
-        "CREATE INDEX IF NOT EXISTS idx_ref ON idx (type, name, reference)",
-        "CREATE INDEX IF NOT EXISTS idx_date ON idx (type, name, date_lo)",
-        "CREATE INDEX IF NOT EXISTS idx_row ON idx (type, id)",
-        "CREATE TABLE IF NOT EXISTS dir (type TEXT NOT NULL, id TEXT NOT NULL, partition TEXT NOT NULL, PRIMARY KEY (type, id))",
-    ] {
-        sql.exec(statement, None)?;
-    }
+/// Migrates the partition (`platform::schema::FHIR_PARTITION`); the tables are then there.
+fn open(storage: &Storage) -> Result<()> {
+    schema::migrate(storage, &platform::schema::FHIR_PARTITION)
+}
+
+/// `meta` keys: the index version the `idx` rows were built with, the re-index cursor
+/// (`{target version} {last res rowid done}`), and the re-index job (directory only).
+const INDEX_VERSION: &str = "index_version";
+const REINDEX_CURSOR: &str = "reindex_cursor";
+const REINDEX_JOB: &str = "reindex_job";
+
+#[derive(Deserialize)]
+struct MetaRow {
+    v: String,
+}
+
+fn meta_get(sql: &SqlStorage, k: &str) -> Result<Option<String>> {
+    let rows: Vec<MetaRow> = sql.exec("SELECT v FROM meta WHERE k = ?", vec![k.into()])?.to_array()?;
+    Ok(rows.into_iter().next().map(|r| r.v))
+}
+
+fn meta_put(sql: &SqlStorage, k: &str, v: &str) -> Result<()> {
+    sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", vec![k.into(), v.into()])?;
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct ReindexRow {
+    r: i64,
+    #[serde(rename = "type")]
+    resource_type: String,
+    id: String,
+    deleted: i64,
+    content: String,
+}
+
+/// Whether the partition's index rows are those of this release's [`index_version`].
+fn index_current(sql: &SqlStorage) -> Result<bool> {
+    Ok(meta_get(sql, INDEX_VERSION)?.as_deref() == Some(index_version().as_str()))
+}
+
+/// One step of re-indexing: the index rows of the next [`REINDEX_BATCH`] resources (in
+/// `res` rowid order, after the cursor), and the cursor, in one transaction; when no resource
+/// is left the index version is recorded. Returns whether the index is current.
+fn reindex_step(storage: &Storage) -> Result<bool> {
+    let sql = storage.sql();
+    if index_current(&sql)? {
+        return Ok(true);
+    }
+    schema::transaction(storage, move || {
+        let target = index_version();
+        // A cursor left by a re-index to another version does not count.
+        let after = meta_get(&sql, REINDEX_CURSOR)?.and_then(|c| c.strip_prefix(&format!("{target} ")).and_then(|n| n.parse::<i64>().ok())).unwrap_or(0);
+        let rows: Vec<ReindexRow> = sql
+            .exec(
+                "SELECT rowid AS r, type, id, deleted, content FROM res WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                vec![after.into(), (REINDEX_BATCH as i64).into()],
+            )?
+            .to_array()?;
+        for row in &rows {
+            let resource: Option<Value> = if row.deleted == 0 { Some(serde_json::from_str(&row.content)?) } else { None };
+            reindex(&sql, &row.resource_type, &row.id, resource.as_ref())?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == REINDEX_BATCH => {
+                meta_put(&sql, REINDEX_CURSOR, &format!("{target} {}", last.r))?;
+                Ok(false)
+            }
+            _ => {
+                sql.exec("DELETE FROM meta WHERE k = ?", vec![REINDEX_CURSOR.into()])?;
+                meta_put(&sql, INDEX_VERSION, &target)?;
+                Ok(true)
+            }
+        }
+    })
+}
+
+/// Brings the index to the current version: all of it (`complete`, before a search, whose
+/// answer depends on it), or one bounded step (any other request: the re-index advances
+/// lazily, and the background job finishes it).
+fn ensure_index(storage: &Storage, complete: bool) -> Result<()> {
+    while !reindex_step(storage)? && complete {}
+    Ok(())
+}
+
+/// The directory's answer to `/reindex/status`.
+#[derive(Serialize, Deserialize)]
+pub struct ReindexStatus {
+    pub index_version: String,
+    pub job: Option<ReindexJob>,
+}
+
+fn load_job(sql: &SqlStorage) -> Result<Option<ReindexJob>> {
+    meta_get(sql, REINDEX_JOB)?.map(|j| serde_json::from_str(&j).map_err(|e| worker::Error::RustError(e.to_string()))).transpose()
+}
+
+fn store_job(sql: &SqlStorage, job: &ReindexJob) -> Result<()> {
+    meta_put(sql, REINDEX_JOB, &serde_json::to_string(job)?)
+}
+
+/// The partitions the job visits, in name order after `after`: the directory itself and every
+/// partition the directory records.
+const PARTITIONS_AFTER: &str = "SELECT p FROM (SELECT ?1 AS p UNION SELECT DISTINCT partition FROM dir) WHERE p > ?2 ORDER BY p LIMIT ?3";
+
+#[derive(Deserialize)]
+struct NameRow {
+    p: String,
 }
 
 fn text(v: &Option<String>) -> SqlStorageValue {
@@ -234,14 +330,15 @@ fn revert_one(sql: &SqlStorage, written: &Written) -> Result<()> {
 #[durable_object]
 pub struct FhirPartition {
     state: State,
+    env: Env,
     /// Requests served since this instance started (read by the tests through `/stats` to
     /// prove that a patient-scoped request touches exactly one partition).
     served: std::cell::Cell<u64>,
 }
 
 impl DurableObject for FhirPartition {
-    fn new(state: State, _env: Env) -> Self {
-        Self { state, served: std::cell::Cell::new(0) }
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env, served: std::cell::Cell::new(0) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -260,8 +357,29 @@ impl DurableObject for FhirPartition {
             let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
             return Response::from_json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
         }
-        open(&sql)?;
-        match req.path().as_str() {
+        let storage = self.state.storage();
+        open(&storage)?;
+        let path = req.path();
+        ensure_index(&storage, matches!(path.as_str(), "/search" | "/reindex"))?;
+        match path.as_str() {
+            "/reindex" => Response::from_json(&index_version()),
+            "/reindex/start" => {
+                // Directory only: (re)starts the job unless one is running.
+                let job = match load_job(&sql)? {
+                    Some(job) if job.running() => job,
+                    _ => {
+                        let counted: Vec<CountRow> = sql
+                            .exec("SELECT COUNT(*) AS n FROM (SELECT ?1 AS p UNION SELECT DISTINCT partition FROM dir)", vec![DIRECTORY.into()])?
+                            .to_array()?;
+                        let job = ReindexJob::start(counted.first().map_or(1, |c| c.n as u64), now_secs());
+                        store_job(&sql, &job)?;
+                        storage.set_alarm(0).await?;
+                        job
+                    }
+                };
+                Response::from_json(&job)
+            }
+            "/reindex/status" => Response::from_json(&ReindexStatus { index_version: index_version(), job: load_job(&sql)? }),
             "/write" => {
                 let request: WriteRequest = rpc::body(req).await?;
                 if let (Some(expected), [single]) = (&request.if_match, request.resources.as_slice()) {
@@ -420,5 +538,57 @@ impl DurableObject for FhirPartition {
             }
             _ => Response::error("unknown partition operation", 404),
         }
+    }
+
+    /// The re-index job's steps (the directory runs it): the next few partitions, each asked
+    /// to finish its re-index (the directory does its own here), then the next alarm at once.
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        open(&storage)?;
+        let sql = storage.sql();
+        let Some(mut job) = load_job(&sql)? else { return Response::ok("") };
+        if !job.running() {
+            return Response::ok("");
+        }
+        let names: Vec<NameRow> =
+            sql.exec(PARTITIONS_AFTER, vec![DIRECTORY.into(), job.after.clone().into(), (JOB_PARTITIONS_PER_STEP as i64).into()])?.to_array()?;
+        let mut visited = Vec::with_capacity(names.len());
+        let mut failure = None;
+        for NameRow { p } in &names {
+            let done = if p == DIRECTORY {
+                ensure_index(&storage, true).map_err(|e| e.to_string())
+            } else {
+                match rpc::by_name(&self.env, "FHIR", p) {
+                    Ok(stub) => match rpc::call::<(), String, Value>(&stub, "/reindex", &()).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(format!("{e:?}")),
+                    },
+                    Err(e) => Err(format!("{e:?}")),
+                }
+            };
+            match done {
+                Ok(()) => visited.push(p.clone()),
+                Err(e) => {
+                    failure = Some(format!("partition {p}: {e}"));
+                    break;
+                }
+            }
+        }
+        // The job as stored now (a restart meanwhile replaced it: leave that one alone).
+        if load_job(&sql)?.is_none_or(|stored| stored.started_at != job.started_at || stored.after != job.after) {
+            return Response::ok("");
+        }
+        job.advance(&visited, failure.is_none() && names.len() < JOB_PARTITIONS_PER_STEP, now_secs());
+        let next = match failure {
+            None if job.running() => Some(0),
+            None => None,
+            Some(error) => job.fail(error).map(|ms| ms as i64),
+        };
+        store_job(&sql, &job)?;
+        if let Some(ms) = next {
+            storage.set_alarm(std::time::Duration::from_millis(ms as u64)).await?;
+        }
+        Response::ok("")
     }
 }

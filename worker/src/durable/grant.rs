@@ -18,7 +18,7 @@ impl DurableObject for Grant {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let cell = JsonCell::open(self.state.storage().sql())?;
+        let cell = JsonCell::open(&self.state.storage(), &platform::schema::GRANT)?;
         match req.path().as_str() {
             "/apply" => {}
             // Internal diagnostics (objects are not reachable from outside the Worker): the
@@ -47,7 +47,7 @@ impl DurableObject for Grant {
     /// and deletes the whole record once nothing in it can matter (`GrantRecord::deletable_at`):
     /// abandoned authorizations, closed grants and expired backend tokens leave no storage.
     async fn alarm(&self) -> Result<Response> {
-        let cell = JsonCell::open(self.state.storage().sql())?;
+        let cell = JsonCell::open(&self.state.storage(), &platform::schema::GRANT)?;
         let now = now_secs();
         if let Some(mut record) = cell.load::<GrantRecord>()? {
             if now >= record.deletable_at() {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use platform::keys::{self, KeyError};
 use platform::ports::{KeyRecord, KeyStore, StoreError};
 use serde::Deserialize;
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State, Storage};
 
 /// The name of the one key vault instance.
 pub const INSTANCE: &str = "signing-keys";
@@ -20,9 +20,10 @@ struct Row {
 }
 
 impl SqliteKeyStore {
-    fn new(sql: SqlStorage) -> Result<Self> {
-        sql.exec("CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, record TEXT NOT NULL, created_at INTEGER NOT NULL)", None)?;
-        Ok(Self(sql))
+    /// Migrates the vault (`platform::schema::KEY_VAULT`) and opens its key table.
+    fn open(storage: &Storage) -> Result<Self> {
+        super::schema::migrate(storage, &platform::schema::KEY_VAULT)?;
+        Ok(Self(storage.sql()))
     }
 }
 
@@ -71,7 +72,7 @@ impl DurableObject for KeyVault {
             .state
             .block_concurrency_while(async move {
                 let run = async {
-                    let store = SqliteKeyStore::new(storage.sql()).map_err(|e| KeyError::Store(store_err(e)))?;
+                    let store = SqliteKeyStore::open(&storage).map_err(|e| KeyError::Store(store_err(e)))?;
                     if rotate {
                         keys::rotate_keys(&store, &WebCryptoKeyGenerator, now).await
                     } else {

@@ -8,9 +8,11 @@ pub mod fhir_partition;
 pub mod grant;
 pub mod key_vault;
 pub mod rpc;
+pub mod schema;
 
+use platform::schema::Schema;
 use serde::{de::DeserializeOwned, Serialize};
-use worker::{Result, SqlStorage};
+use worker::{Result, SqlStorage, Storage};
 
 /// One JSON document per object, in a one-row table: enough for objects whose whole state is
 /// a small value loaded and stored as one (grants, accounts).
@@ -22,9 +24,10 @@ struct CellRow {
 }
 
 impl JsonCell {
-    pub fn open(sql: SqlStorage) -> Result<Self> {
-        sql.exec("CREATE TABLE IF NOT EXISTS cell (k INTEGER PRIMARY KEY CHECK (k = 0), v TEXT NOT NULL)", None)?;
-        Ok(Self(sql))
+    /// Migrates the object to `schema` (which has the `cell` table) and opens its cell.
+    pub fn open(storage: &Storage, schema: &'static Schema) -> Result<Self> {
+        schema::migrate(storage, schema)?;
+        Ok(Self(storage.sql()))
     }
 
     pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>> {

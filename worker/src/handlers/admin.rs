@@ -184,7 +184,8 @@ pub async fn fhir_bundle(mut req: Request, ctx: &AppContext) -> Result<Response,
     Ok(http::no_store(http::ok_json(&serde_json::json!({ "stored": stored }))))
 }
 
-/// `GET /admin/fhir/status`: `{"patients": n}`, the patients in the directory.
+/// `GET /admin/fhir/status`: the patients in the directory, and the search index: the
+/// version this release builds and the re-index job's progress (`null` before the first).
 pub async fn fhir_status(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     if let Err(refusal) = authorize_admin(&req, ctx) {
         return Ok(refusal);
@@ -193,5 +194,24 @@ pub async fn fhir_status(req: Request, ctx: &AppContext) -> Result<Response, App
     query.summary_count = true;
     query.count = 0;
     let found = platform::fhir::store::Partitions::search(&Partitions(&ctx.env), platform::fhir::store::DIRECTORY, &query).await.map_err(AppError::internal)?;
-    Ok(http::no_store(http::ok_json(&serde_json::json!({ "patients": found.total }))))
+    let status = reindex_call(ctx, "/reindex/status").await?;
+    Ok(http::no_store(http::ok_json(&serde_json::json!({ "patients": found.total, "index": status }))))
+}
+
+/// `POST /admin/fhir/reindex`: starts the background re-index of every partition (or answers
+/// the one running), 202 with its progress; `GET /admin/fhir/status` follows it.
+pub async fn fhir_reindex(req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    if let Err(refusal) = authorize_admin(&req, ctx) {
+        return Ok(refusal);
+    }
+    let job = reindex_call(ctx, "/reindex/start").await?;
+    Ok(http::no_store(http::json(202, &job, "application/json")))
+}
+
+async fn reindex_call(ctx: &AppContext, path: &str) -> Result<serde_json::Value, AppError> {
+    let stub = crate::durable::rpc::by_name(&ctx.env, "FHIR", platform::fhir::store::DIRECTORY)?;
+    match crate::durable::rpc::call::<(), serde_json::Value, serde_json::Value>(&stub, path, &()).await? {
+        Ok(value) => Ok(value),
+        Err(other) => Err(AppError::internal(format!("{path}: {other}"))),
+    }
 }

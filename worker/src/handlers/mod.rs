@@ -144,6 +144,7 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::AdminUser => admin::user(req, ctx).await,
         Route::AdminFhirBundle => admin::fhir_bundle(req, ctx).await,
         Route::AdminFhirStatus => admin::fhir_status(req, ctx).await,
+        Route::AdminFhirReindex => admin::fhir_reindex(req, ctx).await,
         Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
         Route::DevSign => dev::sign(req, ctx).await,
         Route::DevPbkdf2 => dev::pbkdf2(req).await,

@@ -2172,3 +2172,6 @@ pub const SUMMARY: &[(&str, &[&str])] = &[
   ("VerificationResult", &["id", "meta", "implicitRules", "target", "targetLocation", "need", "status", "statusDate", "validationType", "validationProcess", "failureAction"]),
   ("VisionPrescription", &["id", "meta", "implicitRules", "status", "created", "patient", "dateWritten", "prescriber", "lensSpecification"]),
 ];
+
+/// SHA-256 (first 16 hex digits) of this file above this line: changes with any parameter.
+pub const REGISTRY_DIGEST: &str = "b9e38848460ed3b0";

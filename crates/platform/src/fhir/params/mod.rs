@@ -8,7 +8,7 @@
 #[rustfmt::skip]
 mod generated;
 
-pub use generated::{COMMON, RESOURCE_TYPES, TYPES};
+pub use generated::{COMMON, REGISTRY_DIGEST, RESOURCE_TYPES, TYPES};
 
 /// How a parameter's values are indexed and compared (R4 search parameter types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

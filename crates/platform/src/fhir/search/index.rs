@@ -7,6 +7,13 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta, Ut
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The version of the rows [`index`] makes for a resource. Bump it by hand with any change to
+/// this file (or to the FHIRPath evaluation) that changes which rows a stored resource gets:
+/// partitions indexed with another version re-index themselves (see
+/// [`crate::schema::index_version`], README "Upgrading"). The parameter table has its own
+/// digest, written by the generator.
+pub const INDEXER_VERSION: u32 = 2;
+
 /// The values `param`'s expression selects in `resource` (see [`fhirpath`]).
 pub fn values_of<'a>(resource: &'a Value, param: &Param) -> Vec<fhirpath::Item<'a>> {
     fhirpath::compiled(param.expression).map(|e| e.evaluate(resource)).unwrap_or_default()
