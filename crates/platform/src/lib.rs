@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod assertions;
+pub mod backup;
 pub mod authorize;
 pub mod clients;
 pub mod discovery;

@@ -58,6 +58,10 @@ pub enum Route {
     /// How many patients are loaded (for `npm start`'s "unless already loaded").
     AdminFhirStatus,
     AdminRotateKeys,
+    /// `GET /admin/backup[?cursor=…]`: one page of the NDJSON backup (`crate::backup`).
+    AdminBackup,
+    /// `POST /admin/restore`: one page of a backup, into an empty deployment.
+    AdminRestore,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
     /// Derives password hashes; only with `DEV_ROUTES` (benchmarks).
@@ -132,6 +136,8 @@ impl Route {
             "/admin/users" => Route::AdminUsers,
             "/admin/fhir/bundle" => Route::AdminFhirBundle,
             "/admin/fhir/status" => Route::AdminFhirStatus,
+            "/admin/backup" => Route::AdminBackup,
+            "/admin/restore" => Route::AdminRestore,
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
             _ if Self::simulated_client(path).is_some() => Route::AdminClientSimulate,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
@@ -175,7 +181,8 @@ impl Route {
             | Route::AdminClients
             | Route::Register
             | Route::AdminUsers
-            | Route::AdminFhirBundle => &["POST"],
+            | Route::AdminFhirBundle
+            | Route::AdminRestore => &["POST"],
             Route::Authorize | Route::Userinfo => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient | Route::RegisteredClient => &["GET", "PUT", "DELETE"],
@@ -274,6 +281,8 @@ mod tests {
             ("/admin/clients//simulate", Route::NotFound),
             ("/admin/clients/a/b/simulate", Route::NotFound),
             ("/admin/users/dr.smith", Route::AdminUser),
+            ("/admin/backup", Route::AdminBackup),
+            ("/admin/restore", Route::AdminRestore),
             ("/ehr/", Route::EhrHome),
             ("/ehr", Route::EhrHome),
             ("/ehr/x", Route::NotFound),
@@ -306,6 +315,8 @@ mod tests {
             Route::DevSign,
             Route::AdminClient,
             Route::AdminClientSimulate,
+            Route::AdminBackup,
+            Route::AdminRestore,
             Route::Login,
             Route::Consent,
             Route::EhrLaunch,
