@@ -442,14 +442,23 @@ pub fn parse_page(body: &str) -> Result<Page, LineError> {
 #[serde(tag = "at", rename_all = "snake_case")]
 pub enum Cursor {
     /// KV entries, after KV's own list cursor.
-    Kv { list: Option<String> },
+    Kv {
+        list: Option<String>,
+    },
     Keys,
     /// Accounts and their grants, users listed after KV's cursor.
-    Accounts { list: Option<String> },
+    Accounts {
+        list: Option<String>,
+    },
     /// Directory entries after `Type/id`.
-    Directory { after: Option<(String, String)> },
+    Directory {
+        after: Option<(String, String)>,
+    },
     /// The stored versions of `partition` after `(type, id, version)`.
-    Versions { partition: String, after: Option<(String, String, i64)> },
+    Versions {
+        partition: String,
+        after: Option<(String, String, i64)>,
+    },
 }
 
 impl Cursor {
@@ -500,7 +509,9 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::NotEmpty => write!(f, "the deployment is not empty (it has clients, users, settings or FHIR data): a backup is restored into an empty deployment only"),
+            Refusal::NotEmpty => {
+                write!(f, "the deployment is not empty (it has clients, users, settings or FHIR data): a backup is restored into an empty deployment only")
+            }
             Refusal::Finished { backup_id } => write!(f, "backup {backup_id} was already restored here; restore into another, empty deployment"),
             Refusal::Other { backup_id } => write!(f, "the restore of backup {backup_id} is under way here; finish it with that backup's file"),
         }

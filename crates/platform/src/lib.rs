@@ -7,8 +7,8 @@
 pub mod accounts;
 pub mod admin;
 pub mod assertions;
-pub mod backup;
 pub mod authorize;
+pub mod backup;
 pub mod clients;
 pub mod discovery;
 pub mod features;

@@ -7,6 +7,12 @@ use crate::keyring::now_secs;
 use platform::grants::{self, Command, GrantRecord};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+/// A grant record as a backup holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct RestoreGrant {
+    pub record: Box<serde_json::value::RawValue>,
+}
+
 #[durable_object]
 pub struct Grant {
     state: State,
@@ -24,6 +30,16 @@ impl DurableObject for Grant {
             // Internal diagnostics (objects are not reachable from outside the Worker): the
             // record, which holds hashes of the code and handles, never the secrets.
             "/peek" => return Response::from_json(&cell.load::<GrantRecord>()?),
+            // Backup and restore (`platform::backup`): the record exactly as stored; a
+            // restored record gets its cleanup alarm again.
+            "/backup" => return Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
+            "/restore" => {
+                let request: RestoreGrant = rpc::body(req).await?;
+                let record: GrantRecord = serde_json::from_str(request.record.get())?;
+                cell.store(&request.record)?;
+                self.wake_at(record.next_alarm()).await?;
+                return Response::from_json(&true);
+            }
             _ => return Response::error("unknown grant operation", 404),
         }
         let command: Command = rpc::body(req).await?;

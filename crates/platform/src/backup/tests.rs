@@ -12,10 +12,13 @@ fn header() -> String {
 }
 
 fn client_json() -> String {
-    let client = ClientRegistration::parse(&json!({"client_id": "app", "client_name": "App", "client_type": "public", "redirect_uris": ["https://app.example/cb"], "scope": "patient/*.rs"}).to_string())
-        .unwrap()
-        .into_client()
-        .unwrap();
+    let client = ClientRegistration::parse(
+        &json!({"client_id": "app", "client_name": "App", "client_type": "public", "redirect_uris": ["https://app.example/cb"], "scope": "patient/*.rs"})
+            .to_string(),
+    )
+    .unwrap()
+    .into_client()
+    .unwrap();
     serde_json::to_string(&client).unwrap()
 }
 
@@ -24,7 +27,8 @@ fn user_json() -> String {
 }
 
 fn version_line(version: i64, deleted: bool) -> String {
-    let content = json!({"resourceType": "Patient", "id": "p1", "meta": {"versionId": version.to_string(), "lastUpdated": "2026-12-02T10:00:00.000Z"}, "gender": "male"});
+    let content =
+        json!({"resourceType": "Patient", "id": "p1", "meta": {"versionId": version.to_string(), "lastUpdated": "2026-12-02T10:00:00.000Z"}, "gender": "male"});
     let stored = StoredVersion {
         resource_type: "Patient".into(),
         id: "p1".into(),
@@ -97,7 +101,8 @@ fn bad_lines_are_refused_with_a_reason() {
     assert!(refused("not json").contains("kind"));
     assert!(refused(r#"{"kind":"tape"}"#).contains("unknown kind \"tape\""));
     assert!(refused(r#"{"kind":"end","extra":1}"#).contains("unknown field"));
-    let header = |format: &str, version: u32, id: &str| json!({"kind": "header", "format": format, "version": version, "backup_id": id, "created_at": 0}).to_string();
+    let header =
+        |format: &str, version: u32, id: &str| json!({"kind": "header", "format": format, "version": version, "backup_id": id, "created_at": 0}).to_string();
     assert!(refused(&header("other", 1, "b")).contains("not a smart-edge backup"));
     assert!(refused(&header(FORMAT, 2, "b")).contains("version 2 is not supported"));
     assert!(refused(&header(FORMAT, 1, "a b")).contains("backup_id"));
