@@ -147,7 +147,7 @@ impl DurableObject for Account {
             // Backup and restore (`platform::backup`): the state exactly as stored.
             "/backup" => Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
             "/restore" => {
-                let request: RestoreAccount = rpc::body(req).await?;
+                let request: RestoreAccount = rpc::raw_body(req).await?;
                 cell.store(&request.state)?;
                 Response::from_json(&true)
             }

@@ -441,7 +441,7 @@ impl DurableObject for FhirPartition {
         open(&sql)?;
         match req.path().as_str() {
             "/restore/versions" => {
-                let request: backup::RestoreVersions = rpc::body(req).await?;
+                let request: backup::RestoreVersions = rpc::raw_body(req).await?;
                 Response::from_json(&backup::restore_versions(&sql, request.versions)?)
             }
             "/write" => {

@@ -34,7 +34,7 @@ impl DurableObject for Grant {
             // restored record gets its cleanup alarm again.
             "/backup" => return Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
             "/restore" => {
-                let request: RestoreGrant = rpc::body(req).await?;
+                let request: RestoreGrant = rpc::raw_body(req).await?;
                 let record: GrantRecord = serde_json::from_str(request.record.get())?;
                 cell.store(&request.record)?;
                 self.wake_at(record.next_alarm()).await?;

@@ -150,7 +150,7 @@ pub mod restore {
             // Keys in the backup's order (the vault lists them by rowid); a retried page
             // updates them in place.
             "/restore/keys" => {
-                let request: Keys = rpc::body(req).await?;
+                let request: Keys = rpc::raw_body(req).await?;
                 for raw in request.records {
                     let record: KeyRecord = serde_json::from_str(raw.get())?;
                     let kid = record.jwk.kid.clone().unwrap_or_default();

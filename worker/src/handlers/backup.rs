@@ -31,7 +31,7 @@ use smart_protocol::OAuthErrorCode;
 use std::collections::BTreeMap;
 use worker::{Request, Response, Stub};
 
-/// A page stops growing past this many lines or bytes, or Durable Object / KV calls (a
+/// A page stops growing past this many lines (fewer with `?lines=`) or bytes, or Durable Object / KV calls (a
 /// request may make 1,000 subrequests).
 const PAGE_LINES: usize = 1000;
 const PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -61,6 +61,8 @@ struct Out {
     lines: Vec<String>,
     bytes: usize,
     calls: usize,
+    /// At most this many lines (`?lines=`, 1 to [`PAGE_LINES`]).
+    max_lines: usize,
 }
 
 impl Out {
@@ -71,7 +73,7 @@ impl Out {
     }
 
     fn full(&self) -> bool {
-        self.lines.len() >= PAGE_LINES || self.bytes >= PAGE_BYTES || self.calls >= PAGE_CALLS
+        self.lines.len() >= self.max_lines || self.bytes >= PAGE_BYTES || self.calls >= PAGE_CALLS
     }
 }
 
@@ -82,7 +84,8 @@ pub async fn export(req: Request, ctx: &AppContext) -> Result<Response, AppError
     }
     let url = req.url()?;
     let given = url.query_pairs().find(|(k, _)| k == "cursor").map(|(_, v)| v.into_owned());
-    let mut out = Out { lines: Vec::new(), bytes: 0, calls: 0 };
+    let max_lines = url.query_pairs().find(|(k, _)| k == "lines").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(PAGE_LINES).clamp(1, PAGE_LINES);
+    let mut out = Out { lines: Vec::new(), bytes: 0, calls: 0, max_lines };
     let mut cursor = match given {
         None => {
             out.push(Record::Header(Header::new(&new_id(), now_secs())));
@@ -107,7 +110,8 @@ pub async fn export(req: Request, ctx: &AppContext) -> Result<Response, AppError
     body.push('\n');
     let response = http::text(200, &body, "application/x-ndjson", "no-store");
     if let Some(next) = cursor {
-        let _ = response.headers().set("Link", &format!("</admin/backup?cursor={}>; rel=\"next\"", next.encode()));
+        let lines = if max_lines == PAGE_LINES { String::new() } else { format!("&lines={max_lines}") };
+        let _ = response.headers().set("Link", &format!("</admin/backup?cursor={}{lines}>; rel=\"next\"", next.encode()));
     }
     Ok(response)
 }
@@ -181,11 +185,12 @@ async fn step(ctx: &AppContext, at: Cursor, out: &mut Out) -> Result<Option<Curs
             }
         }
         Cursor::Versions { partition, after } => {
-            let page = json!({ "after": after, "limit": VERSIONS_PER_CALL });
+            let limit = VERSIONS_PER_CALL.min(out.max_lines.saturating_sub(out.lines.len()).max(1));
+            let page = json!({ "after": after, "limit": limit });
             let versions: Vec<StoredVersion> = call(&rpc::by_name(env, "FHIR", &partition)?, "/backup/versions", &page).await?;
             out.calls += 1;
             let last = versions.last().map(|v| (v.resource_type.clone(), v.id.clone(), v.version));
-            let full = versions.len() == VERSIONS_PER_CALL;
+            let full = versions.len() == limit;
             versions.into_iter().for_each(|v| out.push(Record::Version(VersionLine::new(&partition, v))));
             if let Some(after) = last.filter(|_| full) {
                 return Ok(Some(Cursor::Versions { partition, after: Some(after) }));
