@@ -313,7 +313,7 @@ test("the backup endpoints want the admin token and a cursor they gave", async (
   assert.equal(first.headers.get("cache-control"), "no-store");
   assert.match(first.headers.get("link"), /^<\/admin\/backup\?cursor=[A-Za-z0-9_-]+&lines=5>; rel="next"$/);
   const page = (await first.text()).split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  assert.deepEqual(page.map((r) => r.kind), ["header", "settings", "client", "client", "client"]);
+  assert.deepEqual(page.map((r) => r.kind), ["header", "client", "client", "client", "settings"]);
   assert.deepEqual(Object.keys(page[0]), ["kind", "format", "version", "backup_id", "created_at"]);
   assert.equal(page[0].format, "smart-edge-backup");
   assert.equal(page[0].version, 1);
