@@ -22,10 +22,11 @@ export function tempDir(prefix = "smart-edge-") {
 }
 
 /**
- * @param {{persistTo?: string, bindings?: Record<string,string>}} options
- *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default).
+ * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object}} options
+ *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default);
+ *   miniflare: more Miniflare options (e.g. `inspectorPort` for a CPU profile).
  */
-export async function startWorker({ persistTo = tempDir(), bindings = {} } = {}) {
+export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {} } = {}) {
   const buildDir = join(ROOT, "worker", "build");
   const mf = new Miniflare({
     host: "127.0.0.1",
@@ -39,6 +40,7 @@ export async function startWorker({ persistTo = tempDir(), bindings = {} } = {})
     durableObjects,
     defaultPersistRoot: persistTo,
     bindings: { FHIR_BASE_PATH: "/fhir", DEV_ROUTES: "true", ADMIN_TOKEN, ...bindings },
+    ...miniflare,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {

@@ -5,7 +5,8 @@
 //! keeps, one row per grant. Keeping them here rather than in an object per token saves the
 //! creation of a Durable Object per token (≈2.7 ms of CPU each, BENCHMARKS.md).
 //! One indexed row per `jti` and per grant (not one document), so both stay O(log n) under load;
-//! rows are deleted once nothing in them can matter, on the object's next call.
+//! rows are deleted once nothing in them can matter, by a sweep at most once a minute (a
+//! grant row past its `deletable_at` is treated as gone until then).
 
 use super::rpc;
 use crate::keyring::now_secs;
@@ -37,11 +38,19 @@ pub struct GrantCall {
 #[durable_object]
 pub struct AssertionLog {
     state: State,
+    /// Whether this instance has made its tables.
+    ready: std::cell::Cell<bool>,
+    /// When this instance last deleted the rows that no longer matter.
+    swept_at: std::cell::Cell<i64>,
 }
+
+/// Seconds between two sweeps of an object's dead rows: two `DELETE`s per token cost more
+/// than the rows they keep away (bench/profile-tokens.mjs).
+const SWEEP_EVERY_SECS: i64 = 60;
 
 impl DurableObject for AssertionLog {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self { state, ready: std::cell::Cell::new(false), swept_at: std::cell::Cell::new(i64::MIN) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -80,30 +89,52 @@ impl AssertionLog {
 
     /// Whether `jti` was new (and is now recorded until its assertion expires).
     fn insert_jti(&self, request: RecordRequest) -> Result<bool> {
-        let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)", None)?;
-        sql.exec("CREATE INDEX IF NOT EXISTS jti_by_exp ON jti (exp)", None)?;
-        sql.exec("DELETE FROM jti WHERE exp <= ?", vec![forget_before(now_secs()).into()])?;
-        // RETURNING yields the row only when it was inserted (the cursor is lazy, so its
-        // counters would not be final before it is read).
-        let inserted: Vec<serde_json::Value> = sql
-            .exec("INSERT INTO jti (jti, exp) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING RETURNING jti", vec![request.jti.into(), request.exp.into()])?
-            .to_array()?;
+        let sql = self.tables()?;
+        self.sweep(&sql)?;
+        // RETURNING yields the row only when it was written: new, or replacing a row that is
+        // dead but not yet swept (the cursor is lazy, so its counters would not be final
+        // before it is read).
+        let upsert = "INSERT INTO jti (jti, exp) VALUES (?1, ?2) ON CONFLICT (jti) DO UPDATE SET exp = excluded.exp WHERE jti.exp <= ?3 RETURNING jti";
+        let inserted: Vec<serde_json::Value> = sql.exec(upsert, vec![request.jti.into(), request.exp.into(), forget_before(now_secs()).into()])?.to_array()?;
         Ok(inserted.len() == 1)
+    }
+
+    /// The object's database, its tables made on this instance's first call (not on every
+    /// call: four statements per token).
+    fn tables(&self) -> Result<worker::SqlStorage> {
+        let sql = self.state.storage().sql();
+        if !self.ready.get() {
+            sql.exec("CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)", None)?;
+            sql.exec("CREATE INDEX IF NOT EXISTS jti_by_exp ON jti (exp)", None)?;
+            sql.exec("CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, record TEXT NOT NULL, deletable_at INTEGER NOT NULL)", None)?;
+            sql.exec("CREATE INDEX IF NOT EXISTS grants_by_deletable_at ON grants (deletable_at)", None)?;
+            self.ready.set(true);
+        }
+        Ok(sql)
+    }
+
+    /// Deletes the `jti`s and grants that can no longer matter, at most once a minute.
+    fn sweep(&self, sql: &worker::SqlStorage) -> Result<()> {
+        let now = now_secs();
+        if now < self.swept_at.get().saturating_add(SWEEP_EVERY_SECS) {
+            return Ok(());
+        }
+        sql.exec("DELETE FROM jti WHERE exp <= ?", vec![forget_before(now).into()])?;
+        sql.exec("DELETE FROM grants WHERE deletable_at <= ?", vec![now.into()])?;
+        self.swept_at.set(now);
+        Ok(())
     }
 
     /// Load, apply, store with no await between, as the `Grant` object does.
     fn apply_grant(&self, call: GrantCall) -> Result<std::result::Result<Reply, GrantError>> {
-        let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, record TEXT NOT NULL, deletable_at INTEGER NOT NULL)", None)?;
-        sql.exec("CREATE INDEX IF NOT EXISTS grants_by_deletable_at ON grants (deletable_at)", None)?;
+        let sql = self.tables()?;
         let now = now_secs();
-        sql.exec("DELETE FROM grants WHERE deletable_at <= ?", vec![now.into()])?;
+        self.sweep(&sql)?;
         #[derive(Deserialize)]
         struct Row {
             record: String,
         }
-        let rows: Vec<Row> = sql.exec("SELECT record FROM grants WHERE id = ?", vec![call.id.clone().into()])?.to_array()?;
+        let rows: Vec<Row> = sql.exec("SELECT record FROM grants WHERE id = ? AND deletable_at > ?", vec![call.id.clone().into(), now.into()])?.to_array()?;
         let record: Option<GrantRecord> = match rows.first() {
             Some(row) => Some(serde_json::from_str(&row.record).map_err(|e| worker::Error::RustError(e.to_string()))?),
             None => None,

@@ -48,6 +48,6 @@ pub(super) async fn authorization_code(
     ports.accounts.add_grant(&grant.user.username, &entry).await?;
     let scope = ScopeSet::parse(&scope).unwrap_or_default();
     let refresh_token = refresh_secret.map(|secret| GrantHandle::new(code.grant_id(), secret.expose()));
-    let tokens = Tokens { client: &client, grant: &grant, grant_id: code.grant_id(), scope: &scope, refresh_token: refresh_token.as_ref(), with_nonce: true };
+    let tokens = Tokens { client: &client, grant: &grant, grant_id: code.grant_id(), scope: &scope, refresh_token: refresh_token.as_ref(), first: true };
     Ok(issue(ports, tokens).await?)
 }

@@ -34,9 +34,13 @@ pub(super) struct Tokens<'g> {
     pub grant_id: &'g str,
     pub scope: &'g ScopeSet,
     pub refresh_token: Option<&'g GrantHandle>,
-    /// The authorization request's `nonce` goes into the first ID token only (OpenID Connect
-    /// Core §12.2: not on refresh).
-    pub with_nonce: bool,
+    /// Whether this is the grant's first token response (the code exchange), the one with an
+    /// ID token (and the authorization request's `nonce` in it) when `openid` was granted.
+    /// A refresh response carries none: OpenID Connect Core §12.2 lets it omit the ID token,
+    /// SMART App Launch 2.2 §2.0.9 lists none in it, and clients keep the first one (the
+    /// SDK and fhirclient.js do). Its RS256 signature was the largest cost of a refresh
+    /// (≈0.65 ms of CPU, BENCHMARKS.md).
+    pub first: bool,
 }
 
 /// Signs the tokens and builds the response.
@@ -46,7 +50,7 @@ pub(super) async fn issue(ports: &OAuthPorts<'_>, tokens: Tokens<'_>) -> Result<
     let jti = new_jti(ports)?;
     let issue = Issue { urls: ports.urls, client: tokens.client, grant: tokens.grant, grant_id: tokens.grant_id, scope: tokens.scope, jti: &jti, now };
     let access = sign_jwt(&ring, ports.signer, JwsAlgorithm::ES256, ACCESS_TOKEN_TYP, &issue.access_token_claims(), now).await?;
-    let id_token = match issue.id_token_claims(tokens.with_nonce) {
+    let id_token = match tokens.first.then(|| issue.id_token_claims()).flatten() {
         Some(claims) => Some(sign_jwt(&ring, ports.signer, JwsAlgorithm::RS256, "JWT", &claims, now).await?),
         None => None,
     };
@@ -125,8 +129,8 @@ impl Issue<'_> {
     }
 
     /// The ID token's claims when `openid` was granted (OpenID Connect Core §2, §5.1; SMART
-    /// `fhirUser`).
-    pub fn id_token_claims(&self, with_nonce: bool) -> Option<IdTokenClaims> {
+    /// `fhirUser`), with the authorization request's `nonce`.
+    pub fn id_token_claims(&self) -> Option<IdTokenClaims> {
         if !self.scope.contains(&Scope::OpenId) {
             return None;
         }
@@ -137,7 +141,7 @@ impl Issue<'_> {
             iat: self.now,
             exp: self.now + ID_TOKEN_LIFETIME_SECS,
             auth_time: Some(self.grant.user.auth_time),
-            nonce: self.grant.nonce.clone().filter(|_| with_nonce),
+            nonce: self.grant.nonce.clone(),
             fhir_user: gives_fhir_user(self.scope).then(|| self.fhir_user_url()),
             name: self.scope.contains(&Scope::Profile).then(|| self.grant.user.display_name.clone()),
         })

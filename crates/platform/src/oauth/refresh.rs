@@ -34,7 +34,7 @@ pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_t
     session_still_open(ports, presented.grant_id(), &grant).await?;
     let scope = ScopeSet::parse(&scope).unwrap_or_default();
     let next = next_secret.map(|secret| GrantHandle::new(presented.grant_id(), secret.expose()));
-    let tokens = Tokens { client: &client, grant: &grant, grant_id: presented.grant_id(), scope: &scope, refresh_token: next.as_ref(), with_nonce: false };
+    let tokens = Tokens { client: &client, grant: &grant, grant_id: presented.grant_id(), scope: &scope, refresh_token: next.as_ref(), first: false };
     Ok(issue(ports, tokens).await?)
 }
 
