@@ -121,7 +121,8 @@ async fn step(ctx: &AppContext, at: Cursor, out: &mut Out) -> Result<Option<Curs
     let env = &ctx.env;
     Ok(match at {
         Cursor::Kv { list } => {
-            let mut builder = env.kv("CONFIG")?.list().limit(100);
+            let room = out.max_lines.saturating_sub(out.lines.len()).clamp(1, 100);
+            let mut builder = env.kv("CONFIG")?.list().limit(room as u64);
             if let Some(list) = list {
                 builder = builder.cursor(list);
             }
