@@ -30,6 +30,9 @@ use std::fmt;
 pub const FORMAT: &str = "smart-edge-backup";
 /// The version of the record format this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The most lines a restore page holds after its header: each may be one write (a KV put,
+/// an object call), and a Worker request makes at most 1,000 subrequests.
+pub const MAX_PAGE_LINES: usize = 500;
 /// KV keys under this prefix are never backed up (none are written today; reserved).
 pub const RESERVED_KV_PREFIX: &str = "backup:";
 
@@ -423,6 +426,9 @@ pub fn parse_page(body: &str) -> Result<Page, LineError> {
         }
         if end {
             return Err(err(number, "nothing may follow the \"end\" line".into()));
+        }
+        if header.is_some() && records.len() + usize::from(end) >= MAX_PAGE_LINES {
+            return Err(err(number, format!("a restore page holds at most {MAX_PAGE_LINES} lines after its header: send smaller pages")));
         }
         let record = Record::parse(text).map_err(|m| err(number, m))?;
         match (record, header.is_some()) {

@@ -142,6 +142,16 @@ fn a_page_names_its_first_bad_line() {
 }
 
 #[test]
+fn a_page_is_bounded() {
+    let full = std::iter::once(header()).chain(std::iter::repeat_n(version_line(1, false), MAX_PAGE_LINES)).collect::<Vec<_>>();
+    assert_eq!(parse_page(&full.join("\n")).unwrap().records.len(), MAX_PAGE_LINES);
+    let over = [full.join("\n"), Record::End.to_line()].join("\n");
+    let error = parse_page(&over).unwrap_err();
+    assert_eq!(error.line, MAX_PAGE_LINES + 2);
+    assert!(error.message.contains("at most 500 lines"));
+}
+
+#[test]
 fn cursors_round_trip_and_refuse_anything_else() {
     for cursor in [
         Cursor::start(),
