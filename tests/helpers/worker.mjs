@@ -17,20 +17,30 @@ const durableObjects = Object.fromEntries(
 );
 const kvNamespaces = config.kv_namespaces.map((kv) => kv.binding);
 
+/**
+ * wrangler.toml's [[ratelimits]] as Miniflare's `ratelimits` option, each binding's `simple`
+ * replaced by `override(name, simple)` when given (tests shorten limits and periods).
+ */
+export function wranglerRatelimits(override = (_name, simple) => simple) {
+  return Object.fromEntries((config.ratelimits ?? []).map((r) => [r.name, { simple: override(r.name, r.simple) }]));
+}
+
 export function tempDir(prefix = "smart-edge-") {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
 /**
- * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object}} options
- *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default);
- *   miniflare: more Miniflare options (e.g. `inspectorPort` for a CPU profile).
+ * @param {{persistTo?: string, bindings?: Record<string,string>, miniflare?: object, worker?: object, workers?: object[]}} options
+ *   persistTo: a folder for KV and Durable Object state (a fresh temporary one by default).
+ *   miniflare: more Miniflare options for the whole instance (e.g. `handleRuntimeStdio`, or
+ *   `inspectorPort` for a CPU profile).
+ *   worker: more options for the smart-edge Worker (e.g. `ratelimits`, `analyticsEngineDatasets`,
+ *   `wrappedBindings`); by default it runs without rate limits or datasets.
+ *   workers: other Workers to run beside it (e.g. the module of a wrapped binding).
  */
-export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {} } = {}) {
+export async function startWorker({ persistTo = tempDir(), bindings = {}, miniflare = {}, worker = {}, workers = [] } = {}) {
   const buildDir = join(ROOT, "worker", "build");
-  const mf = new Miniflare({
-    host: "127.0.0.1",
-    port: 0,
+  const main = {
     modules: true,
     scriptPath: join(buildDir, "index.js"),
     modulesRoot: buildDir,
@@ -38,10 +48,11 @@ export async function startWorker({ persistTo = tempDir(), bindings = {}, minifl
     compatibilityDate: config.compatibility_date,
     kvNamespaces,
     durableObjects,
-    defaultPersistRoot: persistTo,
     bindings: { FHIR_BASE_PATH: "/fhir", DEV_ROUTES: "true", ADMIN_TOKEN, ...bindings },
-    ...miniflare,
-  });
+    ...worker,
+  };
+  const shared = { host: "127.0.0.1", port: 0, defaultPersistRoot: persistTo, ...miniflare };
+  const mf = new Miniflare(workers.length ? { ...shared, workers: [{ name: config.name, ...main }, ...workers] } : { ...shared, ...main });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     mf,

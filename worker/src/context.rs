@@ -1,7 +1,9 @@
 //! Per-request context read from the Worker's environment (vars and secrets).
 
 use crate::http::AppError;
+use platform::ops::Notes;
 use smart_protocol::ServerUrls;
+use std::cell::RefCell;
 use worker::{Env, Request};
 
 /// Variables (wrangler.toml `[vars]`) and secrets the Worker reads.
@@ -24,6 +26,8 @@ pub struct AppContext {
     pub env: Env,
     pub urls: ServerUrls,
     pub dev_routes: bool,
+    /// What the handlers learned for the request's log line and counters (`crate::ops`).
+    pub notes: RefCell<Notes>,
 }
 
 impl AppContext {
@@ -35,7 +39,7 @@ impl AppContext {
         let fhir_path = text_var(&env, vars::FHIR_BASE_PATH).unwrap_or_else(|| "/fhir".to_owned());
         let urls = ServerUrls::new(&base, &fhir_path).map_err(AppError::internal)?;
         let dev_routes = text_var(&env, vars::DEV_ROUTES).as_deref() == Some("true");
-        Ok(Self { env, urls, dev_routes })
+        Ok(Self { env, urls, dev_routes, notes: RefCell::default() })
     }
 
     /// A secret (or, in local development, a var of the same name).

@@ -2,7 +2,7 @@
 //! turns an internal failure into a logged 500 instead of a crash.
 
 use platform::fhir::{outcome, FHIR_JSON};
-use platform::routes::{ErrorStyle, Route};
+use platform::routes::{ErrorStyle, Misconfiguration, Route};
 use serde::Serialize;
 use smart_protocol::{OAuthError, OAuthErrorCode};
 use std::fmt::Display;
@@ -94,11 +94,21 @@ pub fn internal_error(route: Route, error: &AppError) -> Response {
     }
 }
 
-/// The answer of a Worker whose configuration must not serve: 503, the reason in the body
-/// and the log, for every request.
-pub fn misconfigured(reason: &str) -> Response {
+/// The answer of a Worker whose configuration must not serve the route: 503 with the reason
+/// and its fix, as an error page for browser pages, an OperationOutcome on the FHIR API, an
+/// OAuth error elsewhere; and one log line saying the same.
+pub fn misconfigured(route: Route, problem: Misconfiguration) -> Response {
+    let reason = problem.reason();
     console_error!("{reason}");
-    no_store(json(503, &OAuthError::new(OAuthErrorCode::ServerError, reason), "application/json"))
+    let response = if route.is_page() {
+        error_page(503, problem.title(), reason)
+    } else {
+        match route.error_style() {
+            ErrorStyle::Fhir => fhir_error(503, outcome::IssueType::Exception, reason),
+            ErrorStyle::OAuth => json(503, &OAuthError::new(OAuthErrorCode::ServerError, reason), "application/json"),
+        }
+    };
+    no_store(response)
 }
 
 pub fn no_store(response: Response) -> Response {
@@ -112,7 +122,7 @@ pub fn no_store(response: Response) -> Response {
 pub fn with_cors(response: Response) -> Response {
     let headers = response.headers();
     let _ = headers.set("Access-Control-Allow-Origin", "*");
-    let _ = headers.set("Access-Control-Expose-Headers", "Location, ETag, Content-Location, WWW-Authenticate");
+    let _ = headers.set("Access-Control-Expose-Headers", "Location, ETag, Content-Location, WWW-Authenticate, Retry-After, X-Request-Id");
     response
 }
 

@@ -11,6 +11,7 @@ mod grant_status;
 mod handlers;
 mod http;
 mod keyring;
+mod ops;
 mod registry;
 mod settings;
 

@@ -22,6 +22,7 @@ pub mod launch;
 pub mod manage;
 pub mod memory;
 pub mod oauth;
+pub mod ops;
 pub mod pages;
 pub mod portal;
 pub mod portal_page;

@@ -200,6 +200,26 @@ impl Route {
         matches!(self, Route::DevSign | Route::DevPbkdf2 | Route::DevDoRead | Route::DevPanic)
     }
 
+    /// Routes a browser navigates to (HTML answers): their refusals are error pages.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Route::Authorize
+                | Route::SignIn
+                | Route::Login
+                | Route::Logout
+                | Route::Pick
+                | Route::Consent
+                | Route::Manage
+                | Route::ManageLogin
+                | Route::ManageRevoke
+                | Route::EhrHome
+                | Route::Portal
+                | Route::PortalLogin
+                | Route::PortalLaunch
+        )
+    }
+
     pub fn error_style(self) -> ErrorStyle {
         match self {
             Route::Metadata | Route::Fhir | Route::BulkExport => ErrorStyle::Fhir,
@@ -229,22 +249,69 @@ impl Route {
     }
 }
 
-/// Why this configuration must not serve at all, if it must not: the `/_dev/*` routes (an
-/// unauthenticated partition read, a signer for arbitrary claims, a deliberate panic) exist
-/// for tests and benchmarks on a developer's machine. Any issuer whose host is not loopback
-/// means a deployment (with `PUBLIC_BASE_URL` empty the issuer is the request's own origin, so
-/// a plain-http request to a deployed Worker counts too), and a deployment with them on would
-/// hand out tokens to anyone, so the Worker refuses every request instead.
-pub fn refuse_configuration(dev_routes: bool, issuer: &str) -> Option<&'static str> {
-    let loopback = url::Url::parse(issuer).is_ok_and(|u| match u.host() {
+/// A configuration the Worker must not serve with, and what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misconfiguration {
+    /// `DEV_ROUTES=true` on a non-loopback issuer.
+    DevRoutesDeployed,
+    /// `PUBLIC_BASE_URL` empty on a non-loopback host.
+    NoPublicBaseUrl,
+}
+
+impl Misconfiguration {
+    /// The message of the answer and of the log line: what is wrong and how to fix it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Misconfiguration::DevRoutesDeployed => {
+                "this deployment is misconfigured: DEV_ROUTES=true is for local development only and is refused unless the issuer (PUBLIC_BASE_URL, or the request's origin) is on loopback; set DEV_ROUTES to false"
+            }
+            Misconfiguration::NoPublicBaseUrl => {
+                "this deployment is misconfigured: PUBLIC_BASE_URL is empty, so the OAuth issuer would follow each request's Host header (a workers.dev name and a custom domain would be two issuers); set PUBLIC_BASE_URL to the server's public https origin (npm run deploy -- --env <name> --url https://…, or PUBLIC_BASE_URL in the environment's vars in wrangler.toml) and deploy again"
+            }
+        }
+    }
+
+    /// The heading of the error page browsers are shown.
+    pub fn title(self) -> &'static str {
+        "This server is not configured yet"
+    }
+}
+
+/// Whether this configuration must refuse `route`, and why.
+///
+/// A non-loopback issuer means a deployment. With `PUBLIC_BASE_URL` empty the issuer is the
+/// request's own origin, so a plain-http request or any Host header counts too; on loopback
+/// (`127.0.0.1`, `localhost`, `[::1]`) it is local development, where following the request is
+/// what `npm start` and the tests want.
+///
+/// - `DEV_ROUTES=true` there refuses every request, `/health` included: the `/_dev/*` routes (an
+///   unauthenticated partition read, a signer for arbitrary claims, a deliberate panic) would
+///   hand out tokens to anyone, so nothing may look healthy.
+/// - `PUBLIC_BASE_URL` empty there refuses everything but [`Route::Health`]: tokens, ID tokens
+///   and discovery documents would name whichever host the caller used (a `*.workers.dev` name
+///   and a custom domain would be two issuers; a forged Host another). `/health` names no issuer
+///   and stays served, so that a fresh deployment can be checked to be up while its URL is
+///   being set, and uptime probes keep working.
+pub fn refuse_configuration(dev_routes: bool, public_base_url_set: bool, issuer: &str, route: Route) -> Option<Misconfiguration> {
+    if is_loopback(issuer) {
+        None
+    } else if dev_routes {
+        Some(Misconfiguration::DevRoutesDeployed)
+    } else if !public_base_url_set && route != Route::Health {
+        Some(Misconfiguration::NoPublicBaseUrl)
+    } else {
+        None
+    }
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+fn is_loopback(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| match u.host() {
         Some(url::Host::Domain(name)) => name == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
-    });
-    (dev_routes && !loopback).then_some(
-        "this deployment is misconfigured: DEV_ROUTES=true is for local development only and is refused unless the issuer (PUBLIC_BASE_URL, or the request's origin) is on loopback; set DEV_ROUTES to false",
-    )
+    })
 }
 
 #[cfg(test)]
@@ -329,14 +396,63 @@ mod tests {
 
     #[test]
     fn dev_routes_are_refused_unless_the_issuer_is_on_loopback() {
-        assert!(refuse_configuration(true, "https://ehr.example").is_some());
-        assert!(refuse_configuration(true, "http://ehr.example").is_some(), "a plain-http request to a deployment");
-        assert!(refuse_configuration(true, "http://smart-edge.example.workers.dev:80").is_some());
-        assert!(refuse_configuration(true, "http://127.0.0.1.example").is_some(), "a name that only starts like loopback");
-        assert!(refuse_configuration(true, "http://127.0.0.1:8787").is_none());
-        assert!(refuse_configuration(true, "http://localhost:8787").is_none());
-        assert!(refuse_configuration(true, "http://[::1]:8787").is_none());
-        assert!(refuse_configuration(false, "https://ehr.example").is_none());
-        assert!(refuse_configuration(false, "http://ehr.example").is_none());
+        let refused = |issuer: &str, route| refuse_configuration(true, true, issuer, route);
+        assert_eq!(refused("https://ehr.example", Route::Token), Some(Misconfiguration::DevRoutesDeployed));
+        assert_eq!(refused("https://ehr.example", Route::Health), Some(Misconfiguration::DevRoutesDeployed), "nothing looks healthy");
+        assert!(refused("http://ehr.example", Route::Fhir).is_some(), "a plain-http request to a deployment");
+        assert!(refused("http://smart-edge.example.workers.dev:80", Route::Jwks).is_some());
+        assert!(refused("http://127.0.0.1.example", Route::Jwks).is_some(), "a name that only starts like loopback");
+        assert!(refused("http://127.0.0.1:8787", Route::DevSign).is_none());
+        assert!(refused("http://localhost:8787", Route::DevSign).is_none());
+        assert!(refused("http://[::1]:8787", Route::DevSign).is_none());
+        assert!(refuse_configuration(false, true, "https://ehr.example", Route::Token).is_none());
+        assert!(refuse_configuration(false, true, "http://ehr.example", Route::Token).is_none());
+        // Both wrong: the DEV_ROUTES reason comes first (it refuses /health too).
+        assert_eq!(refuse_configuration(true, false, "https://ehr.example", Route::Health), Some(Misconfiguration::DevRoutesDeployed));
+    }
+
+    #[test]
+    fn an_empty_public_base_url_is_refused_on_a_deployed_host_except_health() {
+        let refused = |issuer: &str, route| refuse_configuration(false, false, issuer, route);
+        for route in [
+            Route::OpenIdConfiguration,
+            Route::Jwks,
+            Route::SmartConfiguration,
+            Route::Metadata,
+            Route::Token,
+            Route::Authorize,
+            Route::Login,
+            Route::Manage,
+            Route::Portal,
+            Route::EhrHome,
+            Route::EhrLaunch,
+            Route::Register,
+            Route::AdminSettings,
+            Route::Fhir,
+            Route::BulkExport,
+            Route::NotFound,
+        ] {
+            assert_eq!(refused("https://smart-edge.example.workers.dev", route), Some(Misconfiguration::NoPublicBaseUrl), "{route:?}");
+            assert_eq!(refused("http://ehr.example.org", route), Some(Misconfiguration::NoPublicBaseUrl), "{route:?}");
+        }
+        assert_eq!(refused("https://ehr.example.org", Route::Health), None, "a deploy can be checked");
+        // Local development follows the request, as `npm start` and the tests do.
+        for issuer in ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787", "http://127.0.0.2:9000"] {
+            assert_eq!(refused(issuer, Route::Token), None, "{issuer}");
+            assert_eq!(refused(issuer, Route::Authorize), None, "{issuer}");
+        }
+        // Set, any host: served (the issuer is PUBLIC_BASE_URL, whatever the request's Host).
+        assert_eq!(refuse_configuration(false, true, "https://ehr.example.org", Route::Token), None);
+        assert!(Misconfiguration::NoPublicBaseUrl.reason().contains("set PUBLIC_BASE_URL"));
+    }
+
+    #[test]
+    fn pages_are_the_browser_routes() {
+        for route in [Route::Authorize, Route::SignIn, Route::Login, Route::Consent, Route::Manage, Route::Portal, Route::EhrHome] {
+            assert!(route.is_page(), "{route:?}");
+        }
+        for route in [Route::Token, Route::Jwks, Route::Fhir, Route::AdminSettings, Route::EhrLaunch, Route::Health] {
+            assert!(!route.is_page(), "{route:?}");
+        }
     }
 }

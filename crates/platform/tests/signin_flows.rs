@@ -95,6 +95,7 @@ impl<'a> Tab<'a> {
             "pick" => block_on(signin::pick(&ports, form)),
             "consent" => block_on(signin::consent(&ports, form)),
             "logout" => block_on(signin::logout(&ports, form)),
+            "login-rate-limited" => block_on(signin::login_rate_limited(&ports, form, 10)),
             _ => unreachable!(),
         };
         self.keep(answer.unwrap())
@@ -447,6 +448,27 @@ fn login_input_rules_and_throttling() {
     assert_eq!(locked, (429, "Too many failed attempts. Try again in 60 seconds.".into(), "alice".into(), Some(60)));
     server.clock.advance(60);
     assert_eq!(attempt("alice", PASSWORD), next_step(&grant_id));
+}
+
+#[test]
+fn a_login_over_the_edge_rate_limit_gets_the_login_page_with_the_message_and_no_password_work() {
+    let server = signin_server();
+    let tab = Tab::new(&server);
+    let grant_id = tab.start(&pairs(&standalone("app", "openid patient/*.rs")));
+    let csrf = login_csrf(&tab.visit(&grant_id));
+    let limited = tab.post("login-rate-limited", &[("interaction", &grant_id), ("csrf", &csrf), ("username", "alice"), ("password", PASSWORD)]);
+    let Shown::Page { status, page: Page::Login { error, username, csrf: again, .. }, retry_after, .. } = limited else { panic!("{limited:?}") };
+    assert_eq!(
+        (status, error.as_deref(), username.as_str(), retry_after),
+        (429, Some("Too many sign-in attempts from your network. Try again in 10 seconds."), "alice", Some(10))
+    );
+    assert_eq!(again, csrf, "the same form, to try again later");
+    assert!(tab.browser.borrow().session.is_none());
+    assert_eq!(server.accounts.state("alice").sessions.len(), 0);
+    // A form that is not this browser's pending authorization's: the message alone.
+    let forged = tab.post("login-rate-limited", &[("interaction", &grant_id), ("csrf", "forged"), ("username", "alice"), ("password", PASSWORD)]);
+    let message = "Too many sign-in attempts from your network. Try again in 10 seconds.";
+    assert_eq!(forged, Shown::Message { status: 429, title: "Too many sign-in attempts", message: message.into() });
 }
 
 #[test]

@@ -87,6 +87,13 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     Ok(encode(ctx, signin::login(&server.signin_ports(), form).await.map_err(AppError::internal)?))
 }
 
+/// `POST /auth/login` over the edge rate limit: the login page with the message (429).
+pub async fn login_rate_limited(mut req: Request, ctx: &AppContext, retry_after: u32) -> Result<Response, AppError> {
+    let form = page_form(&mut req).await;
+    let server = AuthServer::new(ctx);
+    Ok(encode(ctx, signin::login_rate_limited(&server.signin_ports(), form, retry_after).await.map_err(AppError::internal)?))
+}
+
 /// `POST /auth/pick`: a patient or an encounter from the pickers.
 pub async fn pick(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let form = page_form(&mut req).await;

@@ -144,6 +144,7 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Ok(i) => i,
         Err(refusal) => return Ok(refusal),
     };
+    ctx.notes.borrow_mut().interaction = Some(platform::ops::interaction_name(&interaction));
     // JSON only: a request for or in another format is answered before anything else.
     if let Some(refusal) = refuse_format(&req) {
         return Ok(refusal);
@@ -158,6 +159,7 @@ pub async fn handle(mut req: Request, ctx: &AppContext) -> Result<Response, AppE
         Ok(grant) => grant,
         Err(e) => return unauthenticated(&e),
     };
+    crate::ops::note_client(ctx, Some(grant.client_id.clone()));
     // A test client's simulated failure, before anything is read or done.
     if let Some(failure) = simulate::at_fhir(&KvSimulations(ctx), &KvClients(ctx), &grant).await.map_err(AppError::internal)? {
         return match failure {

@@ -62,6 +62,11 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     }
 }
 
+/// `POST /auth/manage/login` over the edge rate limit: the form again with the message (429).
+pub async fn login_rate_limited(req: &Request, ctx: &AppContext, retry_after: u32) -> Result<Response, AppError> {
+    login_form(req, ctx, Some(&platform::ops::login_refusal(retry_after)), platform::ops::TOO_MANY_REQUESTS).await
+}
+
 /// `POST /auth/manage/revoke`: ends one of the user's grants.
 pub async fn revoke(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let form = page_form(&mut req).await;

@@ -1,5 +1,6 @@
-//! Request dispatch: resolve the route (platform's table), check the method, run the handler,
-//! add CORS. Handlers are small free functions, one module per feature.
+//! Request dispatch: resolve the route (platform's table), check the method and the edge rate
+//! limits, run the handler, add CORS; then the request id, the log line and the counters.
+//! Handlers are small free functions, one module per feature.
 
 mod admin;
 mod authorize;
@@ -17,21 +18,35 @@ mod signin;
 mod simulate;
 mod token;
 
-use crate::context::AppContext;
+use crate::context::{vars, AppContext};
 use crate::http::{self, AppError};
+use crate::ops;
+use platform::ops::{LimitScope, Limited, Notes};
 use platform::routes::Route;
 use worker::{Env, Method, Request, Response};
 
+/// Answers a request, with its `X-Request-Id`, its log line and its counters (`crate::ops`).
 pub async fn dispatch(req: Request, env: Env) -> Response {
+    let started = ops::now_ms();
+    let request_id = ops::request_id(&req);
+    let method = req.method();
+    let (route, response, notes) = serve(req, env).await;
+    ops::finish(response, &request_id, method.as_ref(), route, started, &notes)
+}
+
+async fn serve(req: Request, env: Env) -> (Route, Response, Notes) {
     let path = req.path();
     let ctx = match AppContext::new(&req, env) {
         Ok(ctx) => ctx,
-        Err(e) => return http::internal_error(Route::NotFound, &e),
+        Err(e) => return (Route::NotFound, http::internal_error(Route::NotFound, &e), Notes::default()),
     };
-    if let Some(reason) = platform::routes::refuse_configuration(ctx.dev_routes, ctx.urls.issuer()) {
-        return http::misconfigured(reason);
-    }
     let mut route = Route::resolve(&path, ctx.urls.fhir_path());
+    let public_base_url_set = ctx.env.var(vars::PUBLIC_BASE_URL).is_ok_and(|v| !v.to_string().is_empty());
+    if let Some(problem) = platform::routes::refuse_configuration(ctx.dev_routes, public_base_url_set, ctx.urls.issuer(), route) {
+        http::drain_unread(<web_sys::Request as Clone>::clone(req.inner())).await;
+        let response = http::misconfigured(route, problem);
+        return (route, if route.cors_public() { http::with_cors(response) } else { response }, Notes::default());
+    }
     if route.is_dev() && !ctx.dev_routes {
         route = Route::NotFound;
     }
@@ -49,16 +64,48 @@ pub async fn dispatch(req: Request, env: Env) -> Response {
     };
     let response = match early {
         Some(response) => response,
-        None => handle(route, req, &ctx).await.unwrap_or_else(|e| http::internal_error(route, &e)),
+        None => match edge_limit(route, &req, &ctx).await {
+            Some((limited, retry_after)) => over_limit(route, limited, retry_after, req, &ctx).await,
+            None => handle(route, req, &ctx).await,
+        }
+        .unwrap_or_else(|e| http::internal_error(route, &e)),
     };
     // A body the handler did not read is read before answering, so that the connection stays
     // usable (answering before the upload ends makes the client see a reset).
     http::drain_unread(unread).await;
-    if route.cors_public() {
-        http::with_cors(response)
-    } else {
-        response
+    let response = if route.cors_public() { http::with_cors(response) } else { response };
+    ops::count(&ctx, route, response.status_code());
+    (route, response, ctx.notes.take())
+}
+
+/// The edge rate limits a request is over before its handler runs, if any: the address on
+/// every limited endpoint, and the client a registration path names (the token endpoint's
+/// client is checked once its form is read, in [`token::token`]).
+async fn edge_limit(route: Route, req: &Request, ctx: &AppContext) -> Option<(Limited, u32)> {
+    let limited = Limited::for_route(route, req.method().as_ref())?;
+    if let Some(retry_after) = ops::check_ip(ctx, limited, req).await {
+        return Some((limited, retry_after));
     }
+    if route == Route::RegisteredClient {
+        let path = req.path();
+        let client_id = Route::path_param(&path, "/auth/register/").unwrap_or_default().to_owned();
+        ops::note_client(ctx, Some(client_id.clone()));
+        return ops::check_client(ctx, limited, &client_id).await.map(|retry_after| (limited, retry_after));
+    }
+    None
+}
+
+/// The answer of a request over an edge limit: the endpoint's own refusal, 429 with
+/// `Retry-After`.
+async fn over_limit(route: Route, limited: Limited, retry_after: u32, req: Request, ctx: &AppContext) -> Result<Response, AppError> {
+    let scope = ctx.notes.borrow().rate_limited.map_or(LimitScope::Ip, |(_, scope)| scope);
+    let response = match route {
+        Route::Login => authorize::login_rate_limited(req, ctx, retry_after).await?,
+        Route::PortalLogin => portal::login_rate_limited(&req, ctx, retry_after).await?,
+        Route::ManageLogin => manage::login_rate_limited(&req, ctx, retry_after).await?,
+        _ => ops::oauth_refusal(limited, scope, retry_after),
+    };
+    Ok(ops::with_retry_after(response, retry_after))
 }
 
 async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response, AppError> {

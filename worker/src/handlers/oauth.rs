@@ -13,6 +13,7 @@ use worker::{Request, Response};
 /// `POST /auth/introspect`.
 pub async fn introspect(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let post = decode(&mut req).await;
+    crate::ops::note_client(ctx, platform::ops::named_client(&post));
     let server = AuthServer::new(ctx);
     Ok(encode(introspection::introspect(&server.ports(), &post).await.map_err(AppError::internal)?))
 }
@@ -20,6 +21,7 @@ pub async fn introspect(mut req: Request, ctx: &AppContext) -> Result<Response, 
 /// `POST /auth/revoke`.
 pub async fn revoke(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let post = decode(&mut req).await;
+    crate::ops::note_client(ctx, platform::ops::named_client(&post));
     let server = AuthServer::new(ctx);
     Ok(encode(introspection::revoke(&server.ports(), &post).await.map_err(AppError::internal)?))
 }

@@ -60,6 +60,11 @@ pub async fn login(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     }
 }
 
+/// `POST /auth/portal/login` over the edge rate limit: the form again with the message (429).
+pub async fn login_rate_limited(req: &Request, ctx: &AppContext, retry_after: u32) -> Result<Response, AppError> {
+    login_form(req, ctx, Some(&platform::ops::login_refusal(retry_after)), platform::ops::TOO_MANY_REQUESTS).await
+}
+
 /// `POST /auth/portal/launch`: creates a single-use launch for the signed-in user, the chosen
 /// patient and encounter, and opens the app here (iframe) or in the new tab the form targets.
 pub async fn launch(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {

@@ -27,6 +27,9 @@ pub async fn register(mut req: Request, ctx: &AppContext) -> Result<Response, Ap
     let body = body(&mut req).await;
     let answer =
         registration::register(&server.registration_ports(admin_token.as_deref()), authorization.as_deref(), body).await.map_err(AppError::internal)?;
+    if let RegistrationAnswer::Client { information, .. } = &answer {
+        crate::ops::note_client(ctx, Some(information.client_id.clone()));
+    }
     Ok(encode(answer))
 }
 

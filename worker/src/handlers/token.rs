@@ -5,12 +5,22 @@ use crate::adapters::auth_server::AuthServer;
 use crate::context::AppContext;
 use crate::http::{self, AppError, FormError};
 use platform::oauth::{self, ClientChallenge, FormPost, FormProblem, TokenAnswer};
+use platform::ops::{self, LimitScope, Limited};
 use smart_protocol::OAuthError;
 use worker::{Request, Response};
 
 /// `POST /auth/token`.
 pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppError> {
     let call = decode(&mut req).await;
+    let client_id = ops::named_client(&call);
+    let grant_type = call.form.as_ref().ok().and_then(|pairs| pairs.iter().find(|(k, _)| k == "grant_type")).map(|(_, v)| v.as_str());
+    ctx.notes.borrow_mut().grant_type = Some(ops::grant_kind(grant_type));
+    crate::ops::note_client(ctx, client_id.clone());
+    if let Some(client_id) = &client_id {
+        if let Some(retry_after) = crate::ops::check_client(ctx, Limited::Token, client_id).await {
+            return Ok(crate::ops::oauth_refusal(Limited::Token, LimitScope::Client, retry_after));
+        }
+    }
     let server = AuthServer::new(ctx);
     let answer = oauth::token(&server.ports(), &call).await.map_err(AppError::internal)?;
     Ok(encode(answer))

@@ -74,6 +74,25 @@ async fn log_in(ports: &SignInPorts<'_>, form: &PageForm) -> Step<SignInAnswer> 
     Ok(SignInAnswer::from(shown).with(SetCookie::Session(cookie)))
 }
 
+/// `POST /auth/login` refused before any password work because its address is over the edge's
+/// rate limit (`ops`): the login page again, with the message, 429 and `Retry-After`. A form
+/// that is not this browser's pending authorization's gets the message alone (429 too).
+pub async fn login_rate_limited(ports: &SignInPorts<'_>, form: PageForm, retry_after: u32) -> Result<SignInAnswer, Failure> {
+    finish(login_limited(ports, &form, retry_after).await)
+}
+
+async fn login_limited(ports: &SignInPorts<'_>, form: &PageForm, retry_after: u32) -> Step<SignInAnswer> {
+    let words = crate::ops::login_refusal(retry_after);
+    let status = crate::ops::TOO_MANY_REQUESTS;
+    let posted = match posted(ports, form).await {
+        Ok(posted) => posted,
+        Err(Stop::Show(_)) => return Err(Stop::show(message(status, "Too many sign-in attempts", &words))),
+        Err(fail) => return Err(fail),
+    };
+    let username = Credentials::from_form(&posted.pairs).username;
+    Ok(login_page_after(ports, &posted.grant_id, &posted.pending, Some(words), &username, status, Some(retry_after.into())).await?.into())
+}
+
 /// The grant takes the user — unless they may not complete this launch: then the authorization
 /// ends here and the client hears `access_denied` (the session stays open either way).
 async fn signed_in(ports: &SignInPorts<'_>, posted: &Posted, user: AuthenticatedUser) -> Step<Shown> {

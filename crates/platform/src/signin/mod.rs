@@ -28,7 +28,7 @@ pub mod password;
 mod steps;
 
 pub use authorization::{authorize, AuthorizationCall};
-pub use forms::{consent, login, pick};
+pub use forms::{consent, login, login_rate_limited, pick};
 pub use password::logout;
 pub use steps::{visit, Visit};
 
