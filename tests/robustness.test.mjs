@@ -18,7 +18,7 @@ const ROUTES = [
   "/auth/authorize", "/auth/sign-in", "/auth/login", "/auth/logout", "/auth/pick", "/auth/consent", "/auth/token",
   "/auth/introspect", "/auth/revoke", "/auth/userinfo", "/auth/manage", "/auth/manage/login", "/auth/manage/revoke",
   "/auth/ehr/launch", "/admin/settings", "/admin/clients", "/admin/clients/x", "/admin/users", "/admin/users/x",
-  "/admin/fhir/bundle", "/admin/keys/rotate", "/fhir/metadata", "/fhir/Patient/1", "/.well-known/jwks.json",
+  "/admin/fhir/bundle", "/admin/keys/rotate", "/admin/backup", "/admin/restore", "/fhir/metadata", "/fhir/Patient/1", "/.well-known/jwks.json",
 ];
 
 const BODIES = [

@@ -28,7 +28,17 @@ pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
     if !platform::grant_handle::is_grant_id(id) {
         return None;
     }
-    env.durable_object("GRANTS").ok()?.id_from_string(id).ok()?.get_stub().ok()
+    let namespace = env.durable_object("GRANTS").ok()?;
+    // A grant restored from a backup of another deployment has an id of that deployment's
+    // namespace, which this one refuses (`idFromString` checks it): such a grant lives in the
+    // object named after its id (`backup` restores it there).
+    let id = namespace.id_from_string(id).or_else(|_| namespace.id_from_name(&restored_name(id))).ok()?;
+    id.get_stub().ok()
+}
+
+/// The name of the object that keeps a restored grant whose id this namespace refuses.
+pub fn restored_name(id: &str) -> String {
+    format!("restored-grant/{id}")
 }
 
 /// The object that keeps a backend token's grant: its client's assertion log, whose id the

@@ -52,3 +52,8 @@ async fn vault_call(ctx: &AppContext, method: Method, op: &str) -> Result<Vec<Ke
     }
     Ok(resp.json().await?)
 }
+
+/// Drops this isolate's key ring (a restore replaced the vault's keys).
+pub fn forget() {
+    CACHE.with(|c| *c.borrow_mut() = None);
+}

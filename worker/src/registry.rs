@@ -86,3 +86,9 @@ pub async fn all_clients(ctx: &AppContext) -> Result<Vec<Client>, AppError> {
     }
     Ok(found)
 }
+
+/// Drops this isolate's cached clients and client list (a restore wrote KV directly).
+pub fn forget_all() {
+    CLIENTS.with(|c| c.borrow_mut().clear());
+    CLIENT_IDS.with(|c| *c.borrow_mut() = None);
+}

@@ -34,3 +34,8 @@ pub async fn save(ctx: &AppContext, new: &ServerSettings) -> Result<(), AppError
     CACHE.with(|c| *c.borrow_mut() = Some((new.clone(), now_secs())));
     Ok(())
 }
+
+/// Drops this isolate's cached settings (a restore wrote KV directly).
+pub fn forget() {
+    CACHE.with(|c| *c.borrow_mut() = None);
+}

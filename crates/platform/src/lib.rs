@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod assertions;
 pub mod authorize;
+pub mod backup;
 pub mod clients;
 pub mod discovery;
 pub mod features;

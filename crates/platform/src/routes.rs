@@ -60,6 +60,10 @@ pub enum Route {
     /// `POST /admin/fhir/reindex`: starts the background re-index of every partition.
     AdminFhirReindex,
     AdminRotateKeys,
+    /// `GET /admin/backup[?cursor=…]`: one page of the NDJSON backup (`crate::backup`).
+    AdminBackup,
+    /// `POST /admin/restore`: one page of a backup, into an empty deployment.
+    AdminRestore,
     /// Signs a caller-supplied claims set; only when `DEV_ROUTES` is on (tests, benchmarks).
     DevSign,
     /// Derives password hashes; only with `DEV_ROUTES` (benchmarks).
@@ -135,6 +139,8 @@ impl Route {
             "/admin/fhir/bundle" => Route::AdminFhirBundle,
             "/admin/fhir/status" => Route::AdminFhirStatus,
             "/admin/fhir/reindex" => Route::AdminFhirReindex,
+            "/admin/backup" => Route::AdminBackup,
+            "/admin/restore" => Route::AdminRestore,
             _ if Self::path_param(path, "/admin/clients/").is_some() => Route::AdminClient,
             _ if Self::simulated_client(path).is_some() => Route::AdminClientSimulate,
             _ if Self::path_param(path, "/admin/users/").is_some() => Route::AdminUser,
@@ -179,7 +185,8 @@ impl Route {
             | Route::Register
             | Route::AdminUsers
             | Route::AdminFhirBundle
-            | Route::AdminFhirReindex => &["POST"],
+            | Route::AdminFhirReindex
+            | Route::AdminRestore => &["POST"],
             Route::Authorize | Route::Userinfo => &["GET", "POST"],
             Route::AdminSettings => &["GET", "PUT"],
             Route::AdminClient | Route::RegisteredClient => &["GET", "PUT", "DELETE"],
@@ -345,6 +352,8 @@ mod tests {
             ("/admin/clients//simulate", Route::NotFound),
             ("/admin/clients/a/b/simulate", Route::NotFound),
             ("/admin/users/dr.smith", Route::AdminUser),
+            ("/admin/backup", Route::AdminBackup),
+            ("/admin/restore", Route::AdminRestore),
             ("/ehr/", Route::EhrHome),
             ("/ehr", Route::EhrHome),
             ("/ehr/x", Route::NotFound),
@@ -377,6 +386,8 @@ mod tests {
             Route::DevSign,
             Route::AdminClient,
             Route::AdminClientSimulate,
+            Route::AdminBackup,
+            Route::AdminRestore,
             Route::Login,
             Route::Consent,
             Route::EhrLaunch,

@@ -63,11 +63,15 @@ const CELL: &str = "CREATE TABLE IF NOT EXISTS cell (k INTEGER PRIMARY KEY CHECK
 
 pub const KEY_VAULT: Schema = Schema {
     class: "KeyVault",
-    migrations: &[Migration {
-        version: 1,
-        what: "signing_keys",
-        statements: &["CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, record TEXT NOT NULL, created_at INTEGER NOT NULL)"],
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            what: "signing_keys",
+            statements: &["CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, record TEXT NOT NULL, created_at INTEGER NOT NULL)"],
+        },
+        // The deployment's restore marker (`crate::backup`).
+        Migration { version: 2, what: "cell (restore marker)", statements: &[CELL] },
+    ],
 };
 
 pub const GRANT: Schema = Schema { class: "Grant", migrations: &[Migration { version: 1, what: "cell", statements: &[CELL] }] };
@@ -125,6 +129,8 @@ pub const FHIR_PARTITION: Schema = Schema {
             // of an older release re-indexes on first use (an empty one finishes at once).
             statements: &["CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)"],
         },
+        // The backup walks the directory's partitions in order (`crate::backup`).
+        Migration { version: 3, what: "dir_partition index", statements: &["CREATE INDEX IF NOT EXISTS dir_partition ON dir (partition)"] },
     ],
 };
 
@@ -246,18 +252,18 @@ mod tests {
     #[test]
     fn the_plan_runs_the_steps_after_the_stored_version() {
         let all: Vec<u32> = FHIR_PARTITION.plan(0).unwrap().iter().map(|m| m.version).collect();
-        assert_eq!(all, vec![1, 2], "a new object, or one of the release before versioning");
-        assert_eq!(FHIR_PARTITION.plan(1).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), vec![2]);
-        assert!(FHIR_PARTITION.plan(2).unwrap().is_empty(), "current: nothing to do");
-        assert_eq!(FHIR_PARTITION.version(), 2);
+        assert_eq!(all, vec![1, 2, 3], "a new object, or one of the release before versioning");
+        assert_eq!(FHIR_PARTITION.plan(1).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(FHIR_PARTITION.plan(3).unwrap().is_empty(), "current: nothing to do");
+        assert_eq!(FHIR_PARTITION.version(), 3);
         assert_eq!(GRANT.plan(1).unwrap().len(), 0);
     }
 
     #[test]
     fn an_object_written_by_newer_code_is_refused() {
-        let err = FHIR_PARTITION.plan(3).unwrap_err();
-        assert_eq!(err, SchemaError::TooNew { class: "FhirPartition", stored: 3, known: 2 });
-        assert!(err.to_string().contains("schema version 3, newer than this release's 2"), "{err}");
+        let err = FHIR_PARTITION.plan(4).unwrap_err();
+        assert_eq!(err, SchemaError::TooNew { class: "FhirPartition", stored: 4, known: 3 });
+        assert!(err.to_string().contains("schema version 4, newer than this release's 3"), "{err}");
     }
 
     #[test]

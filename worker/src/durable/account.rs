@@ -39,6 +39,12 @@ pub struct ConsentRequest {
     pub scope: String,
 }
 
+/// An account's state as a backup holds it.
+#[derive(Serialize, Deserialize)]
+pub struct RestoreAccount {
+    pub state: Box<serde_json::value::RawValue>,
+}
+
 #[durable_object]
 pub struct Account {
     state: State,
@@ -137,6 +143,13 @@ impl DurableObject for Account {
                 let request: ConsentRequest = rpc::body(req).await?;
                 let state: AccountState = cell.load()?.unwrap_or_default();
                 Response::from_json(&state.consent_covers(&request.client_id, &request.scope))
+            }
+            // Backup and restore (`platform::backup`): the state exactly as stored.
+            "/backup" => Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
+            "/restore" => {
+                let request: RestoreAccount = rpc::raw_body(req).await?;
+                cell.store(&request.state)?;
+                Response::from_json(&true)
             }
             _ => Response::error("unknown account operation", 404),
         }

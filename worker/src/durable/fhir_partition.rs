@@ -327,6 +327,179 @@ fn revert_one(sql: &SqlStorage, written: &Written) -> Result<()> {
     }
 }
 
+/// Backup and restore (`platform::backup`): pages of the stored versions and of the directory,
+/// read without creating tables in a partition never written; a restore writes versions as
+/// they were stored and rebuilds `res` and `idx` from them.
+pub mod backup {
+    use super::{reindex, rpc, CountRow};
+    use platform::backup::StoredVersion;
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+    use worker::{Request, Response, Result, SqlStorage};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct VersionsPage {
+        pub after: Option<(String, String, i64)>,
+        pub limit: usize,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct DirPage {
+        pub after: Option<(String, String)>,
+        pub limit: usize,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct NextPartition {
+        pub after: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct RestoreVersions {
+        pub versions: Vec<StoredVersion>,
+    }
+
+    #[derive(Deserialize)]
+    struct HistRow {
+        #[serde(rename = "type")]
+        resource_type: String,
+        id: String,
+        version: i64,
+        last_updated: String,
+        deleted: i64,
+        content: String,
+    }
+
+    #[derive(Deserialize)]
+    struct DirRow {
+        #[serde(rename = "type")]
+        resource_type: String,
+        id: String,
+        partition: String,
+    }
+
+    fn has_table(sql: &SqlStorage, name: &str) -> Result<bool> {
+        let rows: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?", vec![name.into()])?.to_array()?;
+        Ok(rows.first().is_some_and(|r| r.n > 0))
+    }
+
+    fn count(sql: &SqlStorage, table: &str) -> Result<i64> {
+        if !has_table(sql, table)? {
+            return Ok(0);
+        }
+        let rows: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM {table}"), None)?.to_array()?;
+        Ok(rows.first().map_or(0, |r| r.n))
+    }
+
+    pub async fn read(sql: &SqlStorage, path: &str, req: Request) -> Result<Response> {
+        match path {
+            // Every stored version, in (type, id, version) order, after the cursor.
+            "versions" => {
+                let page: VersionsPage = rpc::body(req).await?;
+                if !has_table(sql, "hist")? {
+                    return Response::from_json(&Vec::<StoredVersion>::new());
+                }
+                let (t, id, v) = page.after.unwrap_or_default();
+                let rows: Vec<HistRow> = sql
+                    .exec(
+                        "SELECT type, id, version, last_updated, deleted, content FROM hist WHERE (type, id, version) > (?, ?, ?) ORDER BY type, id, version LIMIT ?",
+                        vec![t.into(), id.into(), v.into(), (page.limit as i64).into()],
+                    )?
+                    .to_array()?;
+                let versions = rows
+                    .into_iter()
+                    .map(|r| {
+                        Ok(StoredVersion {
+                            resource_type: r.resource_type,
+                            id: r.id,
+                            version: r.version,
+                            last_updated: r.last_updated,
+                            deleted: r.deleted == 1,
+                            content: super::raw(r.content)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Response::from_json(&versions)
+            }
+            // Directory entries in (type, id) order, after the cursor.
+            "dir" => {
+                let page: DirPage = rpc::body(req).await?;
+                if !has_table(sql, "dir")? {
+                    return Response::from_json(&Vec::<(String, String, String)>::new());
+                }
+                let (t, id) = page.after.unwrap_or_default();
+                let rows: Vec<DirRow> = sql
+                    .exec(
+                        "SELECT type, id, partition FROM dir WHERE (type, id) > (?, ?) ORDER BY type, id LIMIT ?",
+                        vec![t.into(), id.into(), (page.limit as i64).into()],
+                    )?
+                    .to_array()?;
+                Response::from_json(&rows.into_iter().map(|r| (r.resource_type, r.id, r.partition)).collect::<Vec<_>>())
+            }
+            // The first partition named in the directory after `after`.
+            "next-partition" => {
+                let request: NextPartition = rpc::body(req).await?;
+                if !has_table(sql, "dir")? {
+                    return Response::from_json(&None::<String>);
+                }
+                #[derive(Deserialize)]
+                struct Row {
+                    partition: String,
+                }
+                // `dir_partition` (schema v3) makes each step O(log n), not a scan.
+                let rows: Vec<Row> = sql
+                    .exec("SELECT partition FROM dir WHERE partition > ? AND partition <> 'directory' ORDER BY partition LIMIT 1", vec![request.after.into()])?
+                    .to_array()?;
+                Response::from_json(&rows.into_iter().next().map(|r| r.partition))
+            }
+            // Whether this partition holds nothing (no resource, no directory entry).
+            "empty" => Response::from_json(&(count(sql, "res")? == 0 && count(sql, "dir")? == 0)),
+            _ => Response::error("unknown partition operation", 404),
+        }
+    }
+
+    /// Stores each version as it was (same `versionId`, `lastUpdated`, content), then makes
+    /// the newest stored version of each touched resource its current one and re-indexes it.
+    /// Idempotent: a retried page writes the same rows again.
+    pub fn restore_versions(sql: &SqlStorage, versions: Vec<StoredVersion>) -> Result<usize> {
+        let mut touched = BTreeSet::new();
+        let stored = versions.len();
+        for v in versions {
+            sql.exec(
+                "INSERT INTO hist (type, id, version, last_updated, deleted, content) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (type, id, version) DO UPDATE SET last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content",
+                vec![
+                    v.resource_type.clone().into(),
+                    v.id.clone().into(),
+                    v.version.into(),
+                    v.last_updated.into(),
+                    i64::from(v.deleted).into(),
+                    v.content.get().to_owned().into(),
+                ],
+            )?;
+            touched.insert((v.resource_type, v.id));
+        }
+        for (t, id) in touched {
+            let rows: Vec<HistRow> = sql
+                .exec(
+                    "SELECT type, id, version, last_updated, deleted, content FROM hist WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1",
+                    vec![t.clone().into(), id.clone().into()],
+                )?
+                .to_array()?;
+            let Some(row) = rows.into_iter().next() else { continue };
+            sql.exec(
+                "INSERT INTO res (type, id, version, last_updated, deleted, content) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, content = excluded.content",
+                vec![t.clone().into(), id.clone().into(), row.version.into(), row.last_updated.into(), row.deleted.into(), row.content.clone().into()],
+            )?;
+            let resource: Value = serde_json::from_str(&row.content)?;
+            reindex(sql, &t, &id, (row.deleted == 0).then_some(&resource))?;
+        }
+        Ok(stored)
+    }
+}
+
 #[durable_object]
 pub struct FhirPartition {
     state: State,
@@ -334,11 +507,14 @@ pub struct FhirPartition {
     /// Requests served since this instance started (read by the tests through `/stats` to
     /// prove that a patient-scoped request touches exactly one partition).
     served: std::cell::Cell<u64>,
+    /// Whether this instance has migrated its storage and found its index current: both are
+    /// then skipped (three reads per request otherwise).
+    ready: std::cell::Cell<bool>,
 }
 
 impl DurableObject for FhirPartition {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, served: std::cell::Cell::new(0) }
+        Self { state, env, served: std::cell::Cell::new(0), ready: std::cell::Cell::new(false) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -357,11 +533,21 @@ impl DurableObject for FhirPartition {
             let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
             return Response::from_json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
         }
+        if let Some(path) = req.path().strip_prefix("/backup/") {
+            return backup::read(&sql, path, req).await;
+        }
         let storage = self.state.storage();
-        open(&storage)?;
         let path = req.path();
-        ensure_index(&storage, matches!(path.as_str(), "/search" | "/reindex"))?;
+        if !self.ready.get() {
+            open(&storage)?;
+            ensure_index(&storage, matches!(path.as_str(), "/search" | "/reindex"))?;
+            self.ready.set(index_current(&sql)?);
+        }
         match path.as_str() {
+            "/restore/versions" => {
+                let request: backup::RestoreVersions = rpc::raw_body(req).await?;
+                Response::from_json(&backup::restore_versions(&sql, request.versions)?)
+            }
             "/reindex" => Response::from_json(&index_version()),
             "/reindex/start" => {
                 // Directory only: (re)starts the job unless one is running.

@@ -7,23 +7,41 @@ use crate::keyring::now_secs;
 use platform::grants::{self, Command, GrantRecord};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+/// A grant record as a backup holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct RestoreGrant {
+    pub record: Box<serde_json::value::RawValue>,
+}
+
 #[durable_object]
 pub struct Grant {
     state: State,
+    /// Whether this instance has migrated its storage.
+    migrated: std::cell::Cell<bool>,
 }
 
 impl DurableObject for Grant {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self { state, migrated: std::cell::Cell::new(false) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let cell = JsonCell::open(&self.state.storage(), &platform::schema::GRANT)?;
+        let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
         match req.path().as_str() {
             "/apply" => {}
             // Internal diagnostics (objects are not reachable from outside the Worker): the
             // record, which holds hashes of the code and handles, never the secrets.
             "/peek" => return Response::from_json(&cell.load::<GrantRecord>()?),
+            // Backup and restore (`platform::backup`): the record exactly as stored; a
+            // restored record gets its cleanup alarm again.
+            "/backup" => return Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
+            "/restore" => {
+                let request: RestoreGrant = rpc::raw_body(req).await?;
+                let record: GrantRecord = serde_json::from_str(request.record.get())?;
+                cell.store(&request.record)?;
+                self.wake_at(record.next_alarm()).await?;
+                return Response::from_json(&true);
+            }
             _ => return Response::error("unknown grant operation", 404),
         }
         let command: Command = rpc::body(req).await?;
@@ -47,11 +65,13 @@ impl DurableObject for Grant {
     /// and deletes the whole record once nothing in it can matter (`GrantRecord::deletable_at`):
     /// abandoned authorizations, closed grants and expired backend tokens leave no storage.
     async fn alarm(&self) -> Result<Response> {
-        let cell = JsonCell::open(&self.state.storage(), &platform::schema::GRANT)?;
+        let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
         let now = now_secs();
         if let Some(mut record) = cell.load::<GrantRecord>()? {
             if now >= record.deletable_at() {
                 self.state.storage().delete_all().await?;
+                // The tables went with it: a later call on this instance starts afresh.
+                self.migrated.set(false);
                 return Response::ok("deleted");
             }
             record.cleanup(now + 1);

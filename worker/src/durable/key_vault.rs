@@ -59,6 +59,10 @@ impl DurableObject for KeyVault {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        let path = req.path();
+        if path.starts_with("/backup/") || path.starts_with("/restore/") {
+            return restore::handle(&self.state.storage(), &path, req).await;
+        }
         let rotate = match (req.method(), req.path().as_str()) {
             (Method::Get, "/keys") => false,
             (Method::Post, "/rotate") => true,
@@ -85,6 +89,92 @@ impl DurableObject for KeyVault {
         match outcome {
             Ok(ring) => Response::from_json(&ring.records()),
             Err(message) => Response::error(message, 500),
+        }
+    }
+}
+
+/// Backup and restore (`platform::backup`): the keys exactly as stored (private JWKs
+/// included), and the deployment's restore marker, kept here because this one object is
+/// strongly consistent (KV is not: a marker there could be missed by the next page).
+pub mod restore {
+    use super::{Row, SqliteKeyStore};
+    use crate::durable::{rpc, JsonCell};
+    use crate::keyring::now_secs;
+    use platform::backup::{self, RestoreMarker};
+    use platform::ports::KeyRecord;
+    use serde::{Deserialize, Serialize};
+    use serde_json::value::RawValue;
+    use worker::{Request, Response, Result, Storage};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Begin {
+        pub backup_id: String,
+        /// Whether the deployment holds nothing (looked at only when no restore is marked).
+        pub empty: bool,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Keys {
+        pub records: Vec<Box<RawValue>>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Finish {
+        pub backup_id: String,
+    }
+
+    pub async fn handle(storage: &Storage, path: &str, req: Request) -> Result<Response> {
+        let SqliteKeyStore(sql) = SqliteKeyStore::open(storage)?;
+        match path {
+            "/backup/keys" => {
+                let rows: Vec<Row> = sql.exec("SELECT record FROM signing_keys ORDER BY rowid", None)?.to_array()?;
+                let records = rows.into_iter().map(|r| RawValue::from_string(r.record)).collect::<std::result::Result<Vec<_>, _>>()?;
+                Response::from_json(&records)
+            }
+            // The gate (`platform::backup::gate`); on the first page the keys this empty
+            // deployment may have generated are dropped (nothing was signed with them: it has
+            // no client) so that the backup's keys are the only ones.
+            "/restore/begin" => {
+                let request: Begin = rpc::body(req).await?;
+                let cell = JsonCell::opened(sql.clone());
+                let marker: Option<RestoreMarker> = cell.load()?;
+                match backup::gate(marker.as_ref(), &request.backup_id, request.empty) {
+                    Ok(backup::Gate::Start) => {
+                        sql.exec("DELETE FROM signing_keys", None)?;
+                        cell.store(&RestoreMarker { backup_id: request.backup_id, started_at: now_secs(), finished_at: None })?;
+                        Response::from_json(&"start")
+                    }
+                    Ok(backup::Gate::Continue) => Response::from_json(&"continue"),
+                    Err(refusal) => rpc::domain_error(&refusal.to_string()),
+                }
+            }
+            // Keys in the backup's order (the vault lists them by rowid); a retried page
+            // updates them in place.
+            "/restore/keys" => {
+                let request: Keys = rpc::raw_body(req).await?;
+                for raw in request.records {
+                    let record: KeyRecord = serde_json::from_str(raw.get())?;
+                    let kid = record.jwk.kid.clone().unwrap_or_default();
+                    sql.exec(
+                        "INSERT INTO signing_keys (kid, record, created_at) VALUES (?, ?, ?) ON CONFLICT (kid) DO UPDATE SET record = excluded.record, created_at = excluded.created_at",
+                        vec![kid.into(), raw.get().to_owned().into(), record.created_at.into()],
+                    )?;
+                }
+                Response::from_json(&true)
+            }
+            "/restore/finish" => {
+                let request: Finish = rpc::body(req).await?;
+                let cell = JsonCell::opened(sql);
+                match cell.load::<RestoreMarker>()? {
+                    Some(mut marker) if marker.backup_id == request.backup_id => {
+                        marker.finished_at.get_or_insert(now_secs());
+                        cell.store(&marker)?;
+                        Response::from_json(&true)
+                    }
+                    _ => rpc::domain_error(&"no restore of this backup is under way"),
+                }
+            }
+            _ => Response::error("unknown key vault operation", 404),
         }
     }
 }

@@ -30,6 +30,21 @@ impl JsonCell {
         Ok(Self(storage.sql()))
     }
 
+    /// [`open`](Self::open), migrating only on this instance's first call (`migrated` lives
+    /// in the object): the schema check is two reads, on every call otherwise.
+    pub fn open_once(storage: &Storage, schema: &'static Schema, migrated: &std::cell::Cell<bool>) -> Result<Self> {
+        if !migrated.get() {
+            schema::migrate(storage, schema)?;
+            migrated.set(true);
+        }
+        Ok(Self(storage.sql()))
+    }
+
+    /// The cell of an object already migrated to a schema that has it.
+    pub fn opened(sql: SqlStorage) -> Self {
+        Self(sql)
+    }
+
     pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let rows: Vec<CellRow> = self.0.exec("SELECT v FROM cell WHERE k = 0", None)?.to_array()?;
         match rows.first() {

@@ -47,3 +47,10 @@ pub async fn body<T: DeserializeOwned>(mut req: Request) -> worker::Result<T> {
 pub fn domain_error<E: Serialize>(error: &E) -> worker::Result<Response> {
     Ok(Response::from_json(error)?.with_status(409))
 }
+
+/// Inside an object: the request's JSON body read by serde_json from the text (not through a
+/// JS object), for bodies that carry `RawValue`s (backup and restore keep stored JSON as is).
+pub async fn raw_body<T: DeserializeOwned>(mut req: Request) -> worker::Result<T> {
+    let text = req.text().await?;
+    serde_json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))
+}

@@ -4,6 +4,7 @@
 
 mod admin;
 mod authorize;
+mod backup;
 mod bulk;
 mod dev;
 mod discovery;
@@ -146,6 +147,8 @@ async fn handle(route: Route, req: Request, ctx: &AppContext) -> Result<Response
         Route::AdminFhirStatus => admin::fhir_status(req, ctx).await,
         Route::AdminFhirReindex => admin::fhir_reindex(req, ctx).await,
         Route::AdminRotateKeys => admin::rotate_keys(req, ctx).await,
+        Route::AdminBackup => backup::export(req, ctx).await,
+        Route::AdminRestore => backup::restore(req, ctx).await,
         Route::DevSign => dev::sign(req, ctx).await,
         Route::DevPbkdf2 => dev::pbkdf2(req).await,
         Route::DevDoRead => dev::do_read(req, ctx).await,
