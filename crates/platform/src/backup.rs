@@ -345,15 +345,20 @@ fn check_kv(r: &KvLine) -> Result<(), String> {
     if r.kind != expected {
         return Err(format!("the key \"{}\" is not a {} key", r.key, r.kind));
     }
+    // The record as the release that wrote it stored it (`crate::ports::decode_record`: any
+    // record version this release reads), checked in its current form.
+    let (fields, _) =
+        crate::ports::decode_record::<serde_json::Value>(&r.key, r.value.get()).map_err(|e| format!("not a readable {expected} record: {}", e.0))?;
+    let current = RawValue::from_string(fields.to_string()).map_err(|e| e.to_string())?;
     match expected {
-        "settings" => ServerSettings::parse(r.value.get()).map(|_| ()).map_err(|e| format!("not valid settings: {e}")),
+        "settings" => ServerSettings::parse(current.get()).map(|_| ()).map_err(|e| format!("not valid settings: {e}")),
         "client" => {
-            let client: Client = inner(&r.value, "client")?;
+            let client: Client = inner(&current, "client")?;
             let id = r.key.strip_prefix(crate::clients::KEY_PREFIX).unwrap_or_default();
             (client.client_id == id).then_some(()).ok_or_else(|| "the client_id differs from the key".to_owned())
         }
         _ => {
-            let user: User = inner(&r.value, "user")?;
+            let user: User = inner(&current, "user")?;
             let name = r.key.strip_prefix(crate::users::KEY_PREFIX).unwrap_or_default();
             (user.username == name).then_some(()).ok_or_else(|| "the username differs from the key".to_owned())
         }

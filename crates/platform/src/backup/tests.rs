@@ -92,6 +92,24 @@ fn kv_values_are_carried_as_stored() {
     assert!(!Record::kv("user:ned", &pretty).to_line().contains('\n'));
 }
 
+#[test]
+fn kv_records_of_every_readable_version_are_accepted_and_newer_ones_refused() {
+    // As this release stores them (with `record_version`), and as the release before did.
+    let settings = crate::ports::encode_record(&ServerSettings::default()).unwrap();
+    let client: Value = serde_json::from_str(&client_json()).unwrap();
+    let user: Value = serde_json::from_str(&user_json()).unwrap();
+    for (key, json) in [
+        (SETTINGS_KEY.to_owned(), settings.clone()),
+        ("client:app".to_owned(), crate::ports::encode_record(&client).unwrap()),
+        ("user:ned".to_owned(), crate::ports::encode_record(&user).unwrap()),
+        ("client:app".to_owned(), client_json()),
+    ] {
+        Record::parse(&Record::kv(&key, &json).to_line()).unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    let newer = settings.replace("\"record_version\":1", "\"record_version\":2");
+    assert!(refused(&Record::kv(SETTINGS_KEY, &newer).to_line()).contains("newer release"));
+}
+
 fn refused(line: &str) -> String {
     Record::parse(line).expect_err(line)
 }
