@@ -124,12 +124,49 @@ pub struct WebCryptoVerifier;
 
 #[async_trait(?Send)]
 impl platform::ports::Verifier for WebCryptoVerifier {
+    /// A signature this isolate has verified before (the same key, data and signature: an
+    /// app's access token on each of its FHIR calls) is not verified again: verification is a
+    /// pure function, and only successes are remembered. ≈0.1 ms of CPU per FHIR request
+    /// (bench/profile.mjs); a token's expiry and revocation are still checked on every call.
     async fn verify(&self, key: &Jwk, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
+        let remembered = verified_digest(key, data, signature);
+        if VERIFIED.with(|seen| seen.borrow().contains(&remembered)) {
+            return Ok(true);
+        }
         let alg = key.algorithm().map_err(|e| CryptoError(e.to_string()))?;
         let crypto_key = import_cached(key, alg, "verify").await?;
         let ok = await_promise(subtle()?.verify_with_object_and_u8_array_and_u8_array(&sign_params(alg)?, &crypto_key, signature, data), "verify").await?;
-        Ok(ok.as_bool().unwrap_or(false))
+        let ok = ok.as_bool().unwrap_or(false);
+        if ok {
+            VERIFIED.with(|seen| {
+                let mut seen = seen.borrow_mut();
+                if seen.len() >= VERIFIED_MAX {
+                    seen.clear(); // bounded; tokens come and go
+                }
+                seen.insert(remembered);
+            });
+        }
+        Ok(ok)
     }
+}
+
+/// How many verified signatures an isolate remembers.
+const VERIFIED_MAX: usize = 4096;
+
+thread_local! {
+    static VERIFIED: RefCell<std::collections::HashSet<[u8; 32]>> = RefCell::new(std::collections::HashSet::new());
+}
+
+/// SHA-256 of the public key, the signed data and the signature, each length-prefixed.
+fn verified_digest(key: &Jwk, data: &[u8], signature: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let public = serde_json::to_vec(&key.to_public()).unwrap_or_default();
+    let mut hash = Sha256::new();
+    for part in [public.as_slice(), data, signature] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
 }
 
 /// PBKDF2-HMAC-SHA256 through `deriveBits` (workerd accepts at most 100,000 iterations).
