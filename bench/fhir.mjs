@@ -10,7 +10,8 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { startWorker, adminHeaders, ROOT } from "../tests/helpers/worker.mjs";
-import { seed, APP, NED } from "../tests/helpers/fixtures.mjs";
+import { seed, APP } from "../tests/helpers/fixtures.mjs";
+import { fhirCases } from "./fhir-cases.mjs";
 import { authorize, exchange } from "../tests/helpers/flows.mjs";
 import { cpuMs, workerdPid } from "./process.mjs";
 
@@ -29,16 +30,7 @@ const fixtures = join(ROOT, "tests", "fixtures", "synthea");
 const bundles = readdirSync(fixtures).filter((f) => f.endsWith(".json")).map((f) => readFileSync(join(fixtures, f), "utf8"));
 const bundleResources = bundles.map((b) => JSON.parse(b).entry.length);
 
-const cases = {
-  "ceiling: bare DO point read": () => fetch(`${w.url}/_dev/do-read?partition=patient/${NED}&type=Patient&id=${NED}`),
-  "read by id (Patient)": () => fetch(`${w.url}/fhir/Patient/${NED}`, { headers: auth }),
-  "patient-scoped Observation search": () => fetch(`${w.url}/fhir/Observation?code=http://loinc.org|8302-2&_sort=-date`, { headers: auth }),
-  "create (Observation)": () => fetch(`${w.url}/fhir/Observation`, {
-    method: "POST",
-    headers: { ...auth, "Content-Type": "application/fhir+json", Prefer: "return=minimal" },
-    body: JSON.stringify({ resourceType: "Observation", status: "final", code: { coding: [{ system: "http://loinc.org", code: "8867-4" }] }, subject: { reference: `Patient/${NED}` }, effectiveDateTime: "2026-11-29T10:00:00Z", valueQuantity: { value: 72, unit: "/min" } }),
-  }),
-};
+const cases = fhirCases(w, auth);
 
 async function measure(fn, n, concurrency) {
   const cpu0 = cpuMs(pid);

@@ -14,7 +14,8 @@ import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import * as jose from "jose";
 import { startWorker } from "../tests/helpers/worker.mjs";
-import { seed, APP, NED } from "../tests/helpers/fixtures.mjs";
+import { seed, APP } from "../tests/helpers/fixtures.mjs";
+import { fhirCases } from "./fhir-cases.mjs";
 import { authorize, exchange } from "../tests/helpers/flows.mjs";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -71,15 +72,12 @@ async function workload(name) {
   }
   const { code, verifier } = await authorize(w, { client_id: fhirClient.client_id, scope: "launch/patient openid patient/*.cruds" });
   const auth = { Authorization: `Bearer ${(await exchange(w, code, verifier, { client_id: fhirClient.client_id })).body.access_token}` };
+  const cases = fhirCases(w, auth);
   const requests = {
-    "do-read": () => fetch(`${w.url}/_dev/do-read?partition=patient/${NED}&type=Patient&id=${NED}`),
-    "fhir-read": () => fetch(`${w.url}/fhir/Patient/${NED}`, { headers: auth }),
-    "fhir-search": () => fetch(`${w.url}/fhir/Observation?code=http://loinc.org|8302-2&_sort=-date`, { headers: auth }),
-    "fhir-create": () => fetch(`${w.url}/fhir/Observation`, {
-      method: "POST",
-      headers: { ...auth, "Content-Type": "application/fhir+json", Prefer: "return=minimal" },
-      body: JSON.stringify({ resourceType: "Observation", status: "final", code: { coding: [{ system: "http://loinc.org", code: "8867-4" }] }, subject: { reference: `Patient/${NED}` }, effectiveDateTime: "2026-11-29T10:00:00Z", valueQuantity: { value: 72, unit: "/min" } }),
-    }),
+    "do-read": cases["ceiling: bare DO point read"],
+    "fhir-read": cases["read by id (Patient)"],
+    "fhir-search": cases["patient-scoped Observation search"],
+    "fhir-create": cases["create (Observation)"],
   };
   if (!requests[name]) throw new Error(`unknown workload ${name}`);
   return { prepare: (n) => Array.from({ length: n }), send: requests[name] };

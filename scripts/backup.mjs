@@ -40,10 +40,14 @@ if (pageLines !== null && !(Number.isInteger(pageLines) && pageLines > 0)) fail(
 if (pageLines !== null) PAGE_LINES = pageLines;
 const auth = { Authorization: `Bearer ${token}` };
 
-/** The `rel="next"` target of a Link header, resolved against `from`. */
+/** The `rel="next"` target of a Link header, resolved against `from`; only on the same
+ * origin (the admin token goes with it). */
 function nextLink(header, from) {
   const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(header ?? "");
-  return match ? new URL(match[1], from).toString() : null;
+  if (!match) return null;
+  const next = new URL(match[1], from);
+  if (next.origin !== new URL(from).origin) throw new Error(`the next page is on another origin (${next.origin}): not sending the admin token there`);
+  return next.toString();
 }
 
 async function explain(res) {

@@ -4,7 +4,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, adminHeaders } from "./helpers/worker.mjs";
-import { seed, NED } from "./helpers/fixtures.mjs";
+import { seed, NED, APP } from "./helpers/fixtures.mjs";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { authorize, exchange, refresh } from "./helpers/flows.mjs";
 
 let w;
@@ -118,6 +120,30 @@ test("a body answered before it is read (too large, wrong type, no token, no rou
     }
   }
   assert.deepEqual(failures, []);
+});
+
+test("made-up grant ids (revoke, introspect, refresh) leave no Durable Object storage behind", async () => {
+  // Review finding: every random 64-hex grant id used to create a Grant object's tables for
+  // good (unauthenticated, through /auth/revoke with a public client's id).
+  // Miniflare opens a database file for every object it starts; what counts is whether a
+  // table was made in it (read with Python's sqlite3, as tests/upgrade.test.mjs does).
+  const databases = () => Number(execFileSync("python3", ["-c", `
+import os, sqlite3, sys
+n = 0
+for d, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        if f.endswith(".sqlite") and f != "metadata.sqlite":
+            tables = sqlite3.connect(os.path.join(d, f)).execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").fetchone()[0]
+            n += tables > 0
+print(n)`, w.persistTo]).toString());
+  const form = (params) => ({ method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(params).toString() });
+  const before = databases();
+  for (let i = 0; i < 10; i++) {
+    const token = `${randomBytes(32).toString("hex")}.${randomBytes(16).toString("hex")}`;
+    assert.equal((await w.fetch("/auth/revoke", form({ client_id: APP.client_id, token }))).status, 200);
+    assert.equal((await w.fetch("/auth/token", form({ grant_type: "refresh_token", refresh_token: token }))).status, 400);
+  }
+  assert.equal(databases(), before);
 });
 
 test("after a panic the wasm instance restarts: later requests and the Durable Objects made before it keep working", async () => {

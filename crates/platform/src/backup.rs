@@ -339,7 +339,11 @@ fn check_kv(r: &KvLine) -> Result<(), String> {
     }
     let expected = kv_kind(&r.key);
     if r.kind == "kv" {
-        // Any other key: its value is text (a JSON string in the line).
+        // Any other key: its value is text (a JSON string in the line). A settings, client or
+        // user key is never carried untyped (its record would escape the checks below).
+        if expected != "kv" {
+            return Err(format!("the key \"{}\" is a {expected} key, not a plain kv one", r.key));
+        }
         return inner::<String>(&r.value, "kv value (a JSON string)").map(|_| ());
     }
     if r.kind != expected {
@@ -388,6 +392,14 @@ fn check_version(v: &VersionLine) -> Result<(), String> {
     }
     if field("/meta/versionId") != Some(v.version.to_string().as_str()) || field("/meta/lastUpdated") != Some(v.last_updated.as_str()) {
         return Err("the content's meta.versionId and meta.lastUpdated differ from the line's version and last_updated".into());
+    }
+    // The partition is where the server itself would put this content (a patient's data in
+    // that patient's compartment; a Patient also in the directory): a line cannot plant a
+    // resource in another patient's compartment, which is what tokens are bounded by.
+    let placed = crate::fhir::store::partition_for(&content).map_err(|_| "the content cannot be placed in a partition".to_owned())?;
+    let directory_copy = v.partition == DIRECTORY && v.resource_type == "Patient";
+    if v.partition != placed && !directory_copy {
+        return Err(format!("{}/{} belongs in partition {placed}, not {}", v.resource_type, v.id, v.partition));
     }
     Ok(())
 }

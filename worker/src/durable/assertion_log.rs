@@ -89,6 +89,11 @@ impl AssertionLog {
 
     /// Whether `jti` was new (and is now recorded until its assertion expires).
     fn insert_jti(&self, request: RecordRequest) -> Result<bool> {
+        // An assertion this object already counts as dead is never recorded as new (its row
+        // could be replaced below; the Worker's clock may lag this one's).
+        if request.exp <= forget_before(now_secs()) {
+            return Ok(false);
+        }
         let sql = self.tables()?;
         self.sweep(&sql)?;
         // RETURNING yields the row only when it was written: new, or replacing a row that is

@@ -26,8 +26,18 @@ impl DurableObject for Grant {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        let path = req.path();
+        if path == "/apply" && !self.migrated.get() && super::schema::is_blank(&self.state.storage().sql())? {
+            // No grant here: a command that needs one is refused without creating storage
+            // (a made-up grant id must not leave an object behind).
+            let command: Command = rpc::body(req).await?;
+            return match grants::apply(None, command.clone(), now_secs()) {
+                Err(error) => rpc::domain_error(&error),
+                Ok(_) => self.run(command).await,
+            };
+        }
         let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
-        match req.path().as_str() {
+        match path.as_str() {
             "/apply" => {}
             // Internal diagnostics (objects are not reachable from outside the Worker): the
             // record, which holds hashes of the code and handles, never the secrets.
@@ -44,21 +54,7 @@ impl DurableObject for Grant {
             }
             _ => return Response::error("unknown grant operation", 404),
         }
-        let command: Command = rpc::body(req).await?;
-        // A status check changes nothing worth a new alarm (it runs on every FHIR request).
-        let changes = !matches!(command, Command::Status);
-        // Load, apply, store: no await between, so commands on one grant never interleave.
-        let record: Option<GrantRecord> = cell.load()?;
-        match grants::apply(record, command, now_secs()) {
-            Ok((record, reply)) => {
-                cell.store(&record)?;
-                if changes {
-                    self.wake_at(record.next_alarm()).await?;
-                }
-                Response::from_json(&reply)
-            }
-            Err(error) => rpc::domain_error(&error),
-        }
+        self.run(rpc::body(req).await?).await
     }
 
     /// Drops the clear-text grace copy of a rotated refresh token once its window is over,
@@ -83,6 +79,24 @@ impl DurableObject for Grant {
 }
 
 impl Grant {
+    /// Load, apply, store: no await between, so commands on one grant never interleave.
+    async fn run(&self, command: Command) -> Result<Response> {
+        let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
+        // A status check changes nothing worth a new alarm (it runs on every FHIR request).
+        let changes = !matches!(command, Command::Status);
+        let record: Option<GrantRecord> = cell.load()?;
+        match grants::apply(record, command, now_secs()) {
+            Ok((record, reply)) => {
+                cell.store(&record)?;
+                if changes {
+                    self.wake_at(record.next_alarm()).await?;
+                }
+                Response::from_json(&reply)
+            }
+            Err(error) => rpc::domain_error(&error),
+        }
+    }
+
     async fn wake_at(&self, at: i64) -> Result<()> {
         let secs = (at - now_secs()).max(1) as u64;
         self.state.storage().set_alarm(std::time::Duration::from_secs(secs)).await

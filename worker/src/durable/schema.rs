@@ -60,6 +60,13 @@ pub fn stored_version(sql: &SqlStorage) -> Result<u32> {
     Ok(rows.first().map_or(0, |r| r.version.max(0) as u32))
 }
 
+/// Whether the object has no table at all (never written: a new object).
+pub fn is_blank(sql: &SqlStorage) -> Result<bool> {
+    let tables: Vec<CountRow> =
+        sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'", None)?.to_array()?;
+    Ok(tables.first().is_none_or(|t| t.n == 0))
+}
+
 /// Brings the object to `schema`'s version (nothing to do when it is there: one read). Runs
 /// the missing steps and records the version in one transaction.
 pub fn migrate(storage: &Storage, schema: &'static Schema) -> Result<()> {

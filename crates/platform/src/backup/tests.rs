@@ -139,6 +139,9 @@ fn bad_lines_are_refused_with_a_reason() {
     assert!(refused(&version_line(1, false).replace(r#""version":1"#, r#""version":3"#)).contains("meta.versionId"));
     assert!(refused(&version_line(1, false).replace(r#""id":"p1","version"#, r#""id":"p2","version"#)).contains("not Patient/p2"));
     assert!(refused(&version_line(1, false).replace("patient/p1", "patient/a/b")).contains("not a partition name"));
+    // Review finding: a version line names the partition the server would put it in.
+    assert!(refused(&version_line(1, false).replace(r#""partition":"patient/p1""#, r#""partition":"patient/p2""#)).contains("belongs in partition patient/p1"));
+    assert!(refused(&Record::kv("simulate:app", "x").to_line().replace("simulate:app", "client:app")).contains("is a client key"));
 }
 
 #[test]
