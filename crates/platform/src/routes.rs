@@ -296,8 +296,11 @@ impl Misconfiguration {
 ///   and a custom domain would be two issuers; a forged Host another). `/health` names no issuer
 ///   and stays served, so that a fresh deployment can be checked to be up while its URL is
 ///   being set, and uptime probes keep working.
-pub fn refuse_configuration(dev_routes: bool, public_base_url_set: bool, issuer: &str, route: Route) -> Option<Misconfiguration> {
-    if is_loopback(issuer) {
+pub fn refuse_configuration(dev_routes: bool, public_base_url_set: bool, issuer: &str, request_url: &str, route: Route) -> Option<Misconfiguration> {
+    // Local development is an issuer AND a request on loopback: a deployment whose
+    // PUBLIC_BASE_URL was copied from a local setup (http://localhost:8787) is still reached
+    // on its real host, and must not serve DEV_ROUTES there.
+    if is_loopback(issuer) && is_loopback(request_url) {
         None
     } else if dev_routes {
         Some(Misconfiguration::DevRoutesDeployed)
@@ -400,7 +403,7 @@ mod tests {
 
     #[test]
     fn dev_routes_are_refused_unless_the_issuer_is_on_loopback() {
-        let refused = |issuer: &str, route| refuse_configuration(true, true, issuer, route);
+        let refused = |issuer: &str, route| refuse_configuration(true, true, issuer, issuer, route);
         assert_eq!(refused("https://ehr.example", Route::Token), Some(Misconfiguration::DevRoutesDeployed));
         assert_eq!(refused("https://ehr.example", Route::Health), Some(Misconfiguration::DevRoutesDeployed), "nothing looks healthy");
         assert!(refused("http://ehr.example", Route::Fhir).is_some(), "a plain-http request to a deployment");
@@ -409,15 +412,21 @@ mod tests {
         assert!(refused("http://127.0.0.1:8787", Route::DevSign).is_none());
         assert!(refused("http://localhost:8787", Route::DevSign).is_none());
         assert!(refused("http://[::1]:8787", Route::DevSign).is_none());
-        assert!(refuse_configuration(false, true, "https://ehr.example", Route::Token).is_none());
-        assert!(refuse_configuration(false, true, "http://ehr.example", Route::Token).is_none());
+        assert!(refuse_configuration(false, true, "https://ehr.example", "https://ehr.example", Route::Token).is_none());
+        assert!(refuse_configuration(false, true, "http://ehr.example", "http://ehr.example", Route::Token).is_none());
+        // Review finding: a loopback PUBLIC_BASE_URL on a deployment reached at its real host.
+        assert_eq!(
+            refuse_configuration(true, true, "http://localhost:8787", "https://ehr.example/_dev/sign", Route::DevSign),
+            Some(Misconfiguration::DevRoutesDeployed)
+        );
+        assert!(refuse_configuration(false, true, "http://localhost:8787", "https://ehr.example/fhir/metadata", Route::Metadata).is_none());
         // Both wrong: the DEV_ROUTES reason comes first (it refuses /health too).
-        assert_eq!(refuse_configuration(true, false, "https://ehr.example", Route::Health), Some(Misconfiguration::DevRoutesDeployed));
+        assert_eq!(refuse_configuration(true, false, "https://ehr.example", "https://ehr.example", Route::Health), Some(Misconfiguration::DevRoutesDeployed));
     }
 
     #[test]
     fn an_empty_public_base_url_is_refused_on_a_deployed_host_except_health() {
-        let refused = |issuer: &str, route| refuse_configuration(false, false, issuer, route);
+        let refused = |issuer: &str, route| refuse_configuration(false, false, issuer, issuer, route);
         for route in [
             Route::OpenIdConfiguration,
             Route::Jwks,
@@ -446,7 +455,7 @@ mod tests {
             assert_eq!(refused(issuer, Route::Authorize), None, "{issuer}");
         }
         // Set, any host: served (the issuer is PUBLIC_BASE_URL, whatever the request's Host).
-        assert_eq!(refuse_configuration(false, true, "https://ehr.example.org", Route::Token), None);
+        assert_eq!(refuse_configuration(false, true, "https://ehr.example.org", "https://ehr.example.org", Route::Token), None);
         assert!(Misconfiguration::NoPublicBaseUrl.reason().contains("set PUBLIC_BASE_URL"));
     }
 

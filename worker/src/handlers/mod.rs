@@ -42,7 +42,13 @@ async fn serve(req: Request, env: Env) -> (Route, Response, Notes) {
     };
     let mut route = Route::resolve(&path, ctx.urls.fhir_path());
     let public_base_url_set = ctx.env.var(vars::PUBLIC_BASE_URL).is_ok_and(|v| !v.to_string().is_empty());
-    if let Some(problem) = platform::routes::refuse_configuration(ctx.dev_routes, public_base_url_set, ctx.urls.issuer(), route) {
+    if let Some(problem) = platform::routes::refuse_configuration(
+        ctx.dev_routes,
+        public_base_url_set,
+        ctx.urls.issuer(),
+        &req.url().map(|u| u.to_string()).unwrap_or_default(),
+        route,
+    ) {
         http::drain_unread(<web_sys::Request as Clone>::clone(req.inner())).await;
         let response = http::misconfigured(route, problem);
         return (route, if route.cors_public() { http::with_cors(response) } else { response }, Notes::default());
