@@ -13,6 +13,9 @@ import { authorize, exchange, refresh, form } from "./helpers/flows.mjs";
 
 const SECRET = "s".repeat(48);
 const RESOURCE_SERVER = { ...APP, client_id: "resource-server", client_type: "confidential-symmetric", client_secrets: [SECRET], consent: "pre-approved", resource_server: true };
+// Two confidential clients for the per-client token limit.
+const BUSY = { ...APP, client_id: "busy-client", client_type: "confidential-symmetric", client_secrets: [SECRET] };
+const QUIET = { ...BUSY, client_id: "quiet-client" };
 const PERIOD = 10;
 const LIMITS = {
   RATE_LIMIT_LOGIN_IP: 5,
@@ -49,7 +52,7 @@ before(async () => {
     workers: [{ name: "metrics-recorder", modules: true, script: RECORDER }],
     miniflare: { handleRuntimeStdio: capture },
   });
-  await seed(w, { clients: [APP, RESOURCE_SERVER], users: [PRACTITIONER, PATIENT_USER] });
+  await seed(w, { clients: [APP, RESOURCE_SERVER, BUSY, QUIET], users: [PRACTITIONER, PATIENT_USER] });
 });
 after(() => w.dispose());
 
@@ -227,19 +230,27 @@ describe("edge rate limits", () => {
     await again.text();
   });
 
-  test("token endpoint per client: the client over its limit gets 429 from any address; another client does not", async () => {
+  test("token endpoint per client: counted once the client has authenticated; strangers naming it use up nothing", async () => {
+    // Review finding: counted on the name alone, anyone could use up a client's limit.
     await startOfWindow();
     const mark = output.length;
-    const call = (n, client_id) => w.fetch("/auth/token", { ...form({ grant_type: "client_credentials", client_id }), headers: { "Content-Type": "application/x-www-form-urlencoded", ...ip(n) } });
-    for (let i = 0; i < LIMITS.RATE_LIMIT_TOKEN_CLIENT; i++) assert.equal((await call(20 + i, "busy-client")).status, 401);
-    const over = await call(30, "busy-client");
+    const basic = (id, secret) => `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`;
+    const call = (n, client_id, secret) =>
+      w.fetch("/auth/token", {
+        ...form({ grant_type: "authorization_code", code: "not-a-code", code_verifier: "v".repeat(43) }),
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Authorization: basic(client_id, secret), ...ip(n) },
+      });
+    for (let i = 0; i < 2 * LIMITS.RATE_LIMIT_TOKEN_CLIENT; i++) assert.equal((await call(100 + i, BUSY.client_id, "wrong")).status, 401);
+    // The client itself: its requests count (invalid_grant for the made-up code) up to the limit.
+    for (let i = 0; i < LIMITS.RATE_LIMIT_TOKEN_CLIENT; i++) assert.equal((await call(20 + i, BUSY.client_id, SECRET)).status, 400);
+    const over = await call(30, BUSY.client_id, SECRET);
     const body = await over.json();
     assertRefused429(over, body, "temporarily_unavailable");
     assert.equal(body.error_description, `too many token requests from this client; retry after ${PERIOD} seconds`);
-    assert.equal((await call(31, "quiet-client")).status, 401);
+    assert.equal((await call(31, QUIET.client_id, SECRET)).status, 400);
     const lines = await linesSince(mark, [over.headers.get("x-request-id")]);
     const limited = lines.find((l) => l.request_id === over.headers.get("x-request-id"));
-    assert.deepEqual(limited, { ...limited, route: "Token", status: 429, client_id: "busy-client", rate_limited: "token:client" });
+    assert.deepEqual(limited, { ...limited, route: "Token", status: 429, client_id: BUSY.client_id, rate_limited: "token:client" });
     assert.deepEqual(await pointsSince(mark, 1), [point("rate_limited", "token", "client")]);
   });
 

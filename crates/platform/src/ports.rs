@@ -273,3 +273,20 @@ pub trait Settings {
 pub trait Users {
     async fn user(&self, username: &str) -> Result<Option<crate::users::User>, StoreError>;
 }
+
+/// The token endpoint's rate limit per client (the edge's rate-limiting binding in the Worker).
+#[async_trait(?Send)]
+pub trait ClientLimits {
+    /// `Some(retry_after_secs)` when `client_id` is over its limit (this call counts).
+    async fn over_limit(&self, client_id: &str) -> Result<Option<u32>, StoreError>;
+}
+
+/// No limit (native tests, and a Worker without the binding).
+pub struct NoClientLimits;
+
+#[async_trait(?Send)]
+impl ClientLimits for NoClientLimits {
+    async fn over_limit(&self, _client_id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
+}

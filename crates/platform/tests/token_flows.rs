@@ -399,3 +399,41 @@ fn introspection_echoes_the_launch_context_the_token_response_gave() {
     // Another client learns nothing of it.
     assert_eq!(introspected(&server, "web", body["access_token"].as_str().unwrap()), json!({"active": false}));
 }
+
+/// The per-client limit as the edge would answer it: `web` is over, and every id asked is kept.
+#[derive(Default)]
+struct OverLimit(std::cell::RefCell<Vec<String>>);
+
+#[async_trait::async_trait(?Send)]
+impl platform::ports::ClientLimits for OverLimit {
+    async fn over_limit(&self, client_id: &str) -> Result<Option<u32>, platform::ports::StoreError> {
+        self.0.borrow_mut().push(client_id.to_owned());
+        Ok((client_id == "web").then_some(60))
+    }
+}
+
+#[test]
+fn the_per_client_limit_counts_only_a_client_that_authenticated_and_never_a_public_one() {
+    // Review finding: counted on the name alone, anyone naming `web` could use up its limit.
+    let server = server();
+    let limits = OverLimit::default();
+    let mut ports = server.ports();
+    ports.client_limits = &limits;
+    let code = authorize(&server, "web", "openid patient/*.rs");
+    let call = |secret: &str| {
+        basic(form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]), "web", secret)
+    };
+    // A stranger with the wrong secret: refused as invalid_client, nothing counted.
+    let stranger = futures::executor::block_on(platform::oauth::token(&ports, &call("wrong"))).unwrap();
+    assert!(matches!(stranger, TokenAnswer::Refused { ref error, .. } if error.error.as_str() == "invalid_client"), "{stranger:?}");
+    assert!(limits.0.borrow().is_empty());
+    // The client itself, over its limit: 429 with Retry-After, and its code not used up.
+    let limited = futures::executor::block_on(platform::oauth::token(&ports, &call(&"s".repeat(40)))).unwrap();
+    assert!(matches!(limited, TokenAnswer::Limited { retry_after: 60 }), "{limited:?}");
+    assert_eq!(*limits.0.borrow(), vec!["web".to_owned()]);
+    assert!(matches!(answer(&server, &call(&"s".repeat(40))), TokenAnswer::Tokens(_)), "the code still works once the limit allows");
+    // A public client is not counted per client (the per-address limit covers it).
+    let public = authorize(&server, "app", "openid patient/*.rs");
+    assert!(matches!(futures::executor::block_on(platform::oauth::token(&ports, &exchange(&public, VERIFIER))).unwrap(), TokenAnswer::Tokens(_)));
+    assert_eq!(limits.0.borrow().len(), 1);
+}

@@ -238,6 +238,18 @@ pub struct AuthServer<'a> {
     settings: IsolateSettings<'a>,
     patients: Partitions<'a>,
     simulations: super::simulations::KvSimulations<'a>,
+    client_limits: EdgeClientLimits<'a>,
+}
+
+/// The token endpoint's per-client limit through the edge's rate-limiting binding
+/// (`crate::ops`); the platform asks only once the client has authenticated.
+pub struct EdgeClientLimits<'a>(pub &'a AppContext);
+
+#[async_trait(?Send)]
+impl platform::ports::ClientLimits for EdgeClientLimits<'_> {
+    async fn over_limit(&self, client_id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(crate::ops::check_client(self.0, platform::ops::Limited::Token, client_id).await)
+    }
 }
 
 impl<'a> AuthServer<'a> {
@@ -254,6 +266,7 @@ impl<'a> AuthServer<'a> {
             settings: IsolateSettings(ctx),
             patients: Partitions(&ctx.env),
             simulations: super::simulations::KvSimulations(ctx),
+            client_limits: EdgeClientLimits(ctx),
         }
     }
 
@@ -274,6 +287,7 @@ impl<'a> AuthServer<'a> {
             random: &WebCryptoRandom,
             clock: &WorkerClock,
             simulations: &self.simulations,
+            client_limits: &self.client_limits,
         }
     }
 

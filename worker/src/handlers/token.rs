@@ -15,12 +15,9 @@ pub async fn token(mut req: Request, ctx: &AppContext) -> Result<Response, AppEr
     let client_id = ops::named_client(&call);
     let grant_type = call.form.as_ref().ok().and_then(|pairs| pairs.iter().find(|(k, _)| k == "grant_type")).map(|(_, v)| v.as_str());
     ctx.notes.borrow_mut().grant_type = Some(ops::grant_kind(grant_type));
-    crate::ops::note_client(ctx, client_id.clone());
-    if let Some(client_id) = &client_id {
-        if let Some(retry_after) = crate::ops::check_client(ctx, Limited::Token, client_id).await {
-            return Ok(crate::ops::oauth_refusal(Limited::Token, LimitScope::Client, retry_after));
-        }
-    }
+    crate::ops::note_client(ctx, client_id);
+    // The per-client limit is the platform's to ask, once the client has authenticated
+    // (`AuthServer`'s `client_limits`): counted on the name alone, anyone could use it up.
     let server = AuthServer::new(ctx);
     let answer = oauth::token(&server.ports(), &call).await.map_err(AppError::internal)?;
     Ok(encode(answer))
@@ -40,6 +37,7 @@ pub fn encode(answer: TokenAnswer) -> Response {
     match answer {
         TokenAnswer::Tokens(body) => http::no_store(http::ok_json(&*body)),
         TokenAnswer::Refused { error, challenge } => refused(&error, challenge),
+        TokenAnswer::Limited { retry_after } => crate::ops::oauth_refusal(Limited::Token, LimitScope::Client, retry_after),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `system/` scopes, a short-lived access token and no refresh token. Each token is a grant of
 //! its own, so that it can be revoked (RFC 7009).
 
-use super::client_auth::{authenticated_unrecorded, replayed};
+use super::client_auth::{authenticated_unrecorded, replayed, within_limit};
 use super::issue::new_jti;
 use super::issue::{backend_access_claims, ACCESS_TOKEN_TYP, BACKEND_TOKEN_LIFETIME_SECS};
 use super::request::{self, ClientAuth};
@@ -19,6 +19,7 @@ pub(super) async fn client_credentials(ports: &OAuthPorts<'_>, auth: &ClientAuth
         return Err(refusal(OAuthErrorCode::InvalidClient, "client_credentials needs a private_key_jwt client assertion"));
     }
     let (client, accepted) = authenticated_unrecorded(ports, auth, None).await?;
+    within_limit(ports, &client).await?;
     let Some(assertion) = accepted else { return Err(Failure::Unexpected("an assertion client without an assertion".into()).into()) };
     request::grant_allowed(&client, true)?;
     let scope = scope_policy::backend_scope(&client, scope)?;

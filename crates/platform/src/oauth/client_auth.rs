@@ -14,6 +14,21 @@ pub async fn authenticate(ports: &OAuthPorts<'_>, auth: &ClientAuth, endpoint: O
         Ok(client) => Ok(Ok(client)),
         Err(Stop::Refuse(e)) => Ok(Err(e)),
         Err(Stop::Fail(failure)) => Err(failure),
+        // Introspection and revocation count no per-client limit.
+        Err(Stop::Limited(_)) => Err(Failure::Unexpected("a client limit outside the token endpoint".into())),
+    }
+}
+
+/// The token endpoint's per-client rate limit, for a client that has just authenticated.
+/// Public clients are not counted per client: anyone can name one, so its limit would be
+/// anyone's to use up (the per-address limit covers them).
+pub(super) async fn within_limit(ports: &OAuthPorts<'_>, client: &Client) -> Checked<()> {
+    if client.client_type == crate::clients::ClientType::Public {
+        return Ok(());
+    }
+    match ports.client_limits.over_limit(&client.client_id).await? {
+        Some(retry_after) => Err(Stop::Limited(retry_after)),
+        None => Ok(()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3) with PKCE (RFC 7636 §4.5).
 
-use super::client_auth::authenticated;
+use super::client_auth::{authenticated, within_limit};
 use super::issue::{issue, Tokens};
 use super::request::{self, ClientAuth};
 use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
@@ -20,6 +20,7 @@ pub(super) async fn authorization_code(
     code_verifier: String,
 ) -> Checked<TokenResponse> {
     let client = authenticated(ports, auth, None).await?;
+    within_limit(ports, &client).await?;
     request::grant_allowed(&client, false)?;
     let code = GrantHandle::parse(code).ok_or_else(|| refusal(OAuthErrorCode::InvalidGrant, "the code is not valid"))?;
     // The grant object checks the code, its expiry, the client, redirect_uri and the

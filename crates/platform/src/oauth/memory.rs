@@ -419,6 +419,7 @@ impl MemoryAuthServer {
             random: &self.random,
             clock: self.clock.as_ref(),
             simulations: &self.simulations,
+            client_limits: &crate::ports::NoClientLimits,
         }
     }
 

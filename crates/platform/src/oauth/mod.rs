@@ -67,6 +67,9 @@ pub struct OAuthPorts<'a> {
     pub clock: &'a dyn Clock,
     /// A test client's next failure on purpose ([`crate::simulate`]).
     pub simulations: &'a dyn crate::simulate::Simulations,
+    /// The per-client rate limit of the token endpoint, counted only once the client has
+    /// authenticated (counted before, anyone naming a client could use up its limit).
+    pub client_limits: &'a dyn crate::ports::ClientLimits,
 }
 
 /// Why a body is not a form the endpoint can read.
@@ -139,6 +142,9 @@ pub enum Failure {
 enum Stop {
     Refuse(OAuthError),
     Fail(Failure),
+    /// The authenticated client is over its token-endpoint rate limit: 429 with this
+    /// `Retry-After` (seconds).
+    Limited(u32),
 }
 
 impl From<OAuthError> for Stop {

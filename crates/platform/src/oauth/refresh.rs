@@ -1,7 +1,7 @@
 //! `grant_type=refresh_token` (RFC 6749 §6) with rotation and reuse detection (RFC 9700
 //! §4.14.2); a public client may refresh without naming itself (SMART 2.2 §2.0.9).
 
-use super::client_auth::authenticated;
+use super::client_auth::{authenticated, within_limit};
 use super::issue::{issue, Tokens};
 use super::request::ClientAuth;
 use super::{grant_refusal, refusal, Checked, Failure, OAuthPorts};
@@ -42,7 +42,11 @@ pub(super) async fn refresh(ports: &OAuthPorts<'_>, auth: &ClientAuth, refresh_t
 async fn named_client(ports: &OAuthPorts<'_>, auth: &ClientAuth) -> Checked<Option<Client>> {
     match auth {
         ClientAuth::None { client_id: None } => Ok(None),
-        _ => Ok(Some(authenticated(ports, auth, None).await?)),
+        _ => {
+            let client = authenticated(ports, auth, None).await?;
+            within_limit(ports, &client).await?;
+            Ok(Some(client))
+        }
     }
 }
 

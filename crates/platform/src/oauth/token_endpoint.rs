@@ -15,6 +15,8 @@ pub enum TokenAnswer {
     /// The OAuth error (its status follows from the code), with the `WWW-Authenticate`
     /// challenge when it is due.
     Refused { error: OAuthError, challenge: Option<ClientChallenge> },
+    /// 429: the authenticated client is over its rate limit; `Retry-After` in seconds.
+    Limited { retry_after: u32 },
 }
 
 /// The token response prints as `[redacted]` (it holds the tokens).
@@ -23,6 +25,7 @@ impl std::fmt::Debug for TokenAnswer {
         match self {
             TokenAnswer::Tokens(_) => f.debug_tuple("Tokens").field(&crate::secret::Redacted).finish(),
             TokenAnswer::Refused { error, challenge } => f.debug_struct("Refused").field("error", error).field("challenge", challenge).finish(),
+            TokenAnswer::Limited { retry_after } => f.debug_struct("Limited").field("retry_after", retry_after).finish(),
         }
     }
 }
@@ -66,6 +69,7 @@ pub async fn token(ports: &OAuthPorts<'_>, call: &FormPost) -> Result<TokenAnswe
         Ok(body) => Ok(TokenAnswer::Tokens(Box::new(body))),
         Err(Stop::Refuse(e)) => Ok(TokenAnswer::refuse(e, Some(auth))),
         Err(Stop::Fail(failure)) => Err(failure),
+        Err(Stop::Limited(retry_after)) => Ok(TokenAnswer::Limited { retry_after }),
     }
 }
 
@@ -106,7 +110,7 @@ mod tests {
         let invalid_client = || OAuthError::new(OAuthErrorCode::InvalidClient, "x");
         let challenge = |answer: TokenAnswer| match answer {
             TokenAnswer::Refused { challenge, .. } => challenge,
-            TokenAnswer::Tokens(_) => panic!(),
+            TokenAnswer::Tokens(_) | TokenAnswer::Limited { .. } => panic!(),
         };
         assert_eq!(challenge(TokenAnswer::refuse(invalid_client(), Some(&basic))), Some(ClientChallenge::Basic));
         assert_eq!(challenge(TokenAnswer::refuse(invalid_client(), None)), Some(ClientChallenge::Bearer));
