@@ -66,7 +66,9 @@ fn parses_queries_and_refuses_what_it_cannot_run() {
     assert!(matches!(parse("Observation", &pairs(&[("code:contains", "x")]), false), Err(SearchError::BadValue(..))));
     assert!(matches!(parse("Observation", &pairs(&[("_sort", "patient")]), false), Err(SearchError::BadValue(..))));
     let by_family = to_sql(&parse("Patient", &pairs(&[("_sort", "family")]), false).unwrap());
-    assert!(by_family.select.contains("ORDER BY (SELECT MIN(i.text) FROM idx i INDEXED BY idx_row_name WHERE i.type = r.type AND i.id = r.id AND i.name = 'family') ASC, r.id"));
+    assert!(by_family
+        .select
+        .contains("ORDER BY (SELECT MIN(i.text) FROM idx i INDEXED BY idx_row_name WHERE i.type = r.type AND i.id = r.id AND i.name = 'family') ASC, r.id"));
     let a = json!({"resourceType": "Patient", "id": "z", "name": [{"family": "Abbott"}]});
     let b = json!({"resourceType": "Patient", "id": "a", "name": [{"family": "Zulauf"}]});
     let q = parse("Patient", &pairs(&[("_sort", "family")]), false).unwrap();
