@@ -39,6 +39,9 @@ async function guarded(call) {
 
 export default class SmartEdge extends WorkerEntrypoint {
   fetch(request) {
+    // The worker crate reads `request.cf` into every Request it wraps, and workerd builds that
+    // object from JSON on first access (≈0.03 ms per request); the Worker never uses it.
+    Object.defineProperty(request, "cf", { value: undefined });
     return guarded(() => rust.fetch(request, this.env, this.ctx));
   }
 }
