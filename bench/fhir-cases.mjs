@@ -8,6 +8,10 @@ export function fhirCases(w, auth) {
     "ceiling: bare DO point read": () => fetch(`${w.url}/_dev/do-read?partition=patient/${NED}&type=Patient&id=${NED}`),
     "read by id (Patient)": () => fetch(`${w.url}/fhir/Patient/${NED}`, { headers: auth }),
     "patient-scoped Observation search": () => fetch(`${w.url}/fhir/Observation?code=http://loinc.org|8302-2&_sort=-date`, { headers: auth }),
+    // What a lab viewer sends (the issue's common app queries): every lab result newest
+    // first, one page; and a date window.
+    "lab results, newest first": () => fetch(`${w.url}/fhir/Observation?category=laboratory&_sort=-date&_count=50`, { headers: auth }),
+    "Observation date window": () => fetch(`${w.url}/fhir/Observation?date=ge2020-01-01&_count=50`, { headers: auth }),
     "create (Observation)": () => fetch(`${w.url}/fhir/Observation`, {
       method: "POST",
       headers: { ...auth, "Content-Type": "application/fhir+json", Prefer: "return=minimal" },

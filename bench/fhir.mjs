@@ -1,7 +1,8 @@
 // FHIR API throughput and CPU per request on workerd, side by side in one run with a ceiling:
 // a bare Durable Object point read through the same Worker (no token, no decision, no index).
 //   - read by id: GET /fhir/Patient/{id} (patient/ token: guard + decision + one partition read)
-//   - search: GET /fhir/Observation?code=…&_sort=-date (patient-scoped, one partition)
+//   - search: GET /fhir/Observation?code=…&_sort=-date (patient-scoped, one partition), and what a
+//     lab viewer sends: category=laboratory&_sort=-date, a date window (50 per page)
 //   - create: POST /fhir/Observation (validation, version, index rows, directory entry)
 //   - ingest: POST /admin/fhir/bundle with the Synthea fixture bundles (resources per second)
 // The built Worker runs under workerd through the Miniflare API; CPU is workerd's process
