@@ -219,7 +219,7 @@ test("every object is at the current schema version; a second start on the upgra
   await w.mf.dispose();
   w = undefined;
   const first = inspect(persistTo);
-  const versions = { KeyVault: 2, Grant: 1, Account: 1, AssertionLog: 1, FhirPartition: 3 };
+  const versions = { KeyVault: 2, Grant: 1, Account: 1, AssertionLog: 1, FhirPartition: 4 };
   for (const [file, o] of Object.entries(first)) {
     if (o.schema_version === null) continue; // a grant object deleted by its alarm meanwhile
     assert.equal(o.schema_version, versions[o.class], `${o.class} ${file}`);

@@ -131,6 +131,14 @@ pub const FHIR_PARTITION: Schema = Schema {
         },
         // The backup walks the directory's partitions in order (`crate::backup`).
         Migration { version: 3, what: "dir_partition index", statements: &["CREATE INDEX IF NOT EXISTS dir_partition ON dir (partition)"] },
+        // A resource's index rows by parameter: the search's sort keys read one parameter of
+        // one resource (`crate::fhir::search::sql`); (type, id) alone left SQLite choosing
+        // `idx_date` and walking every row of the parameter. It also serves what idx_row did.
+        Migration {
+            version: 4,
+            what: "idx_row_name in place of idx_row",
+            statements: &["CREATE INDEX IF NOT EXISTS idx_row_name ON idx (type, id, name)", "DROP INDEX IF EXISTS idx_row"],
+        },
     ],
 };
 
@@ -238,11 +246,15 @@ mod tests {
     #[test]
     fn every_statement_can_run_twice() {
         // A migration re-run after a crash (or on an object of the release before versioning,
-        // whose tables exist) must not fail: creations say IF NOT EXISTS.
+        // whose tables exist) must not fail: creations say IF NOT EXISTS, drops IF EXISTS.
         for schema in ALL {
             for m in schema.migrations {
                 for s in m.statements {
-                    assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ") || s.starts_with("CREATE INDEX IF NOT EXISTS "), "{}: {s}", schema.class);
+                    assert!(
+                        s.starts_with("CREATE TABLE IF NOT EXISTS ") || s.starts_with("CREATE INDEX IF NOT EXISTS ") || s.starts_with("DROP INDEX IF EXISTS "),
+                        "{}: {s}",
+                        schema.class
+                    );
                 }
             }
         }
@@ -252,18 +264,18 @@ mod tests {
     #[test]
     fn the_plan_runs_the_steps_after_the_stored_version() {
         let all: Vec<u32> = FHIR_PARTITION.plan(0).unwrap().iter().map(|m| m.version).collect();
-        assert_eq!(all, vec![1, 2, 3], "a new object, or one of the release before versioning");
-        assert_eq!(FHIR_PARTITION.plan(1).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 3]);
-        assert!(FHIR_PARTITION.plan(3).unwrap().is_empty(), "current: nothing to do");
-        assert_eq!(FHIR_PARTITION.version(), 3);
+        assert_eq!(all, vec![1, 2, 3, 4], "a new object, or one of the release before versioning");
+        assert_eq!(FHIR_PARTITION.plan(1).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert!(FHIR_PARTITION.plan(4).unwrap().is_empty(), "current: nothing to do");
+        assert_eq!(FHIR_PARTITION.version(), 4);
         assert_eq!(GRANT.plan(1).unwrap().len(), 0);
     }
 
     #[test]
     fn an_object_written_by_newer_code_is_refused() {
-        let err = FHIR_PARTITION.plan(4).unwrap_err();
-        assert_eq!(err, SchemaError::TooNew { class: "FhirPartition", stored: 4, known: 3 });
-        assert!(err.to_string().contains("schema version 4, newer than this release's 3"), "{err}");
+        let err = FHIR_PARTITION.plan(5).unwrap_err();
+        assert_eq!(err, SchemaError::TooNew { class: "FhirPartition", stored: 5, known: 4 });
+        assert!(err.to_string().contains("schema version 5, newer than this release's 4"), "{err}");
     }
 
     #[test]
