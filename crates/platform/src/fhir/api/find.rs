@@ -206,9 +206,12 @@ async fn targets(
     Ok(Ok(match plan(usable, grant, query) {
         Plan::Run(targets) => targets,
         Plan::FanOut => match every_patient(fhir).await? {
+            // Every compartment, and the type's shared partition: patient data that names no
+            // patient (an Observation of a Location, an Account without subject) is kept there.
             Some(patients) => patients
                 .into_iter()
                 .filter_map(|p| gate::at(usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f)))
+                .chain(gate::at(usable, grant, Permissions::SEARCH, Place::Shared).map(|f| (shared_partition(&query.resource_type), f)))
                 .collect(),
             None => {
                 return Ok(Err(FhirResponse::outcome(

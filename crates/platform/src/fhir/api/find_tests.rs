@@ -258,3 +258,23 @@ fn a_revinclude_of_patient_data_across_too_many_patients_is_refused() {
         ["Observation/a-lab", "Observation/a-vital"]
     );
 }
+
+#[test]
+fn patient_data_that_names_no_patient_is_found_by_a_search_across_patients() {
+    // An Observation of a Location names no patient: it is kept in shared/Observation, which a
+    // search without patient context reads too (it read the compartments only before).
+    let w = world();
+    let about_a_room = json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}});
+    super::super::test_support::put(&w, about_a_room);
+    assert_eq!(block_on(w.locate(&[("Observation".into(), "room".into())])).unwrap(), vec![Some("shared/Observation".to_owned())]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "code=8310-5"), ["Observation/room"]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "_sort=_id&_count=2"), ["Observation/a-lab", "Observation/a-vital"]);
+    let all = matches(&w, &doctor(), "Observation", "_count=10");
+    assert_eq!(all, ["Observation/a-lab", "Observation/a-vital", "Observation/b-lab", "Observation/b-vital", "Observation/room"]);
+    // Not for scopes confined to patients, nor past a granular filter.
+    assert!(matches(&w, &grant("patient/*.rs", Some("a"), None), "Observation", "code=8310-5").is_empty());
+    assert!(matches(&w, &grant("user/*.rs", None, Some("Patient/a")), "Observation", "code=8310-5").is_empty());
+    let labs = grant("user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
+    assert!(matches(&w, &labs, "Observation", "code=8310-5").is_empty());
+}
