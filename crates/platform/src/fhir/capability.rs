@@ -153,10 +153,15 @@ fn resources() -> Vec<Value> {
                 // If-None-Match and If-Modified-Since on read and vread (304).
                 "conditionalRead": "full-support",
                 "interaction": interactions,
-                "searchInclude": includes,
-                "searchRevInclude": revincludes,
                 "searchParam": search_params
             });
+            // R4 JSON has no empty arrays: a type with none leaves the element out.
+            if !includes.is_empty() {
+                resource["searchInclude"] = json!(includes);
+            }
+            if !revincludes.is_empty() {
+                resource["searchRevInclude"] = json!(revincludes);
+            }
             if *resource_type == "Patient" {
                 // Patient/{id}/$everything (api::everything).
                 resource["operation"] = json!([{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }]);
@@ -225,11 +230,22 @@ mod tests {
         ] {
             assert!(rest.contains(kind), "{kind} in {rest}");
         }
+        // No empty arrays (R4 JSON): Binary has no reference parameter, nothing points at a Binary by type.
+        let binary = of("Binary");
+        assert!(binary.get("searchInclude").is_none() && binary.get("searchRevInclude").is_none(), "{binary}");
+        fn no_empty_array(v: &Value) -> bool {
+            match v {
+                Value::Array(a) => !a.is_empty() && a.iter().all(no_empty_array),
+                Value::Object(o) => o.values().all(no_empty_array),
+                _ => true,
+            }
+        }
+        assert!(no_empty_array(&cs));
         // Every advertised include is one the parser accepts.
         for r in cs["rest"][0]["resource"].as_array().unwrap() {
             let t = r["type"].as_str().unwrap();
             for (key, list) in [("_include", &r["searchInclude"]), ("_revinclude", &r["searchRevInclude"])] {
-                for v in list.as_array().unwrap() {
+                for v in list.as_array().into_iter().flatten() {
                     let pair = (key.to_owned(), v.as_str().unwrap().to_owned());
                     assert!(search::parse(t, std::slice::from_ref(&pair), true).is_ok(), "{t}?{}={}", pair.0, pair.1);
                 }
