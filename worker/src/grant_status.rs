@@ -24,7 +24,7 @@ thread_local! {
 pub struct DoGrantStatus<'a>(pub &'a Env);
 
 /// The grant object behind a token's id (64 hex digits).
-pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
+pub fn stub(env: &Env, id: &str) -> Option<rpc::Object> {
     if !platform::grant_handle::is_grant_id(id) {
         return None;
     }
@@ -33,7 +33,7 @@ pub fn stub(env: &Env, id: &str) -> Option<worker::Stub> {
     // namespace, which this one refuses (`idFromString` checks it): such a grant lives in the
     // object named after its id (`backup` restores it there).
     let id = namespace.id_from_string(id).or_else(|_| namespace.id_from_name(&restored_name(id))).ok()?;
-    id.get_stub().ok()
+    id.get_stub().ok().map(rpc::Object::from)
 }
 
 /// The name of the object that keeps a restored grant whose id this namespace refuses.
@@ -43,11 +43,11 @@ pub fn restored_name(id: &str) -> String {
 
 /// The object that keeps a backend token's grant: its client's assertion log, whose id the
 /// grant id starts with (`platform::grant_handle::is_backend_grant_id`).
-fn backend_stub(env: &Env, id: &str) -> Option<worker::Stub> {
+fn backend_stub(env: &Env, id: &str) -> Option<rpc::Object> {
     if !platform::grant_handle::is_backend_grant_id(id) {
         return None;
     }
-    env.durable_object("ASSERTIONS").ok()?.id_from_string(&id[..64]).ok()?.get_stub().ok()
+    env.durable_object("ASSERTIONS").ok()?.id_from_string(&id[..64]).ok()?.get_stub().ok().map(rpc::Object::from)
 }
 
 pub async fn apply(env: &Env, id: &str, command: &Command) -> Result<Result<Reply, GrantError>, AppError> {

@@ -8,7 +8,6 @@ use platform::keys::{KeyRing, KEY_CACHE_SECS};
 use platform::ports::KeyRecord;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{Method, Request, RequestInit};
 
 thread_local! {
     static CACHE: RefCell<Option<(Rc<KeyRing>, i64)>> = const { RefCell::new(None) };
@@ -26,7 +25,7 @@ pub async fn load(ctx: &AppContext) -> Result<Rc<KeyRing>, AppError> {
     }
     let ring = match ctx.secret(vars::SIGNING_KEYS) {
         Some(secret) => KeyRing::from_secret(&secret).map_err(AppError::internal)?,
-        None => KeyRing::new(vault_call(ctx, Method::Get, "keys").await?).map_err(AppError::internal)?,
+        None => KeyRing::new(vault_call(ctx, "/keys").await?).map_err(AppError::internal)?,
     };
     let ring = Rc::new(ring);
     CACHE.with(|c| *c.borrow_mut() = Some((ring.clone(), now)));
@@ -36,21 +35,17 @@ pub async fn load(ctx: &AppContext) -> Result<Rc<KeyRing>, AppError> {
 /// Adds new keys in the vault (see `platform::keys::rotate_keys`) and drops this isolate's
 /// cache. Other isolates see the new keys within [`KEY_CACHE_SECS`], before they sign.
 pub async fn rotate(ctx: &AppContext) -> Result<Rc<KeyRing>, AppError> {
-    let ring = Rc::new(KeyRing::new(vault_call(ctx, Method::Post, "rotate").await?).map_err(AppError::internal)?);
+    let ring = Rc::new(KeyRing::new(vault_call(ctx, "/rotate").await?).map_err(AppError::internal)?);
     CACHE.with(|c| *c.borrow_mut() = Some((ring.clone(), now_secs())));
     Ok(ring)
 }
 
-async fn vault_call(ctx: &AppContext, method: Method, op: &str) -> Result<Vec<KeyRecord>, AppError> {
-    let stub = ctx.env.durable_object("KEY_VAULT")?.id_from_name(key_vault::INSTANCE)?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    let req = Request::new_with_init(&format!("https://key-vault/{op}"), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    if resp.status_code() != 200 {
-        return Err(AppError::internal(format!("key vault answered {}: {}", resp.status_code(), resp.text().await.unwrap_or_default())));
+async fn vault_call(ctx: &AppContext, op: &str) -> Result<Vec<KeyRecord>, AppError> {
+    let vault = crate::durable::rpc::by_name(&ctx.env, "KEY_VAULT", key_vault::INSTANCE)?;
+    match crate::durable::rpc::call::<_, _, serde_json::Value>(&vault, op, &()).await? {
+        Ok(records) => Ok(records),
+        Err(refused) => Err(AppError::internal(format!("key vault refused {op}: {refused}"))),
     }
-    Ok(resp.json().await?)
 }
 
 /// Drops this isolate's key ring (a restore replaced the vault's keys).

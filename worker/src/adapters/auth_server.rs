@@ -125,7 +125,7 @@ impl AssertionLog for DoAssertionLog<'_> {
 pub struct DoAccounts<'a>(pub &'a AppContext);
 
 impl DoAccounts<'_> {
-    fn object(&self, name: &str) -> Result<worker::Stub, StoreError> {
+    fn object(&self, name: &str) -> Result<rpc::Object, StoreError> {
         rpc::by_name(&self.0.env, "ACCOUNTS", name).map_err(store_error)
     }
 }

@@ -1,7 +1,7 @@
 //! One Durable Object per username (see `platform::accounts`): failed-login throttling,
 //! sessions and remembered consents, strictly ordered.
 
-use super::rpc;
+use super::rpc::{self, Answer};
 use super::JsonCell;
 use crate::adapters::webcrypto::{WebCryptoPasswordHasher, WebCryptoRandom};
 use crate::keyring::now_secs;
@@ -56,12 +56,17 @@ impl DurableObject for Account {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let path = req.path();
+        rpc::serve_fetch(self, req).await
+    }
+}
+
+impl rpc::Commands for Account {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
         let cell = JsonCell::open(&self.state.storage(), &platform::schema::ACCOUNT)?;
         let now = now_secs();
-        match path.as_str() {
+        match path {
             "/login" => {
-                let login: LoginRequest = rpc::body(req).await?;
+                let login: LoginRequest = rpc::parse(&body)?;
                 let storage = self.state.storage();
                 // PBKDF2 awaits WebCrypto; block other events meanwhile so two attempts never
                 // read the same failure count.
@@ -92,66 +97,68 @@ impl DurableObject for Account {
                     })
                     .await?;
                 match outcome {
-                    Ok(outcome) => Response::from_json::<LoginOutcome>(&outcome),
-                    Err(message) => Response::error(message, 500),
+                    Ok(outcome) => Answer::json::<LoginOutcome>(&outcome),
+                    Err(message) => Err(worker::Error::RustError(message)),
                 }
             }
             "/session/check" => {
-                let request: SessionRequest = rpc::body(req).await?;
+                let request: SessionRequest = rpc::parse(&body)?;
                 let state: AccountState = cell.load()?.unwrap_or_default();
                 let handle = SessionHandle { username: String::new(), id: request.id, secret: request.secret };
-                Response::from_json(&state.check_session(&handle, now))
+                Answer::json(&state.check_session(&handle, now))
             }
             "/session/alive" => {
-                let request: SessionRequest = rpc::body(req).await?;
+                let request: SessionRequest = rpc::parse(&body)?;
                 let state: AccountState = cell.load()?.unwrap_or_default();
-                Response::from_json(&state.session_alive(&request.id, now))
+                Answer::json(&state.session_alive(&request.id, now))
             }
             "/session/end" => {
-                let request: SessionRequest = rpc::body(req).await?;
+                let request: SessionRequest = rpc::parse(&body)?;
                 let mut state: AccountState = cell.load()?.unwrap_or_default();
                 state.end_session(&request.id);
                 cell.store(&state)?;
-                Response::from_json(&true)
+                Answer::json(&true)
             }
             "/grants/add" => {
-                let entry: GrantEntry = rpc::body(req).await?;
+                let entry: GrantEntry = rpc::parse(&body)?;
                 let mut state: AccountState = cell.load()?.unwrap_or_default();
                 state.add_grant(entry);
                 cell.store(&state)?;
-                Response::from_json(&true)
+                Answer::json(&true)
             }
             "/grants/remove" => {
-                let request: GrantRef = rpc::body(req).await?;
+                let request: GrantRef = rpc::parse(&body)?;
                 let mut state: AccountState = cell.load()?.unwrap_or_default();
                 let removed = state.remove_grant(&request.grant_id);
                 cell.store(&state)?;
-                Response::from_json(&removed)
+                Answer::json(&removed)
             }
             "/grants/list" => {
                 let state: AccountState = cell.load()?.unwrap_or_default();
-                Response::from_json(&state.grants)
+                Answer::json(&state.grants)
             }
             "/consent/remember" => {
-                let request: ConsentRequest = rpc::body(req).await?;
+                let request: ConsentRequest = rpc::parse(&body)?;
                 let mut state: AccountState = cell.load()?.unwrap_or_default();
                 state.remember_consent(&request.client_id, &request.scope, now);
                 cell.store(&state)?;
-                Response::from_json(&true)
+                Answer::json(&true)
             }
             "/consent/check" => {
-                let request: ConsentRequest = rpc::body(req).await?;
+                let request: ConsentRequest = rpc::parse(&body)?;
                 let state: AccountState = cell.load()?.unwrap_or_default();
-                Response::from_json(&state.consent_covers(&request.client_id, &request.scope))
+                Answer::json(&state.consent_covers(&request.client_id, &request.scope))
             }
             // Backup and restore (`platform::backup`): the state exactly as stored.
-            "/backup" => Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
+            "/backup" => Answer::json(&cell.load::<Box<serde_json::value::RawValue>>()?),
             "/restore" => {
-                let request: RestoreAccount = rpc::raw_body(req).await?;
+                let request: RestoreAccount = rpc::parse(&body)?;
                 cell.store(&request.state)?;
-                Response::from_json(&true)
+                Answer::json(&true)
             }
-            _ => Response::error("unknown account operation", 404),
+            _ => Err(worker::Error::RustError(format!("unknown account operation {path}"))),
         }
     }
 }
+
+crate::rpc_methods!(Account);

@@ -8,7 +8,7 @@
 //! rows are deleted once nothing in them can matter, by a sweep at most once a minute (a
 //! grant row past its `deletable_at` is treated as gone until then).
 
-use super::rpc;
+use super::rpc::{self, Answer};
 use crate::keyring::now_secs;
 use platform::assertions::forget_before;
 use platform::grants::{self, Command, GrantError, GrantRecord, Reply};
@@ -54,36 +54,40 @@ impl DurableObject for AssertionLog {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        match req.path().as_str() {
-            "/record" => self.record(rpc::body(req).await?),
-            "/grant" => self.grant(rpc::body(req).await?),
-            "/token" => self.token(rpc::body(req).await?),
-            _ => Response::error("unknown assertion log operation", 404),
+        rpc::serve_fetch(self, req).await
+    }
+}
+
+impl rpc::Commands for AssertionLog {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
+        match path {
+            "/record" => Answer::json(&self.insert_jti(rpc::parse(&body)?)?),
+            "/grant" => self.grant(rpc::parse(&body)?),
+            "/token" => self.token(rpc::parse(&body)?),
+            _ => Err(worker::Error::RustError(format!("unknown assertion log operation {path}"))),
         }
     }
 }
 
-impl AssertionLog {
-    fn record(&self, request: RecordRequest) -> Result<Response> {
-        Response::from_json(&self.insert_jti(request)?)
-    }
+crate::rpc_methods!(AssertionLog);
 
-    fn grant(&self, call: GrantCall) -> Result<Response> {
+impl AssertionLog {
+    fn grant(&self, call: GrantCall) -> Result<Answer> {
         match self.apply_grant(call)? {
-            Ok(reply) => Response::from_json(&reply),
-            Err(error) => rpc::domain_error(&error),
+            Ok(reply) => Answer::json(&reply),
+            Err(error) => Answer::refused(&error),
         }
     }
 
     /// A backend token's two writes in one call: the `jti`, then, when it is new, the start of
     /// the token's grant. `null` for a replay (nothing started).
-    fn token(&self, request: TokenRequest) -> Result<Response> {
+    fn token(&self, request: TokenRequest) -> Result<Answer> {
         if !self.insert_jti(request.assertion)? {
-            return Response::from_json(&Option::<Reply>::None);
+            return Answer::json(&Option::<Reply>::None);
         }
         match self.apply_grant(request.grant)? {
-            Ok(reply) => Response::from_json(&Some(reply)),
-            Err(error) => rpc::domain_error(&error),
+            Ok(reply) => Answer::json(&Some(reply)),
+            Err(error) => Answer::refused(&error),
         }
     }
 

@@ -15,7 +15,8 @@
 //!
 //! Tables: `cell` (the [`Job`] as JSON, see [`super::JsonCell`]) and `chunk` (file, seq, body).
 
-use super::{rpc, JsonCell};
+use super::rpc::{self, Answer};
+use super::JsonCell;
 use crate::adapters::fhir_store::Partitions;
 use platform::fhir::bulk::{self, Job, JobState};
 use serde::{Deserialize, Serialize};
@@ -88,38 +89,7 @@ impl DurableObject for ExportJob {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let sql = self.state.storage().sql();
-        if req.path() != "/start" && !exists(&sql)? {
-            // No job by this id: answer without creating storage for it.
-            return Response::from_json(&None::<Job>);
-        }
-        let cell = open(&self.state.storage())?;
-        match req.path().as_str() {
-            "/start" => {
-                let job: Job = rpc::body(req).await?;
-                if cell.load::<Job>()?.is_some() {
-                    return rpc::domain_error(&"a job with this id exists");
-                }
-                cell.store(&job)?;
-                self.state.storage().set_alarm(0).await?;
-                Response::from_json(&true)
-            }
-            "/job" => Response::from_json(&cell.load::<Job>()?),
-            "/cancel" => {
-                self.erase().await?;
-                Response::from_json(&true)
-            }
-            "/file" => {
-                let request: FileRequest = rpc::body(req).await?;
-                let rows: Vec<BodyRow> = sql.exec("SELECT body FROM chunk WHERE file = ? ORDER BY seq", vec![(request.file as i64).into()])?.to_array()?;
-                let mut text = String::with_capacity(rows.iter().map(|r| r.body.len()).sum());
-                for row in rows {
-                    text.push_str(&row.body);
-                }
-                Response::ok(text)
-            }
-            _ => Response::error("unknown export operation", 404),
-        }
+        rpc::serve_fetch(self, req).await
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -162,3 +132,43 @@ impl DurableObject for ExportJob {
         Response::ok("")
     }
 }
+
+impl rpc::Commands for ExportJob {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
+        let sql = self.state.storage().sql();
+        if path != "/start" && !exists(&sql)? {
+            // No job by this id: answer without creating storage for it.
+            return Answer::json(&None::<Job>);
+        }
+        let cell = open(&self.state.storage())?;
+        match path {
+            "/start" => {
+                let job: Job = rpc::parse(&body)?;
+                if cell.load::<Job>()?.is_some() {
+                    return Answer::refused("a job with this id exists");
+                }
+                cell.store(&job)?;
+                self.state.storage().set_alarm(0).await?;
+                Answer::json(&true)
+            }
+            "/job" => Answer::json(&cell.load::<Job>()?),
+            "/cancel" => {
+                self.erase().await?;
+                Answer::json(&true)
+            }
+            // The file's NDJSON as it is (not JSON).
+            "/file" => {
+                let request: FileRequest = rpc::parse(&body)?;
+                let rows: Vec<BodyRow> = sql.exec("SELECT body FROM chunk WHERE file = ? ORDER BY seq", vec![(request.file as i64).into()])?.to_array()?;
+                let mut text = String::with_capacity(rows.iter().map(|r| r.body.len()).sum());
+                for row in rows {
+                    text.push_str(&row.body);
+                }
+                Ok(Answer::Done(text))
+            }
+            _ => Err(worker::Error::RustError(format!("unknown export operation {path}"))),
+        }
+    }
+}
+
+crate::rpc_methods!(ExportJob);

@@ -11,7 +11,8 @@
 //! a transaction wrote here when a later partition of it failed (see `platform::fhir::api`'s
 //! bundle module).
 
-use super::{rpc, schema};
+use super::rpc::{self, Answer};
+use super::schema;
 use crate::keyring::now_secs;
 use platform::fhir::search::{self, SqlQuery, SqlValue};
 use platform::fhir::store::DIRECTORY;
@@ -331,12 +332,12 @@ fn revert_one(sql: &SqlStorage, written: &Written) -> Result<()> {
 /// read without creating tables in a partition never written; a restore writes versions as
 /// they were stored and rebuilds `res` and `idx` from them.
 pub mod backup {
-    use super::{reindex, rpc, CountRow};
+    use super::{reindex, rpc, Answer, CountRow};
     use platform::backup::StoredVersion;
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
     use std::collections::BTreeSet;
-    use worker::{Request, Response, Result, SqlStorage};
+    use worker::{Result, SqlStorage};
 
     #[derive(Serialize, Deserialize)]
     pub struct VersionsPage {
@@ -392,13 +393,13 @@ pub mod backup {
         Ok(rows.first().map_or(0, |r| r.n))
     }
 
-    pub async fn read(sql: &SqlStorage, path: &str, req: Request) -> Result<Response> {
+    pub fn read(sql: &SqlStorage, path: &str, body: &str) -> Result<Answer> {
         match path {
             // Every stored version, in (type, id, version) order, after the cursor.
             "versions" => {
-                let page: VersionsPage = rpc::body(req).await?;
+                let page: VersionsPage = rpc::parse(body)?;
                 if !has_table(sql, "hist")? {
-                    return Response::from_json(&Vec::<StoredVersion>::new());
+                    return Answer::json(&Vec::<StoredVersion>::new());
                 }
                 let (t, id, v) = page.after.unwrap_or_default();
                 let rows: Vec<HistRow> = sql
@@ -420,13 +421,13 @@ pub mod backup {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Response::from_json(&versions)
+                Answer::json(&versions)
             }
             // Directory entries in (type, id) order, after the cursor.
             "dir" => {
-                let page: DirPage = rpc::body(req).await?;
+                let page: DirPage = rpc::parse(body)?;
                 if !has_table(sql, "dir")? {
-                    return Response::from_json(&Vec::<(String, String, String)>::new());
+                    return Answer::json(&Vec::<(String, String, String)>::new());
                 }
                 let (t, id) = page.after.unwrap_or_default();
                 let rows: Vec<DirRow> = sql
@@ -435,13 +436,13 @@ pub mod backup {
                         vec![t.into(), id.into(), (page.limit as i64).into()],
                     )?
                     .to_array()?;
-                Response::from_json(&rows.into_iter().map(|r| (r.resource_type, r.id, r.partition)).collect::<Vec<_>>())
+                Answer::json(&rows.into_iter().map(|r| (r.resource_type, r.id, r.partition)).collect::<Vec<_>>())
             }
             // The first partition named in the directory after `after`.
             "next-partition" => {
-                let request: NextPartition = rpc::body(req).await?;
+                let request: NextPartition = rpc::parse(body)?;
                 if !has_table(sql, "dir")? {
-                    return Response::from_json(&None::<String>);
+                    return Answer::json(&None::<String>);
                 }
                 #[derive(Deserialize)]
                 struct Row {
@@ -451,11 +452,11 @@ pub mod backup {
                 let rows: Vec<Row> = sql
                     .exec("SELECT partition FROM dir WHERE partition > ? AND partition <> 'directory' ORDER BY partition LIMIT 1", vec![request.after.into()])?
                     .to_array()?;
-                Response::from_json(&rows.into_iter().next().map(|r| r.partition))
+                Answer::json(&rows.into_iter().next().map(|r| r.partition))
             }
             // Whether this partition holds nothing (no resource, no directory entry).
-            "empty" => Response::from_json(&(count(sql, "res")? == 0 && count(sql, "dir")? == 0)),
-            _ => Response::error("unknown partition operation", 404),
+            "empty" => Answer::json(&(count(sql, "res")? == 0 && count(sql, "dir")? == 0)),
+            _ => Err(worker::Error::RustError(format!("unknown partition backup operation {path}"))),
         }
     }
 
@@ -518,212 +519,7 @@ impl DurableObject for FhirPartition {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if req.path() == "/stats" {
-            return Response::from_json(&serde_json::json!({ "served": self.served.get() }));
-        }
-        self.served.set(self.served.get() + 1);
-        let sql = self.state.storage().sql();
-        if req.path() == "/types" {
-            // Bulk export asks every partition it may read: one never written stays without
-            // storage (no tables are created to answer "nothing").
-            let tables: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'res'", None)?.to_array()?;
-            if tables.first().is_none_or(|t| t.n == 0) {
-                return Response::from_json(&Vec::<String>::new());
-            }
-            let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
-            return Response::from_json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
-        }
-        if let Some(path) = req.path().strip_prefix("/backup/") {
-            return backup::read(&sql, path, req).await;
-        }
-        let storage = self.state.storage();
-        let path = req.path();
-        if !self.ready.get() {
-            open(&storage)?;
-            ensure_index(&storage, matches!(path.as_str(), "/search" | "/reindex"))?;
-            self.ready.set(index_current(&sql)?);
-        }
-        match path.as_str() {
-            "/restore/versions" => {
-                let request: backup::RestoreVersions = rpc::raw_body(req).await?;
-                Response::from_json(&backup::restore_versions(&sql, request.versions)?)
-            }
-            "/reindex" => Response::from_json(&index_version()),
-            "/reindex/start" => {
-                // Directory only: (re)starts the job unless one is running.
-                let job = match load_job(&sql)? {
-                    Some(job) if job.running() => job,
-                    _ => {
-                        let counted: Vec<CountRow> = sql
-                            .exec("SELECT COUNT(*) AS n FROM (SELECT ?1 AS p UNION SELECT DISTINCT partition FROM dir)", vec![DIRECTORY.into()])?
-                            .to_array()?;
-                        let job = ReindexJob::start(counted.first().map_or(1, |c| c.n as u64), now_secs());
-                        store_job(&sql, &job)?;
-                        storage.set_alarm(0).await?;
-                        job
-                    }
-                };
-                Response::from_json(&job)
-            }
-            "/reindex/status" => Response::from_json(&ReindexStatus { index_version: index_version(), job: load_job(&sql)? }),
-            "/write" => {
-                let request: WriteRequest = rpc::body(req).await?;
-                if let (Some(expected), [single]) = (&request.if_match, request.resources.as_slice()) {
-                    let rows: Vec<VersionRow> = sql
-                        .exec(
-                            "SELECT version, deleted FROM res WHERE type = ? AND id = ?",
-                            vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()],
-                        )?
-                        .to_array()?;
-                    let current = rows.first().filter(|r| r.deleted == 0).map(|r| r.version);
-                    if current != Some(*expected) {
-                        return Response::from_json(&WriteOutcome { conflict: true, current, written: Vec::new(), content: None });
-                    }
-                }
-                let mut written = Vec::new();
-                let mut last = None;
-                for resource in request.resources {
-                    match write_one(&sql, resource, &request.last_updated, false) {
-                        Ok((w, content)) => {
-                            written.push(w);
-                            last = Some(content);
-                        }
-                        Err(e) => {
-                            // All or nothing here too: a failed statement does not roll back
-                            // the request's earlier ones, so they are undone before answering.
-                            for w in written.iter().rev() {
-                                revert_one(&sql, w)?;
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
-                let content = if written.len() == 1 { last.map(raw).transpose()? } else { None };
-                Response::from_json(&WriteOutcome { conflict: false, current: None, written, content })
-            }
-            "/delete" => {
-                let key: Key = rpc::body(req).await?;
-                let rows: Vec<ContentRow> = sql
-                    .exec(
-                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
-                        vec![key.resource_type.clone().into(), key.id.clone().into()],
-                    )?
-                    .to_array()?;
-                match rows.first() {
-                    Some(row) if row.deleted == 0 => {
-                        let resource: Value = serde_json::from_str(&row.content)?;
-                        let now: String = js_sys::Date::new_0().to_iso_string().into();
-                        let (written, _) = write_one(&sql, resource, &now, true)?;
-                        Response::from_json(&Some(written.version))
-                    }
-                    _ => Response::from_json(&None::<i64>),
-                }
-            }
-            "/read" | "/vread" => {
-                let key: Key = rpc::body(req).await?;
-                let rows: Vec<ContentRow> = match key.version {
-                    Some(v) => sql.exec(
-                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? AND version = ?",
-                        vec![key.resource_type.into(), key.id.into(), v.into()],
-                    )?,
-                    None => sql.exec(
-                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
-                        vec![key.resource_type.into(), key.id.into()],
-                    )?,
-                }
-                .to_array()?;
-                let outcome = match rows.into_iter().next() {
-                    None => ReadOutcome { status: ReadStatus::Missing, content: None, version: 0, last_updated: String::new() },
-                    Some(row) if row.deleted == 1 => {
-                        ReadOutcome { status: ReadStatus::Gone, content: None, version: row.version, last_updated: row.last_updated }
-                    }
-                    Some(row) => {
-                        ReadOutcome { status: ReadStatus::Found, content: Some(raw(row.content)?), version: row.version, last_updated: row.last_updated }
-                    }
-                };
-                Response::from_json(&outcome)
-            }
-            "/history" => {
-                let request: HistoryRequest = rpc::body(req).await?;
-                // An empty id asks for the type's history (newest first). `?3 IS NULL OR`:
-                // one statement with or without `_since`.
-                let (filter, order) = if request.id.is_empty() {
-                    ("type = ?1 AND (?2 = '' OR id = ?2) AND (?3 IS NULL OR last_updated >= ?3)", "last_updated DESC, id, version DESC")
-                } else {
-                    ("type = ?1 AND id = ?2 AND (?3 IS NULL OR last_updated >= ?3)", "version DESC")
-                };
-                let since = text(&request.page.since);
-                let params = || vec![request.resource_type.clone().into(), request.id.clone().into(), since.clone()];
-                let mut page_params = params();
-                page_params.extend([(request.page.count as i64).into(), (request.page.offset as i64).into()]);
-                let rows: Vec<ContentRow> = sql
-                    .exec(&format!("SELECT content, version, last_updated, deleted FROM hist WHERE {filter} ORDER BY {order} LIMIT ?4 OFFSET ?5"), page_params)?
-                    .to_array()?;
-                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM hist WHERE {filter}"), params())?.to_array()?;
-                let versions: Vec<Version> = rows
-                    .into_iter()
-                    .map(|r| Ok(Version { version: r.version, last_updated: r.last_updated, deleted: r.deleted == 1, content: raw(r.content)? }))
-                    .collect::<Result<_>>()?;
-                Response::from_json(&HistoryPage { versions, total: counted.first().map_or(0, |c| c.n) })
-            }
-            "/compartment" => {
-                let request: CompartmentRequest = rpc::body(req).await?;
-                // The types as one JSON parameter (a statement binds at most 100 values).
-                const FILTER: &str = "deleted = 0 AND type IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR last_updated >= ?2)";
-                let types = serde_json::to_string(&request.types)?;
-                let since = text(&request.page.since);
-                let rows: Vec<TypedContentRow> = sql
-                    .exec(
-                        &format!("SELECT type, id, content FROM res WHERE {FILTER} ORDER BY type <> 'Patient', type, id LIMIT ?3 OFFSET ?4"),
-                        vec![types.clone().into(), since.clone(), (request.page.count as i64).into(), (request.page.offset as i64).into()],
-                    )?
-                    .to_array()?;
-                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM res WHERE {FILTER}"), vec![types.into(), since])?.to_array()?;
-                let resources = rows.into_iter().map(|r| Ok((r.resource_type, r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
-                Response::from_json(&CompartmentPage { resources, total: counted.first().map_or(0, |c| c.n) })
-            }
-            "/search" => {
-                let query: SqlQuery = rpc::body(req).await?;
-                let rows: Vec<IdContentRow> = sql.exec(&query.select, bind(&query.select_params))?.to_array()?;
-                // A page shorter than asked for is the last one: the total is known.
-                let total = if rows.len() < query.page_size && (!rows.is_empty() || query.offset == 0) {
-                    (query.offset + rows.len()) as i64
-                } else {
-                    let counted: Vec<CountRow> = sql.exec(&query.count, bind(&query.count_params))?.to_array()?;
-                    counted.first().map_or(0, |c| c.n)
-                };
-                let resources = rows.into_iter().map(|r| Ok((r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
-                Response::from_json(&SearchResult { resources, total })
-            }
-            "/revert" => {
-                let request: RevertRequest = rpc::body(req).await?;
-                for written in request.written.iter().rev() {
-                    revert_one(&sql, written)?;
-                }
-                Response::from_json(&true)
-            }
-            "/dir/put" => {
-                let entries: DirEntries = rpc::body(req).await?;
-                for (t, id, partition) in entries.entries {
-                    sql.exec(
-                        // A resource never changes partition: an existing entry is kept.
-                        "INSERT INTO dir (type, id, partition) VALUES (?, ?, ?) ON CONFLICT (type, id) DO NOTHING",
-                        vec![t.into(), id.into(), partition.into()],
-                    )?;
-                }
-                Response::from_json(&true)
-            }
-            "/dir/locate" => {
-                let request: LocateRequest = rpc::body(req).await?;
-                let mut found = Vec::with_capacity(request.keys.len());
-                for (t, id) in request.keys {
-                    let rows: Vec<PartitionRow> = sql.exec("SELECT partition FROM dir WHERE type = ? AND id = ?", vec![t.into(), id.into()])?.to_array()?;
-                    found.push(rows.into_iter().next().map(|r| r.partition));
-                }
-                Response::from_json(&found)
-            }
-            _ => Response::error("unknown partition operation", 404),
-        }
+        rpc::serve_fetch(self, req).await
     }
 
     /// The re-index job's steps (the directory runs it): the next few partitions, each asked
@@ -778,3 +574,215 @@ impl DurableObject for FhirPartition {
         Response::ok("")
     }
 }
+
+impl rpc::Commands for FhirPartition {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
+        if path == "/stats" {
+            return Answer::json(&serde_json::json!({ "served": self.served.get() }));
+        }
+        self.served.set(self.served.get() + 1);
+        let sql = self.state.storage().sql();
+        if path == "/types" {
+            // Bulk export asks every partition it may read: one never written stays without
+            // storage (no tables are created to answer "nothing").
+            let tables: Vec<CountRow> = sql.exec("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'res'", None)?.to_array()?;
+            if tables.first().is_none_or(|t| t.n == 0) {
+                return Answer::json(&Vec::<String>::new());
+            }
+            let rows: Vec<TypeRow> = sql.exec("SELECT DISTINCT type FROM res WHERE deleted = 0 ORDER BY type", None)?.to_array()?;
+            return Answer::json(&rows.into_iter().map(|r| r.r#type).collect::<Vec<_>>());
+        }
+        if let Some(op) = path.strip_prefix("/backup/") {
+            return backup::read(&sql, op, &body);
+        }
+        let storage = self.state.storage();
+        if !self.ready.get() {
+            open(&storage)?;
+            ensure_index(&storage, matches!(path, "/search" | "/reindex"))?;
+            self.ready.set(index_current(&sql)?);
+        }
+        match path {
+            "/restore/versions" => {
+                let request: backup::RestoreVersions = rpc::parse(&body)?;
+                Answer::json(&backup::restore_versions(&sql, request.versions)?)
+            }
+            "/reindex" => Answer::json(&index_version()),
+            "/reindex/start" => {
+                // Directory only: (re)starts the job unless one is running.
+                let job = match load_job(&sql)? {
+                    Some(job) if job.running() => job,
+                    _ => {
+                        let counted: Vec<CountRow> = sql
+                            .exec("SELECT COUNT(*) AS n FROM (SELECT ?1 AS p UNION SELECT DISTINCT partition FROM dir)", vec![DIRECTORY.into()])?
+                            .to_array()?;
+                        let job = ReindexJob::start(counted.first().map_or(1, |c| c.n as u64), now_secs());
+                        store_job(&sql, &job)?;
+                        storage.set_alarm(0).await?;
+                        job
+                    }
+                };
+                Answer::json(&job)
+            }
+            "/reindex/status" => Answer::json(&ReindexStatus { index_version: index_version(), job: load_job(&sql)? }),
+            "/write" => {
+                let request: WriteRequest = rpc::parse(&body)?;
+                if let (Some(expected), [single]) = (&request.if_match, request.resources.as_slice()) {
+                    let rows: Vec<VersionRow> = sql
+                        .exec(
+                            "SELECT version, deleted FROM res WHERE type = ? AND id = ?",
+                            vec![single["resourceType"].as_str().unwrap_or_default().into(), single["id"].as_str().unwrap_or_default().into()],
+                        )?
+                        .to_array()?;
+                    let current = rows.first().filter(|r| r.deleted == 0).map(|r| r.version);
+                    if current != Some(*expected) {
+                        return Answer::json(&WriteOutcome { conflict: true, current, written: Vec::new(), content: None });
+                    }
+                }
+                let mut written = Vec::new();
+                let mut last = None;
+                for resource in request.resources {
+                    match write_one(&sql, resource, &request.last_updated, false) {
+                        Ok((w, content)) => {
+                            written.push(w);
+                            last = Some(content);
+                        }
+                        Err(e) => {
+                            // All or nothing here too: a failed statement does not roll back
+                            // the request's earlier ones, so they are undone before answering.
+                            for w in written.iter().rev() {
+                                revert_one(&sql, w)?;
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                let content = if written.len() == 1 { last.map(raw).transpose()? } else { None };
+                Answer::json(&WriteOutcome { conflict: false, current: None, written, content })
+            }
+            "/delete" => {
+                let key: Key = rpc::parse(&body)?;
+                let rows: Vec<ContentRow> = sql
+                    .exec(
+                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
+                        vec![key.resource_type.clone().into(), key.id.clone().into()],
+                    )?
+                    .to_array()?;
+                match rows.first() {
+                    Some(row) if row.deleted == 0 => {
+                        let resource: Value = serde_json::from_str(&row.content)?;
+                        let now: String = js_sys::Date::new_0().to_iso_string().into();
+                        let (written, _) = write_one(&sql, resource, &now, true)?;
+                        Answer::json(&Some(written.version))
+                    }
+                    _ => Answer::json(&None::<i64>),
+                }
+            }
+            "/read" | "/vread" => {
+                let key: Key = rpc::parse(&body)?;
+                let rows: Vec<ContentRow> = match key.version {
+                    Some(v) => sql.exec(
+                        "SELECT content, version, last_updated, deleted FROM hist WHERE type = ? AND id = ? AND version = ?",
+                        vec![key.resource_type.into(), key.id.into(), v.into()],
+                    )?,
+                    None => sql.exec(
+                        "SELECT content, version, last_updated, deleted FROM res WHERE type = ? AND id = ?",
+                        vec![key.resource_type.into(), key.id.into()],
+                    )?,
+                }
+                .to_array()?;
+                let outcome = match rows.into_iter().next() {
+                    None => ReadOutcome { status: ReadStatus::Missing, content: None, version: 0, last_updated: String::new() },
+                    Some(row) if row.deleted == 1 => {
+                        ReadOutcome { status: ReadStatus::Gone, content: None, version: row.version, last_updated: row.last_updated }
+                    }
+                    Some(row) => {
+                        ReadOutcome { status: ReadStatus::Found, content: Some(raw(row.content)?), version: row.version, last_updated: row.last_updated }
+                    }
+                };
+                Answer::json(&outcome)
+            }
+            "/history" => {
+                let request: HistoryRequest = rpc::parse(&body)?;
+                // An empty id asks for the type's history (newest first). `?3 IS NULL OR`:
+                // one statement with or without `_since`.
+                let (filter, order) = if request.id.is_empty() {
+                    ("type = ?1 AND (?2 = '' OR id = ?2) AND (?3 IS NULL OR last_updated >= ?3)", "last_updated DESC, id, version DESC")
+                } else {
+                    ("type = ?1 AND id = ?2 AND (?3 IS NULL OR last_updated >= ?3)", "version DESC")
+                };
+                let since = text(&request.page.since);
+                let params = || vec![request.resource_type.clone().into(), request.id.clone().into(), since.clone()];
+                let mut page_params = params();
+                page_params.extend([(request.page.count as i64).into(), (request.page.offset as i64).into()]);
+                let rows: Vec<ContentRow> = sql
+                    .exec(&format!("SELECT content, version, last_updated, deleted FROM hist WHERE {filter} ORDER BY {order} LIMIT ?4 OFFSET ?5"), page_params)?
+                    .to_array()?;
+                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM hist WHERE {filter}"), params())?.to_array()?;
+                let versions: Vec<Version> = rows
+                    .into_iter()
+                    .map(|r| Ok(Version { version: r.version, last_updated: r.last_updated, deleted: r.deleted == 1, content: raw(r.content)? }))
+                    .collect::<Result<_>>()?;
+                Answer::json(&HistoryPage { versions, total: counted.first().map_or(0, |c| c.n) })
+            }
+            "/compartment" => {
+                let request: CompartmentRequest = rpc::parse(&body)?;
+                // The types as one JSON parameter (a statement binds at most 100 values).
+                const FILTER: &str = "deleted = 0 AND type IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR last_updated >= ?2)";
+                let types = serde_json::to_string(&request.types)?;
+                let since = text(&request.page.since);
+                let rows: Vec<TypedContentRow> = sql
+                    .exec(
+                        &format!("SELECT type, id, content FROM res WHERE {FILTER} ORDER BY type <> 'Patient', type, id LIMIT ?3 OFFSET ?4"),
+                        vec![types.clone().into(), since.clone(), (request.page.count as i64).into(), (request.page.offset as i64).into()],
+                    )?
+                    .to_array()?;
+                let counted: Vec<CountRow> = sql.exec(&format!("SELECT COUNT(*) AS n FROM res WHERE {FILTER}"), vec![types.into(), since])?.to_array()?;
+                let resources = rows.into_iter().map(|r| Ok((r.resource_type, r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
+                Answer::json(&CompartmentPage { resources, total: counted.first().map_or(0, |c| c.n) })
+            }
+            "/search" => {
+                let query: SqlQuery = rpc::parse(&body)?;
+                let rows: Vec<IdContentRow> = sql.exec(&query.select, bind(&query.select_params))?.to_array()?;
+                // A page shorter than asked for is the last one: the total is known.
+                let total = if rows.len() < query.page_size && (!rows.is_empty() || query.offset == 0) {
+                    (query.offset + rows.len()) as i64
+                } else {
+                    let counted: Vec<CountRow> = sql.exec(&query.count, bind(&query.count_params))?.to_array()?;
+                    counted.first().map_or(0, |c| c.n)
+                };
+                let resources = rows.into_iter().map(|r| Ok((r.id, raw(r.content)?))).collect::<Result<Vec<_>>>()?;
+                Answer::json(&SearchResult { resources, total })
+            }
+            "/revert" => {
+                let request: RevertRequest = rpc::parse(&body)?;
+                for written in request.written.iter().rev() {
+                    revert_one(&sql, written)?;
+                }
+                Answer::json(&true)
+            }
+            "/dir/put" => {
+                let entries: DirEntries = rpc::parse(&body)?;
+                for (t, id, partition) in entries.entries {
+                    sql.exec(
+                        // A resource never changes partition: an existing entry is kept.
+                        "INSERT INTO dir (type, id, partition) VALUES (?, ?, ?) ON CONFLICT (type, id) DO NOTHING",
+                        vec![t.into(), id.into(), partition.into()],
+                    )?;
+                }
+                Answer::json(&true)
+            }
+            "/dir/locate" => {
+                let request: LocateRequest = rpc::parse(&body)?;
+                let mut found = Vec::with_capacity(request.keys.len());
+                for (t, id) in request.keys {
+                    let rows: Vec<PartitionRow> = sql.exec("SELECT partition FROM dir WHERE type = ? AND id = ?", vec![t.into(), id.into()])?.to_array()?;
+                    found.push(rows.into_iter().next().map(|r| r.partition));
+                }
+                Answer::json(&found)
+            }
+            _ => Err(worker::Error::RustError(format!("unknown partition operation {path}"))),
+        }
+    }
+}
+
+crate::rpc_methods!(FhirPartition);

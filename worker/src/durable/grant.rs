@@ -1,7 +1,7 @@
 //! One Durable Object per authorization grant (see `platform::grants`). Its id is the grant id
 //! of the sign-in URL and starts the authorization code and the refresh tokens.
 
-use super::rpc;
+use super::rpc::{self, Answer};
 use super::JsonCell;
 use crate::keyring::now_secs;
 use platform::grants::{self, Command, GrantRecord};
@@ -26,35 +26,7 @@ impl DurableObject for Grant {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let path = req.path();
-        if path == "/apply" && !self.migrated.get() && super::schema::is_blank(&self.state.storage().sql())? {
-            // No grant here: a command that needs one is refused without creating storage
-            // (a made-up grant id must not leave an object behind).
-            let command: Command = rpc::body(req).await?;
-            return match grants::apply(None, command.clone(), now_secs()) {
-                Err(error) => rpc::domain_error(&error),
-                Ok(_) => self.run(command).await,
-            };
-        }
-        let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
-        match path.as_str() {
-            "/apply" => {}
-            // Internal diagnostics (objects are not reachable from outside the Worker): the
-            // record, which holds hashes of the code and handles, never the secrets.
-            "/peek" => return Response::from_json(&cell.load::<GrantRecord>()?),
-            // Backup and restore (`platform::backup`): the record exactly as stored; a
-            // restored record gets its cleanup alarm again.
-            "/backup" => return Response::from_json(&cell.load::<Box<serde_json::value::RawValue>>()?),
-            "/restore" => {
-                let request: RestoreGrant = rpc::raw_body(req).await?;
-                let record: GrantRecord = serde_json::from_str(request.record.get())?;
-                cell.store(&request.record)?;
-                self.wake_at(record.next_alarm()).await?;
-                return Response::from_json(&true);
-            }
-            _ => return Response::error("unknown grant operation", 404),
-        }
-        self.run(rpc::body(req).await?).await
+        rpc::serve_fetch(self, req).await
     }
 
     /// Drops the clear-text grace copy of a rotated refresh token once its window is over,
@@ -78,9 +50,43 @@ impl DurableObject for Grant {
     }
 }
 
+impl rpc::Commands for Grant {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
+        if path == "/apply" && !self.migrated.get() && super::schema::is_blank(&self.state.storage().sql())? {
+            // No grant here: a command that needs one is refused without creating storage
+            // (a made-up grant id must not leave an object behind).
+            let command: Command = rpc::parse(&body)?;
+            return match grants::apply(None, command.clone(), now_secs()) {
+                Err(error) => Answer::refused(&error),
+                Ok(_) => self.run(command).await,
+            };
+        }
+        let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
+        match path {
+            "/apply" => self.run(rpc::parse(&body)?).await,
+            // Internal diagnostics (objects are not reachable from outside the Worker): the
+            // record, which holds hashes of the code and handles, never the secrets.
+            "/peek" => Answer::json(&cell.load::<GrantRecord>()?),
+            // Backup and restore (`platform::backup`): the record exactly as stored; a
+            // restored record gets its cleanup alarm again.
+            "/backup" => Answer::json(&cell.load::<Box<serde_json::value::RawValue>>()?),
+            "/restore" => {
+                let request: RestoreGrant = rpc::parse(&body)?;
+                let record: GrantRecord = serde_json::from_str(request.record.get())?;
+                cell.store(&request.record)?;
+                self.wake_at(record.next_alarm()).await?;
+                Answer::json(&true)
+            }
+            _ => Err(worker::Error::RustError(format!("unknown grant operation {path}"))),
+        }
+    }
+}
+
+crate::rpc_methods!(Grant);
+
 impl Grant {
     /// Load, apply, store: no await between, so commands on one grant never interleave.
-    async fn run(&self, command: Command) -> Result<Response> {
+    async fn run(&self, command: Command) -> Result<Answer> {
         let cell = JsonCell::open_once(&self.state.storage(), &platform::schema::GRANT, &self.migrated)?;
         // A status check changes nothing worth a new alarm (it runs on every FHIR request).
         let changes = !matches!(command, Command::Status);
@@ -91,9 +97,9 @@ impl Grant {
                 if changes {
                     self.wake_at(record.next_alarm()).await?;
                 }
-                Response::from_json(&reply)
+                Answer::json(&reply)
             }
-            Err(error) => rpc::domain_error(&error),
+            Err(error) => Answer::refused(&error),
         }
     }
 

@@ -2,12 +2,13 @@
 //! generates the signing keys once and keeps them. Being a single object, it serialises
 //! callers, so two isolates asking at once cannot make two key sets.
 
+use super::rpc::Answer;
 use crate::adapters::webcrypto::WebCryptoKeyGenerator;
 use async_trait::async_trait;
 use platform::keys::{self, KeyError};
 use platform::ports::{KeyRecord, KeyStore, StoreError};
 use serde::Deserialize;
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State, Storage};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, Storage};
 
 /// The name of the one key vault instance.
 pub const INSTANCE: &str = "signing-keys";
@@ -59,14 +60,19 @@ impl DurableObject for KeyVault {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let path = req.path();
+        super::rpc::serve_fetch(self, req).await
+    }
+}
+
+impl super::rpc::Commands for KeyVault {
+    async fn command(&self, path: &str, body: String) -> Result<Answer> {
         if path.starts_with("/backup/") || path.starts_with("/restore/") {
-            return restore::handle(&self.state.storage(), &path, req).await;
+            return restore::handle(&self.state.storage(), path, &body);
         }
-        let rotate = match (req.method(), req.path().as_str()) {
-            (Method::Get, "/keys") => false,
-            (Method::Post, "/rotate") => true,
-            _ => return Response::error("unknown key vault operation", 404),
+        let rotate = match path {
+            "/keys" => false,
+            "/rotate" => true,
+            _ => return Err(worker::Error::RustError(format!("unknown key vault operation {path}"))),
         };
         let storage = self.state.storage();
         let now = (worker::Date::now().as_millis() / 1000) as i64;
@@ -87,24 +93,27 @@ impl DurableObject for KeyVault {
             })
             .await?;
         match outcome {
-            Ok(ring) => Response::from_json(&ring.records()),
-            Err(message) => Response::error(message, 500),
+            Ok(ring) => Answer::json(&ring.records()),
+            Err(message) => Err(worker::Error::RustError(message)),
         }
     }
 }
+
+crate::rpc_methods!(KeyVault);
 
 /// Backup and restore (`platform::backup`): the keys exactly as stored (private JWKs
 /// included), and the deployment's restore marker, kept here because this one object is
 /// strongly consistent (KV is not: a marker there could be missed by the next page).
 pub mod restore {
     use super::{Row, SqliteKeyStore};
-    use crate::durable::{rpc, JsonCell};
+    use crate::durable::rpc::{self, Answer};
+    use crate::durable::JsonCell;
     use crate::keyring::now_secs;
     use platform::backup::{self, RestoreMarker};
     use platform::ports::KeyRecord;
     use serde::{Deserialize, Serialize};
     use serde_json::value::RawValue;
-    use worker::{Request, Response, Result, Storage};
+    use worker::{Result, Storage};
 
     #[derive(Serialize, Deserialize)]
     pub struct Begin {
@@ -123,35 +132,35 @@ pub mod restore {
         pub backup_id: String,
     }
 
-    pub async fn handle(storage: &Storage, path: &str, req: Request) -> Result<Response> {
+    pub fn handle(storage: &Storage, path: &str, body: &str) -> Result<Answer> {
         let SqliteKeyStore(sql) = SqliteKeyStore::open(storage)?;
         match path {
             "/backup/keys" => {
                 let rows: Vec<Row> = sql.exec("SELECT record FROM signing_keys ORDER BY rowid", None)?.to_array()?;
                 let records = rows.into_iter().map(|r| RawValue::from_string(r.record)).collect::<std::result::Result<Vec<_>, _>>()?;
-                Response::from_json(&records)
+                Answer::json(&records)
             }
             // The gate (`platform::backup::gate`); on the first page the keys this empty
             // deployment may have generated are dropped (nothing was signed with them: it has
             // no client) so that the backup's keys are the only ones.
             "/restore/begin" => {
-                let request: Begin = rpc::body(req).await?;
+                let request: Begin = rpc::parse(body)?;
                 let cell = JsonCell::opened(sql.clone());
                 let marker: Option<RestoreMarker> = cell.load()?;
                 match backup::gate(marker.as_ref(), &request.backup_id, request.empty) {
                     Ok(backup::Gate::Start) => {
                         sql.exec("DELETE FROM signing_keys", None)?;
                         cell.store(&RestoreMarker { backup_id: request.backup_id, started_at: now_secs(), finished_at: None })?;
-                        Response::from_json(&"start")
+                        Answer::json(&"start")
                     }
-                    Ok(backup::Gate::Continue) => Response::from_json(&"continue"),
-                    Err(refusal) => rpc::domain_error(&refusal.to_string()),
+                    Ok(backup::Gate::Continue) => Answer::json(&"continue"),
+                    Err(refusal) => Answer::refused(&refusal.to_string()),
                 }
             }
             // Keys in the backup's order (the vault lists them by rowid); a retried page
             // updates them in place.
             "/restore/keys" => {
-                let request: Keys = rpc::raw_body(req).await?;
+                let request: Keys = rpc::parse(body)?;
                 for raw in request.records {
                     let record: KeyRecord = serde_json::from_str(raw.get())?;
                     let kid = record.jwk.kid.clone().unwrap_or_default();
@@ -160,21 +169,21 @@ pub mod restore {
                         vec![kid.into(), raw.get().to_owned().into(), record.created_at.into()],
                     )?;
                 }
-                Response::from_json(&true)
+                Answer::json(&true)
             }
             "/restore/finish" => {
-                let request: Finish = rpc::body(req).await?;
+                let request: Finish = rpc::parse(body)?;
                 let cell = JsonCell::opened(sql);
                 match cell.load::<RestoreMarker>()? {
                     Some(mut marker) if marker.backup_id == request.backup_id => {
                         marker.finished_at.get_or_insert(now_secs());
                         cell.store(&marker)?;
-                        Response::from_json(&true)
+                        Answer::json(&true)
                     }
-                    _ => rpc::domain_error(&"no restore of this backup is under way"),
+                    _ => Answer::refused(&"no restore of this backup is under way"),
                 }
             }
-            _ => Response::error("unknown key vault operation", 404),
+            _ => Err(worker::Error::RustError(format!("unknown key vault operation {path}"))),
         }
     }
 }

@@ -29,7 +29,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use smart_protocol::OAuthErrorCode;
 use std::collections::BTreeMap;
-use worker::{Request, Response, Stub};
+use worker::{Request, Response};
 
 /// A page stops growing past this many lines (fewer with `?lines=`) or bytes, or Durable Object / KV calls (a
 /// request may make 1,000 subrequests).
@@ -44,15 +44,15 @@ const DIR_PER_CALL: usize = 500;
 /// The largest restore page read.
 const RESTORE_PAGE_BYTES: usize = 32 * 1024 * 1024;
 
-async fn call<B: Serialize, R: DeserializeOwned>(stub: &Stub, path: &str, body: &B) -> Result<R, AppError> {
+async fn call<B: Serialize, R: DeserializeOwned>(stub: &rpc::Object, path: &str, body: &B) -> Result<R, AppError> {
     rpc::call::<B, R, serde_json::Value>(stub, path, body).await?.map_err(|e| AppError::internal(format!("{path}: {e}")))
 }
 
-fn key_vault(ctx: &AppContext) -> Result<Stub, AppError> {
+fn key_vault(ctx: &AppContext) -> Result<rpc::Object, AppError> {
     rpc::by_name(&ctx.env, "KEY_VAULT", crate::durable::key_vault::INSTANCE)
 }
 
-fn grant_stub(ctx: &AppContext, id: &str) -> Result<Stub, AppError> {
+fn grant_stub(ctx: &AppContext, id: &str) -> Result<rpc::Object, AppError> {
     grant_status::stub(&ctx.env, id).ok_or_else(|| AppError::internal("a grant id with no object"))
 }
 

@@ -18,7 +18,7 @@ use platform::fhir::outcome::IssueType;
 use platform::fhir::FHIR_JSON;
 use platform::guard::{self, AccessGrant};
 use serde_json::Value;
-use worker::{Method, Request, RequestInit, Response, Stub};
+use worker::{Method, Request, Response};
 
 /// The Durable Object namespace of export jobs (wrangler.toml).
 const BINDING: &str = "EXPORTS";
@@ -30,7 +30,7 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-fn job_stub(ctx: &AppContext, id: &str) -> Result<Stub, AppError> {
+fn job_stub(ctx: &AppContext, id: &str) -> Result<rpc::Object, AppError> {
     rpc::by_name(&ctx.env, BINDING, id)
 }
 
@@ -133,13 +133,6 @@ async fn file(ctx: &AppContext, grant: &AccessGrant, id: &str, name: &str) -> Re
         return Ok(http::text(200, &bulk::errors_ndjson(&job), NDJSON, "no-store"));
     }
     let Some(n) = job.file_index(name) else { return Ok(http::fhir_error(404, IssueType::NotFound, &format!("the export has no file {name}"))) };
-    let mut init = RequestInit::new();
-    let body = serde_json::to_string(&FileRequest { file: n }).map_err(AppError::internal)?;
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let mut answer = job_stub(ctx, id)?.fetch_with_request(Request::new_with_init("https://do/file", &init)?).await?;
-    if answer.status_code() != 200 {
-        return Err(AppError::internal(format!("/file answered {}", answer.status_code())));
-    }
-    let text = answer.text().await?;
+    let text = rpc::call_for_text(&job_stub(ctx, id)?, "/file", &FileRequest { file: n }).await?;
     Ok(http::text(200, &text, NDJSON, "no-store"))
 }
