@@ -204,6 +204,12 @@ describe("found by an adversarial review of the gate", () => {
     assert.equal(unnamed.res.status, 201);
     assert.equal((await fhir(`/Observation/${unnamed.body.id}`, { as: "ned" })).res.status, 404, "a patient/ token does not see patient data of nobody");
     assert.equal((await fhir(`/Observation/${unnamed.body.id}`, { as: "doctor" })).res.status, 200);
+    // Kept shared: a search without patient context finds it too (issue 12), a patient's never.
+    const byDoctor = await fhir(`/Observation?_id=${unnamed.body.id}`, { as: "doctor" });
+    assert.deepEqual(byDoctor.body.entry.map((e) => e.resource.id), [unnamed.body.id]);
+    const byNed = await fhir(`/Observation?_id=${unnamed.body.id}`, { as: "ned" });
+    assert.equal(byNed.res.status, 200);
+    assert.deepEqual(byNed.body.entry ?? [], []);
   });
 
   test("a bundle may not name one resource twice, nor carry conditions it would ignore", async () => {

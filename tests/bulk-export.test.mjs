@@ -17,6 +17,7 @@ import * as jose from "jose";
 import { startWorker, tempDir, ROOT, adminHeaders } from "./helpers/worker.mjs";
 import { seed, APP, NED, BUSTER } from "./helpers/fixtures.mjs";
 import { authorize, exchange, form } from "./helpers/flows.mjs";
+import { hospitalBundle, practitionerBundle, patientBundle } from "./fixtures/transactions/generate.mjs";
 
 let w;
 let key;
@@ -29,6 +30,8 @@ const FHIR_JSON = "application/fhir+json";
 // Practitioner).
 const fixtures = {};
 const byPatient = {};
+/** Observation ids by LOINC code and by category code. */
+const observations = { code: {}, category: {} };
 for (const file of readdirSync(join(ROOT, "tests", "fixtures", "synthea")).filter((f) => f.endsWith(".json"))) {
   const bundle = JSON.parse(readFileSync(join(ROOT, "tests", "fixtures", "synthea", file), "utf8"));
   const patient = bundle.entry.find((e) => e.resource.resourceType === "Patient").resource.id;
@@ -36,6 +39,10 @@ for (const file of readdirSync(join(ROOT, "tests", "fixtures", "synthea")).filte
   for (const { resource } of bundle.entry) {
     (fixtures[resource.resourceType] ??= []).push(resource.id);
     if (!["Organization", "Practitioner"].includes(resource.resourceType)) (byPatient[patient][resource.resourceType] ??= []).push(resource.id);
+    if (resource.resourceType === "Observation") {
+      for (const c of resource.code.coding) (observations.code[c.code] ??= []).push(resource.id);
+      for (const cc of resource.category ?? []) for (const c of cc.coding) (observations.category[c.code] ??= []).push(resource.id);
+    }
   }
 }
 for (const ids of Object.values(fixtures)) ids.sort();
@@ -301,4 +308,62 @@ test("the CapabilityStatement instantiates the Bulk Data one and names its three
     ["patient-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"],
     ["group-export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"],
   ]);
+});
+
+test("a _typeFilter narrows what the token's granular scope allows and never widens it", async () => {
+  const typeFilter = (query) => `_typeFilter=${encodeURIComponent(query)}`;
+  const lab = (query) => started(`/$export?_type=Observation&${typeFilter(query)}`, { as: tokens.lab });
+  // The filter asks for vital signs; the token reads laboratory results only: nothing.
+  const vital = await manifestOf(await lab("Observation?category=vital-signs"), tokens.lab);
+  assert.deepEqual(vital.output, []);
+  assert.deepEqual(vital.error, []);
+  // Two codes, one laboratory and one vital sign: the laboratory one only; the same filter
+  // with system/*.rs gets both.
+  // (A comma inside a filter's query is encoded there: the bare ones separate filters.)
+  const codes = `Observation?code=${encodeURIComponent("http://loinc.org|718-7,http://loinc.org|8302-2")}`;
+  const both = [...observations.code["718-7"], ...observations.code["8302-2"]].sort();
+  const narrowed = ids(await download(await manifestOf(await lab(codes), tokens.lab), tokens.lab));
+  assert.deepEqual(narrowed, { Observation: [...observations.code["718-7"]].sort() });
+  const all = ids(await download(await manifestOf(await started(`/$export?_type=Observation&${typeFilter(codes)}`))));
+  assert.deepEqual(all, { Observation: both });
+  // Several filters are alternatives, each still within the scope.
+  const either = ids(await download(await manifestOf(await lab(`Observation?code=${encodeURIComponent("http://loinc.org|718-7")},Observation?category=survey`), tokens.lab), tokens.lab));
+  assert.deepEqual(either, { Observation: [...observations.code["718-7"]].sort() });
+  // A filter on a type the token cannot read does not add that type.
+  for (const path of [`/$export?${typeFilter("Patient?gender=male")}`, `/$export?_type=Observation&${typeFilter("Patient?gender=male")}`]) {
+    const res = await kickOff(path, { as: tokens.lab });
+    assert.equal(res.status, 400, path);
+    outcome(await res.json(), "invalid");
+  }
+  const patient = await kickOff(`/$export?_type=Patient&${typeFilter("Patient?gender=male")}`, { as: tokens.lab });
+  assert.equal(patient.status, 403);
+  outcome(await patient.json(), "security");
+});
+
+// Last: it adds resources the exact-id tests above do not expect.
+test("the types Synthea added (generated bundles) export exactly, and their NDJSON is valid R4 (fhir.resources)", async () => {
+  const ADDED = ["CareTeam", "Device", "DocumentReference", "ImagingStudy", "Medication", "MedicationAdministration", "Provenance", "SupplyDelivery"];
+  const expected = {};
+  for (const bundle of [hospitalBundle(), practitionerBundle(), patientBundle(1), patientBundle(2)]) {
+    const loaded = await w.fetch("/admin/fhir/bundle", { method: "POST", headers: { ...adminHeaders(), "Content-Type": FHIR_JSON }, body: JSON.stringify(bundle) });
+    const body = await loaded.json();
+    assert.equal(loaded.status, 200, JSON.stringify(body));
+    assert.equal(body.stored, bundle.entry.length);
+    // New to this server, each resource keeps its urn:uuid as its id (tests/transactions.test.mjs).
+    for (const { resource } of bundle.entry) if (ADDED.includes(resource.resourceType)) (expected[resource.resourceType] ??= []).push(resource.id);
+  }
+  for (const list of Object.values(expected)) list.sort();
+  assert.deepEqual(Object.keys(expected).sort(), ADDED);
+  assert.ok(Object.values(expected).every((list) => list.length === 2));
+  const byType = await download(await manifestOf(await started(`/$export?_type=${ADDED.join(",")}`)));
+  assert.deepEqual(ids(byType), expected);
+  // The patient-level export holds the compartment types among them (Medication is shared).
+  const compartments = ids(await download(await manifestOf(await started(`/Patient/$export?_type=${ADDED.filter((t) => t !== "Medication").join(",")}`))));
+  assert.deepEqual(compartments, Object.fromEntries(Object.entries(expected).filter(([t]) => t !== "Medication")));
+  const dir = tempDir("bulk-added-");
+  let n = 0;
+  for (const resources of Object.values(byType)) for (const r of resources) writeFileSync(join(dir, `${n++}.json`), JSON.stringify(r));
+  const output = execFileSync(join(ROOT, ".venv", "bin", "python"), [join(ROOT, "tests", "python", "validate_r4.py"), dir], { encoding: "utf8" });
+  assert.match(output, new RegExp(`validated ${n} FHIR response bodies, 0 invalid`));
+  assert.equal(n, 16);
 });

@@ -23,7 +23,8 @@ const obs = (id, patient, fields) => ({ resourceType: "Observation", id, subject
 const HEMOGLOBIN = { coding: [loinc("1234-5", "Hemoglobin")] };
 const HEIGHT = { coding: [loinc("8302-2", "Body height")] };
 const RESOURCES = [
-  { resourceType: "Patient", id: "pa", gender: "female", birthDate: "1980-05-01", name: [{ family: "Smith", given: ["Ann"] }] },
+  { resourceType: "Patient", id: "pa", gender: "female", birthDate: "1980-05-01", name: [{ family: "Smith", given: ["Ann"] }],
+    text: { status: "generated", div: '<div xmlns="http://www.w3.org/1999/xhtml">Ann Smith</div>' }, maritalStatus: { text: "Married" } },
   { resourceType: "Patient", id: "pb", gender: "male", birthDate: "1990", name: [{ family: "Smithers", given: ["Bob"] }] },
   { resourceType: "Patient", id: "pc", name: [{ family: "Óscar" }] },
   { resourceType: "Encounter", id: "ea", status: "finished", class: { code: "AMB" }, subject: { reference: "Patient/pa" } },
@@ -194,13 +195,40 @@ describe("sorting, totals and subsets", () => {
     const summary = (await get("/Patient?_id=pa&_summary=true")).body.entry[0].resource;
     assert.deepEqual(Object.keys(summary).sort(), ["birthDate", "gender", "id", "meta", "name", "resourceType"], "Patient's isSummary elements");
     const text = (await get("/Patient?_id=pa&_summary=text")).body.entry[0].resource;
-    assert.deepEqual(Object.keys(text).sort(), ["id", "meta", "resourceType"]);
+    assert.deepEqual(Object.keys(text).sort(), ["id", "meta", "resourceType", "text"], "text, id, meta (Patient has no mandatory top-level element)");
     const data = (await get("/Patient?_id=pa&_summary=data")).body.entry[0].resource;
+    assert.deepEqual(Object.keys(data).sort(), ["birthDate", "gender", "id", "maritalStatus", "meta", "name", "resourceType"], "everything but text");
     assert.equal(data.name[0].family, "Smith");
+    for (const r of [summary, text, data]) assert.ok(r.meta.tag.some((t) => t.code === "SUBSETTED"));
+    const whole = (await get("/Patient?_id=pa&_summary=false")).body.entry[0].resource;
+    assert.equal(whole.text.status, "generated");
+    assert.ok(!whole.meta.tag?.some((t) => t.code === "SUBSETTED"));
     const count = (await get("/Observation?patient=pa&_summary=count")).body;
     assert.equal(count.total, 5);
     assert.deepEqual(count.entry, []);
     await refused("/Patient?_summary=true&_elements=name");
+  });
+});
+
+describe("unknown parameters", () => {
+  test("reported in an outcome entry and left out of the match, or refused under Prefer: handling=strict", async () => {
+    const { res, body } = await get("/Observation?patient=pa&status=final&colour=blue&size:exact=9");
+    assert.equal(res.status, 200);
+    assert.deepEqual(body.entry.filter((e) => e.search.mode === "match").map((e) => e.resource.id).sort(), ["oa1", "oa5"]);
+    const outcome = body.entry.filter((e) => e.search.mode === "outcome");
+    assert.equal(outcome.length, 1);
+    assert.deepEqual(outcome[0].resource.issue.map((i) => [i.severity, i.code, i.diagnostics]), [["warning", "not-supported", "ignored unknown search parameters: colour, size:exact"]]);
+    assert.equal(body.total, 2);
+    for (const prefer of ["handling=strict", "return=representation, handling=strict"]) {
+      const strict = await w.fetch("/fhir/Observation?patient=pa&status=final&colour=blue", { headers: { Authorization: `Bearer ${tokens.doctor}`, Prefer: prefer } });
+      const refused = await strict.json();
+      assert.equal(strict.status, 400, prefer);
+      assert.equal(refused.resourceType, "OperationOutcome");
+      assert.equal(refused.issue[0].code, "invalid");
+      assert.match(refused.issue[0].diagnostics, /colour/);
+    }
+    const lenient = await w.fetch("/fhir/Observation?patient=pa&status=final&colour=blue", { headers: { Authorization: `Bearer ${tokens.doctor}`, Prefer: "handling=lenient" } });
+    assert.equal(lenient.status, 200);
   });
 });
 

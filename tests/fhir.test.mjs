@@ -331,6 +331,21 @@ describe("search", () => {
     const obs = cs.rest[0].resource.find((r) => r.type === "Observation");
     assert.deepEqual(obs.interaction.map((i) => i.code).sort(), ["create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread"]);
     assert.ok(obs.searchParam.some((p) => p.name === "value-quantity" && p.type === "quantity"));
+    assert.equal(obs.conditionalRead, "full-support");
+    assert.ok(obs.searchInclude.includes("Observation:encounter") && !obs.searchInclude.includes("Observation:code"));
+    const patient = cs.rest[0].resource.find((r) => r.type === "Patient");
+    assert.ok(patient.searchRevInclude.includes("Observation:subject") && !patient.searchRevInclude.includes("Observation:encounter"));
+    // Modifiers and prefixes, by parameter type (R4's searchParam has no element for them).
+    for (const served of ["token: `:missing` `:not` `:text`", "string: `:missing` `:exact` `:contains`", "uri: `:missing` `:below` `:above`",
+      "date: `:missing`, prefixes eq ne gt lt ge le sa eb ap", "quantity: `:missing`, prefixes eq ne gt lt ge le sa eb ap", "`Provenance:target`"]) {
+      assert.ok(cs.rest[0].documentation.includes(served), served);
+    }
+    // What it advertises is served: a modifier of each kind, an include and a revinclude.
+    for (const path of ["/Patient?family:exact=Hintz", "/Observation?code:not=8302-2&_count=1", "/Observation?date=sa2019&_count=1", "/ValueSet?url:below=http://a.org/",
+      "/Observation?_include=Observation:encounter&_count=1", "/Patient?_revinclude=Observation:subject&_count=1", "/Patient?_revinclude=Provenance:target&_count=1"]) {
+      const res = await fhir(path, { as: "practitioner", headers: { Prefer: "handling=strict" } });
+      assert.equal(res.res.status, 200, `${path}: ${JSON.stringify(res.body)}`);
+    }
   });
 });
 

@@ -132,6 +132,76 @@ describe("loading Synthea-style bundles", () => {
     const administration = (await fhir(`/${loads.patient1.entry.find((e) => e.response.location.startsWith("MedicationAdministration/")).response.location}`)).body;
     assert.equal(administration.medicationReference.reference, loads.patient1.entry.find((e) => e.response.location.startsWith("Medication/")).response.location);
   });
+
+  // Issue 12's "Done when": each type Synthea added (CareTeam, Device, DocumentReference,
+  // Provenance, SupplyDelivery, Medication, MedicationAdministration, ImagingStudy) searched by
+  // its own R4 parameters (not only `patient`) and included from both sides, exact ids. Two
+  // loads of patient bundle 1 are stored (the first test): each search finds both, or the one
+  // of the load it names.
+  test("the types Synthea added are searched by their own R4 parameters and included, exact ids", async () => {
+    const ref = (location) => location.split("/").slice(0, 2).join("/");
+    const at = (load, t) => ref(load.entry.find((e) => e.response.location.startsWith(`${t}/`)).response.location);
+    const [one, two] = [loads.patient1, loads.patient2];
+    const both = (t) => [at(one, t), at(two, t)].sort();
+    const found = async (query, mode = "match") => {
+      const { res, body } = await fhir(`/${query}`);
+      assert.equal(res.status, 200, `${query}: ${JSON.stringify(body)}`);
+      assert.ok(!body.entry?.some((e) => e.search.mode === "outcome"), `${query}: no parameter ignored`);
+      return (body.entry ?? []).filter((e) => e.search.mode === mode).map((e) => `${e.resource.resourceType}/${e.resource.id}`).sort();
+    };
+    const doctor = ref(loads.practitioner1.entry[0].response.location);
+    const org = ref(loads.hospital1.entry[0].response.location);
+    const SNOMED = "http://snomed.info/sct";
+    const searches = [
+      ["CareTeam?status=active", both("CareTeam")],
+      [`CareTeam?participant=${doctor}`, both("CareTeam")],
+      // An open period (start only) is not within 2020 (eq) but starts after 2019 (sa).
+      ["CareTeam?date=2020", []],
+      ["CareTeam?date=sa2019&category:missing=true", both("CareTeam")],
+      [`CareTeam?encounter=${at(one, "Encounter")}`, [at(one, "CareTeam")]],
+      [`Device?type=${SNOMED}|337414009&status=active`, both("Device")],
+      ["Device?udi-di=00012345678901", both("Device")],
+      ["Device?udi-di=00012345678902", []],
+      ["DocumentReference?type=http://loinc.org|34117-2&status=current", both("DocumentReference")],
+      [`DocumentReference?author=${doctor}&custodian=${org}`, both("DocumentReference")],
+      [`DocumentReference?encounter=${at(two, "Encounter")}`, [at(two, "DocumentReference")]],
+      [`Provenance?target=${at(one, "Condition")}`, [at(one, "Provenance")]],
+      [`Provenance?agent=${doctor}&recorded=ge2020`, both("Provenance")],
+      [`Provenance?agent-type=author&patient=${at(two, "Patient").split("/")[1]}`, [at(two, "Provenance")]],
+      ["SupplyDelivery?status=completed", both("SupplyDelivery")],
+      ["SupplyDelivery?status=in-progress", []],
+      ["Medication?code=http://www.nlm.nih.gov/research/umls/rxnorm|313782&status=active", both("Medication")],
+      ["Medication?code:text=acetaminophen", both("Medication")],
+      [`MedicationAdministration?medication=${at(two, "Medication")}`, [at(two, "MedicationAdministration")]],
+      [`MedicationAdministration?context=${at(one, "Encounter")}&status=completed&effective-time=2020`, [at(one, "MedicationAdministration")]],
+      ["ImagingStudy?modality=DX&bodysite=40983000", both("ImagingStudy")],
+      ["ImagingStudy?identifier=urn:ietf:rfc:3986|urn:oid:1.2.840.99999999.1&started=sa2019", both("ImagingStudy")],
+      ["ImagingStudy?modality=CT", []],
+    ];
+    for (const [query, expected] of searches) assert.deepEqual(await found(query), expected, query);
+
+    const id = (load, t) => at(load, t).split("/")[1];
+    const includes = [
+      [`MedicationAdministration?_id=${id(one, "MedicationAdministration")}&_include=MedicationAdministration:medication`, [at(one, "Medication")]],
+      [`CareTeam?_id=${id(one, "CareTeam")}&_include=CareTeam:participant`, [doctor, at(one, "Patient")].sort()],
+      [`DocumentReference?_id=${id(two, "DocumentReference")}&_include=DocumentReference:custodian&_include=DocumentReference:encounter`, [at(two, "Encounter"), org].sort()],
+      [`Provenance?_id=${id(one, "Provenance")}&_include=Provenance:target`, ["Condition", "Encounter", "Observation", "Patient"].map((t) => at(one, t))],
+      [`Provenance?_id=${id(one, "Provenance")}&_include=Provenance:agent`, [doctor]],
+      [`ImagingStudy?_id=${id(two, "ImagingStudy")}&_include=ImagingStudy:encounter`, [at(two, "Encounter")]],
+      [`Device?_id=${id(one, "Device")}&_include=Device:patient`, [at(one, "Patient")]],
+      [`SupplyDelivery?_id=${id(two, "SupplyDelivery")}&_include=SupplyDelivery:patient`, [at(two, "Patient")]],
+      [`Medication?_id=${id(one, "Medication")}&_revinclude=MedicationAdministration:medication`, [at(one, "MedicationAdministration")]],
+      [`Patient?_id=${id(one, "Patient")}&_revinclude=CareTeam:subject&_revinclude=Device:patient&_revinclude=DocumentReference:subject&_revinclude=SupplyDelivery:patient`,
+        ["CareTeam", "Device", "DocumentReference", "SupplyDelivery"].map((t) => at(one, t))],
+      [`Patient?_id=${id(two, "Patient")}&_revinclude=ImagingStudy:subject&_revinclude=MedicationAdministration:subject&_revinclude=Provenance:target`,
+        ["ImagingStudy", "MedicationAdministration", "Provenance"].map((t) => at(two, t))],
+      [`Condition?_id=${id(two, "Condition")}&_revinclude=Provenance:target`, [at(two, "Provenance")]],
+    ];
+    for (const [query, expected] of includes) {
+      assert.equal((await found(query)).length, 1, query);
+      assert.deepEqual(await found(query, "include"), expected.sort(), query);
+    }
+  });
 });
 
 describe("entries and conditional interactions", () => {

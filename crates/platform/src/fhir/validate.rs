@@ -512,6 +512,64 @@ pub fn if_match_version(header: &str) -> Option<String> {
     (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.to_owned())
 }
 
+/// A small instance of `resource_type` made from its R4 definition alone: its required
+/// elements (the first type of a required choice), each primitive in a valid lexical form,
+/// each Reference to `reference`, each datatype with at least one value. For the tests that
+/// must cover every served type; [`structure`] accepts it (tested).
+#[cfg(test)]
+pub(crate) fn minimal(resource_type: &str, reference: &str) -> Value {
+    let ty = type_named(resource_type).filter(|t| t.kind == Kind::Resource).expect("an R4 resource type");
+    let mut value = minimal_of(ty, reference, 0);
+    value["resourceType"] = json!(resource_type);
+    value
+}
+
+#[cfg(test)]
+fn minimal_of(ty: &'static Type, reference: &str, depth: usize) -> Value {
+    let primitive = |name: &str| match name {
+        "boolean" => json!(true),
+        "decimal" | "integer" | "positiveInt" => json!(1),
+        "unsignedInt" => json!(0),
+        "date" => json!("2020-01-02"),
+        "dateTime" => json!("2020-01-02T03:04:05Z"),
+        "instant" => json!("2020-01-02T03:04:05.000Z"),
+        "time" => json!("03:04:05"),
+        "uri" | "url" | "canonical" => json!("http://example.org/fhir/x"),
+        "oid" => json!("urn:oid:1.2.3"),
+        "uuid" => json!("urn:uuid:7f2c1a3e-6a43-4c4e-9c1e-2b0b7d5f6a11"),
+        "base64Binary" => json!("aGk="),
+        "xhtml" => json!("<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"),
+        _ => json!("x"),
+    };
+    match (ty.kind, ty.name) {
+        (Kind::Primitive, name) => return primitive(name),
+        (Kind::AnyResource, _) => return json!({"resourceType": "Basic", "code": {"text": "x"}}),
+        (Kind::Complex, "Reference") => return json!({ "reference": reference }),
+        (Kind::Complex, "Extension") => return json!({"url": "http://example.org/fhir/x", "valueString": "x"}),
+        _ => {}
+    }
+    let mut object = Map::new();
+    let mut chosen: Vec<&str> = Vec::new();
+    for element in ty.elements.iter().filter(|e| e.required()) {
+        if element.choice > 0 {
+            if chosen.contains(&element.base()) {
+                continue;
+            }
+            chosen.push(element.base());
+        }
+        let one = minimal_of(element.ty(), reference, depth + 1);
+        object.insert(element.name.to_owned(), if element.many() { json!([one]) } else { one });
+    }
+    if object.is_empty() && ty.kind == Kind::Complex {
+        // ele-1: a datatype holds something; its first primitive child other than `id`.
+        if let Some(e) = ty.elements.iter().find(|e| e.ty().kind == Kind::Primitive && e.name != "id" && e.choice == 0 && depth < 8) {
+            let one = primitive(e.ty().name);
+            object.insert(e.name.to_owned(), if e.many() { json!([one]) } else { one });
+        }
+    }
+    Value::Object(object)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -603,8 +603,8 @@ impl Policy<'_> {
             .resources
             .iter()
             .filter(|res| res.rtype == rtype)
-            // Subject-less clinical resources are reachable by read only.
-            .filter(|res| !(is_patient_compartment_type(rtype) && res.patient.is_none()))
+            // Subject-less clinical resources (kept shared) are found by a search without
+            // patient context, for scopes that reach them (`reaches`: every compartment).
             .filter(|res| patient.is_none_or(|p| res.patient.as_deref() == Some(p)))
             .filter(|res| self.some_scope_allows(Perm::Search, &Target::existing(res)))
             .map(|res| (res.rtype.clone(), res.id.clone()))
@@ -891,13 +891,15 @@ mod tests {
     }
 
     #[test]
-    fn search_skips_subjectless_clinical_resources_and_filters_by_patient() {
+    fn search_finds_subjectless_clinical_resources_without_patient_context_and_filters_by_patient() {
         let w = world();
         let g = grant(&["system/Observation.rs"], None, None);
-        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &["o1", "o2", "o3"]));
+        assert_eq!(expect(&w, &g, &search("Observation", None)), found("Observation", &["o1", "o2", "o3", "o4"]));
         assert_eq!(expect(&w, &g, &search("Observation", Some("p2"))), found("Observation", &["o3"]));
-        // ...but read still shows the shared one.
         assert_eq!(expect(&w, &g, &read("Observation", "o4")), found("Observation", &["o4"]));
+        // A scope confined to a patient reaches no shared patient data.
+        let p1 = grant(&["patient/Observation.rs"], Some("p1"), None);
+        assert!(!matches!(expect(&w, &p1, &search("Observation", None)), Outcome::Found(ref f) if f.iter().any(|(_, id)| id == "o4")));
     }
 
     #[test]

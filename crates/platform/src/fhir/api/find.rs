@@ -98,9 +98,14 @@ pub(super) async fn search(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
     let (mut hits, total) = run(fhir, &page, &targets).await?;
     let has_next = if counted { (query.offset.saturating_add(query.count) as i64) < total } else { hits.len() > query.count };
     hits.truncate(query.count);
+    let everyone = match revinclude_patients(fhir, grant, &query, &targets).await? {
+        Ok(list) => list,
+        Err(refusal) => return Ok(refusal),
+    };
     let included = match targets.as_slice() {
-        [(partition, _)] if !query.summary_count => includes(fhir, grant, &query, partition, &hits).await?,
-        _ => Vec::new(),
+        _ if query.summary_count => Vec::new(),
+        [(partition, _)] => includes(fhir, grant, &query, partition, &everyone, &hits).await?,
+        many => includes_by_partition(fhir, grant, &query, many, &hits).await?,
     };
     let set = Searchset { base: fhir.base, pairs: &request.query, query: &query, total: counted.then_some(total), has_next };
     Ok(FhirResponse::json(200, set.render(&hits, &included)))
@@ -201,9 +206,12 @@ async fn targets(
     Ok(Ok(match plan(usable, grant, query) {
         Plan::Run(targets) => targets,
         Plan::FanOut => match every_patient(fhir).await? {
+            // Every compartment, and the type's shared partition: patient data that names no
+            // patient (an Observation of a Location, an Account without subject) is kept there.
             Some(patients) => patients
                 .into_iter()
                 .filter_map(|p| gate::at(usable, grant, Permissions::SEARCH, Place::Compartment(&p)).map(|f| (patient_partition(&p), f)))
+                .chain(gate::at(usable, grant, Permissions::SEARCH, Place::Shared).map(|f| (shared_partition(&query.resource_type), f)))
                 .collect(),
             None => {
                 return Ok(Err(FhirResponse::outcome(
@@ -255,6 +263,34 @@ pub(super) async fn run(fhir: &Fhir<'_>, query: &Search, targets: &[(String, Fil
             Ok((keyed.into_iter().skip(query.offset).take(query.count).map(|(_, r)| r).collect(), total))
         }
     }
+}
+
+/// The compartments a `_revinclude` of patient data from shared resources (a Medication's
+/// MedicationAdministrations) searches when the caller reaches every patient: the directory's
+/// patients, or a 400 above [`search::MAX_FANOUT`], like a search of patient data without
+/// patient context. Empty when the search asks no such revinclude (a `Patient` search
+/// revincludes from each matched patient's own compartment).
+async fn revinclude_patients(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    query: &Search,
+    targets: &[(String, Filter)],
+) -> Result<Result<Vec<String>, FhirResponse>, StoreError> {
+    let from_shared = matches!(targets, [(p, _)] if !p.starts_with("patient/")) && query.resource_type != "Patient" && !query.summary_count;
+    let mut sources =
+        query.revincludes.iter().map(|(s, _)| s.as_str()).chain(query.more.iterate.iter().filter(|(_, rev)| *rev).map(|(i, _)| i.source.as_str()));
+    let everyone = |s: &str| gate::usable(grant, s, Permissions::READ).is_ok_and(|u| matches!(gate::reach(&u), Reach::All));
+    if !from_shared || !sources.any(|s| is_patient_data(s) && everyone(s)) {
+        return Ok(Ok(Vec::new()));
+    }
+    Ok(match every_patient(fhir).await? {
+        Some(patients) => Ok(patients),
+        None => Err(FhirResponse::outcome(
+            400,
+            IssueType::TooCostly,
+            &format!("too many patients to _revinclude patient data of {} across all of them: search with patient context", query.resource_type),
+        )),
+    })
 }
 
 /// Every patient's id, or `None` when there are more than [`search::MAX_FANOUT`].
@@ -355,7 +391,15 @@ fn choice_of(element: &str, name: &str) -> bool {
 /// `_include` and `_revinclude`, each included resource through the gate like a read of its
 /// own: a first round over the matches (the `:iterate` ones too), then the `:iterate` ones once
 /// more over what the first round included (one level, R4 §3.1.1.5.4).
-async fn includes(fhir: &Fhir<'_>, grant: &AccessGrant, query: &Search, partition: &str, hits: &Hits) -> Result<Vec<Box<RawValue>>, StoreError> {
+/// `everyone`: see [`revinclude_patients`].
+async fn includes(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    query: &Search,
+    partition: &str,
+    everyone: &[String],
+    hits: &Hits,
+) -> Result<Vec<Box<RawValue>>, StoreError> {
     if query.includes.is_empty() && query.revincludes.is_empty() && query.more.iterate.is_empty() {
         return Ok(Vec::new());
     }
@@ -369,10 +413,48 @@ async fn includes(fhir: &Fhir<'_>, grant: &AccessGrant, query: &Search, partitio
         .chain(query.revincludes.iter().map(|(s, p)| (s.as_str(), p.as_str(), true)))
         .chain(iterate.iter().copied())
         .collect();
-    let mut out = include_round(fhir, grant, partition, &matched, &first, &mut seen).await?;
+    let mut out = include_round(fhir, grant, partition, everyone, &matched, &first, &mut seen).await?;
     if !iterate.is_empty() {
         let included: Vec<Value> = out.iter().filter_map(|r| serde_json::from_str(r.get()).ok()).collect();
-        out.extend(include_round(fhir, grant, partition, &included, &iterate, &mut seen).await?);
+        out.extend(include_round(fhir, grant, partition, everyone, &included, &iterate, &mut seen).await?);
+    }
+    Ok(out)
+}
+
+/// The includes of a search that ran in several partitions (patient data without patient
+/// context): each match's includes are found from its own partition, as if searched there, so
+/// the gate and the compartment rules are those of that partition; each resource once.
+async fn includes_by_partition(
+    fhir: &Fhir<'_>,
+    grant: &AccessGrant,
+    query: &Search,
+    targets: &[(String, Filter)],
+    hits: &Hits,
+) -> Result<Vec<Box<RawValue>>, StoreError> {
+    if query.includes.is_empty() && query.revincludes.is_empty() && query.more.iterate.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut groups: Vec<(&str, Hits)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for (id, r) in hits {
+        let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
+        seen.insert(key_of(&value));
+        // The partition the match was found in: where the store places it, one of the targets.
+        let Ok(home) = crate::fhir::store::partition_for(&value) else { continue };
+        let Some((partition, _)) = targets.iter().find(|(p, _)| *p == home) else { continue };
+        match groups.iter_mut().find(|(p, _)| *p == partition.as_str()) {
+            Some((_, group)) => group.push((id.clone(), r.clone())),
+            None => groups.push((partition.as_str(), vec![(id.clone(), r.clone())])),
+        }
+    }
+    let mut out = Vec::new();
+    for (partition, group) in groups {
+        for r in includes(fhir, grant, query, partition, &[], &group).await? {
+            let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
+            if seen.insert(key_of(&value)) {
+                out.push(r);
+            }
+        }
     }
     Ok(out)
 }
@@ -387,6 +469,7 @@ async fn include_round(
     fhir: &Fhir<'_>,
     grant: &AccessGrant,
     partition: &str,
+    everyone: &[String],
     from: &[Value],
     rules: &[(&str, &str, bool)],
     seen: &mut HashSet<String>,
@@ -394,7 +477,7 @@ async fn include_round(
     let mut out = Vec::new();
     for &(source, name, reverse) in rules {
         if reverse {
-            revinclude(fhir, grant, partition, from, source, name, seen, &mut out).await?;
+            revinclude(fhir, grant, partition, everyone, from, source, name, seen, &mut out).await?;
             continue;
         }
         let mut targets: Vec<String> = from.iter().filter(|r| type_and_id(r).0 == source).flat_map(|r| search::references(r, source, name)).collect();
@@ -431,13 +514,16 @@ const MAX_REVINCLUDE_PARTITIONS: usize = 50;
 
 /// `_revinclude=source:name` over `from`: the `source` resources whose `name` references one of
 /// them, searched in the partitions they can live in, each through the gate: the shared one,
-/// the current patient's, or (patient data revincluded from a `Patient` search run in the
-/// directory) each matched patient's own compartment.
+/// the current patient's, or (patient data revincluded from a search run in a shared
+/// partition or the directory) each matched patient's own compartment for references to a
+/// Patient, and the compartments the caller reaches (`everyone` when that is every patient)
+/// for references to anything else.
 #[allow(clippy::too_many_arguments)]
 async fn revinclude(
     fhir: &Fhir<'_>,
     grant: &AccessGrant,
     partition: &str,
+    everyone: &[String],
     from: &[Value],
     source: &str,
     name: &str,
@@ -453,9 +539,29 @@ async fn revinclude(
     } else if partition.starts_with("patient/") {
         vec![(partition.to_owned(), refs)]
     } else {
-        // Patient data about shared resources lives in every compartment: only the matched
-        // patients' own compartments are searched, for references to them.
-        refs.into_iter().filter_map(|r| r.strip_prefix("Patient/").map(|id| (patient_partition(id), vec![r.clone()]))).take(MAX_REVINCLUDE_PARTITIONS).collect()
+        // Patient data about shared resources lives in every compartment: the matched
+        // patients' own compartments are searched for references to them, the compartments the
+        // caller reaches for references to anything else.
+        let (patients, others): (Vec<String>, Vec<String>) = refs.into_iter().partition(|r| r.starts_with("Patient/"));
+        let mut places: Vec<(String, Vec<String>)> = patients
+            .into_iter()
+            .filter_map(|r| r.strip_prefix("Patient/").map(|id| (patient_partition(id), vec![r.clone()])))
+            .take(MAX_REVINCLUDE_PARTITIONS)
+            .collect();
+        if !others.is_empty() {
+            let reached: Vec<String> = match gate::reach(&usable) {
+                Reach::Patients(set) => set.into_iter().collect(),
+                Reach::All => everyone.to_vec(),
+            };
+            for p in reached {
+                let at = patient_partition(&p);
+                match places.iter_mut().find(|(w, _)| *w == at) {
+                    Some((_, refs)) => refs.extend(others.iter().cloned()),
+                    None => places.push((at, others.clone())),
+                }
+            }
+        }
+        places
     };
     for (where_, refs) in places {
         let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { continue };

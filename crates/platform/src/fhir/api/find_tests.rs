@@ -168,3 +168,113 @@ fn includes_never_reach_another_patients_compartment() {
     assert_eq!(entries(&r, "match"), ["Observation/a-cross"]);
     assert_eq!(entries(&r, "include"), ["Practitioner/d1"], "Patient/b and Encounter/e-b (and what they would lead to) stay out");
 }
+
+#[test]
+fn includes_of_a_search_across_patients_come_from_each_matchs_own_partition() {
+    // Without patient context (a practitioner's user/ scope) a search of patient data runs in
+    // every compartment; its includes are found from each match's own partition.
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    put(json!({"resourceType": "Medication", "id": "m1", "code": {"text": "acetaminophen"}}));
+    for p in ["a", "b"] {
+        put(
+            json!({"resourceType": "MedicationAdministration", "id": format!("ma-{p}"), "status": "completed", "subject": {"reference": format!("Patient/{p}")},
+            "context": {"reference": format!("Encounter/e-{p}")}, "medicationReference": {"reference": "Medication/m1"}, "effectiveDateTime": "2021-03-04"}),
+        );
+    }
+    let r = search(
+        &w,
+        &doctor(),
+        "MedicationAdministration",
+        "status=completed&_include=MedicationAdministration:medication&_include=MedicationAdministration:context",
+    );
+    assert_eq!(entries(&r, "match"), ["MedicationAdministration/ma-a", "MedicationAdministration/ma-b"]);
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a", "Encounter/e-b", "Medication/m1"], "the shared Medication once");
+    let r = search(
+        &w,
+        &doctor(),
+        "Observation",
+        "code=1234-5&_include=Observation:encounter&_include=Observation:subject&_revinclude:iterate=Observation:encounter",
+    );
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a", "Encounter/e-b", "Observation/a-vital", "Observation/b-vital", "Patient/a", "Patient/b"]);
+    // Through the gate: no Encounter scope, no Encounter; a granular scope filters the iterated round.
+    let labs = grant("user/Observation.rs?category=laboratory user/Patient.rs", None, Some("Practitioner/d1"));
+    let r = search(&w, &labs, "Observation", "_include=Observation:encounter&_include=Observation:subject&_revinclude:iterate=Observation:encounter");
+    assert_eq!(entries(&r, "match"), ["Observation/a-lab", "Observation/b-lab"]);
+    assert_eq!(entries(&r, "include"), ["Patient/a", "Patient/b"]);
+    // A patient user's scope reaches their own compartment only: one partition, as before.
+    let r = search(&w, &grant("user/*.rs", None, Some("Patient/a")), "Observation", "_include=Observation:encounter");
+    assert_eq!(entries(&r, "include"), ["Encounter/e-a"]);
+}
+
+#[test]
+fn revincludes_of_patient_data_from_shared_resources_search_the_compartments_reached() {
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    put(json!({"resourceType": "Medication", "id": "m1", "code": {"text": "acetaminophen"}}));
+    for p in ["a", "b"] {
+        put(
+            json!({"resourceType": "MedicationAdministration", "id": format!("ma-{p}"), "status": "completed", "subject": {"reference": format!("Patient/{p}")},
+            "medicationReference": {"reference": "Medication/m1"}, "effectiveDateTime": "2021-03-04"}),
+        );
+    }
+    let all = |g: &AccessGrant, t: &str, q: &str| {
+        let r = search(&w, g, t, q);
+        assert_eq!(r.status, 200, "{}", r.body);
+        entries(&r, "include")
+    };
+    // Every patient for a practitioner; the patient's own compartment for a patient token.
+    assert_eq!(
+        all(&doctor(), "Medication", "_revinclude=MedicationAdministration:medication"),
+        ["MedicationAdministration/ma-a", "MedicationAdministration/ma-b"]
+    );
+    let ann = grant("patient/*.rs", Some("a"), None);
+    assert_eq!(all(&ann, "Medication", "_revinclude=MedicationAdministration:medication"), ["MedicationAdministration/ma-a"]);
+    assert_eq!(all(&ann, "Practitioner", "_revinclude=Observation:performer"), ["Observation/a-lab", "Observation/a-vital"]);
+    // Through the gate: a granular scope filters; no scope on the source, nothing.
+    let labs = grant("user/Practitioner.rs user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
+    assert_eq!(all(&labs, "Practitioner", "_revinclude=Observation:performer"), ["Observation/a-lab", "Observation/b-lab"]);
+    assert_eq!(
+        all(&grant("user/Medication.rs", None, Some("Practitioner/d1")), "Medication", "_revinclude=MedicationAdministration:medication"),
+        Vec::<String>::new()
+    );
+    // A Patient search still revincludes from each matched patient's compartment.
+    assert_eq!(all(&doctor(), "Patient", "_id=b&_revinclude=MedicationAdministration:subject"), ["MedicationAdministration/ma-b"]);
+}
+
+#[test]
+fn a_revinclude_of_patient_data_across_too_many_patients_is_refused() {
+    let w = world();
+    for i in 0..=crate::fhir::search::MAX_FANOUT {
+        super::super::test_support::put(&w, json!({"resourceType": "Patient", "id": format!("p{i:03}")}));
+    }
+    let r = search(&w, &doctor(), "Practitioner", "_revinclude=Observation:performer");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(body(&r)["issue"][0]["code"], "too-costly");
+    // Without the revinclude, or with patient context, it runs.
+    assert_eq!(search(&w, &doctor(), "Practitioner", "_id=d1").status, 200);
+    assert_eq!(
+        entries(&search(&w, &grant("patient/*.rs", Some("a"), None), "Practitioner", "_revinclude=Observation:performer"), "include"),
+        ["Observation/a-lab", "Observation/a-vital"]
+    );
+}
+
+#[test]
+fn patient_data_that_names_no_patient_is_found_by_a_search_across_patients() {
+    // An Observation of a Location names no patient: it is kept in shared/Observation, which a
+    // search without patient context reads too (it read the compartments only before).
+    let w = world();
+    let about_a_room = json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}});
+    super::super::test_support::put(&w, about_a_room);
+    assert_eq!(block_on(w.locate(&[("Observation".into(), "room".into())])).unwrap(), vec![Some("shared/Observation".to_owned())]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "code=8310-5"), ["Observation/room"]);
+    assert_eq!(matches(&w, &doctor(), "Observation", "_sort=_id&_count=2"), ["Observation/a-lab", "Observation/a-vital"]);
+    let all = matches(&w, &doctor(), "Observation", "_count=10");
+    assert_eq!(all, ["Observation/a-lab", "Observation/a-vital", "Observation/b-lab", "Observation/b-vital", "Observation/room"]);
+    // Not for scopes confined to patients, nor past a granular filter.
+    assert!(matches(&w, &grant("patient/*.rs", Some("a"), None), "Observation", "code=8310-5").is_empty());
+    assert!(matches(&w, &grant("user/*.rs", None, Some("Patient/a")), "Observation", "code=8310-5").is_empty());
+    let labs = grant("user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
+    assert!(matches(&w, &labs, "Observation", "code=8310-5").is_empty());
+}

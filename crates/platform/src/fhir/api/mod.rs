@@ -183,6 +183,8 @@ fn usable<'g>(grant: &'g AccessGrant, resource_type: &str, permission: Permissio
 }
 
 #[cfg(test)]
+mod every_type_tests;
+#[cfg(test)]
 mod interaction_tests;
 #[cfg(test)]
 mod review_tests;

@@ -219,6 +219,27 @@ fn type_filters_since_and_the_patient_level() {
 }
 
 #[test]
+fn a_type_filter_never_widens_a_granular_scope() {
+    let store = world();
+    let lab = grant("system/Observation.rs?category=laboratory", None, None);
+    // The filter asks for what the scope excludes: nothing.
+    let mut job = kick(&store, &lab, Level::System, &[("_typeFilter", "Observation?category=vital-signs")], ASYNC).unwrap();
+    let files = run_all(&store, &mut job);
+    assert_eq!(exported(&job, &files), Vec::<String>::new());
+    // Several filters: each still within the scope (a-vital matches the first, not the scope).
+    let mut job = kick(&store, &lab, Level::System, &[("_typeFilter", "Observation?_id=a-vital,Observation?_id=b-lab")], ASYNC).unwrap();
+    let files = run_all(&store, &mut job);
+    assert_eq!(exported(&job, &files), ["Observation/b-lab"]);
+    // And the patient level the same.
+    let mut job = kick(&store, &lab, Level::Patient, &[("_typeFilter", "Observation?_id=a-vital,Observation?_id=a-lab")], ASYNC).unwrap();
+    let files = run_all(&store, &mut job);
+    assert_eq!(exported(&job, &files), ["Observation/a-lab"]);
+    // A filter on a type the token cannot read adds no type: 400 (not exported), 403 when asked for.
+    refused(kick(&store, &lab, Level::System, &[("_typeFilter", "Patient?_id=a")], ASYNC), 400, "invalid");
+    refused(kick(&store, &lab, Level::System, &[("_type", "Patient"), ("_typeFilter", "Patient?_id=a")], ASYNC), 403, "security");
+}
+
+#[test]
 fn files_split_and_the_job_is_its_clients() {
     let store = MemoryPartitions::default();
     let patients: Vec<Value> = (0..(PAGE * 2 + 5)).map(|i| json!({"resourceType": "Patient", "id": format!("p{i:04}")})).collect();

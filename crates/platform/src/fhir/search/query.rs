@@ -493,6 +493,26 @@ pub fn parse_at(resource_type: &str, pairs: &[(String, String)], strict: bool, n
     Ok(search)
 }
 
+/// The modifiers [`parse`] accepts on a parameter of `kind`, besides a reference's type
+/// modifier (`subject:Patient`), in the CapabilityStatement's words. `modifiers_match_the_parser`
+/// (search tests) holds this list and the parser's `match` together.
+pub fn modifiers(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Token => &["missing", "not", "text"],
+        Kind::String => &["missing", "exact", "contains"],
+        Kind::Uri => &["missing", "below", "above"],
+        Kind::Reference | Kind::Date | Kind::Quantity | Kind::Number => &["missing"],
+    }
+}
+
+/// The comparison prefixes [`parse`] accepts on a value of `kind` (R4 §3.1.1.4.2).
+pub fn prefixes(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Date | Kind::Quantity | Kind::Number => &["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"],
+        Kind::Token | Kind::String | Kind::Uri | Kind::Reference => &[],
+    }
+}
+
 /// Most path steps of a uri `:above` value (each becomes two bound values).
 const MAX_URI_STEPS: usize = 8;
 

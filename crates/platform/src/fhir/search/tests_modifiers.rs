@@ -3,6 +3,7 @@
 //! index rows, with the SQL's bound values counted.
 
 use super::*;
+use crate::fhir::params::{self, Kind};
 use serde_json::{json, Value};
 
 /// 2026-12-02T00:00:00Z, the `now` `ap` dates are approximated against.
@@ -220,4 +221,49 @@ fn include_iterate_is_parsed() {
     assert!(s.more.iterate[1].1, "a revinclude");
     assert!(refused("Observation", &[("_include:recurse", "Observation:encounter")]));
     assert!(refused("Observation", &[("_include", "Encounter:patient")]), "without :iterate, a parameter of the searched type");
+}
+
+/// Every R4 modifier name (R4 §3.1.1.5), besides a reference's `:[type]`.
+const R4_MODIFIERS: [&str; 11] = ["missing", "exact", "contains", "not", "text", "in", "not-in", "below", "above", "identifier", "ofType"];
+
+#[test]
+fn modifiers_match_the_parser() {
+    // What the CapabilityStatement advertises ([`modifiers`], [`prefixes`]) is exactly what the
+    // parser accepts, for every parameter of every served type.
+    let mut checked = 0;
+    for (t, own) in params::TYPES {
+        for p in params::COMMON.iter().chain(own.iter()) {
+            let sample = match p.kind {
+                Kind::Uri => "http://a.org/x",
+                Kind::Date => "2020",
+                Kind::Quantity | Kind::Number => "1",
+                Kind::Token | Kind::String | Kind::Reference => "x",
+            };
+            for m in R4_MODIFIERS {
+                let value = if m == "missing" { "true" } else { sample };
+                let key = format!("{}:{m}", p.name);
+                let accepted = parse_at(t, &[(key.clone(), value.to_owned())], true, Some(NOW)).is_ok();
+                assert_eq!(accepted, modifiers(p.kind).contains(&m), "{t}?{key}={value}");
+                checked += 1;
+            }
+            for prefix in prefixes(p.kind) {
+                let pair = (p.name.to_owned(), format!("{prefix}{sample}"));
+                let search = parse_at(t, std::slice::from_ref(&pair), true, Some(NOW)).unwrap_or_else(|e| panic!("{t}?{}={}: {e}", pair.0, pair.1));
+                let prefix_of = |c: &Clause| match c {
+                    Clause::Date { prefix, .. } | Clause::Quantity { prefix, .. } => Some(*prefix),
+                    _ => None,
+                };
+                assert_ne!(search.clauses.first().and_then(prefix_of), None, "{t}?{}={}", pair.0, pair.1);
+                if *prefix != "eq" {
+                    assert_ne!(search.clauses.first().and_then(prefix_of), Some(Prefix::Eq), "{t}?{}={} keeps its prefix", pair.0, pair.1);
+                }
+            }
+            if p.kind == Kind::Reference {
+                let target = p.targets.iter().copied().find(|x| params::is_served(x)).unwrap_or("Patient");
+                let key = format!("{}:{target}", p.name);
+                assert!(parse_at(t, &[(key.clone(), "x".to_owned())], true, Some(NOW)).is_ok(), "{t}?{key}=x");
+            }
+        }
+    }
+    assert!(checked > 15_000, "{checked}");
 }
