@@ -34,6 +34,11 @@ pub fn json<T: Serialize>(status: u16, body: &T, content_type: &str) -> Response
     }
 }
 
+/// A body already serialised as JSON, with its type.
+pub fn json_text(status: u16, body: &str, content_type: &str) -> Response {
+    bytes(status, body.as_bytes().to_vec(), content_type)
+}
+
 /// A text body with its type and caching policy.
 pub fn text(status: u16, body: &str, content_type: &str, cache_control: &str) -> Response {
     let response = bytes(status, body.as_bytes().to_vec(), content_type);

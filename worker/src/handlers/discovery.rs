@@ -39,8 +39,27 @@ pub async fn jwks(ctx: &AppContext) -> Result<Response, AppError> {
     Ok(cacheable(http::json(200, &ring.public_jwks(), "application/jwk-set+json"), KEY_CACHE_SECS))
 }
 
+thread_local! {
+    /// The last CapabilityStatement this isolate served, and what it was made from (the FHIR
+    /// base and the settings, as JSON).
+    static STATEMENT: std::cell::RefCell<Option<(String, std::rc::Rc<String>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `GET /fhir/metadata`. The statement (≈370 KB: every type with its parameters) is made once
+/// per isolate and settings, not per request: making it cost ≈6 ms of CPU, and every app
+/// launch asks for it. Its `date` is when this isolate made it.
 pub async fn metadata(ctx: &AppContext) -> Result<Response, AppError> {
     let settings = settings::load(ctx).await?;
-    let date: String = js_sys::Date::new_0().to_iso_string().into();
-    Ok(http::json(200, &capability::capability_statement(&ctx.urls, &settings, &date), FHIR_JSON))
+    let key = format!("{}\n{}", ctx.urls.fhir_base(), serde_json::to_string(&settings).map_err(AppError::internal)?);
+    let cached = STATEMENT.with(|s| s.borrow().as_ref().filter(|(k, _)| *k == key).map(|(_, body)| body.clone()));
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let date: String = js_sys::Date::new_0().to_iso_string().into();
+            let body = std::rc::Rc::new(serde_json::to_string(&capability::capability_statement(&ctx.urls, &settings, &date)).map_err(AppError::internal)?);
+            STATEMENT.with(|s| *s.borrow_mut() = Some((key, body.clone())));
+            body
+        }
+    };
+    Ok(http::json_text(200, &body, FHIR_JSON))
 }
