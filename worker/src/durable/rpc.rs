@@ -7,11 +7,16 @@
 //! no `Request`, `Response`, `Headers` or URL per call, as a `fetch` to the object needed
 //! (≈0.25 ms of CPU per call less, BENCHMARKS.md). `fetch` still reaches the same commands
 //! (tests read diagnostics such as `/peek` that way).
+//!
+//! workerd refuses an RPC message over 32 MiB once serialized, and a string with one character
+//! above U+00FF is serialized two bytes per character: a body or an answer over
+//! [`STREAM_ABOVE`] travels as a `ReadableStream` instead (a page of large resources, a
+//! backup page, an export file), which RPC carries without that limit.
 
 use crate::http::AppError;
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Request, Response, Stub};
 
 #[wasm_bindgen]
@@ -19,7 +24,30 @@ extern "C" {
     /// A Durable Object stub, seen as the RPC target of its class's `call` method.
     type RpcStub;
     #[wasm_bindgen(method, js_name = call)]
-    fn call(this: &RpcStub, path: &str, body: String) -> js_sys::Promise;
+    fn call(this: &RpcStub, path: &str, body: &JsValue) -> js_sys::Promise;
+}
+
+/// Text longer than this (UTF-8 bytes) is sent as a stream, not as one string.
+pub const STREAM_ABOVE: usize = 1024 * 1024;
+
+/// `text` as what a call carries: the string itself, or a stream of its bytes when long.
+fn carried(text: String) -> Result<JsValue, JsValue> {
+    if text.len() <= STREAM_ABOVE {
+        return Ok(JsValue::from(text));
+    }
+    let response = web_sys::Response::new_with_opt_str(Some(&text))?;
+    response.body().map(JsValue::from).ok_or_else(|| JsValue::from_str("a response without a body"))
+}
+
+/// The text a call carried (see [`carried`]).
+pub async fn received(value: JsValue) -> Result<String, JsValue> {
+    if let Some(text) = value.as_string() {
+        return Ok(text);
+    }
+    let stream: web_sys::ReadableStream = value.dyn_into()?;
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(&stream))?;
+    let text = wasm_bindgen_futures::JsFuture::from(response.text()?).await?;
+    text.as_string().ok_or_else(|| JsValue::from_str("a streamed text that is not text"))
 }
 
 /// A Durable Object the Worker calls.
@@ -69,8 +97,9 @@ pub trait Commands {
     async fn command(&self, path: &str, body: String) -> worker::Result<Answer>;
 }
 
-/// The one string a `call` resolves to: a tag (`o` done, `d` refused, `e` failed) and the text.
-pub fn encode(answer: worker::Result<Answer>) -> JsValue {
+/// What a `call` resolves to: a tag (`o` done, `d` refused, `e` failed) and the text, as one
+/// string or, when long, a stream.
+pub fn encode(answer: worker::Result<Answer>) -> Result<JsValue, JsValue> {
     let (tag, text) = match answer {
         Ok(Answer::Done(text)) => ('o', text),
         Ok(Answer::Refused(text)) => ('d', text),
@@ -79,7 +108,7 @@ pub fn encode(answer: worker::Result<Answer>) -> JsValue {
     let mut out = String::with_capacity(text.len() + 1);
     out.push(tag);
     out.push_str(&text);
-    JsValue::from(out)
+    carried(out)
 }
 
 /// Inside an object: a command that arrived as a `fetch` (its path and body), answered 200,
@@ -108,8 +137,9 @@ macro_rules! rpc_methods {
         impl $class {
             /// The object's commands over JS RPC (see `durable::rpc`).
             #[wasm_bindgen::prelude::wasm_bindgen(js_name = call)]
-            pub async fn call(&self, path: String, body: String) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-                Ok($crate::durable::rpc::encode(<$class as $crate::durable::rpc::Commands>::command(self, &path, body).await))
+            pub async fn call(&self, path: String, body: wasm_bindgen::JsValue) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+                let body = $crate::durable::rpc::received(body).await?;
+                $crate::durable::rpc::encode(<$class as $crate::durable::rpc::Commands>::command(self, &path, body).await)
             }
         }
     };
@@ -120,8 +150,9 @@ macro_rules! rpc_methods {
 async fn call_text<B: Serialize + ?Sized>(object: &Object, path: &str, body: &B) -> Result<(char, String), AppError> {
     let json = serde_json::to_string(body).map_err(AppError::internal)?;
     let failed = |e: JsValue| AppError::internal(format!("{path}: {e:?}"));
-    let answer = wasm_bindgen_futures::JsFuture::from(object.0.call(path, json)).await.map_err(failed)?;
-    let text = answer.as_string().ok_or_else(|| AppError::internal(format!("{path}: the answer is not text")))?;
+    let body = carried(json).map_err(failed)?;
+    let answer = wasm_bindgen_futures::JsFuture::from(object.0.call(path, &body)).await.map_err(failed)?;
+    let text = received(answer).await.map_err(failed)?;
     match text.chars().next() {
         Some(tag @ ('o' | 'd')) => Ok((tag, text)),
         _ => Err(AppError::internal(format!("{path}: {}", text.get(1..).unwrap_or_default()))),
