@@ -78,15 +78,20 @@ function durableObject(Rust) {
       return this.#object;
     }
 
-    forward(name, args) {
+    // Not a method: every public method of a Durable Object class can be called over RPC.
+    #forward(name, args) {
       return guarded(() => this.#current()[name](...args));
+    }
+
+    static forward(shim, name, args) {
+      return shim.#forward(name, args);
     }
   }
   const internal = new Set(["constructor", "free"]);
   for (const name of Object.getOwnPropertyNames(Rust.prototype)) {
     if (internal.has(name) || name.startsWith("__")) continue;
     DurableObjectShim.prototype[name] = function (...args) {
-      return this.forward(name, args);
+      return DurableObjectShim.forward(this, name, args);
     };
   }
   Object.defineProperty(DurableObjectShim, "name", { value: Rust.name });

@@ -16,6 +16,41 @@ use std::collections::HashSet;
 
 type Hits = Vec<(String, Box<RawValue>)>;
 
+/// Most storage calls (reads, directory lookups, searches) the `_include`s and `_revinclude`s
+/// of one search may make. Each is a Durable Object call, which Cloudflare counts as a
+/// subrequest (1,000 per request); past this the search is refused as too costly, never
+/// answered with some of its includes left out.
+pub const MAX_INCLUDE_CALLS: usize = 300;
+
+/// Why the includes of a search were not found.
+enum IncludeError {
+    Store(StoreError),
+    /// They need more than [`MAX_INCLUDE_CALLS`] storage calls.
+    TooCostly,
+}
+
+impl From<StoreError> for IncludeError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The storage calls left to a search's includes.
+struct Calls(std::cell::Cell<usize>);
+
+impl Calls {
+    fn new() -> Self {
+        Self(std::cell::Cell::new(MAX_INCLUDE_CALLS))
+    }
+
+    /// Takes one call, or refuses when none is left.
+    fn spend(&self) -> Result<(), IncludeError> {
+        let left = self.0.get().checked_sub(1).ok_or(IncludeError::TooCostly)?;
+        self.0.set(left);
+        Ok(())
+    }
+}
+
 /// The partitions a search runs in, each with the filter its results must pass.
 pub(super) fn targets_for_patients(usable: &[Usable<'_>], grant: &AccessGrant, reach: &Reach) -> Vec<(String, Filter)> {
     // Patients: one compartment, or the directory, where each scope's reach becomes an
@@ -102,10 +137,25 @@ pub(super) async fn search(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
         Ok(list) => list,
         Err(refusal) => return Ok(refusal),
     };
+    let calls = Calls::new();
     let included = match targets.as_slice() {
-        _ if query.summary_count => Vec::new(),
-        [(partition, _)] => includes(fhir, grant, &query, partition, &everyone, &hits).await?,
-        many => includes_by_partition(fhir, grant, &query, many, &hits).await?,
+        _ if query.summary_count => Ok(Vec::new()),
+        [(partition, _)] => {
+            let mut seen = hits.iter().filter_map(|(_, r)| serde_json::from_str::<Value>(r.get()).ok()).map(|v| key_of(&v)).collect();
+            includes(fhir, grant, &query, partition, &everyone, &hits, &mut seen, &calls).await
+        }
+        many => includes_by_partition(fhir, grant, &query, many, &hits, &calls).await,
+    };
+    let included = match included {
+        Ok(included) => included,
+        Err(IncludeError::Store(e)) => return Err(e),
+        Err(IncludeError::TooCostly) => {
+            return Ok(FhirResponse::outcome(
+                400,
+                IssueType::TooCostly,
+                &format!("the _include and _revinclude of this search need more than {MAX_INCLUDE_CALLS} storage reads: ask fewer matches (_count), fewer includes, or search with patient context"),
+            ))
+        }
     };
     let set = Searchset { base: fhir.base, pairs: &request.query, query: &query, total: counted.then_some(total), has_next };
     Ok(FhirResponse::json(200, set.render(&hits, &included)))
@@ -392,6 +442,9 @@ fn choice_of(element: &str, name: &str) -> bool {
 /// own: a first round over the matches (the `:iterate` ones too), then the `:iterate` ones once
 /// more over what the first round included (one level, R4 §3.1.1.5.4).
 /// `everyone`: see [`revinclude_patients`].
+/// The includes of `hits`, found from `partition`; `seen` holds what the answer has already
+/// (the matches, and the includes of other partitions), each resource once.
+#[allow(clippy::too_many_arguments)]
 async fn includes(
     fhir: &Fhir<'_>,
     grant: &AccessGrant,
@@ -399,12 +452,13 @@ async fn includes(
     partition: &str,
     everyone: &[String],
     hits: &Hits,
-) -> Result<Vec<Box<RawValue>>, StoreError> {
+    seen: &mut HashSet<String>,
+    calls: &Calls,
+) -> Result<Vec<Box<RawValue>>, IncludeError> {
     if query.includes.is_empty() && query.revincludes.is_empty() && query.more.iterate.is_empty() {
         return Ok(Vec::new());
     }
     let matched: Vec<Value> = hits.iter().filter_map(|(_, r)| serde_json::from_str(r.get()).ok()).collect();
-    let mut seen: HashSet<String> = matched.iter().map(key_of).collect();
     let iterate: Vec<(&str, &str, bool)> = query.more.iterate.iter().map(|(i, rev)| (i.source.as_str(), i.param.as_str(), *rev)).collect();
     let first: Vec<(&str, &str, bool)> = query
         .includes
@@ -413,10 +467,10 @@ async fn includes(
         .chain(query.revincludes.iter().map(|(s, p)| (s.as_str(), p.as_str(), true)))
         .chain(iterate.iter().copied())
         .collect();
-    let mut out = include_round(fhir, grant, partition, everyone, &matched, &first, &mut seen).await?;
+    let mut out = include_round(fhir, grant, partition, everyone, &matched, &first, seen, calls).await?;
     if !iterate.is_empty() {
         let included: Vec<Value> = out.iter().filter_map(|r| serde_json::from_str(r.get()).ok()).collect();
-        out.extend(include_round(fhir, grant, partition, everyone, &included, &iterate, &mut seen).await?);
+        out.extend(include_round(fhir, grant, partition, everyone, &included, &iterate, seen, calls).await?);
     }
     Ok(out)
 }
@@ -430,7 +484,8 @@ async fn includes_by_partition(
     query: &Search,
     targets: &[(String, Filter)],
     hits: &Hits,
-) -> Result<Vec<Box<RawValue>>, StoreError> {
+    calls: &Calls,
+) -> Result<Vec<Box<RawValue>>, IncludeError> {
     if query.includes.is_empty() && query.revincludes.is_empty() && query.more.iterate.is_empty() {
         return Ok(Vec::new());
     }
@@ -447,14 +502,10 @@ async fn includes_by_partition(
             None => groups.push((partition.as_str(), vec![(id.clone(), r.clone())])),
         }
     }
+    // One `seen` for every group: a target several groups include is read once.
     let mut out = Vec::new();
     for (partition, group) in groups {
-        for r in includes(fhir, grant, query, partition, &[], &group).await? {
-            let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
-            if seen.insert(key_of(&value)) {
-                out.push(r);
-            }
-        }
+        out.extend(includes(fhir, grant, query, partition, &[], &group, &mut seen, calls).await?);
     }
     Ok(out)
 }
@@ -465,6 +516,7 @@ fn key_of(resource: &Value) -> String {
 }
 
 /// One round of includes over `from`: `(source, param, reverse)` each.
+#[allow(clippy::too_many_arguments)]
 async fn include_round(
     fhir: &Fhir<'_>,
     grant: &AccessGrant,
@@ -473,11 +525,12 @@ async fn include_round(
     from: &[Value],
     rules: &[(&str, &str, bool)],
     seen: &mut HashSet<String>,
-) -> Result<Vec<Box<RawValue>>, StoreError> {
+    calls: &Calls,
+) -> Result<Vec<Box<RawValue>>, IncludeError> {
     let mut out = Vec::new();
     for &(source, name, reverse) in rules {
         if reverse {
-            revinclude(fhir, grant, partition, everyone, from, source, name, seen, &mut out).await?;
+            revinclude(fhir, grant, partition, everyone, from, source, name, seen, &mut out, calls).await?;
             continue;
         }
         let mut targets: Vec<String> = from.iter().filter(|r| type_and_id(r).0 == source).flat_map(|r| search::references(r, source, name)).collect();
@@ -492,10 +545,14 @@ async fn include_round(
             let place_of = match (t, is_patient_data(t) && partition.starts_with("patient/")) {
                 ("Patient", _) => Some(patient_partition(id)),
                 (_, true) => Some(partition.to_owned()),
-                _ => super::read::directory(fhir, t, id).await?,
+                _ => {
+                    calls.spend()?;
+                    super::read::directory(fhir, t, id).await?
+                }
             };
             let Some(where_) = place_of else { continue };
             let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { continue };
+            calls.spend()?;
             let read = fhir.store.read(&where_, t, id, None).await?;
             if let Some(content) = read.content.filter(|_| read.status == crate::fhir::store::ReadStatus::Found) {
                 let value: Value = serde_json::from_str(content.get()).unwrap_or_default();
@@ -529,7 +586,8 @@ async fn revinclude(
     name: &str,
     seen: &mut HashSet<String>,
     out: &mut Vec<Box<RawValue>>,
-) -> Result<(), StoreError> {
+    calls: &Calls,
+) -> Result<(), IncludeError> {
     let Ok(usable) = gate::usable(grant, source, Permissions::READ) else { return Ok(()) };
     let mut refs: Vec<String> = from.iter().map(key_of).collect();
     refs.sort();
@@ -570,6 +628,7 @@ async fn revinclude(
             rev.clauses.push(Clause::Reference { name: name.to_owned(), any_of: chunk.to_vec() });
             rev.filters = filter.groups();
             rev.count = 500;
+            calls.spend()?;
             for (id, r) in fhir.store.search(&where_, &rev).await?.resources {
                 if seen.insert(format!("{source}/{id}")) {
                     out.push(r);

@@ -278,3 +278,30 @@ fn patient_data_that_names_no_patient_is_found_by_a_search_across_patients() {
     let labs = grant("user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
     assert!(matches(&w, &labs, "Observation", "code=8310-5").is_empty());
 }
+
+#[test]
+fn includes_that_need_more_storage_calls_than_the_budget_are_refused_never_answered_short() {
+    // 200 patients (the fan-out limit): a practitioner's revinclude of patient data from a
+    // shared Medication searches each compartment, one storage call each.
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    put(json!({"resourceType": "Medication", "id": "m1", "code": {"text": "acetaminophen"}}));
+    for i in 2..crate::fhir::search::MAX_FANOUT {
+        put(json!({"resourceType": "Patient", "id": format!("p{i:03}")}));
+    }
+    put(json!({"resourceType": "MedicationAdministration", "id": "ma-a", "status": "completed", "subject": {"reference": "Patient/a"},
+        "medicationReference": {"reference": "Medication/m1"}, "effectiveDateTime": "2021-03-04"}));
+    // One rule: 200 compartments, within the budget.
+    let one = search(&w, &doctor(), "Medication", "_revinclude=MedicationAdministration:medication");
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(entries(&one, "include"), ["MedicationAdministration/ma-a"]);
+    // Two rules: 400 calls, past the budget of 300: refused whole, not answered with some.
+    let two = search(&w, &doctor(), "Medication", "_revinclude=MedicationAdministration:medication&_revinclude=MedicationRequest:medication");
+    assert_eq!(two.status, 400, "{}", two.body);
+    assert_eq!(body(&two)["issue"][0]["code"], "too-costly");
+    assert!(body(&two)["issue"][0]["diagnostics"].as_str().unwrap().contains(&super::MAX_INCLUDE_CALLS.to_string()));
+    // With patient context the same two rules search one compartment.
+    let ann = grant("patient/*.rs", Some("a"), None);
+    let r = search(&w, &ann, "Medication", "_revinclude=MedicationAdministration:medication&_revinclude=MedicationRequest:medication");
+    assert_eq!(entries(&r, "include"), ["MedicationAdministration/ma-a"]);
+}

@@ -81,6 +81,8 @@ fn exists(name: &str, inner: &str) -> String {
 #[cfg(test)]
 pub fn bound_slots(sql: &str) -> usize {
     let first = sql.matches("?1").count();
+    // A plain `?` before the first `?1` would take number 1 and shift every value after it.
+    assert!(first == 0 || sql.find('?') == sql.find("?1"), "a `?` before `?1`: {sql}");
     sql.matches('?').count() - first + usize::from(first > 0)
 }
 
