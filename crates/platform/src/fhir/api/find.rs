@@ -441,9 +441,9 @@ fn choice_of(element: &str, name: &str) -> bool {
 /// `_include` and `_revinclude`, each included resource through the gate like a read of its
 /// own: a first round over the matches (the `:iterate` ones too), then the `:iterate` ones once
 /// more over what the first round included (one level, R4 §3.1.1.5.4).
-/// `everyone`: see [`revinclude_patients`].
-/// The includes of `hits`, found from `partition`; `seen` holds what the answer has already
-/// (the matches, and the includes of other partitions), each resource once.
+/// `everyone`: see [`revinclude_patients`]. `seen` holds what the answer has already (the
+/// matches, and what other partitions included), so each resource is read and included once;
+/// every storage call is taken from `calls`.
 #[allow(clippy::too_many_arguments)]
 async fn includes(
     fhir: &Fhir<'_>,
