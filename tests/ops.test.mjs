@@ -267,12 +267,28 @@ describe("edge rate limits", () => {
     const other = await register(41);
     assert.notEqual(other.status, 429);
     await other.text();
-    // The client configuration endpoint counts by the client in its path too.
-    const read = (n, id) => w.fetch(`/auth/register/${id}`, { headers: { ...ip(n), Authorization: "Bearer wrong" } });
-    for (let i = 0; i < LIMITS.RATE_LIMIT_REGISTRATION_CLIENT; i++) assert.equal((await read(50 + i, "some-client")).status, 401);
-    const overClient = await read(60, "some-client");
-    assertRefused429(overClient, await overClient.json(), "temporarily_unavailable");
-    assert.equal((await read(61, "another-client")).status, 401);
+    // The client configuration endpoint counts per client once the registration access token
+    // is checked (review finding: counted on the client id in the path, strangers could use up
+    // a client's limit and keep it from managing its registration).
+    const metadata = { client_name: "limited", redirect_uris: ["https://app.example/cb"], token_endpoint_auth_method: "none", grant_types: ["authorization_code"], response_types: ["code"], scope: "openid patient/*.rs" };
+    const registered = await w.fetch("/auth/register", { method: "POST", headers: adminHeaders({ "Content-Type": "application/json", ...ip(45) }), body: JSON.stringify(metadata) });
+    const info = await registered.json();
+    assert.equal(registered.status, 201, JSON.stringify(info));
+    const read = (n, token) => w.fetch(`/auth/register/${info.client_id}`, { headers: { ...ip(n), Authorization: `Bearer ${token}` } });
+    for (let i = 0; i < 2 * LIMITS.RATE_LIMIT_REGISTRATION_CLIENT; i++) {
+      const stranger = await read(50 + i, "wrong");
+      assert.equal(stranger.status, 401, "a stranger is refused and uses up nothing");
+      await stranger.text();
+    }
+    for (let i = 0; i < LIMITS.RATE_LIMIT_REGISTRATION_CLIENT; i++) {
+      const own = await read(60 + i, info.registration_access_token);
+      assert.equal(own.status, 200, "the client itself, under its limit");
+      await own.text();
+    }
+    const overClient = await read(64, info.registration_access_token);
+    const overBody = await overClient.json();
+    assertRefused429(overClient, overBody, "temporarily_unavailable");
+    assert.equal(overBody.error_description, `too many registration requests from this client; retry after ${PERIOD} seconds`);
   });
 
   test("sign-in forms per address: 429, Retry-After and the form again with the message", async () => {

@@ -54,6 +54,9 @@ pub struct RegistrationPorts<'a> {
     pub clock: &'a dyn Clock,
     /// The `ADMIN_TOKEN` secret, accepted as an initial access token.
     pub admin_token: Option<&'a str>,
+    /// The per-client limit of the client configuration endpoint, asked only once the
+    /// registration access token is verified (a stranger naming a client uses up nothing).
+    pub client_limits: &'a dyn crate::ports::ClientLimits,
 }
 
 /// What to answer.
@@ -65,6 +68,8 @@ pub enum RegistrationAnswer {
     Deleted,
     /// The error body, its status, and the `WWW-Authenticate` challenge when due.
     Refused { status: u16, error: OAuthError, challenge: Option<String> },
+    /// The client is over its per-client limit: 429 after `retry_after` seconds.
+    Limited { retry_after: u32 },
 }
 
 impl RegistrationAnswer {
@@ -203,7 +208,8 @@ pub async fn update_client(ports: &RegistrationPorts<'_>, client_id: &str, autho
 }
 
 /// The registered client whose registration access token was presented, and that token; or
-/// 401 `invalid_token` (RFC 7592 §2.1: also for a client that does not exist).
+/// 401 `invalid_token` (RFC 7592 §2.1: also for a client that does not exist); or 429 when
+/// that client is over its limit, counted only here, after the token was verified.
 async fn authenticate<'t>(
     ports: &RegistrationPorts<'_>,
     client_id: &str,
@@ -214,9 +220,12 @@ async fn authenticate<'t>(
     };
     let client = ports.clients.client(client_id).await?;
     let valid = client.as_ref().and_then(|c| c.registration.as_ref()).is_some_and(|r| hash_matches(&r.token_hash, token));
-    Ok(match client {
-        Some(client) if valid => Ok((client, token)),
-        _ => Err(RegistrationAnswer::unauthorized(true, "the registration access token is not valid for this client")),
+    let Some(client) = client.filter(|_| valid) else {
+        return Ok(Err(RegistrationAnswer::unauthorized(true, "the registration access token is not valid for this client")));
+    };
+    Ok(match ports.client_limits.over_limit(client_id).await? {
+        Some(retry_after) => Err(RegistrationAnswer::Limited { retry_after }),
+        None => Ok((client, token)),
     })
 }
 

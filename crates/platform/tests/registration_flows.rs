@@ -285,3 +285,52 @@ fn an_admin_registered_client_has_no_registration_access_token() {
     let (status, error, _) = refusal(manage(&server, "GET", "app", Some("anything"), None));
     assert_eq!((status, error.as_str()), (401, "invalid_token"));
 }
+
+/// The per-client limit as the edge would answer it: every client id asked is kept, and the
+/// ones in `over` are over their limit.
+struct Limits {
+    asked: std::cell::RefCell<Vec<String>>,
+    over: Vec<String>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl platform::ports::ClientLimits for Limits {
+    async fn over_limit(&self, client_id: &str) -> Result<Option<u32>, platform::ports::StoreError> {
+        self.asked.borrow_mut().push(client_id.to_owned());
+        Ok(self.over.iter().any(|c| c == client_id).then_some(60))
+    }
+}
+
+#[test]
+fn the_client_configuration_limit_counts_only_a_caller_with_the_registration_access_token() {
+    // Review finding (M2, registration half): counted on the client id in the path, a stranger
+    // could use up a client's limit and keep it from managing its registration.
+    let server = registration_server(true);
+    let info = registered(post(&server, None, public_metadata()));
+    let limits = Limits { asked: Default::default(), over: vec![info.client_id.clone()] };
+    let mut ports = server.registration_ports(Some(ADMIN));
+    ports.client_limits = &limits;
+    let read = |token: Option<&str>| {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        block_on(registration::read_client(&ports, &info.client_id, authorization.as_deref())).unwrap()
+    };
+    // Strangers: no token, a wrong one, another client's: 401, nothing counted.
+    let other = registered(post(&server, None, public_metadata()));
+    for token in [None, Some("wrong"), Some(other.registration_access_token.as_str())] {
+        assert_eq!(refusal(read(token)).0, 401, "{token:?}");
+    }
+    assert!(limits.asked.borrow().is_empty());
+    // The client itself, over its limit: 429 after the token was checked, for every method.
+    assert!(matches!(read(Some(&info.registration_access_token)), RegistrationAnswer::Limited { retry_after: 60 }));
+    let authorization = format!("Bearer {}", info.registration_access_token);
+    let deleted = block_on(registration::delete_client(&ports, &info.client_id, Some(&authorization))).unwrap();
+    assert!(matches!(deleted, RegistrationAnswer::Limited { .. }), "{deleted:?}");
+    assert!(block_on(server.clients.client(&info.client_id)).unwrap().is_some(), "nothing deleted");
+    assert_eq!(*limits.asked.borrow(), vec![info.client_id.clone(), info.client_id.clone()]);
+    // Another client under its limit is served.
+    let authorization = format!("Bearer {}", other.registration_access_token);
+    assert!(matches!(
+        block_on(registration::read_client(&ports, &other.client_id, Some(&authorization))).unwrap(),
+        RegistrationAnswer::Client { status: 200, .. }
+    ));
+}

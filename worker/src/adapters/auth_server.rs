@@ -239,16 +239,18 @@ pub struct AuthServer<'a> {
     patients: Partitions<'a>,
     simulations: super::simulations::KvSimulations<'a>,
     client_limits: EdgeClientLimits<'a>,
+    registration_limits: EdgeClientLimits<'a>,
 }
 
-/// The token endpoint's per-client limit through the edge's rate-limiting binding
-/// (`crate::ops`); the platform asks only once the client has authenticated.
-pub struct EdgeClientLimits<'a>(pub &'a AppContext);
+/// An endpoint's per-client limit through the edge's rate-limiting binding (`crate::ops`); the
+/// platform asks only once the client has authenticated (the token endpoint) or presented its
+/// registration access token (client configuration).
+pub struct EdgeClientLimits<'a>(pub &'a AppContext, pub platform::ops::Limited);
 
 #[async_trait(?Send)]
 impl platform::ports::ClientLimits for EdgeClientLimits<'_> {
     async fn over_limit(&self, client_id: &str) -> Result<Option<u32>, StoreError> {
-        Ok(crate::ops::check_client(self.0, platform::ops::Limited::Token, client_id).await)
+        Ok(crate::ops::check_client(self.0, self.1, client_id).await)
     }
 }
 
@@ -266,7 +268,8 @@ impl<'a> AuthServer<'a> {
             settings: IsolateSettings(ctx),
             patients: Partitions(&ctx.env),
             simulations: super::simulations::KvSimulations(ctx),
-            client_limits: EdgeClientLimits(ctx),
+            client_limits: EdgeClientLimits(ctx, platform::ops::Limited::Token),
+            registration_limits: EdgeClientLimits(ctx, platform::ops::Limited::Registration),
         }
     }
 
@@ -302,6 +305,7 @@ impl<'a> AuthServer<'a> {
             random: &WebCryptoRandom,
             clock: &WorkerClock,
             admin_token,
+            client_limits: &self.registration_limits,
         }
     }
 

@@ -84,21 +84,17 @@ async fn serve(req: Request, env: Env) -> (Route, Response, Notes) {
     (route, response, ctx.notes.take())
 }
 
-/// The edge rate limits a request is over before its handler runs, if any: the address on
-/// every limited endpoint, and the client a registration path names (the token endpoint's
-/// client is checked once its form is read, in [`token::token`]).
+/// The edge rate limit a request is over before its handler runs, if any: the address, on
+/// every limited endpoint. Per-client limits are counted by the platform once the client has
+/// proved who it is (the token endpoint's client authentication, the client configuration
+/// endpoint's registration access token), so that a stranger naming a client uses up nothing.
 async fn edge_limit(route: Route, req: &Request, ctx: &AppContext) -> Option<(Limited, u32)> {
     let limited = Limited::for_route(route, req.method().as_ref())?;
-    if let Some(retry_after) = ops::check_ip(ctx, limited, req).await {
-        return Some((limited, retry_after));
-    }
     if route == Route::RegisteredClient {
         let path = req.path();
-        let client_id = Route::path_param(&path, "/auth/register/").unwrap_or_default().to_owned();
-        ops::note_client(ctx, Some(client_id.clone()));
-        return ops::check_client(ctx, limited, &client_id).await.map(|retry_after| (limited, retry_after));
+        ops::note_client(ctx, Route::path_param(&path, "/auth/register/").map(str::to_owned));
     }
-    None
+    ops::check_ip(ctx, limited, req).await.map(|retry_after| (limited, retry_after))
 }
 
 /// The answer of a request over an edge limit: the endpoint's own refusal, 429 with

@@ -4,6 +4,7 @@
 use crate::adapters::auth_server::AuthServer;
 use crate::context::{vars, AppContext};
 use crate::http::{self, AppError};
+use platform::ops::{LimitScope, Limited};
 use platform::registration::{self, Body, RegistrationAnswer, MAX_BODY_BYTES};
 use platform::routes::Route;
 use worker::{Method, Request, Response};
@@ -55,6 +56,7 @@ fn encode(answer: RegistrationAnswer) -> Response {
     match answer {
         RegistrationAnswer::Client { status, information } => http::no_store(http::json(status, &information, "application/json")),
         RegistrationAnswer::Deleted => http::no_store(Response::empty().expect("an empty response").with_status(204)),
+        RegistrationAnswer::Limited { retry_after } => crate::ops::oauth_refusal(Limited::Registration, LimitScope::Client, retry_after),
         RegistrationAnswer::Refused { status, error, challenge } => {
             let mut response = http::no_store(http::oauth_error(&error).with_status(status));
             if let Some(challenge) = challenge {

@@ -399,6 +399,7 @@ impl MemoryAuthServer {
             random: &self.random,
             clock: self.clock.as_ref(),
             admin_token,
+            client_limits: &crate::ports::NoClientLimits,
         }
     }
 
