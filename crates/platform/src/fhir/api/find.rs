@@ -144,7 +144,7 @@ pub(super) async fn search(fhir: &Fhir<'_>, grant: &AccessGrant, resource_type: 
             let mut seen = hits.iter().filter_map(|(_, r)| serde_json::from_str::<Value>(r.get()).ok()).map(|v| key_of(&v)).collect();
             includes(fhir, grant, &query, partition, &everyone, &hits, &mut seen, &calls).await
         }
-        many => includes_by_partition(fhir, grant, &query, many, &hits, &calls).await,
+        many => includes_by_partition(fhir, grant, &query, many, &everyone, &hits, &calls).await,
     };
     let included = match included {
         Ok(included) => included,
@@ -326,7 +326,9 @@ async fn revinclude_patients(
     query: &Search,
     targets: &[(String, Filter)],
 ) -> Result<Result<Vec<String>, FhirResponse>, StoreError> {
-    let from_shared = matches!(targets, [(p, _)] if !p.starts_with("patient/")) && query.resource_type != "Patient" && !query.summary_count;
+    // A search in a shared partition, or across patients (whose matches may be kept in the
+    // type's shared partition, patient data that names no patient).
+    let from_shared = targets.iter().any(|(p, _)| !p.starts_with("patient/")) && query.resource_type != "Patient" && !query.summary_count;
     let mut sources =
         query.revincludes.iter().map(|(s, _)| s.as_str()).chain(query.more.iterate.iter().filter(|(_, rev)| *rev).map(|(i, _)| i.source.as_str()));
     let everyone = |s: &str| gate::usable(grant, s, Permissions::READ).is_ok_and(|u| matches!(gate::reach(&u), Reach::All));
@@ -483,6 +485,7 @@ async fn includes_by_partition(
     grant: &AccessGrant,
     query: &Search,
     targets: &[(String, Filter)],
+    everyone: &[String],
     hits: &Hits,
     calls: &Calls,
 ) -> Result<Vec<Box<RawValue>>, IncludeError> {
@@ -505,7 +508,7 @@ async fn includes_by_partition(
     // One `seen` for every group: a target several groups include is read once.
     let mut out = Vec::new();
     for (partition, group) in groups {
-        out.extend(includes(fhir, grant, query, partition, &[], &group, &mut seen, calls).await?);
+        out.extend(includes(fhir, grant, query, partition, everyone, &group, &mut seen, calls).await?);
     }
     Ok(out)
 }

@@ -305,3 +305,24 @@ fn includes_that_need_more_storage_calls_than_the_budget_are_refused_never_answe
     let r = search(&w, &ann, "Medication", "_revinclude=MedicationAdministration:medication&_revinclude=MedicationRequest:medication");
     assert_eq!(entries(&r, "include"), ["MedicationAdministration/ma-a"]);
 }
+
+#[test]
+fn a_search_across_patients_revincludes_patient_data_about_a_match_kept_in_the_shared_partition() {
+    // Review finding: a match kept in shared/Observation (it names no patient) got no
+    // revincludes from the compartments, without a word.
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    put(json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
+        "category": [{"coding": [{"code": "laboratory"}]}], "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}}));
+    put(json!({"resourceType": "Observation", "id": "a-panel", "status": "final", "subject": {"reference": "Patient/a"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]}, "hasMember": [{"reference": "Observation/room"}]}));
+    let r = search(&w, &doctor(), "Observation", "code=8310-5&_revinclude=Observation:has-member");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(entries(&r, "match"), ["Observation/room"]);
+    assert_eq!(entries(&r, "include"), ["Observation/a-panel"]);
+    // Through the gate: a granular scope matches the room (laboratory) but not the panel.
+    let labs = grant("user/Observation.rs?category=laboratory", None, Some("Practitioner/d1"));
+    let r = search(&w, &labs, "Observation", "code=8310-5&_revinclude=Observation:has-member");
+    assert_eq!(entries(&r, "match"), ["Observation/room"]);
+    assert!(entries(&r, "include").is_empty());
+}
