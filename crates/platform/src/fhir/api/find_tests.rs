@@ -169,12 +169,9 @@ fn includes_never_reach_another_patients_compartment() {
     assert_eq!(entries(&r, "include"), ["Practitioner/d1"], "Patient/b and Encounter/e-b (and what they would lead to) stay out");
 }
 
-#[test]
-fn includes_of_a_search_across_patients_come_from_each_matchs_own_partition() {
-    // Without patient context (a practitioner's user/ scope) a search of patient data runs in
-    // every compartment; its includes are found from each match's own partition.
-    let w = world();
-    let put = |r: Value| super::super::test_support::put(&w, r);
+/// A shared Medication and, for patients a and b, an administration of it in their encounter.
+fn put_medications(w: &MemoryPartitions) {
+    let put = |r: Value| super::super::test_support::put(w, r);
     put(json!({"resourceType": "Medication", "id": "m1", "code": {"text": "acetaminophen"}}));
     for p in ["a", "b"] {
         put(
@@ -182,6 +179,14 @@ fn includes_of_a_search_across_patients_come_from_each_matchs_own_partition() {
             "context": {"reference": format!("Encounter/e-{p}")}, "medicationReference": {"reference": "Medication/m1"}, "effectiveDateTime": "2021-03-04"}),
         );
     }
+}
+
+#[test]
+fn includes_of_a_search_across_patients_come_from_each_matchs_own_partition() {
+    // Without patient context (a practitioner's user/ scope) a search of patient data runs in
+    // every compartment; its includes are found from each match's own partition.
+    let w = world();
+    put_medications(&w);
     let r = search(
         &w,
         &doctor(),
@@ -210,14 +215,7 @@ fn includes_of_a_search_across_patients_come_from_each_matchs_own_partition() {
 #[test]
 fn revincludes_of_patient_data_from_shared_resources_search_the_compartments_reached() {
     let w = world();
-    let put = |r: Value| super::super::test_support::put(&w, r);
-    put(json!({"resourceType": "Medication", "id": "m1", "code": {"text": "acetaminophen"}}));
-    for p in ["a", "b"] {
-        put(
-            json!({"resourceType": "MedicationAdministration", "id": format!("ma-{p}"), "status": "completed", "subject": {"reference": format!("Patient/{p}")},
-            "medicationReference": {"reference": "Medication/m1"}, "effectiveDateTime": "2021-03-04"}),
-        );
-    }
+    put_medications(&w);
     let all = |g: &AccessGrant, t: &str, q: &str| {
         let r = search(&w, g, t, q);
         assert_eq!(r.status, 200, "{}", r.body);
