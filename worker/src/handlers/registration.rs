@@ -56,7 +56,7 @@ fn encode(answer: RegistrationAnswer) -> Response {
     match answer {
         RegistrationAnswer::Client { status, information } => http::no_store(http::json(status, &information, "application/json")),
         RegistrationAnswer::Deleted => http::no_store(Response::empty().expect("an empty response").with_status(204)),
-        RegistrationAnswer::Limited { retry_after } => crate::ops::oauth_refusal(Limited::Registration, LimitScope::Client, retry_after),
+        RegistrationAnswer::Limited { retry_after } => http::no_store(crate::ops::oauth_refusal(Limited::Registration, LimitScope::Client, retry_after)),
         RegistrationAnswer::Refused { status, error, challenge } => {
             let mut response = http::no_store(http::oauth_error(&error).with_status(status));
             if let Some(challenge) = challenge {

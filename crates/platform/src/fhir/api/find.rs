@@ -17,10 +17,15 @@ use std::collections::HashSet;
 type Hits = Vec<(String, Box<RawValue>)>;
 
 /// Most storage calls (reads, directory lookups, searches) the `_include`s and `_revinclude`s
-/// of one search may make. Each is a Durable Object call, which Cloudflare counts as a
-/// subrequest (1,000 per request); past this the search is refused as too costly, never
-/// answered with some of its includes left out.
-pub const MAX_INCLUDE_CALLS: usize = 300;
+/// of one search may make; past this the search is refused as too costly. Each is a Durable
+/// Object call, which Cloudflare counts as a subrequest (1,000 per request on the paid plan):
+/// what is left of those once the search itself has fanned out to every partition (at most
+/// [`search::MAX_FANOUT`] patients and the shared one) for its query and each of its chains or
+/// `_has` ([`search::MAX_CHAINS`]), with a few for the token and the keys.
+pub const MAX_INCLUDE_CALLS: usize = SUBREQUESTS - (1 + search::MAX_CHAINS) * (search::MAX_FANOUT + 1) - 10;
+
+/// Cloudflare's subrequests per request (Workers paid plan).
+const SUBREQUESTS: usize = 1000;
 
 /// Why the includes of a search were not found.
 enum IncludeError {
@@ -505,10 +510,17 @@ async fn includes_by_partition(
             None => groups.push((partition.as_str(), vec![(id.clone(), r.clone())])),
         }
     }
-    // One `seen` for every group: a target several groups include is read once.
+    // Each group with its own `seen` (its matches): a target another group included is still
+    // followed by this group's `:iterate` round, which searches this group's partition.
     let mut out = Vec::new();
     for (partition, group) in groups {
-        out.extend(includes(fhir, grant, query, partition, everyone, &group, &mut seen, calls).await?);
+        let mut group_seen = group.iter().filter_map(|(_, r)| serde_json::from_str::<Value>(r.get()).ok()).map(|v| key_of(&v)).collect();
+        for r in includes(fhir, grant, query, partition, everyone, &group, &mut group_seen, calls).await? {
+            let value: Value = serde_json::from_str(r.get()).unwrap_or_default();
+            if seen.insert(key_of(&value)) {
+                out.push(r);
+            }
+        }
     }
     Ok(out)
 }
@@ -548,6 +560,8 @@ async fn include_round(
             let place_of = match (t, is_patient_data(t) && partition.starts_with("patient/")) {
                 ("Patient", _) => Some(patient_partition(id)),
                 (_, true) => Some(partition.to_owned()),
+                // Not patient data: always in its type's shared partition (`store::partition_for`).
+                _ if !is_patient_data(t) => Some(shared_partition(t)),
                 _ => {
                     calls.spend()?;
                     super::read::directory(fhir, t, id).await?

@@ -324,3 +324,24 @@ fn a_search_across_patients_revincludes_patient_data_about_a_match_kept_in_the_s
     assert_eq!(entries(&r, "match"), ["Observation/room"]);
     assert!(entries(&r, "include").is_empty());
 }
+
+#[test]
+fn an_iterated_revinclude_follows_a_target_every_partition_of_a_search_across_patients_included() {
+    // Review finding: with one `seen` for every partition's includes, Practitioner/d1 included
+    // from patient a's encounter was skipped for patient b's, so b's round never searched b's
+    // compartment for d1's Observations.
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    for p in ["a", "b"] {
+        put(json!({"resourceType": "Encounter", "id": format!("e-{p}"), "status": "finished", "subject": {"reference": format!("Patient/{p}")},
+            "participant": [{"individual": {"reference": "Practitioner/d1"}}]}));
+    }
+    let r = search(&w, &doctor(), "Encounter", "status=finished&_include=Encounter:practitioner&_revinclude:iterate=Observation:performer");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(entries(&r, "match"), ["Encounter/e-a", "Encounter/e-b"]);
+    assert_eq!(
+        entries(&r, "include"),
+        ["Observation/a-lab", "Observation/a-vital", "Observation/b-lab", "Observation/b-vital", "Practitioner/d1"],
+        "d1 once, and its Observations from both compartments"
+    );
+}
