@@ -568,13 +568,22 @@ async fn include_round(
                 }
             };
             let Some(where_) = place_of else { continue };
-            let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&where_)) else { continue };
-            calls.spend()?;
-            let read = fhir.store.read(&where_, t, id, None).await?;
-            if let Some(content) = read.content.filter(|_| read.status == crate::fhir::store::ReadStatus::Found) {
-                let value: Value = serde_json::from_str(content.get()).unwrap_or_default();
-                if filter.admits(&value) && seen.insert(target.clone()) {
-                    out.push(content);
+            // Patient data looked for in the current compartment may be kept in its type's
+            // shared partition instead (it names no patient): looked for there next, through
+            // the gate of that place (scopes that reach every compartment only).
+            let shared = (t != "Patient" && is_patient_data(t) && where_ == partition).then(|| shared_partition(t));
+            for place in std::iter::once(where_).chain(shared) {
+                let Some(filter) = gate::at(&usable, grant, Permissions::READ, Place::of_partition(&place)) else { continue };
+                calls.spend()?;
+                let read = fhir.store.read(&place, t, id, None).await?;
+                if read.status != crate::fhir::store::ReadStatus::Missing {
+                    if let Some(content) = read.content.filter(|_| read.status == crate::fhir::store::ReadStatus::Found) {
+                        let value: Value = serde_json::from_str(content.get()).unwrap_or_default();
+                        if filter.admits(&value) && seen.insert(target.clone()) {
+                            out.push(content);
+                        }
+                    }
+                    break;
                 }
             }
         }

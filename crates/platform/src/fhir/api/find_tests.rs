@@ -345,3 +345,26 @@ fn an_iterated_revinclude_follows_a_target_every_partition_of_a_search_across_pa
         "d1 once, and its Observations from both compartments"
     );
 }
+
+#[test]
+fn an_include_from_a_compartment_finds_patient_data_kept_in_the_shared_partition() {
+    // Review finding: a compartment's Observation pointing at an Observation of a Location
+    // (kept in shared/Observation) was looked for in the compartment only, and left out.
+    let w = world();
+    let put = |r: Value| super::super::test_support::put(&w, r);
+    put(json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}}));
+    put(json!({"resourceType": "Observation", "id": "a-panel", "status": "final", "subject": {"reference": "Patient/a"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]}, "hasMember": [{"reference": "Observation/room"}]}));
+    let r = search(&w, &doctor(), "Observation", "code=85353-1&_include=Observation:has-member");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(entries(&r, "match"), ["Observation/a-panel"]);
+    assert_eq!(entries(&r, "include"), ["Observation/room"]);
+    // With patient context as a practitioner, the same.
+    assert_eq!(entries(&search(&w, &doctor(), "Observation", "patient=a&code=85353-1&_include=Observation:has-member"), "include"), ["Observation/room"]);
+    // A patient's scopes reach their compartment only: the room's Observation stays out.
+    let ann = grant("patient/*.rs", Some("a"), None);
+    let r = search(&w, &ann, "Observation", "code=85353-1&_include=Observation:has-member");
+    assert_eq!(entries(&r, "match"), ["Observation/a-panel"]);
+    assert!(entries(&r, "include").is_empty());
+}
