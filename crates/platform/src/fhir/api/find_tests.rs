@@ -304,16 +304,22 @@ fn includes_that_need_more_storage_calls_than_the_budget_are_refused_never_answe
     assert_eq!(entries(&r, "include"), ["MedicationAdministration/ma-a"]);
 }
 
+/// A laboratory Observation of a Location (it names no patient: kept in shared/Observation)
+/// and patient a's panel that has it as a member.
+fn put_room_and_panel(w: &MemoryPartitions) {
+    let put = |r: Value| super::super::test_support::put(w, r);
+    put(json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
+        "category": [{"coding": [{"code": "laboratory"}]}], "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}}));
+    put(json!({"resourceType": "Observation", "id": "a-panel", "status": "final", "subject": {"reference": "Patient/a"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]}, "hasMember": [{"reference": "Observation/room"}]}));
+}
+
 #[test]
 fn a_search_across_patients_revincludes_patient_data_about_a_match_kept_in_the_shared_partition() {
     // Review finding: a match kept in shared/Observation (it names no patient) got no
     // revincludes from the compartments, without a word.
     let w = world();
-    let put = |r: Value| super::super::test_support::put(&w, r);
-    put(json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
-        "category": [{"coding": [{"code": "laboratory"}]}], "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}}));
-    put(json!({"resourceType": "Observation", "id": "a-panel", "status": "final", "subject": {"reference": "Patient/a"},
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]}, "hasMember": [{"reference": "Observation/room"}]}));
+    put_room_and_panel(&w);
     let r = search(&w, &doctor(), "Observation", "code=8310-5&_revinclude=Observation:has-member");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(entries(&r, "match"), ["Observation/room"]);
@@ -351,11 +357,7 @@ fn an_include_from_a_compartment_finds_patient_data_kept_in_the_shared_partition
     // Review finding: a compartment's Observation pointing at an Observation of a Location
     // (kept in shared/Observation) was looked for in the compartment only, and left out.
     let w = world();
-    let put = |r: Value| super::super::test_support::put(&w, r);
-    put(json!({"resourceType": "Observation", "id": "room", "status": "final", "subject": {"reference": "Location/l1"},
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}}));
-    put(json!({"resourceType": "Observation", "id": "a-panel", "status": "final", "subject": {"reference": "Patient/a"},
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85353-1"}]}, "hasMember": [{"reference": "Observation/room"}]}));
+    put_room_and_panel(&w);
     let r = search(&w, &doctor(), "Observation", "code=85353-1&_include=Observation:has-member");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(entries(&r, "match"), ["Observation/a-panel"]);
